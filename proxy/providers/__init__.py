@@ -1,0 +1,1 @@
+"""Provider adapters: which paths each serves, its usage tap, its error JSON."""

@@ -1,0 +1,127 @@
+"""The value types every other module speaks: token counts, who is paying, one metered exchange.
+
+This module owns the vocabulary. Token kinds are named the same way in tables, metrics, the API
+and dashboards: ``input`` (uncached input), ``cache_write_5m``, ``cache_write_1h``,
+``cache_read``, ``output``. Counted extras with their own prices (``web_search_requests``) live
+beside them. Nothing here does I/O; everything here is cheap to build on the hot path.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+
+TOKEN_KINDS: tuple[str, ...] = ("input", "cache_write_5m", "cache_write_1h", "cache_read", "output")
+INPUT_KINDS: tuple[str, ...] = TOKEN_KINDS[:4]
+
+
+class Status(StrEnum):
+    """How an exchange ended, as recorded in ``usage_events.status``."""
+
+    OK = "ok"
+    UPSTREAM_ERROR = "upstream_error"  # upstream answered 4xx/5xx, or an SSE `error` event
+    CLIENT_DISCONNECTED = "client_disconnected"  # our client hung up before the end
+    UPSTREAM_UNREACHABLE = "upstream_unreachable"  # connect error or timeout: we answered 502/504
+    INCOMPLETE = "incomplete"  # upstream closed the stream before its final event
+    REJECTED = "rejected"  # the proxy refused the request itself (overload)
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token counts of one exchange, by kind. Anthropic semantics: ``input`` excludes cache."""
+
+    input: int = 0
+    cache_write_5m: int = 0
+    cache_write_1h: int = 0
+    cache_read: int = 0
+    output: int = 0
+    web_search_requests: int = 0
+    reasoning: int = 0  # part of ``output``; observability only, never priced twice
+
+    def total_tokens(self) -> int:
+        """All five token kinds: the denominator of blended $/MTok."""
+        return (
+            self.input + self.cache_write_5m + self.cache_write_1h + self.cache_read + self.output
+        )
+
+    def total_input(self) -> int:
+        return self.input + self.cache_write_5m + self.cache_write_1h + self.cache_read
+
+    def by_kind(self) -> dict[str, int]:
+        return {kind: getattr(self, kind) for kind in TOKEN_KINDS}
+
+
+@dataclass(slots=True)
+class ResponseFacts:
+    """What a provider's response said about itself, as read by a usage tap."""
+
+    usage: Usage = field(default_factory=Usage)
+    model: str | None = None
+    message_id: str | None = None
+    service_tier: str | None = None
+    inference_geo: str | None = None
+    speed: str | None = None
+    stop_reason: str | None = None
+    error_type: str | None = None  # `error.type` of an error body or SSE error event
+    saw_usage: bool = False  # any usage object was read
+    complete: bool = False  # the final event (or a whole JSON body) was read
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    """Who an exchange is billed to, and which source decided it (DESIGN.md order)."""
+
+    user: str | None = None
+    team: str | None = None
+    task: str | None = None
+    session: str | None = None
+    agent: str | None = None
+    key_fingerprint: str | None = None
+    source: str = "none"  # proxy_key | header | path | key_map | client | none
+
+
+@dataclass(slots=True)
+class Cost:
+    """The dollars of one exchange, by kind, and the price versions that made them."""
+
+    total: Decimal
+    by_kind: dict[str, Decimal]
+    sticker: Decimal  # the same tokens at list input/output price with no caching
+    price_version: str  # e.g. "genai-prices 0.2.3+overlay 2026-11-26+overrides 3f2a…"
+    catalog_model: str | None = None  # the catalog's id for the model that priced it
+
+
+def new_event_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(slots=True)
+class UsageEvent:
+    """Exactly one per proxied exchange, built by ``forward`` when the exchange ends."""
+
+    provider: str
+    method: str
+    path: str
+    started_at: datetime
+    attribution: Attribution
+    facts: ResponseFacts
+    status: Status
+    http_status: int | None
+    stream: bool
+    duration_ms: float
+    upstream_headers_ms: float | None = None  # time until upstream's response headers
+    first_token_ms: float | None = None  # time until the first body chunk of a stream
+    request_id: str | None = None  # upstream's `request-id` header
+    cost: Cost | None = None
+    event_id: str = field(default_factory=new_event_id)
+
+    @property
+    def usage(self) -> Usage:
+        return self.facts.usage
+
+    @property
+    def model(self) -> str | None:
+        return self.facts.model
