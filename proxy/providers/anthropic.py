@@ -1,0 +1,302 @@
+"""Anthropic Messages API: which paths are metered, the usage tap, and the error JSON.
+
+``provider(upstream)`` bundles them into the ``Provider`` the forwarder is built with.
+
+Why it exists: this is where an Anthropic token is counted. The forwarder streams the upstream
+answer to the client untouched and hands each raw chunk to an ``AnthropicTap`` on the side.
+
+Tap contract (one tap per exchange):
+
+- ``AnthropicTap(content_type, content_encoding)``; ``feed(raw_chunk)`` for every chunk as it is
+  forwarded; ``result()`` at any time, also after a cut stream, returns what was seen so far as a
+  fresh ``ResponseFacts``.
+- ``feed`` never raises. A corrupt compressed body stops the tap; an event or body that does not
+  parse is skipped. Both are counted in ``problems`` and show in the result as missing facts
+  (``complete`` false, no usage).
+- JSON bodies are held (up to ``MAX_JSON_BODY_BYTES``) and parsed once, at ``result()``. SSE
+  bodies are read event by event and only ``message_start``, ``message_delta``, ``message_stop``
+  and ``error`` are JSON-parsed: the hundreds of ``content_block_delta`` events are skipped.
+
+Counting rules (shared/api-facts.md §1, §2): ``input_tokens`` excludes cache, so it maps to
+``input`` as is. A stream starts from ``message_start.message.usage``; each ``message_delta``
+usage is cumulative, so its non-null fields replace (never add to) what is known. Cache writes
+split into 5 min / 1 h by ``usage.cache_creation``; whatever the split does not explain (no
+split at all, or a later ``message_delta`` total, which carries no split) counts as 5 min.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from typing import Any
+
+from proxy.encoding import BodyDecoder, DecodeError, make_decoder
+from proxy.providers import Provider
+from proxy.sse import SSEDecoder, SSEEvent
+from proxy.usage import ResponseFacts, Usage
+
+ANTHROPIC = "anthropic"
+MAX_JSON_BODY_BYTES = 64 * 1024 * 1024
+_METERED_PATHS = frozenset({"/v1/messages"})
+_STREAM_EVENTS = frozenset({"message_start", "message_delta", "message_stop", "error"})
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    502: "api_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+
+def is_metered_path(path: str) -> bool:
+    """True for the inference endpoint; count_tokens, batches, models and files are not metered.
+
+    ``path`` is the upstream path without query string or any tokenmeter base-path prefix.
+    """
+    return path in _METERED_PATHS
+
+
+def is_metered(method: str, path: str) -> bool:
+    """Whether this request's answer carries usage to meter."""
+    return method == "POST" and is_metered_path(path)
+
+
+def provider(upstream: str) -> Provider:
+    """Anthropic as the default provider (no path prefix), served from ``upstream``."""
+    return Provider(
+        name=ANTHROPIC,
+        upstream=upstream,
+        prefix="",
+        is_metered=is_metered,
+        make_tap=AnthropicTap,
+        error_body=error_body,
+    )
+
+
+def error_body(status: int, error_type: str, message: str) -> bytes:
+    """Anthropic's error JSON, for answers the proxy makes itself (502, 503, 504, 429)."""
+    kind = error_type or _ERROR_TYPES.get(status, "api_error")
+    return json.dumps({"type": "error", "error": {"type": kind, "message": message}}).encode()
+
+
+def _int(value: object) -> int | None:
+    return value if type(value) is int and value >= 0 else None
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _obj(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+@dataclass(slots=True)
+class _Counts:
+    """Anthropic's usage numbers as last reported; ``None`` = never reported."""
+
+    input: int | None = None
+    cache_read: int | None = None
+    cache_written: int | None = None  # cache_creation_input_tokens, the authoritative total
+    split_5m: int | None = None  # cache_creation.ephemeral_5m_input_tokens
+    split_1h: int | None = None  # cache_creation.ephemeral_1h_input_tokens
+    output: int | None = None
+    thinking: int | None = None
+    web_searches: int | None = None
+
+    def update(self, usage: dict[str, Any]) -> None:
+        """Replace every field the usage object reports; null or missing ones change nothing."""
+        self.input = _pick(usage.get("input_tokens"), self.input)
+        self.cache_read = _pick(usage.get("cache_read_input_tokens"), self.cache_read)
+        self.cache_written = _pick(usage.get("cache_creation_input_tokens"), self.cache_written)
+        split = _obj(usage.get("cache_creation"))
+        self.split_5m = _pick(split.get("ephemeral_5m_input_tokens"), self.split_5m)
+        self.split_1h = _pick(split.get("ephemeral_1h_input_tokens"), self.split_1h)
+        self.output = _pick(usage.get("output_tokens"), self.output)
+        details = _obj(usage.get("output_tokens_details"))
+        self.thinking = _pick(details.get("thinking_tokens"), self.thinking)
+        tools = _obj(usage.get("server_tool_use"))
+        self.web_searches = _pick(tools.get("web_search_requests"), self.web_searches)
+
+    def to_usage(self) -> Usage:
+        write_5m, write_1h = self._cache_writes()
+        return Usage(
+            input=self.input or 0,
+            cache_write_5m=write_5m,
+            cache_write_1h=write_1h,
+            cache_read=self.cache_read or 0,
+            output=self.output or 0,
+            web_search_requests=self.web_searches or 0,
+            reasoning=self.thinking or 0,
+        )
+
+    def _cache_writes(self) -> tuple[int, int]:
+        """(5 min, 1 h) writes: the split where given, any difference from the total as 5 min."""
+        split_5m, split_1h = self.split_5m or 0, self.split_1h or 0
+        if self.cache_written is None:
+            return split_5m, split_1h
+        write_5m = self.cache_written - split_1h  # the 5 min split and whatever it leaves out
+        if write_5m < 0:  # the total shrank below the split: take the rest from 1 h
+            return 0, max(split_1h + write_5m, 0)
+        return write_5m, split_1h
+
+
+def _pick(value: object, current: int | None) -> int | None:
+    new = _int(value)
+    return current if new is None else new
+
+
+class _JsonBody:
+    """A non-streamed body, held up to a cap and parsed on demand (once per size seen)."""
+
+    __slots__ = ("_chunks", "_parsed", "_size", "overflowed")
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._parsed: tuple[int, object] = (-1, None)
+        self.overflowed = False
+
+    def add(self, data: bytes) -> None:
+        if self.overflowed or not data:
+            return
+        self._size += len(data)
+        if self._size > MAX_JSON_BODY_BYTES:
+            self.overflowed = True
+            self._chunks = []
+            return
+        self._chunks.append(data)
+
+    def parse(self) -> object:
+        """The decoded JSON value; ``None`` when there is none (yet), or it is not JSON."""
+        if self.overflowed:
+            return None
+        if self._parsed[0] != self._size:
+            body = b"".join(self._chunks)
+            self._chunks = [body]
+            try:
+                value: object = json.loads(body)
+            except ValueError:  # incomplete, corrupt or not JSON at all
+                value = None
+            self._parsed = (self._size, value)
+        return self._parsed[1]
+
+
+class AnthropicTap:
+    """Reads usage from one Anthropic response as its raw chunks are forwarded."""
+
+    __slots__ = ("_counts", "_decoder", "_facts", "_json", "_sse", "_stopped", "problems")
+
+    def __init__(self, content_type: str | None, content_encoding: str | None) -> None:
+        self.problems = 0  # undecodable body, unparseable event, oversized body: each counts
+        self._facts = ResponseFacts()
+        self._counts = _Counts()
+        self._stopped = False
+        self._decoder: BodyDecoder | None = None
+        try:
+            self._decoder = make_decoder(content_encoding)
+        except DecodeError:
+            self._stop()
+        media = (content_type or "").split(";", 1)[0].strip().lower()
+        self._sse = SSEDecoder() if media == "text/event-stream" else None
+        self._json = _JsonBody() if media in ("", "application/json") else None
+
+    def feed(self, chunk: bytes) -> None:
+        """Take one raw upstream chunk. Never raises."""
+        if self._stopped or not chunk:
+            return
+        try:
+            data = self._decoder.decode(chunk) if self._decoder is not None else chunk
+            if self._sse is not None:
+                for event in self._sse.feed(data):
+                    self._on_event(event)
+            elif self._json is not None:
+                self._json.add(data)
+                if self._json.overflowed:
+                    self._stop()
+        except Exception:  # a metering fault must never reach the forwarding of bytes
+            self._stop()
+
+    def result(self) -> ResponseFacts:
+        """What the response said so far, as a new object (safe to keep while feeding goes on)."""
+        if self._json is not None:
+            self._read_json_body(self._json)
+        return replace(self._facts, usage=self._counts.to_usage())
+
+    def _stop(self) -> None:
+        self._stopped = True
+        self.problems += 1
+
+    def _on_event(self, event: SSEEvent) -> None:
+        name = event.event
+        if name is not None and name not in _STREAM_EVENTS:
+            return  # content_block_*, ping, and event types added in the future
+        if name == "message_stop":
+            self._facts.complete = True
+            return
+        payload = _load_object(event.data)
+        if payload is None:
+            self.problems += 1
+            if name == "error":
+                self._facts.error_type = "unknown"
+            return
+        self._on_payload(payload)
+
+    def _on_payload(self, payload: dict[str, Any]) -> None:
+        kind = payload.get("type")
+        if kind == "message_start":
+            self._read_message(_obj(payload.get("message")))
+        elif kind == "message_delta":
+            self._read_usage(payload.get("usage"))
+            stop_reason = _str(_obj(payload.get("delta")).get("stop_reason"))
+            self._facts.stop_reason = stop_reason or self._facts.stop_reason
+        elif kind == "message_stop":
+            self._facts.complete = True
+        elif kind == "error":
+            self._read_error(payload)
+
+    def _read_message(self, message: dict[str, Any]) -> None:
+        facts = self._facts
+        facts.model = _str(message.get("model")) or facts.model
+        facts.message_id = _str(message.get("id")) or facts.message_id
+        facts.stop_reason = _str(message.get("stop_reason")) or facts.stop_reason
+        self._read_usage(message.get("usage"))
+
+    def _read_usage(self, usage: object) -> None:
+        if not isinstance(usage, dict):
+            return
+        self._counts.update(usage)
+        facts = self._facts
+        facts.saw_usage = True
+        facts.service_tier = _str(usage.get("service_tier")) or facts.service_tier
+        facts.inference_geo = _str(usage.get("inference_geo")) or facts.inference_geo
+        facts.speed = _str(usage.get("speed")) or facts.speed
+
+    def _read_error(self, payload: dict[str, Any]) -> None:
+        self._facts.error_type = _str(_obj(payload.get("error")).get("type")) or "unknown"
+
+    def _read_json_body(self, body: _JsonBody) -> None:
+        """Rebuild the facts from the whole body held so far (a body is parsed only once)."""
+        payload = body.parse()
+        self._facts, self._counts = ResponseFacts(), _Counts()
+        if not isinstance(payload, dict):
+            return
+        if payload.get("type") == "error":
+            self._read_error(payload)
+        else:
+            self._read_message(payload)
+        self._facts.complete = True
+
+
+def _load_object(data: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
