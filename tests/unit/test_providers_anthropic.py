@@ -19,7 +19,7 @@ from proxy.providers.anthropic import (
 )
 from proxy.usage import Usage
 
-TRAFFIC = Path(__file__).resolve().parents[3] / "shared" / "claude-code-traffic.jsonl"
+TRAFFIC = Path(__file__).resolve().parents[1] / "fixtures" / "claude-code-traffic.jsonl"
 SSE = "text/event-stream; charset=utf-8"
 JSON = "application/json"
 

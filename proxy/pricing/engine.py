@@ -1,0 +1,133 @@
+"""The pricer: one ``UsageEvent`` in, its exact cost by kind out (or None for an unknown model).
+
+Order of layers for a (provider, model, UTC day, served-as) rate card, each appending its note to
+every rate's source:
+  1. company ``[[model]]`` override in effect that day, else the catalog (or an overlay alias);
+     catalog variants for what was served (batch, fast, OpenAI service tier);
+  2. overlay fallbacks for kinds the source lacks (cache writes/reads, web search);
+  3. overlay modifiers (US geo, batch/flex without a catalog variant, catalog gap fixes);
+  4. company discounts, last.
+Rate cards are cached (LRU) so ``price`` on the hot path is a dict lookup plus six Decimal
+products. Money is Decimal throughout; each kind is rounded half-even to 1e-10 dollars and the
+total is the exact sum of the rounded kinds, so stored breakdowns always add up.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+from functools import lru_cache
+
+from proxy.pricing import overlay
+from proxy.pricing.catalog import Catalog, normalize_model
+from proxy.pricing.overrides import Overrides
+from proxy.pricing.rates import WEB_SEARCH, Rate, RateCard, Served
+from proxy.usage import TOKEN_KINDS, Cost, Usage, UsageEvent
+
+QUANTUM = Decimal("1e-10")
+CARD_CACHE_SIZE = 4096
+
+
+class Pricer:
+    """Prices usage events from the pinned catalog, the overlay and optional overrides."""
+
+    def __init__(self, overrides: Overrides | None = None) -> None:
+        self._catalog = Catalog()
+        self._overrides = overrides or Overrides()
+        digest = self._overrides.digest or "none"
+        self._version = (
+            f"{self._catalog.version}+overlay {overlay.OVERLAY_VERSION}+overrides {digest}"
+        )
+        self._card = lru_cache(maxsize=CARD_CACHE_SIZE)(self._build_card)
+
+    @property
+    def version(self) -> str:
+        """Catalog, overlay and overrides versions: recorded with every cost."""
+        return self._version
+
+    def price(self, event: UsageEvent) -> Cost | None:
+        """The cost of ``event`` at its request time; None when the model has no price."""
+        facts = event.facts
+        if facts.model is None:
+            return None
+        served = Served(facts.service_tier, facts.inference_geo, facts.speed)
+        card = self._card(event.provider, facts.model, _utc_day(event.started_at), served)
+        return None if card is None else cost_of(card, event.usage)
+
+    def rate_card(
+        self,
+        provider: str,
+        model: str,
+        at: datetime,
+        *,
+        service_tier: str | None = None,
+        inference_geo: str | None = None,
+        speed: str | None = None,
+    ) -> RateCard | None:
+        """Every rate (with its source) that ``price`` would use; None for an unknown model."""
+        served = Served(service_tier, inference_geo, speed)
+        return self._card(provider, model, _utc_day(at), served)
+
+    def _build_card(self, provider: str, model: str, on: date, served: Served) -> RateCard | None:
+        served = Served(*(value.lower() if value else None for value in served))
+        name = normalize_model(model)
+        base = self._base_rates(provider, name, on, served)
+        if base is None:
+            return None
+        rates, catalog_model, variants, from_catalog = base
+        filled = overlay.fill_gaps(provider, rates)
+        if filled is None:
+            return None
+        key = (provider, catalog_model or name, on, served)
+        modified = overlay.apply_rules(filled, key, variants, from_catalog)
+        names = (name, catalog_model) if catalog_model else (name,)
+        final = self._overrides.discounted(modified, provider, names, on)
+        return RateCard(provider, name, catalog_model, on, served, final, self._version)
+
+    def _base_rates(
+        self, provider: str, name: str, on: date, served: Served
+    ) -> tuple[dict[str, Rate], str | None, frozenset[str], bool] | None:
+        """(rates, catalog model id, catalog variants applied, came from the catalog)."""
+        override = self._overrides.model_for(provider, name, on)
+        info = self._catalog.find(provider, name)
+        if override is not None:
+            return override.rates(), info.id if info else None, frozenset(), False
+        note = None
+        if info is None and (aliased := overlay.alias(provider, name)) is not None:
+            info, note = self._catalog.find(provider, aliased[0]), aliased[1]
+        if info is None:
+            return None
+        found = self._catalog.rates(info, on, served)
+        rates = found.rates
+        if note is not None:
+            rates = {
+                kind: rate.scaled(Decimal(1), f"overlay alias: {note}")
+                for kind, rate in rates.items()
+            }
+        return rates, info.id, found.variants, True
+
+
+def cost_of(card: RateCard, usage: Usage) -> Cost:
+    """The cost of ``usage`` at ``card``'s rates, by kind, with the no-caching sticker price."""
+    total_input = usage.total_input()
+    rates = card.rates
+    by_kind = {
+        kind: _dollars(rates[kind].at(total_input) * getattr(usage, kind), 6)
+        for kind in TOKEN_KINDS
+    }
+    web = _dollars(rates[WEB_SEARCH].at(total_input) * usage.web_search_requests, 3)
+    by_kind[WEB_SEARCH] = web
+    uncached = rates["input"].at(total_input) * total_input
+    sticker = _dollars(uncached + rates["output"].at(total_input) * usage.output, 6) + web
+    total = sum(by_kind.values(), Decimal(0))
+    return Cost(total, by_kind, sticker, card.price_version, card.catalog_model)
+
+
+def _dollars(amount: Decimal, exponent: int) -> Decimal:
+    """``amount`` divided by 10**exponent (exact), rounded half-even to 1e-10 dollars."""
+    return amount.scaleb(-exponent).quantize(QUANTUM, rounding=ROUND_HALF_EVEN)
+
+
+def _utc_day(at: datetime) -> date:
+    """The UTC calendar day of ``at``; naive datetimes are taken as UTC (as the catalog does)."""
+    return (at.astimezone(UTC) if at.tzinfo else at).date()
