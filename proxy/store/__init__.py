@@ -1,0 +1,11 @@
+"""Where usage is stored: the schema, the engine and migrations, the recorder, the rollup.
+
+- ``tables``/``types``: the Core schema (exact money, UTC times) for SQLite and PostgreSQL.
+- ``engine``: ``make_engine(url)``; ``upgrade``/``current``/``downgrade`` run the ``migrations``.
+- ``rows``: ``UsageEvent`` -> row, and a row's JSON form in the spool.
+- ``writes``: the one idempotent write path (insert + rollup, one transaction).
+- ``recorder``/``spool``: off the hot path, batched, surviving database outages.
+- ``rollup``: the hourly rollup, its rebuild, and retention of raw events.
+
+Importing this package imports nothing else and creates nothing.
+"""

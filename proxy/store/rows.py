@@ -1,0 +1,130 @@
+"""How a ``UsageEvent`` becomes a ``usage_events`` row, and how a row survives in the spool.
+
+``event_to_row`` is the only place that decides which event field lands in which column. Rows,
+not events, travel through the recorder and the spool, so a spooled line replays into exactly
+the row the live path would have written. ``row_to_json``/``json_to_row`` are lossless:
+``Decimal`` as a string, datetimes as ISO 8601 with their UTC offset.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from proxy.store.tables import COST_KIND_COLUMNS, usage_events
+from proxy.store.types import Fixed, UTCDateTime
+from proxy.usage import Cost, UsageEvent
+
+Row = dict[str, Any]
+
+_DECIMAL_COLUMNS = frozenset(c.name for c in usage_events.columns if isinstance(c.type, Fixed))
+_TIME_COLUMNS = frozenset(c.name for c in usage_events.columns if isinstance(c.type, UTCDateTime))
+
+
+def _utc(ts: datetime) -> datetime:
+    """Aware UTC; a naive time is taken as UTC (``forward`` uses ``datetime.now(UTC)``)."""
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def _cost_columns(cost: Cost | None) -> Row:
+    if cost is None:
+        return {"cost_usd": None, "sticker_usd": None, "price_version": None, "catalog_model": None}
+    return {
+        "cost_usd": cost.total,
+        "sticker_usd": cost.sticker,
+        "price_version": cost.price_version,
+        "catalog_model": cost.catalog_model,
+    }
+
+
+def _cost_kind_columns(cost: Cost | None) -> Row:
+    if cost is None:
+        return dict.fromkeys(COST_KIND_COLUMNS.values())
+    return {col: cost.by_kind.get(kind, Decimal(0)) for kind, col in COST_KIND_COLUMNS.items()}
+
+
+def _usage_columns(event: UsageEvent) -> Row:
+    usage, facts = event.usage, event.facts
+    return {
+        "input_tokens": usage.input,
+        "cache_write_5m_tokens": usage.cache_write_5m,
+        "cache_write_1h_tokens": usage.cache_write_1h,
+        "cache_read_tokens": usage.cache_read,
+        "output_tokens": usage.output,
+        "reasoning_tokens": usage.reasoning,
+        "web_search_requests": usage.web_search_requests,
+        "model": facts.model,
+        "message_id": facts.message_id,
+        "error_type": facts.error_type,
+        "service_tier": facts.service_tier,
+        "inference_geo": facts.inference_geo,
+        "speed": facts.speed,
+    }
+
+
+def _attribution_columns(event: UsageEvent) -> Row:
+    who = event.attribution
+    return {
+        "user": who.user,
+        "team": who.team,
+        "task": who.task,
+        "session": who.session,
+        "agent": who.agent,
+        "key_fingerprint": who.key_fingerprint,
+        "attribution_source": who.source,
+    }
+
+
+def _exchange_columns(event: UsageEvent) -> Row:
+    return {
+        "event_id": event.event_id,
+        "ts": _utc(event.started_at),
+        "duration_ms": event.duration_ms,
+        "upstream_headers_ms": event.upstream_headers_ms,
+        "first_token_ms": event.first_token_ms,
+        "provider": event.provider,
+        "method": event.method,
+        "path": event.path,
+        "request_id": event.request_id,
+        "status": str(event.status),
+        "http_status": event.http_status,
+        "stream": event.stream,
+    }
+
+
+def event_to_row(event: UsageEvent) -> Row:
+    """Every column of ``usage_events`` for one event."""
+    return {
+        **_exchange_columns(event),
+        **_attribution_columns(event),
+        **_usage_columns(event),
+        **_cost_columns(event.cost),
+        **_cost_kind_columns(event.cost),
+    }
+
+
+def _encode(value: object) -> object:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot spool a {type(value).__name__}")
+
+
+def row_to_json(row: Row) -> str:
+    """One spool line (no newline): the row with Decimals as strings and datetimes as ISO."""
+    return json.dumps(row, default=_encode, separators=(",", ":"), ensure_ascii=False)
+
+
+def json_to_row(line: str) -> Row:
+    """The row ``row_to_json`` was given, with its Decimals and aware datetimes restored."""
+    row: Row = json.loads(line)
+    for name in _DECIMAL_COLUMNS.intersection(row):
+        if row[name] is not None:
+            row[name] = Decimal(row[name])
+    for name in _TIME_COLUMNS.intersection(row):
+        if row[name] is not None:
+            row[name] = datetime.fromisoformat(row[name])
+    return row

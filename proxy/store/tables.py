@@ -1,0 +1,140 @@
+"""The schema, as SQLAlchemy Core tables: one definition for SQLite and PostgreSQL.
+
+``migrations/`` creates exactly this schema (tests/test_migrations.py proves there is no diff).
+Change a table here and add a migration in the same change.
+
+- ``usage_events``: append-only, one row per proxied exchange, keyed by ``event_id`` so a replayed
+  write is a no-op. ``cost_usd`` NULL means "no price known", never $0.
+- ``usage_hourly``: the rollup every report reads; key (hour, provider, model, user, team) with
+  '' standing for NULL so the key is always comparable. Kept when raw events are purged.
+- ``people`` and ``tasks``: records the API maintains (compensation history, task value).
+
+Money and other exact quantities use ``Fixed`` (NUMERIC(20, 10)); times use ``UTCDateTime``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+)
+
+from proxy.store.types import Fixed, UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING)
+
+TOKEN_COLUMNS: tuple[str, ...] = (
+    "input_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "cache_read_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "web_search_requests",
+)
+# ``Cost.by_kind`` key -> column: the TOKEN_KINDS plus pricing's ``web_search`` (per search).
+COST_KIND_COLUMNS: dict[str, str] = {
+    "input": "cost_input_usd",
+    "cache_write_5m": "cost_cache_write_5m_usd",
+    "cache_write_1h": "cost_cache_write_1h_usd",
+    "cache_read": "cost_cache_read_usd",
+    "output": "cost_output_usd",
+    "web_search": "cost_web_search_usd",
+}
+COST_COLUMNS: tuple[str, ...] = ("cost_usd", "sticker_usd", *COST_KIND_COLUMNS.values())
+ROLLUP_KEY: tuple[str, ...] = ("hour", "provider", "model", "user", "team")
+ROLLUP_SUMS: tuple[str, ...] = (
+    "requests",
+    "errors",
+    "unpriced_requests",
+    *TOKEN_COLUMNS,
+    *COST_COLUMNS,
+)
+
+
+def _text(name: str) -> Column[str | None]:
+    return Column(name, String, nullable=True)
+
+
+def _tokens(name: str) -> Column[int]:
+    return Column(name, BigInteger, nullable=False)
+
+
+def _money(name: str, nullable: bool = True) -> Column[object]:
+    return Column(name, Fixed(), nullable=nullable)
+
+
+usage_events = Table(
+    "usage_events",
+    metadata,
+    Column("event_id", String(32), primary_key=True),
+    Column("ts", UTCDateTime(), nullable=False),
+    Column("duration_ms", Float, nullable=False),
+    Column("upstream_headers_ms", Float, nullable=True),
+    Column("first_token_ms", Float, nullable=True),
+    Column("provider", String, nullable=False),
+    Column("method", String, nullable=False),
+    Column("path", String, nullable=False),
+    *(_text(n) for n in ("model", "message_id", "request_id")),
+    Column("status", String, nullable=False),
+    Column("http_status", Integer, nullable=True),
+    Column("stream", Boolean, nullable=False),
+    _text("error_type"),
+    *(_text(n) for n in ("user", "team", "task", "session", "agent", "key_fingerprint")),
+    Column("attribution_source", String, nullable=False),
+    *(_tokens(n) for n in TOKEN_COLUMNS),
+    *(_text(n) for n in ("service_tier", "inference_geo", "speed")),
+    *(_money(n) for n in COST_COLUMNS),
+    _text("price_version"),
+    _text("catalog_model"),
+    Index(None, "ts"),
+    Index(None, "task"),
+    Index(None, "session"),
+    Index(None, "user", "ts"),
+)
+
+usage_hourly = Table(
+    "usage_hourly",
+    metadata,
+    Column("hour", UTCDateTime(), primary_key=True),
+    *(Column(n, String, primary_key=True) for n in ROLLUP_KEY[1:]),
+    *(Column(n, BigInteger, nullable=False) for n in ROLLUP_SUMS[:3]),
+    *(_tokens(n) for n in TOKEN_COLUMNS),
+    *(_money(n, nullable=False) for n in COST_COLUMNS),
+)
+
+people = Table(
+    "people",
+    metadata,
+    Column("user", String, primary_key=True),
+    Column("effective_from", Date, primary_key=True),
+    Column("name", String, nullable=True),
+    Column("team", String, nullable=True),
+    Column("annual_compensation", Fixed(), nullable=True),
+    Column("currency", String(3), nullable=False),
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("task_id", String, primary_key=True),
+    Column("title", String, nullable=True),
+    Column("human_hours", Fixed(), nullable=True),
+    Column("hourly_rate_usd", Fixed(), nullable=True),
+    Column("value_usd", Fixed(), nullable=True),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)

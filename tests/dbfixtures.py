@@ -1,0 +1,202 @@
+"""Database fixtures shared by every test that touches the store (a pytest plugin module).
+
+``db_url`` gives each test a fresh, empty database, once on SQLite and once on PostgreSQL:
+- SQLite: a file in the test's tmp_path.
+- PostgreSQL: a throwaway ``tokenmeter_test_<random>`` database created on the server at
+  ``TOKENMETER_TEST_PG`` (default ``postgresql://postgres@127.0.0.1:5432/test``) and dropped
+  afterwards. If no server answers, the PostgreSQL variant is skipped, or fails when ``CI=true``.
+``migrated_url`` is the same database after ``upgrade``; ``engine`` an engine on it.
+``make_event`` builds a realistic ``UsageEvent`` for tests to adjust.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from proxy.store.engine import make_engine, upgrade
+from proxy.store.tables import (
+    COST_COLUMNS,
+    ROLLUP_KEY,
+    TOKEN_COLUMNS,
+    usage_events,
+    usage_hourly,
+)
+from proxy.usage import Attribution, Cost, ResponseFacts, Status, Usage, UsageEvent
+
+PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def pg_server_url() -> str:
+    """The PostgreSQL server tests may create databases on, as a plain ``postgresql://`` URL."""
+    url = make_url(os.environ.get("TOKENMETER_TEST_PG", PG_DEFAULT))
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _admin_connection() -> asyncpg.Connection:
+    server = pg_server_url()
+    try:
+        return await asyncpg.connect(server, timeout=5)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        reason = f"PostgreSQL not reachable at {server} (set TOKENMETER_TEST_PG): {exc!r}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+async def _pg_database() -> AsyncIterator[str]:
+    name = f"tokenmeter_test_{secrets.token_hex(6)}"
+    admin = await _admin_connection()
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        url = make_url(pg_server_url()).set(drivername="postgresql+asyncpg", database=name)
+        yield url.render_as_string(hide_password=False)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty database: SQLite file or throwaway PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'tokenmeter.db'}"
+        return
+    async for url in _pg_database():
+        yield url
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    """A fresh throwaway PostgreSQL database, for behaviour only PostgreSQL has."""
+    async for url in _pg_database():
+        yield url
+
+
+async def terminate_backends(url: str) -> int:
+    """Kill every server process connected to ``url``'s database, as a server restart would."""
+    admin = await _admin_connection()
+    try:
+        killed: int = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = $1 AND pid <> pg_backend_pid()",
+            make_url(url).database,
+        )
+    finally:
+        await admin.close()
+    return killed
+
+
+@pytest.fixture
+async def migrated_url(db_url: str) -> str:
+    """``db_url`` after ``upgrade`` to head."""
+    await asyncio.to_thread(upgrade, db_url)
+    return db_url
+
+
+@pytest.fixture
+async def engine(migrated_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = make_engine(migrated_url)
+    yield engine
+    await engine.dispose()
+
+
+def make_event(
+    *,
+    started_at: datetime | None = None,
+    user: str | None = "ada",
+    team: str | None = "core",
+    model: str | None = "claude-sonnet-4-5",
+    usage: Usage | None = None,
+    priced: bool = True,
+    cost: Cost | None = None,
+    status: Status = Status.OK,
+    **fields: Any,
+) -> UsageEvent:
+    """A priced Anthropic streaming exchange (``priced=False``: unknown price); every part can
+    be overridden."""
+    usage = usage or Usage(
+        input=120, cache_write_5m=2000, cache_read=30_000, output=450, web_search_requests=1
+    )
+    facts = ResponseFacts(usage=usage, model=model, message_id="msg_01", saw_usage=True)
+    return UsageEvent(
+        provider="anthropic",
+        method="POST",
+        path="/v1/messages",
+        started_at=started_at or datetime(2026, 11, 26, 14, 5, 7, 123456, tzinfo=UTC),
+        attribution=Attribution(user=user, team=team, task="T-1", session="s-1", source="header"),
+        facts=facts,
+        status=status,
+        http_status=200 if status is Status.OK else 529,
+        stream=True,
+        duration_ms=812.5,
+        upstream_headers_ms=95.25,
+        first_token_ms=301.0,
+        request_id="req_01",
+        cost=cost or (sample_cost() if priced else None),
+        **fields,
+    )
+
+
+def sample_cost() -> Cost:
+    """Sonnet list prices for ``make_event``'s default usage, to the cent of a micro-dollar."""
+    by_kind = {
+        "input": Decimal("0.000360"),
+        "cache_write_5m": Decimal("0.007500"),
+        "cache_write_1h": Decimal("0"),
+        "cache_read": Decimal("0.009000"),
+        "output": Decimal("0.006750"),
+        "web_search": Decimal("0.010"),
+    }
+    return Cost(
+        total=sum(by_kind.values(), Decimal(0)),
+        by_kind=by_kind,
+        sticker=Decimal("0.112110"),
+        price_version="genai-prices 0.2.3",
+        catalog_model="claude-sonnet-4-5",
+    )
+
+
+SUMMED = ("requests", "errors", "unpriced_requests", *TOKEN_COLUMNS, *COST_COLUMNS)
+
+
+async def raw_totals(engine: AsyncEngine) -> dict[str, Any]:
+    """Totals over every raw event, summed in Python (independent of the rollup's SQL)."""
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(usage_events))).mappings().all()
+    totals: dict[str, Any] = dict.fromkeys(SUMMED, 0)
+    for row in rows:
+        totals["requests"] += 1
+        totals["errors"] += row["status"] != "ok"
+        totals["unpriced_requests"] += row["cost_usd"] is None
+        for name in (*TOKEN_COLUMNS, *COST_COLUMNS):
+            totals[name] += row[name] or 0
+    return totals
+
+
+async def rollup_totals(engine: AsyncEngine) -> dict[str, Any]:
+    """Totals over every ``usage_hourly`` row."""
+    columns = [func.coalesce(func.sum(usage_hourly.c[name]), 0) for name in SUMMED]
+    async with engine.connect() as conn:
+        values = (await conn.execute(select(*columns))).one()
+    return dict(zip(SUMMED, values, strict=True))
+
+
+async def rollup_rows(engine: AsyncEngine) -> list[dict[str, Any]]:
+    """Every ``usage_hourly`` row, in key order."""
+    key = [usage_hourly.c[name] for name in ROLLUP_KEY]
+    async with engine.connect() as conn:
+        result = await conn.execute(select(usage_hourly).order_by(*key))
+    return [dict(row) for row in result.mappings()]
