@@ -1,0 +1,133 @@
+"""The bytes the bench sends and serves, built once: Claude Code-like requests, Anthropic responses.
+
+Requests are ~100 KB ``/v1/messages`` bodies (model ``claude-opus-4-8``, a messages array padded to
+the size Claude Code sends mid-session) with ``x-claude-code-session-id`` set, so a proxy can
+attribute the request without parsing the body. ``"stream"`` is the first key so the mock can
+usually tell JSON from SSE by looking at the first bytes only.
+
+Responses are Anthropic's real wire format: a JSON ``Message``, or an SSE stream of
+``message_start`` (usage with the ``cache_creation`` TTL split), pings, ``content_block_*``
+events, ``message_delta`` with cumulative usage, and ``message_stop``. ``sse_events()`` returns
+one ``bytes`` per event so the mock can write them one at a time, as the API does.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+MODEL = "claude-opus-4-8"
+SESSION_ID = "0b6f1c9e-bench-4c1d-9a53-5e6f7a8b9c0d"
+EVENTS_PER_STREAM = 100
+REQUEST_BYTES = 100_000
+
+START_USAGE: dict[str, Any] = {
+    "input_tokens": 12,
+    "cache_creation_input_tokens": 1500,
+    "cache_read_input_tokens": 48000,
+    "cache_creation": {"ephemeral_5m_input_tokens": 1000, "ephemeral_1h_input_tokens": 500},
+    "output_tokens": 1,
+    "service_tier": "standard",
+}
+
+
+def request_body(stream: bool, size: int = REQUEST_BYTES) -> bytes:
+    """A Claude Code-like request body of about ``size`` bytes."""
+    turn = {"role": "user", "content": [{"type": "text", "text": "x" * 2000}]}
+    body: dict[str, Any] = {"stream": stream, "model": MODEL, "max_tokens": 32000}
+    body["metadata"] = {"user_id": f"user_bench_account_bench_session_{SESSION_ID}"}
+    body["messages"] = [turn] * max(1, size // 2060)
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def request_headers() -> dict[str, str]:
+    """The headers Claude Code sends that matter to a proxy."""
+    return {
+        "content-type": "application/json",
+        "anthropic-version": "2023-06-01",
+        "x-api-key": "sk-ant-bench-not-a-real-key",
+        "x-claude-code-session-id": SESSION_ID,
+        "user-agent": "claude-cli/2.1.0 (external, cli)",
+    }
+
+
+def is_stream_request(body: bytes) -> bool:
+    """Whether a request body asks for SSE. Ours put it first; a proxy that re-encodes the body
+    (LiteLLM) may move it, so look further when the head does not say."""
+    head = body[:64]
+    if b'"stream"' in head:
+        return b'"stream":true' in head or b'"stream": true' in head
+    return b'"stream":true' in body or b'"stream": true' in body
+
+
+def _text_deltas() -> int:
+    fixed = 7  # message_start, ping, block start, block stop, message_delta, message_stop, ping
+    return EVENTS_PER_STREAM - fixed
+
+
+def json_message() -> bytes:
+    """A non-streaming Message with the same content and final usage as the stream."""
+    usage = dict(START_USAGE, output_tokens=_text_deltas() * 3)
+    text = "".join(_word(i) for i in range(_text_deltas()))
+    message = _message_shell(usage)
+    message.update(content=[{"type": "text", "text": text}], stop_reason="end_turn")
+    return json.dumps(message, separators=(",", ":")).encode()
+
+
+def sse_events() -> list[bytes]:
+    """Exactly ``EVENTS_PER_STREAM`` SSE events, each ``event: …\\ndata: …\\n\\n``."""
+    start = _message_shell(START_USAGE)
+    events = [_event("message_start", {"type": "message_start", "message": start})]
+    events.append(_event("ping", {"type": "ping"}))
+    block = {"type": "text", "text": ""}
+    events.append(_event("content_block_start", _block_start(block)))
+    for i in range(_text_deltas()):
+        delta = {"type": "text_delta", "text": _word(i)}
+        events.append(_event("content_block_delta", _block_delta(delta)))
+        if i == _text_deltas() // 2:
+            events.append(_event("ping", {"type": "ping"}))
+    events.append(_event("content_block_stop", {"type": "content_block_stop", "index": 0}))
+    events.append(_event("message_delta", _message_delta()))
+    events.append(_event("message_stop", {"type": "message_stop"}))
+    assert len(events) == EVENTS_PER_STREAM
+    return events
+
+
+def _message_shell(usage: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": "msg_01BenchBenchBenchBenchBench",
+        "type": "message",
+        "role": "assistant",
+        "model": MODEL,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": usage,
+    }
+
+
+def _block_start(block: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "content_block_start", "index": 0, "content_block": block}
+
+
+def _block_delta(delta: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "content_block_delta", "index": 0, "delta": delta}
+
+
+def _message_delta() -> dict[str, Any]:
+    usage = {
+        "input_tokens": START_USAGE["input_tokens"],
+        "cache_creation_input_tokens": START_USAGE["cache_creation_input_tokens"],
+        "cache_read_input_tokens": START_USAGE["cache_read_input_tokens"],
+        "output_tokens": _text_deltas() * 3,
+    }
+    delta = {"stop_reason": "end_turn", "stop_sequence": None}
+    return {"type": "message_delta", "delta": delta, "usage": usage}
+
+
+def _word(i: int) -> str:
+    return f" token{i} of the bench reply,"
+
+
+def _event(name: str, data: dict[str, Any]) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()

@@ -1,0 +1,119 @@
+"""The servers under test and how each is started against the mock upstream.
+
+* ``direct``: no server, the load goes straight to the mock (the limit);
+* ``passthrough``: ``bench.passthrough`` (FastAPI + httpx, no metering: the reference);
+* ``passthrough-aiohttp``: the same with aiohttp as the upstream client;
+* ``tokenmeter``: ``.venv/bin/tokenmeter serve`` with a throwaway SQLite database;
+* ``litellm``: LiteLLM's proxy with its local cost map (no network call), when importable.
+
+``launch`` starts one on the server core, waits for its port, and returns the ``Child`` (None
+for direct) and the URL the load generator should hit.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.procs import Child, Children, free_port, pinned
+
+REPO = Path(__file__).resolve().parent.parent
+SERVERS = ("direct", "passthrough", "passthrough-aiohttp", "tokenmeter", "litellm")
+DEFAULT_SERVERS = ("direct", "passthrough", "tokenmeter")
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Where things are: the mock's base URL, the server core, a scratch dir, LiteLLM's python."""
+
+    upstream: str
+    core: int
+    scratch: Path
+    litellm_python: str
+
+
+def litellm_importable(python: str) -> bool:
+    """Whether ``python`` can import LiteLLM's proxy (checked in a child: it imports slowly)."""
+    check = [python, "-c", "import litellm.proxy.proxy_cli"]
+    try:
+        done = subprocess.run(check, capture_output=True, timeout=120, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def launch(children: Children, name: str, setup: Setup) -> tuple[Child | None, str]:
+    """Start server ``name``; returns (its process or None for direct, its messages URL)."""
+    if name == "direct":
+        return None, f"{setup.upstream}/v1/messages"
+    port = free_port()
+    command, env = _command(name, port, setup)
+    child = children.start(name, pinned(command, setup.core), env=env, cwd=REPO)
+    child.wait_port(port, timeout_s=120 if name == "litellm" else 60)
+    return child, f"http://127.0.0.1:{port}/v1/messages"
+
+
+def _command(name: str, port: int, setup: Setup) -> tuple[list[str], dict[str, str]]:
+    env = _base_env()
+    python = sys.executable
+    if name in ("passthrough", "passthrough-aiohttp"):
+        client = "aiohttp" if name.endswith("aiohttp") else "httpx"
+        command = [python, "-m", "bench.passthrough", "--port", str(port)]
+        return [*command, "--upstream", setup.upstream, "--client", client], env
+    if name == "tokenmeter":
+        return [str(Path(python).parent / "tokenmeter"), "serve", "--port", str(port)], {
+            **env,
+            **_tokenmeter_env(setup),
+        }
+    if name == "litellm":
+        return _litellm_command(port, setup), {**env, **_litellm_env()}
+    raise ValueError(f"unknown server {name!r}; choose from {', '.join(SERVERS)}")
+
+
+def _base_env() -> dict[str, str]:
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
+    env = {k: os.environ[k] for k in keep if k in os.environ}
+    env["PYTHONPATH"] = str(REPO)  # bench.* and, from a source checkout, the migrations package
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    return env
+
+
+def _tokenmeter_env(setup: Setup) -> dict[str, str]:
+    db = setup.scratch / f"tokenmeter-{os.getpid()}-{free_port()}.db"
+    return {
+        "TOKENMETER_ANTHROPIC_UPSTREAM": setup.upstream,
+        "TOKENMETER_DATABASE_URL": f"sqlite+aiosqlite:///{db}",
+        "TOKENMETER_SPOOL_DIR": str(setup.scratch / "spool"),
+        "TOKENMETER_HOST": "127.0.0.1",
+    }
+
+
+def _litellm_env() -> dict[str, str]:
+    return {
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # price from the bundled map: no network call
+        "LITELLM_LOG": "ERROR",
+        "LITELLM_TELEMETRY": "False",
+        "DISABLE_SCHEMA_UPDATE": "True",
+        # No master key: the bench's clients send a fake Anthropic key, on loopback only.
+        "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true",
+    }
+
+
+def _litellm_command(port: int, setup: Setup) -> list[str]:
+    config = setup.scratch / f"litellm-{port}.yaml"
+    config.write_text(
+        "model_list:\n"
+        "  - model_name: claude-opus-4-8\n"
+        "    litellm_params:\n"
+        "      model: anthropic/claude-opus-4-8\n"
+        f"      api_base: {setup.upstream}\n"
+        "      api_key: sk-ant-bench-not-a-real-key\n"
+        "litellm_settings:\n"
+        "  telemetry: false\n"
+        "  drop_params: true\n"
+    )
+    command = [setup.litellm_python, "-m", "litellm.proxy.proxy_cli", "--config", str(config)]
+    return [*command, "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"]
