@@ -1,0 +1,177 @@
+"""Every Prometheus collector of tokenmeter, on an injected registry.
+
+``Metrics(registry)`` builds the collectors; ``observe(event)`` counts one finished exchange; the
+recorder reports its queue, batches, spool and drops through the ``RecorderMetrics`` methods.
+Labels follow DESIGN.md: tokens and dollars by ``provider, model, kind, user, team`` (user and
+team are exported empty when ``per_user`` is off, for huge orgs); never a task or session label
+(unbounded cardinality).
+
+The names are a contract with ``deploy/prometheus/rules/`` and ``dashboards/*.json``, which
+``tests/integration/test_prometheus.py`` checks against a real Prometheus scraping a real proxy:
+rename a collector here and that test names every panel and rule that broke.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from proxy.usage import TOKEN_KINDS, UsageEvent
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+# The proxy's own work per request is sub-millisecond to a few ms; finer buckets than upstream's.
+_ADDED_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
+_BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000)
+_COST_KINDS = (*TOKEN_KINDS, "web_search")
+_USAGE_LABELS = ("provider", "model", "kind", "user", "team")
+
+
+class Metrics:
+    """The collectors, created on ``registry`` (never the global one)."""
+
+    def __init__(self, registry: CollectorRegistry, *, per_user: bool = True) -> None:
+        self.registry = registry
+        self._per_user = per_user
+        self._build_usage(registry)
+        self._build_latency(registry)
+        self._build_recorder(registry)
+
+    def _build_usage(self, registry: CollectorRegistry) -> None:
+        self.tokens = Counter(
+            "tokenmeter_tokens", "Tokens metered, by kind.", _USAGE_LABELS, registry=registry
+        )
+        self.cost = Counter(
+            "tokenmeter_cost_usd", "Dollars metered, by kind.", _USAGE_LABELS, registry=registry
+        )
+        self.sticker = Counter(
+            "tokenmeter_sticker_cost_usd",
+            "What the same tokens would cost at list input/output prices with no caching.",
+            ("provider", "model", "user", "team"),
+            registry=registry,
+        )
+        self.requests = Counter(
+            "tokenmeter_requests",
+            "Exchanges forwarded, by how they ended and the HTTP status.",
+            ("provider", "model", "status", "code"),
+            registry=registry,
+        )
+        self.unpriced = Counter(
+            "tokenmeter_unpriced_requests",
+            "Exchanges with usage but no known price (cost recorded as unknown, never $0).",
+            ("provider", "model"),
+            registry=registry,
+        )
+
+    def _build_latency(self, registry: CollectorRegistry) -> None:
+        def histogram(name: str, doc: str, buckets: tuple[float, ...]) -> Histogram:
+            return Histogram(name, doc, ("provider",), buckets=buckets, registry=registry)
+
+        self.upstream_headers = histogram(
+            "tokenmeter_upstream_headers_seconds",
+            "Time from request start to upstream response headers.",
+            _LATENCY_BUCKETS,
+        )
+        self.first_token = histogram(
+            "tokenmeter_time_to_first_token_seconds",
+            "Time from request start to the first streamed chunk.",
+            _LATENCY_BUCKETS,
+        )
+        self.exchange = histogram(
+            "tokenmeter_exchange_seconds",
+            "Whole exchange, request start to last byte.",
+            _LATENCY_BUCKETS,
+        )
+        self.added = histogram(
+            "tokenmeter_proxy_added_seconds",
+            "Time the proxy itself spent before the request left for upstream.",
+            _ADDED_BUCKETS,
+        )
+
+    def _build_recorder(self, registry: CollectorRegistry) -> None:
+        self.queue_depth = Gauge(
+            "tokenmeter_recorder_queue_depth", "Events waiting to be written.", registry=registry
+        )
+        self.batch_size = Histogram(
+            "tokenmeter_recorder_batch_size",
+            "Events per database write.",
+            buckets=_BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.flush_seconds = Histogram(
+            "tokenmeter_recorder_flush_seconds",
+            "Time to write one batch (insert + rollup, one transaction).",
+            registry=registry,
+        )
+        self.spooled = Counter(
+            "tokenmeter_recorder_spooled_events",
+            "Events written to the local spool because the database failed.",
+            registry=registry,
+        )
+        self.replayed = Counter(
+            "tokenmeter_recorder_replayed_events",
+            "Spooled events replayed into the database.",
+            registry=registry,
+        )
+        self.dropped = Counter(
+            "tokenmeter_recorder_dropped_events",
+            "Events lost because neither the database nor the spool took them.",
+            registry=registry,
+        )
+
+    def observe(self, event: UsageEvent) -> None:
+        """Count one finished exchange: request, tokens, dollars and latencies."""
+        model = event.model or "unknown"
+        user, team = self._who(event)
+        code = str(event.http_status) if event.http_status is not None else ""
+        self.requests.labels(event.provider, model, event.status.value, code).inc()
+        for kind, count in event.usage.by_kind().items():
+            if count:
+                self.tokens.labels(event.provider, model, kind, user, team).inc(count)
+        self._observe_cost(event, model, user, team)
+        self._observe_latency(event)
+
+    def observe_added_time(self, provider: str, seconds: float) -> None:
+        """The proxy's own time on one request (read, attribute, filter) before it went upstream."""
+        self.added.labels(provider).observe(seconds)
+
+    def _who(self, event: UsageEvent) -> tuple[str, str]:
+        if not self._per_user:
+            return "", ""
+        attribution = event.attribution
+        return attribution.user or "", attribution.team or ""
+
+    def _observe_cost(self, event: UsageEvent, model: str, user: str, team: str) -> None:
+        cost = event.cost
+        if cost is None:
+            self.unpriced.labels(event.provider, model).inc()
+            return
+        # Prometheus samples are floats by nature; the exact Decimal lives in the store.
+        for kind, dollars in cost.by_kind.items():
+            if dollars and kind in _COST_KINDS:
+                self.cost.labels(event.provider, model, kind, user, team).inc(float(dollars))
+        if cost.sticker:
+            self.sticker.labels(event.provider, model, user, team).inc(float(cost.sticker))
+
+    def _observe_latency(self, event: UsageEvent) -> None:
+        provider = event.provider
+        self.exchange.labels(provider).observe(event.duration_ms / 1000)
+        if event.upstream_headers_ms is not None:
+            self.upstream_headers.labels(provider).observe(event.upstream_headers_ms / 1000)
+        if event.first_token_ms is not None:
+            self.first_token.labels(provider).observe(event.first_token_ms / 1000)
+
+    # RecorderMetrics (see proxy/store/recorder.py)
+    def set_queue_depth(self, n: int) -> None:
+        self.queue_depth.set(n)
+
+    def observe_batch(self, size: int, seconds: float) -> None:
+        self.batch_size.observe(size)
+        self.flush_seconds.observe(seconds)
+
+    def add_spooled(self, n: int) -> None:
+        self.spooled.inc(n)
+
+    def add_dropped(self, n: int) -> None:
+        self.dropped.inc(n)
+
+    def add_replayed(self, n: int) -> None:
+        self.replayed.inc(n)
