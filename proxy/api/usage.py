@@ -1,0 +1,44 @@
+"""Tokens and dollars per task, and per user/team/model/task/session/day over a time range."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request
+
+from proxy import reports
+
+router = APIRouter(tags=["usage"])
+
+
+@router.get("/tasks/{task_id}", summary="One task's tokens, dollars and blended $/MTok")
+async def get_task(task_id: str, request: Request) -> dict[str, Any]:
+    view = await reports.task_view(request.app.state.parts.engine, task_id)
+    if view is None:
+        raise HTTPException(404, f"no usage recorded for task {task_id!r}")
+    return view.as_json()
+
+
+@router.get("/usage", summary="Usage grouped by user, team, model, provider, task, session or day")
+async def get_usage(
+    request: Request,
+    group_by: Annotated[str, Query(description="one of " + ", ".join(reports.GROUPS))] = "user",
+    start: datetime | None = None,
+    end: datetime | None = None,
+    user: str | None = None,
+    team: str | None = None,
+    model: str | None = None,
+) -> dict[str, Any]:
+    filters = reports.Filters(start, end, user, team, model)
+    try:
+        rows = await reports.usage(request.app.state.parts.engine, group_by, filters)
+    except reports.ReportError as exc:
+        raise HTTPException(400, str(exc)) from exc
+    return {
+        "group_by": group_by,
+        "start": start.isoformat() if start else None,
+        "end": end.isoformat() if end else None,
+        "rows": [{group_by: key, **totals.as_json()} for key, totals in rows],
+        "total": reports.total_of(rows).as_json(),
+    }

@@ -1,0 +1,147 @@
+"""``create_app(settings)``: the one place where tokenmeter's parts are built and wired.
+
+The returned ASGI app sends tokenmeter's own paths (``/api/``, ``/healthz``, ``/metrics``,
+``/docs``) to a FastAPI app and everything else to the ``Forwarder``. Each part gets what it needs
+handed in (the upstream client, the engine, the registry, the recorder), so tests build the real
+app around fakes: an upstream transport, a fresh registry, a throwaway database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from proxy import api
+from proxy.attribution import Identifier, load_key_owners
+from proxy.config import Settings
+from proxy.forward import Forwarder, Meter, Receive, Scope, Send
+from proxy.metrics import Metrics
+from proxy.pricing import Pricer, load_overrides
+from proxy.providers import Provider
+from proxy.providers import anthropic as anthropic_provider
+from proxy.store.engine import make_engine, upgrade
+from proxy.store.recorder import Recorder
+from proxy.store.spool import Spool
+
+log = logging.getLogger("tokenmeter")
+
+_OWN_PREFIXES = ("/api/", "/docs", "/redoc", "/openapi.json", "/healthz", "/metrics")
+
+
+@dataclass
+class Parts:
+    """Everything ``create_app`` built, kept for the lifespan, the API and tests."""
+
+    settings: Settings
+    client: httpx.AsyncClient
+    engine: AsyncEngine
+    metrics: Metrics
+    pricer: Pricer
+    recorder: Recorder
+    forwarder: Forwarder
+
+
+class TokenmeterApp:
+    """The ASGI entry point: routes by path prefix, nothing else."""
+
+    def __init__(self, parts: Parts, api_app: FastAPI) -> None:
+        self.parts = parts
+        self.api = api_app
+        self._forward = parts.forwarder
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not scope["path"].startswith(_OWN_PREFIXES):
+            await self._forward(scope, receive, send)
+        else:
+            await self.api(scope, receive, send)
+
+
+def providers_for(settings: Settings) -> list[Provider]:
+    """The upstream APIs this proxy serves, with their path prefixes."""
+    return [anthropic_provider.provider(settings.anthropic_upstream)]
+
+
+def build_client(
+    settings: Settings, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """The one shared, pooled upstream client. A stream may be silent for minutes."""
+    timeout = httpx.Timeout(
+        connect=settings.connect_timeout_s,
+        read=settings.read_timeout_s,
+        write=60.0,
+        pool=settings.connect_timeout_s,
+    )
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=256)
+    return httpx.AsyncClient(
+        timeout=timeout, limits=limits, transport=transport, follow_redirects=False
+    )
+
+
+def build_parts(
+    settings: Settings,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    registry: CollectorRegistry | None = None,
+) -> Parts:
+    """Build every part from settings. Creates objects only: no connection, no I/O."""
+    metrics = Metrics(registry or CollectorRegistry(), per_user=settings.metrics_per_user)
+    overrides = load_overrides(settings.prices_file) if settings.prices_file else None
+    pricer = Pricer(overrides)
+    engine = make_engine(settings.database_url)
+    recorder = Recorder(
+        engine,
+        Spool(settings.spool_dir),
+        metrics,
+        batch_size=settings.recorder_batch_size,
+        flush_interval_s=settings.recorder_flush_interval_s,
+        queue_max=settings.recorder_queue_max,
+    )
+    owners = load_key_owners(settings.key_map_file) if settings.key_map_file else None
+    client = build_client(settings, transport)
+    forwarder = Forwarder(
+        client,
+        providers_for(settings),
+        Identifier(settings.key_salt, owners),
+        Meter(pricer, metrics, recorder),
+        max_in_flight=settings.max_in_flight,
+    )
+    return Parts(settings, client, engine, metrics, pricer, recorder, forwarder)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    registry: CollectorRegistry | None = None,
+) -> TokenmeterApp:
+    """Build the whole proxy. Nothing connects until the ASGI lifespan starts."""
+    settings = settings or Settings()
+    parts = build_parts(settings, transport=transport, registry=registry)
+    api_app = api.build(parts, lifespan=_lifespan(parts))
+    return TokenmeterApp(parts, api_app)
+
+
+def _lifespan(parts: Parts) -> Any:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if parts.settings.migrate_on_start:
+            await asyncio.to_thread(upgrade, parts.settings.database_url)
+        await parts.recorder.start()
+        log.info("tokenmeter ready; upstream %s", parts.settings.anthropic_upstream)
+        try:
+            yield
+        finally:
+            await parts.recorder.stop()
+            await parts.client.aclose()
+            await parts.engine.dispose()
+
+    return lifespan

@@ -1,0 +1,183 @@
+"""Who pays for a request: request headers and path in, an ``Attribution`` out.
+
+Sources, strongest first (DESIGN.md): explicit ``x-tokenmeter-*`` headers (Claude Code sets them
+through ``ANTHROPIC_CUSTOM_HEADERS``); the same as a path prefix ``/u/{user}/t/{task}`` for clients
+that can only set a base URL; a configured map from the salted fingerprint of the client's own
+key; what the client says about itself (Claude Code's session header, or ``metadata.user_id``).
+With no explicit task the session is the task, so every Claude Code session has a cost view with
+no set-up. Raw keys and prompt text are never kept: only the fingerprint leaves this module.
+
+The request body is parsed only when no header names the session and the body is small enough to
+be worth it; Claude Code (v2.1.86+) always sends the session header, so its 100 KB bodies are never
+parsed on the hot path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from proxy.usage import Attribution
+
+USER_HEADER = b"x-tokenmeter-user"
+TEAM_HEADER = b"x-tokenmeter-team"
+TASK_HEADER = b"x-tokenmeter-task"
+SESSION_HEADER = b"x-claude-code-session-id"
+AGENT_HEADER = b"x-claude-code-agent-id"
+OWN_HEADER_PREFIX = b"x-tokenmeter-"
+
+_MAX_BODY_SCAN = 4 * 1024 * 1024
+_LEGACY_USER_ID = re.compile(r"_session_([0-9A-Za-z-]+)$")
+_LABEL = re.compile(r"^[A-Za-z0-9._@+:=-]{1,128}$")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyOwner:
+    user: str
+    team: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RoutedPath:
+    """A request path with tokenmeter's own prefix removed, and what that prefix said."""
+
+    path: str
+    user: str | None = None
+    task: str | None = None
+
+
+def split_path(path: str) -> RoutedPath:
+    """Remove a leading ``/u/{user}`` and/or ``/t/{task}`` prefix (either optional, that order)."""
+    user = task = None
+    rest = path
+    if rest.startswith("/u/"):
+        user, rest = _take_segment(rest[3:])
+    if rest.startswith("/t/"):
+        task, rest = _take_segment(rest[3:])
+    if user is None and task is None:
+        return RoutedPath(path)
+    return RoutedPath(rest or "/", user, task)
+
+
+def _take_segment(rest: str) -> tuple[str | None, str]:
+    segment, sep, tail = rest.partition("/")
+    return (segment or None), (sep + tail)
+
+
+def fingerprint(key: str, salt: str) -> str:
+    """Salted SHA-256 of a client key, shortened: identifies a caller without storing its key."""
+    digest = hashlib.sha256(salt.encode() + b"\0" + key.encode()).hexdigest()
+    return f"fp_{digest[:24]}"
+
+
+def session_from_metadata(user_id: str) -> str | None:
+    """Claude Code's ``metadata.user_id``: legacy ``user_…_account_…_session_<id>`` or JSON."""
+    if user_id.startswith("{"):
+        try:
+            parsed = json.loads(user_id)
+        except ValueError:
+            return None
+        session = parsed.get("session_id") if isinstance(parsed, dict) else None
+        return session if isinstance(session, str) and session else None
+    match = _LEGACY_USER_ID.search(user_id)
+    return match.group(1) if match else None
+
+
+def _session_from_body(body: bytes) -> str | None:
+    if not body or len(body) > _MAX_BODY_SCAN or b'"user_id"' not in body:
+        return None
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return None
+    metadata = parsed.get("metadata") if isinstance(parsed, dict) else None
+    user_id = metadata.get("user_id") if isinstance(metadata, dict) else None
+    return session_from_metadata(user_id) if isinstance(user_id, str) else None
+
+
+def _clean(value: bytes | str | None) -> str | None:
+    if value is None:
+        return None
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    text = text.strip()
+    return text if text and _LABEL.match(text) else None
+
+
+def _client_key(headers: Mapping[bytes, bytes]) -> str | None:
+    key = headers.get(b"x-api-key")
+    if key:
+        return key.decode("latin-1")
+    auth = headers.get(b"authorization")
+    if auth and auth[:7].lower() == b"bearer ":
+        return auth[7:].decode("latin-1").strip()
+    return None
+
+
+class Identifier:
+    """Builds the ``Attribution`` of a request; holds the salt and the key → person map."""
+
+    def __init__(self, salt: str, key_owners: Mapping[str, KeyOwner] | None = None) -> None:
+        self._salt = salt
+        self._owners = dict(key_owners or {})
+        self._fingerprints: dict[str, str] = {}
+
+    def identify(
+        self, headers: Mapping[bytes, bytes], routed: RoutedPath, body: bytes = b""
+    ) -> Attribution:
+        """Decide who pays. ``headers`` has lower-case names; ``body`` is read only if needed."""
+        fp = self._fingerprint(headers)
+        user, team = _clean(headers.get(USER_HEADER)), _clean(headers.get(TEAM_HEADER))
+        task = _clean(headers.get(TASK_HEADER))
+        source = "header" if (user or team or task) else "none"
+        if source == "none" and (routed.user or routed.task):
+            user, task, source = _clean(routed.user), _clean(routed.task), "path"
+        owner = self._owners.get(fp) if fp else None
+        if owner is not None:
+            user, team = user or owner.user, team or owner.team
+            source = source if source != "none" else "key_map"
+        session = _clean(headers.get(SESSION_HEADER))
+        if session is None and task is None:
+            session = _clean(_session_from_body(body))
+        if source == "none" and session:
+            source = "client"
+        return Attribution(
+            user=user,
+            team=team,
+            task=task or session,
+            session=session,
+            agent=_clean(headers.get(AGENT_HEADER)),
+            key_fingerprint=fp,
+            source=source,
+        )
+
+    def needs_body(self, headers: Mapping[bytes, bytes]) -> bool:
+        """True when only the body could name the session (no task or session header)."""
+        return SESSION_HEADER not in headers and TASK_HEADER not in headers
+
+    def _fingerprint(self, headers: Mapping[bytes, bytes]) -> str | None:
+        key = _client_key(headers)
+        if key is None:
+            return None
+        cached = self._fingerprints.get(key)
+        if cached is None:
+            if len(self._fingerprints) > 10_000:
+                self._fingerprints.clear()
+            cached = self._fingerprints[key] = fingerprint(key, self._salt)
+        return cached
+
+
+def load_key_owners(path: Path) -> dict[str, KeyOwner]:
+    """Read ``{"fp_…": {"user": "alice", "team": "core"}}`` (JSON) into a fingerprint map."""
+    raw = json.loads(path.read_text())
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a JSON object of fingerprint -> {{user, team}}")
+    owners: dict[str, KeyOwner] = {}
+    for fp, entry in raw.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("user"), str):
+            raise ValueError(f"{path}: entry {fp!r} needs a string 'user'")
+        owners[fp] = KeyOwner(user=entry["user"], team=entry.get("team"))
+    return owners

@@ -1,0 +1,378 @@
+"""The pass-through: one ASGI app that forwards provider paths and meters each exchange.
+
+Contract: the request goes upstream byte for byte (hop-by-hop and ``x-tokenmeter-*`` headers
+aside, ``anthropic-*`` never filtered); the response comes back chunk by chunk as it arrives,
+status and headers as upstream sent them, each chunk also fed to the provider's usage tap. When
+the exchange ends, however it ends (done, upstream error, client hang-up, timeout), exactly one
+``UsageEvent`` is built in a ``finally`` and handed to pricing, metrics and the recorder; nothing
+in that step may fail the response, and nothing on this path awaits the database.
+
+This is a raw ASGI app rather than a FastAPI route: the framework's request/response objects cost
+more CPU per request than the whole metering step, and this path runs on every agent turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+import httpx
+
+from proxy.attribution import OWN_HEADER_PREFIX, Identifier, RoutedPath, split_path
+from proxy.providers import Provider, UsageTap
+from proxy.usage import Attribution, Cost, ResponseFacts, Status, UsageEvent
+
+log = logging.getLogger("tokenmeter.forward")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"host",
+        b"content-length",
+    }
+)
+_RESPONSE_DROP = HOP_BY_HOP - {b"content-length"}
+
+
+class Sink(Protocol):
+    """Where a finished event goes: pricing, metrics and the recorder, wired by ``create_app``."""
+
+    def __call__(self, event: UsageEvent) -> None: ...
+
+
+class _HangupWatch:
+    """Cancels the relaying task when the client hangs up, even while upstream is silent.
+
+    A done-callback, not a second task per chunk: the relay loop stays a plain ``async for``.
+    The relaying task tells a hang-up cancellation from a real one by ``fired``.
+    """
+
+    def __init__(self, receive: Receive) -> None:
+        self.fired = False
+        self._closed = False
+        self._task = asyncio.current_task()
+        self._watcher = asyncio.ensure_future(_wait_disconnect(receive))
+        self._watcher.add_done_callback(self._on_done)
+
+    def _on_done(self, watcher: asyncio.Future[None]) -> None:
+        if self._closed or watcher.cancelled() or self._task is None:
+            return
+        if watcher.exception() is not None:  # receive() failed: treat as a hang-up
+            log.debug("receive() failed while relaying: %r", watcher.exception())
+        self.fired = True
+        self._task.cancel()
+
+    def absorb(self) -> None:
+        if self._task is not None:
+            self._task.uncancel()
+
+    def close(self) -> None:
+        self._closed = True
+        self._watcher.cancel()
+
+
+@dataclass(slots=True)
+class _Exchange:
+    """Mutable state of one exchange, turned into a ``UsageEvent`` at the end."""
+
+    provider: Provider
+    method: str
+    path: str
+    attribution: Attribution
+    started_at: datetime
+    t0: float
+    status: Status = Status.OK
+    http_status: int | None = None
+    stream: bool = False
+    tap: UsageTap | None = None
+    headers_at: float | None = None
+    first_chunk_at: float | None = None
+    request_id: str | None = None
+    facts: ResponseFacts = field(default_factory=ResponseFacts)
+
+
+class Forwarder:
+    """ASGI app for provider traffic. Built once per app; holds the one shared upstream client."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        providers: list[Provider],
+        identifier: Identifier,
+        sink: Sink,
+        *,
+        max_in_flight: int = 1024,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._client = client
+        self._providers = sorted(providers, key=lambda p: len(p.prefix), reverse=True)
+        self._identifier = identifier
+        self._sink = sink
+        self._max_in_flight = max_in_flight
+        self._in_flight = 0
+        self._now = now
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        routed = split_path(scope["path"])
+        provider = self._provider_for(routed.path)
+        if provider is None:
+            await _send_local(send, 404, _not_found(scope["method"], routed.path))
+            return
+        path = routed.path[len(provider.prefix) :]
+        headers = dict(scope["headers"])
+        body = await _read_body(receive)
+        ex = self._start(provider, scope["method"], path, headers, routed, body)
+        try:
+            if self._in_flight >= self._max_in_flight:
+                ex.status, ex.http_status = Status.REJECTED, 503
+                msg = f"tokenmeter: more than {self._max_in_flight} requests in flight; retry"
+                await _send_local(send, 503, provider.error_body(503, "overloaded_error", msg))
+                return
+            self._in_flight += 1
+            try:
+                await self._exchange(ex, scope, headers, body, receive, send)
+            finally:
+                self._in_flight -= 1
+        finally:
+            self._finish(ex)
+
+    def _provider_for(self, path: str) -> Provider | None:
+        for provider in self._providers:
+            if path.startswith(provider.prefix + "/v1/"):
+                return provider
+        return None
+
+    def _start(
+        self,
+        provider: Provider,
+        method: str,
+        path: str,
+        headers: Mapping[bytes, bytes],
+        routed: RoutedPath,
+        body: bytes,
+    ) -> _Exchange:
+        scan = body if self._identifier.needs_body(headers) else b""
+        attribution = self._identifier.identify(headers, routed, scan)
+        return _Exchange(provider, method, path, attribution, self._now(), time.perf_counter())
+
+    async def _exchange(
+        self,
+        ex: _Exchange,
+        scope: Scope,
+        headers: Mapping[bytes, bytes],
+        body: bytes,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        # A bare Request, not client.build_request: the client's default headers (User-Agent,
+        # Accept-Encoding, ...) must not be added to what the agent sent.
+        request = httpx.Request(
+            ex.method,
+            _upstream_url(ex.provider, ex.path, scope.get("query_string", b"")),
+            headers=_request_headers(scope["headers"]),
+            content=body,
+        )
+        try:
+            response = await self._client.send(request, stream=True)
+        except httpx.TimeoutException as exc:
+            await self._unreachable(ex, send, 504, "timeout_error", f"timed out: {exc!r}")
+            return
+        except httpx.HTTPError as exc:
+            await self._unreachable(ex, send, 502, "api_error", f"unreachable: {exc!r}")
+            return
+        try:
+            await self._relay(ex, response, receive, send)
+        finally:
+            await response.aclose()
+
+    async def _unreachable(
+        self, ex: _Exchange, send: Send, code: int, kind: str, detail: str
+    ) -> None:
+        ex.status, ex.http_status = Status.UPSTREAM_UNREACHABLE, code
+        message = f"tokenmeter: upstream {ex.provider.upstream} {detail}"
+        log.warning(message)
+        await _send_local(send, code, ex.provider.error_body(code, kind, message))
+
+    async def _relay(
+        self, ex: _Exchange, response: httpx.Response, receive: Receive, send: Send
+    ) -> None:
+        ex.headers_at = time.perf_counter()
+        ex.http_status = response.status_code
+        ex.request_id = response.headers.get("request-id")
+        content_type = response.headers.get("content-type")
+        ex.stream = content_type is not None and content_type.startswith("text/event-stream")
+        if ex.provider.is_metered(ex.method, ex.path):
+            ex.tap = ex.provider.make_tap(content_type, response.headers.get("content-encoding"))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status_code,
+                "headers": _response_headers(response.headers.raw),
+            }
+        )
+        hangup = _HangupWatch(receive)
+        try:
+            await self._pump(ex, response, send)
+        except asyncio.CancelledError:
+            if not hangup.fired:
+                raise
+            hangup.absorb()
+            ex.status = Status.CLIENT_DISCONNECTED
+        except httpx.HTTPError as exc:
+            ex.status = Status.INCOMPLETE
+            log.warning("upstream broke off %s %s: %r", ex.method, ex.path, exc)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            hangup.close()
+
+    async def _pump(self, ex: _Exchange, response: httpx.Response, send: Send) -> None:
+        tap = ex.tap
+        async for chunk in response.aiter_raw():
+            if ex.first_chunk_at is None:
+                ex.first_chunk_at = time.perf_counter()
+            if tap is not None:
+                tap.feed(chunk)
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    def _finish(self, ex: _Exchange) -> None:
+        try:
+            self._sink(_build_event(ex))
+        except Exception:  # the response is already on its way; metering must never break it
+            log.exception("could not meter %s %s", ex.method, ex.path)
+
+
+def _build_event(ex: _Exchange) -> UsageEvent:
+    end = time.perf_counter()
+    facts = ex.tap.result() if ex.tap is not None else ex.facts
+    return UsageEvent(
+        provider=ex.provider.name,
+        method=ex.method,
+        path=ex.path,
+        started_at=ex.started_at,
+        attribution=ex.attribution,
+        facts=facts,
+        status=_final_status(ex, facts),
+        http_status=ex.http_status,
+        stream=ex.stream,
+        duration_ms=(end - ex.t0) * 1000,
+        upstream_headers_ms=_ms(ex.t0, ex.headers_at),
+        first_token_ms=_ms(ex.t0, ex.first_chunk_at) if ex.stream else None,
+        request_id=ex.request_id,
+    )
+
+
+def _final_status(ex: _Exchange, facts: ResponseFacts) -> Status:
+    if ex.status is not Status.OK:
+        return ex.status
+    if (ex.http_status or 0) >= 400 or facts.error_type is not None:
+        return Status.UPSTREAM_ERROR
+    if ex.tap is not None and ex.stream and not facts.complete:
+        return Status.INCOMPLETE
+    return Status.OK
+
+
+def _ms(t0: float, t: float | None) -> float | None:
+    return None if t is None else (t - t0) * 1000
+
+
+def _upstream_url(provider: Provider, path: str, query: bytes) -> str:
+    url = provider.upstream + path
+    return f"{url}?{query.decode('latin-1')}" if query else url
+
+
+def _request_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    return [
+        (name, value)
+        for name, value in raw
+        if name not in HOP_BY_HOP and not name.startswith(OWN_HEADER_PREFIX)
+    ]
+
+
+def _response_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    return [(n.lower(), v) for n, v in raw if n.lower() not in _RESPONSE_DROP]
+
+
+async def _read_body(receive: Receive) -> bytes:
+    message = await receive()
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body", False):
+        return body
+    parts = [body]
+    while message.get("more_body", False):
+        message = await receive()
+        parts.append(message.get("body", b""))
+    return b"".join(parts)
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _send_local(send: Send, status: int, body: bytes) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _not_found(method: str, path: str) -> bytes:
+    message = f"tokenmeter forwards provider API paths under /v1/ only; {method} {path} is not one"
+    return (
+        b'{"type":"error","error":{"type":"not_found_error","message":"'
+        + message.replace('"', "'").encode()
+        + b'"}}'
+    )
+
+
+class Pricer(Protocol):
+    def price(self, event: UsageEvent) -> Cost | None: ...
+
+
+class Observer(Protocol):
+    def observe(self, event: UsageEvent) -> None: ...
+
+
+class Submitter(Protocol):
+    def submit(self, event: UsageEvent) -> None: ...
+
+
+class Meter:
+    """The finish line of every exchange: price it, count it, hand it to the recorder."""
+
+    def __init__(self, pricer: Pricer, metrics: Observer, recorder: Submitter) -> None:
+        self._pricer = pricer
+        self._metrics = metrics
+        self._recorder = recorder
+
+    def __call__(self, event: UsageEvent) -> None:
+        usage = event.usage
+        if usage.total_tokens() or usage.web_search_requests:
+            event.cost = self._pricer.price(event)
+        else:
+            event.cost = Cost(Decimal(0), {}, Decimal(0), "no-usage")
+        self._metrics.observe(event)
+        self._recorder.submit(event)

@@ -1,0 +1,90 @@
+"""Shared fixtures: a fake upstream on a loopback port, the real proxy on another, real clients."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+
+from proxy.app import TokenmeterApp, create_app
+from proxy.config import Settings
+from tests.fakes.anthropic_upstream import FakeAnthropic
+from tests.servers import ServerThread
+
+pytest_plugins = ["tests.dbfixtures"]
+
+
+class Proxy:
+    """A running tokenmeter: its URL, its app object, and a way to read what it recorded."""
+
+    def __init__(self, server: ServerThread, app: TokenmeterApp) -> None:
+        self.server = server
+        self.app = app
+        self.url = server.url
+        self.http = httpx.Client(base_url=server.url, timeout=10)
+
+    def task(self, task_id: str, requests: int, timeout: float = 10.0) -> dict[str, Any]:
+        """GET /api/v1/tasks/{id} once the recorder has written ``requests`` events for it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            response = self.http.get(f"/api/v1/tasks/{task_id}")
+            if response.status_code == 200 and response.json()["requests"] >= requests:
+                data: dict[str, Any] = response.json()
+                return data
+            if time.monotonic() > deadline:
+                raise AssertionError(f"task {task_id}: {response.status_code} {response.text}")
+            time.sleep(0.05)
+
+    def metric(self, name: str, **labels: str) -> float:
+        value = self.app.parts.metrics.registry.get_sample_value(name, labels)
+        return 0.0 if value is None else value
+
+
+@pytest.fixture
+def upstream() -> Iterator[tuple[FakeAnthropic, ServerThread]]:
+    fake = FakeAnthropic()
+    with ServerThread(fake) as server:
+        yield fake, server
+
+
+@pytest.fixture
+def make_proxy(
+    tmp_path: Path, upstream: tuple[FakeAnthropic, ServerThread]
+) -> Iterator[Callable[..., Proxy]]:
+    started: list[Proxy] = []
+
+    def make(**overrides: Any) -> Proxy:
+        fields: dict[str, Any] = {
+            "database_url": f"sqlite+aiosqlite:///{tmp_path}/tokenmeter.db",
+            "anthropic_upstream": upstream[1].url,
+            "spool_dir": tmp_path / "spool",
+            "recorder_flush_interval_s": 0.05,
+            **overrides,
+        }
+        app = create_app(Settings(**fields), registry=CollectorRegistry())
+        proxy = Proxy(ServerThread(app).__enter__(), app)
+        started.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in started:
+        proxy.http.close()
+        proxy.server.__exit__(None, None, None)
+
+
+@pytest.fixture
+def proxy(make_proxy: Callable[..., Proxy]) -> Proxy:
+    return make_proxy()
+
+
+@pytest.fixture
+def claude(proxy: Proxy) -> Iterator[anthropic.Anthropic]:
+    """The real anthropic SDK pointed at the proxy (no retries: each test sees one exchange)."""
+    with anthropic.Anthropic(base_url=proxy.url, api_key="sk-ant-test-123", max_retries=0) as c:
+        yield c

@@ -1,0 +1,269 @@
+"""A fake Anthropic API speaking the real wire format, served on a loopback port by uvicorn.
+
+Faithful to what the proxy must survive: named SSE events (``event: x`` / ``data: {...}``) with
+pings between them, ``request-id`` headers, Anthropic's error JSON, gzip when the client accepts
+it, pauses between events, a mid-stream ``error`` event and a connection cut mid-stream.
+
+A test picks the behaviour per request with headers the proxy forwards untouched:
+``x-fake-scenario`` (text | tool_use | thinking | web_search | error_529 | error_400 |
+mid_stream_error | cut | slow | hang | stall | count_tokens) and ``x-fake-usage`` (a JSON usage
+object).
+Every request received is kept in ``requests`` so tests can compare what arrived byte for byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_USAGE: dict[str, Any] = {
+    "input_tokens": 11,
+    "cache_creation_input_tokens": 60,
+    "cache_read_input_tokens": 300,
+    "cache_creation": {"ephemeral_5m_input_tokens": 40, "ephemeral_1h_input_tokens": 20},
+    "output_tokens": 7,
+    "service_tier": "standard",
+}
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    query: bytes
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key.decode().lower() == name.lower():
+                return value.decode()
+        return None
+
+
+@dataclass
+class FakeAnthropic:
+    """The ASGI app. ``pause_s`` is the gap between SSE events in the ``slow`` scenario."""
+
+    requests: list[Received] = field(default_factory=list)
+    pause_s: float = 0.3
+    cut_seen: asyncio.Event | None = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        body = await _body(receive)
+        received = Received(
+            scope["method"], scope["path"], scope["query_string"], list(scope["headers"]), body
+        )
+        self.requests.append(received)
+        await self._answer(received, send)
+
+    async def _answer(self, req: Received, send: Any) -> None:
+        scenario = req.header("x-fake-scenario") or "text"
+        if scenario.startswith("error_"):
+            await _error(send, int(scenario[6:]))
+            return
+        if req.path == "/v1/messages/count_tokens" or scenario == "count_tokens":
+            await _json(send, 200, {"input_tokens": 2095}, req)
+            return
+        if req.path == "/v1/models":
+            await _json(send, 200, {"data": [{"id": "claude-opus-4-8", "type": "model"}]}, req)
+            return
+        if req.path != "/v1/messages":
+            await _error(send, 404)
+            return
+        if scenario == "stall":  # never answers in time: the proxy's read timeout fires
+            await asyncio.sleep(30)
+        try:
+            request = json.loads(req.body)
+        except ValueError:
+            await _error(send, 400)
+            return
+        usage = json.loads(req.header("x-fake-usage") or "null") or dict(DEFAULT_USAGE)
+        message = _message(request.get("model", "claude-opus-4-8"), scenario, usage)
+        if request.get("stream"):
+            await self._stream(send, message, scenario)
+        else:
+            await _json(send, 200, message, req)
+
+    async def _stream(self, send: Any, message: dict[str, Any], scenario: str) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/event-stream; charset=utf-8"),
+                    (b"cache-control", b"no-cache"),
+                    (b"request-id", _request_id().encode()),
+                ],
+            }
+        )
+        for index, event in enumerate(_events(message, scenario)):
+            if scenario == "cut" and index == 4:
+                raise ConnectionAbortedError("fake upstream cuts the stream")
+            if scenario in {"slow", "hang"} and index:
+                await asyncio.sleep(self.pause_s if scenario == "slow" else 30)
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _message(model: str, scenario: str, usage: dict[str, Any]) -> dict[str, Any]:
+    content: list[dict[str, Any]] = [{"type": "text", "text": "Hi! How can I help?"}]
+    stop = "end_turn"
+    if scenario == "tool_use":
+        content = [
+            {"type": "text", "text": "Let me run that."},
+            {
+                "type": "tool_use",
+                "id": "toolu_01A",
+                "name": "Bash",
+                "input": {"command": "echo hello"},
+            },
+        ]
+        stop = "tool_use"
+    elif scenario == "thinking":
+        content = [
+            {"type": "thinking", "thinking": "The user greets me.", "signature": "EqQBCgIYAh"},
+            {"type": "text", "text": "Hello!"},
+        ]
+    return {
+        "id": f"msg_{uuid.uuid4().hex[:24]}",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": stop,
+        "stop_sequence": None,
+        "usage": usage,
+    }
+
+
+def _sse(name: str, data: dict[str, Any]) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+def _events(message: dict[str, Any], scenario: str) -> list[bytes]:
+    usage = message["usage"]
+    start_usage = {**usage, "output_tokens": 1}
+    start = {**message, "content": [], "stop_reason": None, "usage": start_usage}
+    events = [_sse("message_start", {"type": "message_start", "message": start})]
+    events.append(_sse("ping", {"type": "ping"}))
+    for index, block in enumerate(message["content"]):
+        events.extend(_block_events(index, block))
+    final = {k: v for k, v in usage.items() if k not in {"cache_creation", "service_tier"}}
+    if scenario == "web_search":
+        # Server tools run several sampling iterations: two cumulative message_delta events.
+        partial = {**final, "output_tokens": max(1, final["output_tokens"] // 2)}
+        events.append(_delta(None, partial))
+    if scenario == "mid_stream_error":
+        events.append(
+            _sse(
+                "error",
+                {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+            )
+        )
+        return events
+    events.append(_delta(message["stop_reason"], final))
+    events.append(_sse("message_stop", {"type": "message_stop"}))
+    return events
+
+
+def _delta(stop_reason: str | None, usage: dict[str, Any]) -> bytes:
+    delta = {"stop_reason": stop_reason, "stop_sequence": None}
+    return _sse("message_delta", {"type": "message_delta", "delta": delta, "usage": usage})
+
+
+def _block_events(index: int, block: dict[str, Any]) -> list[bytes]:
+    kind = block["type"]
+    empty: dict[str, Any] = {"type": kind}
+    deltas: list[dict[str, Any]]
+    if kind == "text":
+        empty["text"] = ""
+        text = block["text"]
+        deltas = [{"type": "text_delta", "text": text[i : i + 5]} for i in range(0, len(text), 5)]
+    elif kind == "tool_use":
+        empty.update(id=block["id"], name=block["name"], input={})
+        raw = json.dumps(block["input"])
+        deltas = [{"type": "input_json_delta", "partial_json": raw[i : i + 8]} for i in (0, 8)]
+        deltas.append({"type": "input_json_delta", "partial_json": raw[16:]})
+    else:
+        empty.update(thinking="", signature="")
+        deltas = [
+            {"type": "thinking_delta", "thinking": block["thinking"]},
+            {"type": "signature_delta", "signature": block["signature"]},
+        ]
+    start = {"type": "content_block_start", "index": index, "content_block": empty}
+    out = [_sse("content_block_start", start)]
+    out += [
+        _sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": d})
+        for d in deltas
+    ]
+    out.append(_sse("content_block_stop", {"type": "content_block_stop", "index": index}))
+    return out
+
+
+def _request_id() -> str:
+    return f"req_{uuid.uuid4().hex[:24]}"
+
+
+async def _json(send: Any, status: int, payload: dict[str, Any], req: Received) -> None:
+    body = json.dumps(payload).encode()
+    headers = [(b"content-type", b"application/json"), (b"request-id", _request_id().encode())]
+    if "gzip" in (req.header("accept-encoding") or ""):
+        body = gzip.compress(body)
+        headers.append((b"content-encoding", b"gzip"))
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+ERRORS = {
+    400: ("invalid_request_error", "messages: field required"),
+    404: ("not_found_error", "Not found"),
+    429: ("rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit"),
+    500: ("api_error", "Internal server error"),
+    529: ("overloaded_error", "Overloaded"),
+}
+
+
+def error_payload(status: int) -> bytes:
+    kind, message = ERRORS[status]
+    payload = {"type": "error", "error": {"type": kind, "message": message}, "request_id": "req_e"}
+    return json.dumps(payload).encode()
+
+
+async def _error(send: Any, status: int) -> None:
+    body = error_payload(status)
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"request-id", b"req_e"),
+        (b"x-should-retry", b"false"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _body(receive: Any) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _lifespan(receive: Any, send: Any) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
