@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import httpx
 
 from proxy.attribution import OWN_HEADER_PREFIX, Identifier, RoutedPath, split_path
-from proxy.providers import Provider, UsageTap
+from proxy.providers import ChunkFilter, Provider, UsageTap
 from proxy.usage import Attribution, Cost, ResponseFacts, Status, UsageEvent
 
 log = logging.getLogger("tokenmeter.forward")
@@ -104,6 +104,8 @@ class _Exchange:
     http_status: int | None = None
     stream: bool = False
     tap: UsageTap | None = None
+    chunk_filter: ChunkFilter | None = None
+    note: Any = None
     headers_at: float | None = None
     first_chunk_at: float | None = None
     request_id: str | None = None
@@ -193,7 +195,7 @@ class Forwarder:
             ex.method,
             _upstream_url(ex.provider, ex.path, scope.get("query_string", b"")),
             headers=_request_headers(scope["headers"]),
-            content=body,
+            content=self._prepared(ex, body),
         )
         try:
             response = await self._client.send(request, stream=True)
@@ -207,6 +209,16 @@ class Forwarder:
             await self._relay(ex, response, receive, send)
         finally:
             await response.aclose()
+
+    def _prepared(self, ex: _Exchange, body: bytes) -> bytes:
+        if ex.provider.prepare is None:
+            return body
+        try:
+            upstream_body, ex.note = ex.provider.prepare(ex.method, ex.path, body)
+        except Exception:  # a request we cannot read is forwarded as it came
+            log.exception("could not prepare %s %s; forwarding it unchanged", ex.method, ex.path)
+            return body
+        return upstream_body
 
     async def _unreachable(
         self, ex: _Exchange, send: Send, code: int, kind: str, detail: str
@@ -225,7 +237,10 @@ class Forwarder:
         content_type = response.headers.get("content-type")
         ex.stream = content_type is not None and content_type.startswith("text/event-stream")
         if ex.provider.is_metered(ex.method, ex.path):
-            ex.tap = ex.provider.make_tap(content_type, response.headers.get("content-encoding"))
+            encoding = response.headers.get("content-encoding")
+            ex.tap = ex.provider.make_tap(content_type, encoding)
+            if ex.note is not None and ex.provider.make_filter is not None:
+                ex.chunk_filter = ex.provider.make_filter(ex.note, content_type, encoding)
         await send(
             {
                 "type": "http.response.start",
@@ -249,14 +264,17 @@ class Forwarder:
             hangup.close()
 
     async def _pump(self, ex: _Exchange, response: httpx.Response, send: Send) -> None:
-        tap = ex.tap
+        tap, chunk_filter = ex.tap, ex.chunk_filter
         async for chunk in response.aiter_raw():
             if ex.first_chunk_at is None:
                 ex.first_chunk_at = time.perf_counter()
             if tap is not None:
                 tap.feed(chunk)
+            if chunk_filter is not None:
+                chunk = chunk_filter.filter(chunk)
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        tail = chunk_filter.flush() if chunk_filter is not None else b""
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
 
     def _finish(self, ex: _Exchange) -> None:
         try:

@@ -3,14 +3,16 @@
 A ``Provider`` is plain data handed to the forwarder by ``create_app``; each provider module
 (``anthropic``, ``openai``) supplies the functions. The forwarder knows nothing of any provider's
 wire format: it feeds raw response chunks to the provider's ``UsageTap`` and asks it for the
-``ResponseFacts`` when the exchange ends.
+``ResponseFacts`` when the exchange ends. A provider that must change a request to meter it
+(``prepare``) also supplies a ``ChunkFilter`` that removes the effect from the response, so the
+client receives exactly what it would have received without the proxy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from proxy.usage import ResponseFacts
 
@@ -23,11 +25,22 @@ class UsageTap(Protocol):
     def result(self) -> ResponseFacts: ...
 
 
+class ChunkFilter(Protocol):
+    """Takes back out of a response what the proxy itself asked for (e.g. a usage-only chunk)."""
+
+    def filter(self, chunk: bytes) -> bytes: ...
+
+    def flush(self) -> bytes: ...
+
+
 TapFactory = Callable[[str | None, str | None], UsageTap]
 """(content-type, content-encoding) of the upstream response -> a fresh tap."""
 
-RequestRewriter = Callable[[str, bytes, dict[str, str]], bytes]
-"""(path, request body, response notes) -> the body to send upstream; notes reach the tap."""
+Prepare = Callable[[str, str, bytes], tuple[bytes, Any]]
+"""(method, path, request body) -> (the body to send upstream, a note for ``make_filter``)."""
+
+FilterFactory = Callable[[Any, str | None, str | None], ChunkFilter | None]
+"""(the note from ``prepare``, content-type, content-encoding) -> a filter, or None."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,3 +53,6 @@ class Provider:
     is_metered: Callable[[str, str], bool]  # (method, path) -> does the body carry usage?
     make_tap: TapFactory
     error_body: Callable[[int, str, str], bytes]  # (status, error type, message) -> JSON bytes
+    # Only for providers whose metering needs the request changed (OpenAI's include_usage):
+    prepare: Prepare | None = None
+    make_filter: FilterFactory | None = None
