@@ -4,6 +4,7 @@
 * ``passthrough``: ``bench.passthrough`` (FastAPI + httpx, no metering: the reference);
 * ``passthrough-aiohttp``: the same with aiohttp as the upstream client;
 * ``tokenmeter``: ``.venv/bin/tokenmeter serve`` with a throwaway SQLite database;
+* ``tokenmeter-httpx``: the same with ``TOKENMETER_UPSTREAM_CLIENT=httpx`` (the reference client);
 * ``litellm``: LiteLLM's proxy with its local cost map (no network call), when importable.
 
 ``launch`` starts one on the server core, waits for its port, and returns the ``Child`` (None
@@ -21,7 +22,14 @@ from pathlib import Path
 from bench.procs import Child, Children, free_port, pinned
 
 REPO = Path(__file__).resolve().parent.parent
-SERVERS = ("direct", "passthrough", "passthrough-aiohttp", "tokenmeter", "litellm")
+SERVERS = (
+    "direct",
+    "passthrough",
+    "passthrough-aiohttp",
+    "tokenmeter",
+    "tokenmeter-httpx",
+    "litellm",
+)
 DEFAULT_SERVERS = ("direct", "passthrough", "tokenmeter")
 
 
@@ -63,10 +71,12 @@ def _command(name: str, port: int, setup: Setup) -> tuple[list[str], dict[str, s
         client = "aiohttp" if name.endswith("aiohttp") else "httpx"
         command = [python, "-m", "bench.passthrough", "--port", str(port)]
         return [*command, "--upstream", setup.upstream, "--client", client], env
-    if name == "tokenmeter":
+    if name in ("tokenmeter", "tokenmeter-httpx"):
+        client = "httpx" if name.endswith("httpx") else "aiohttp"
         return [str(Path(python).parent / "tokenmeter"), "serve", "--port", str(port)], {
             **env,
             **_tokenmeter_env(setup),
+            "TOKENMETER_UPSTREAM_CLIENT": client,
         }
     if name == "litellm":
         return _litellm_command(port, setup), {**env, **_litellm_env()}

@@ -15,12 +15,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from proxy import api
+from proxy import api, people
 from proxy.attribution import Identifier, load_key_owners
 from proxy.config import Settings
 from proxy.forward import Forwarder, Meter, Receive, Scope, Send
@@ -28,9 +27,11 @@ from proxy.metrics import Metrics
 from proxy.pricing import Pricer, load_overrides
 from proxy.providers import Provider
 from proxy.providers import anthropic as anthropic_provider
+from proxy.providers import openai as openai_provider
 from proxy.store.engine import make_engine, upgrade
 from proxy.store.recorder import Recorder
 from proxy.store.spool import Spool
+from proxy.upstream import Timeouts, Upstream, make_upstream
 
 log = logging.getLogger("tokenmeter")
 
@@ -42,7 +43,7 @@ class Parts:
     """Everything ``create_app`` built, kept for the lifespan, the API and tests."""
 
     settings: Settings
-    client: httpx.AsyncClient
+    client: Upstream
     engine: AsyncEngine
     metrics: Metrics
     pricer: Pricer
@@ -67,29 +68,16 @@ class TokenmeterApp:
 
 def providers_for(settings: Settings) -> list[Provider]:
     """The upstream APIs this proxy serves, with their path prefixes."""
-    return [anthropic_provider.provider(settings.anthropic_upstream)]
-
-
-def build_client(
-    settings: Settings, transport: httpx.AsyncBaseTransport | None = None
-) -> httpx.AsyncClient:
-    """The one shared, pooled upstream client. A stream may be silent for minutes."""
-    timeout = httpx.Timeout(
-        connect=settings.connect_timeout_s,
-        read=settings.read_timeout_s,
-        write=60.0,
-        pool=settings.connect_timeout_s,
-    )
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=256)
-    return httpx.AsyncClient(
-        timeout=timeout, limits=limits, transport=transport, follow_redirects=False
-    )
+    return [
+        anthropic_provider.provider(settings.anthropic_upstream),
+        openai_provider.provider(settings.openai_upstream),
+    ]
 
 
 def build_parts(
     settings: Settings,
     *,
-    transport: httpx.AsyncBaseTransport | None = None,
+    upstream: Upstream | None = None,
     registry: CollectorRegistry | None = None,
 ) -> Parts:
     """Build every part from settings. Creates objects only: no connection, no I/O."""
@@ -106,7 +94,8 @@ def build_parts(
         queue_max=settings.recorder_queue_max,
     )
     owners = load_key_owners(settings.key_map_file) if settings.key_map_file else None
-    client = build_client(settings, transport)
+    timeouts = Timeouts(settings.connect_timeout_s, settings.read_timeout_s)
+    client = upstream or make_upstream(settings.upstream_client, timeouts)
     forwarder = Forwarder(
         client,
         providers_for(settings),
@@ -120,12 +109,12 @@ def build_parts(
 def create_app(
     settings: Settings | None = None,
     *,
-    transport: httpx.AsyncBaseTransport | None = None,
+    upstream: Upstream | None = None,
     registry: CollectorRegistry | None = None,
 ) -> TokenmeterApp:
     """Build the whole proxy. Nothing connects until the ASGI lifespan starts."""
     settings = settings or Settings()
-    parts = build_parts(settings, transport=transport, registry=registry)
+    parts = build_parts(settings, upstream=upstream, registry=registry)
     api_app = api.build(parts, lifespan=_lifespan(parts))
     return TokenmeterApp(parts, api_app)
 
@@ -136,6 +125,9 @@ def _lifespan(parts: Parts) -> Any:
         if parts.settings.migrate_on_start:
             await asyncio.to_thread(upgrade, parts.settings.database_url)
         await parts.recorder.start()
+        await people.refresh_gauge_at_start(
+            parts.engine, parts.metrics, parts.settings.usd_per_currency
+        )
         log.info("tokenmeter ready; upstream %s", parts.settings.anthropic_upstream)
         try:
             yield

@@ -6,7 +6,9 @@ start, so a misconfigured proxy fails loudly before it serves a single request.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,6 +29,7 @@ class Settings(BaseSettings):
     anthropic_upstream: str = "https://api.anthropic.com"
     openai_upstream: str = "https://api.openai.com"
 
+    upstream_client: Literal["aiohttp", "httpx"] = "aiohttp"
     connect_timeout_s: float = Field(default=10.0, gt=0)
     # Claude Code aborts a stream silent for 300 s; never cut one before the client does.
     read_timeout_s: float = Field(default=600.0, gt=0)
@@ -44,6 +47,8 @@ class Settings(BaseSettings):
 
     metrics_per_user: bool = True
     admin_token: str | None = None
+    # USD per unit of each compensation currency, e.g. {"EUR": "1.08"}: the company's own rates.
+    usd_per_currency: dict[str, Decimal] = Field(default_factory=dict)
 
     @field_validator("anthropic_upstream", "openai_upstream")
     @classmethod
@@ -66,6 +71,14 @@ class Settings(BaseSettings):
     def _admin_token_is_strong(cls, value: str | None) -> str | None:
         if value is not None and len(value) < 16:
             raise ValueError("admin_token must be at least 16 characters")
+        return value
+
+    @field_validator("usd_per_currency")
+    @classmethod
+    def _rates_are_positive(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+        for code, rate in value.items():
+            if len(code) != 3 or not code.isupper() or not rate.is_finite() or rate <= 0:
+                raise ValueError(f"usd_per_currency: {code!r}: {rate} must be a positive rate")
         return value
 
     @property

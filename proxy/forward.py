@@ -22,10 +22,15 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-import httpx
-
 from proxy.attribution import OWN_HEADER_PREFIX, Identifier, RoutedPath, split_path
 from proxy.providers import ChunkFilter, Provider, UsageTap
+from proxy.upstream import (
+    Upstream,
+    UpstreamBroken,
+    UpstreamResponse,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
 from proxy.usage import Attribution, Cost, ResponseFacts, Status, UsageEvent
 
 log = logging.getLogger("tokenmeter.forward")
@@ -113,11 +118,11 @@ class _Exchange:
 
 
 class Forwarder:
-    """ASGI app for provider traffic. Built once per app; holds the one shared upstream client."""
+    """ASGI app for provider traffic; holds the one shared upstream client (upstream.py)."""
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        upstream: Upstream,
         providers: list[Provider],
         identifier: Identifier,
         sink: Sink,
@@ -125,7 +130,7 @@ class Forwarder:
         max_in_flight: int = 1024,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._client = client
+        self._upstream = upstream
         self._providers = sorted(providers, key=lambda p: len(p.prefix), reverse=True)
         self._identifier = identifier
         self._sink = sink
@@ -189,26 +194,22 @@ class Forwarder:
         receive: Receive,
         send: Send,
     ) -> None:
-        # A bare Request, not client.build_request: the client's default headers (User-Agent,
-        # Accept-Encoding, ...) must not be added to what the agent sent.
-        request = httpx.Request(
-            ex.method,
-            _upstream_url(ex.provider, ex.path, scope.get("query_string", b"")),
-            headers=_request_headers(scope["headers"]),
-            content=self._prepared(ex, body),
-        )
+        url = _upstream_url(ex.provider, ex.path, scope.get("query_string", b""))
+        upstream_body = self._prepared(ex, body)
         try:
-            response = await self._client.send(request, stream=True)
-        except httpx.TimeoutException as exc:
-            await self._unreachable(ex, send, 504, "timeout_error", f"timed out: {exc!r}")
+            response = await self._upstream.send(
+                ex.method, url, _request_headers(scope["headers"]), upstream_body
+            )
+        except UpstreamTimeout as exc:
+            await self._unreachable(ex, send, 504, "timeout_error", f"timed out: {exc}")
             return
-        except httpx.HTTPError as exc:
-            await self._unreachable(ex, send, 502, "api_error", f"unreachable: {exc!r}")
+        except UpstreamUnreachable as exc:
+            await self._unreachable(ex, send, 502, "api_error", f"unreachable: {exc}")
             return
         try:
             await self._relay(ex, response, receive, send)
         finally:
-            await response.aclose()
+            await response.close()
 
     def _prepared(self, ex: _Exchange, body: bytes) -> bytes:
         if ex.provider.prepare is None:
@@ -229,23 +230,23 @@ class Forwarder:
         await _send_local(send, code, ex.provider.error_body(code, kind, message))
 
     async def _relay(
-        self, ex: _Exchange, response: httpx.Response, receive: Receive, send: Send
+        self, ex: _Exchange, response: UpstreamResponse, receive: Receive, send: Send
     ) -> None:
         ex.headers_at = time.perf_counter()
-        ex.http_status = response.status_code
-        ex.request_id = response.headers.get("request-id")
-        content_type = response.headers.get("content-type")
+        ex.http_status = response.status
+        ex.request_id = response.header("request-id")
+        content_type = response.header("content-type")
         ex.stream = content_type is not None and content_type.startswith("text/event-stream")
         if ex.provider.is_metered(ex.method, ex.path):
-            encoding = response.headers.get("content-encoding")
+            encoding = response.header("content-encoding")
             ex.tap = ex.provider.make_tap(content_type, encoding)
             if ex.note is not None and ex.provider.make_filter is not None:
                 ex.chunk_filter = ex.provider.make_filter(ex.note, content_type, encoding)
         await send(
             {
                 "type": "http.response.start",
-                "status": response.status_code,
-                "headers": _response_headers(response.headers.raw),
+                "status": response.status,
+                "headers": _response_headers(response.raw_headers),
             }
         )
         hangup = _HangupWatch(receive)
@@ -256,16 +257,16 @@ class Forwarder:
                 raise
             hangup.absorb()
             ex.status = Status.CLIENT_DISCONNECTED
-        except httpx.HTTPError as exc:
+        except UpstreamBroken as exc:
             ex.status = Status.INCOMPLETE
             log.warning("upstream broke off %s %s: %r", ex.method, ex.path, exc)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             hangup.close()
 
-    async def _pump(self, ex: _Exchange, response: httpx.Response, send: Send) -> None:
+    async def _pump(self, ex: _Exchange, response: UpstreamResponse, send: Send) -> None:
         tap, chunk_filter = ex.tap, ex.chunk_filter
-        async for chunk in response.aiter_raw():
+        async for chunk in response.chunks():
             if ex.first_chunk_at is None:
                 ex.first_chunk_at = time.perf_counter()
             if tap is not None:

@@ -1,0 +1,116 @@
+"""Both upstream clients (aiohttp, the default, and httpx) keep the same pass-through contract."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+
+import anthropic
+import httpx
+import pytest
+
+from tests.conftest import Proxy
+from tests.fakes.anthropic_upstream import FakeAnthropic, error_payload
+from tests.servers import ServerThread, free_port
+
+CLIENTS = ["aiohttp", "httpx"]
+BODY = {
+    "model": "claude-opus-4-8",
+    "max_tokens": 9,
+    "messages": [{"role": "user", "content": "hi"}],
+}
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_stream_and_headers_pass_through(
+    make_proxy: Callable[..., Proxy], upstream: tuple[FakeAnthropic, ServerThread], client: str
+) -> None:
+    fake, _ = upstream
+    proxy = make_proxy(upstream_client=client)
+    headers = {"x-api-key": "k", "anthropic-beta": "a,b,c", "x-tokenmeter-task": f"t-{client}"}
+    r = httpx.post(f"{proxy.url}/v1/messages", json={**BODY, "stream": True}, headers=headers)
+    assert r.text.count("event: ") == 10  # start, ping, block start + 4 deltas + stop, delta, stop
+    assert r.text.endswith('event: message_stop\ndata: {"type":"message_stop"}\n\n')
+    sent = fake.requests[-1]
+    assert sent.header("anthropic-beta") == "a,b,c"
+    assert sent.header("accept-encoding") == "gzip, deflate, br, zstd"  # httpx's own, untouched
+    assert sent.header("content-type") == "application/json"
+    assert proxy.task(f"t-{client}", 1)["tokens"]["cache_read"] == 300
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_no_header_of_the_client_library_is_added(
+    make_proxy: Callable[..., Proxy], upstream: tuple[FakeAnthropic, ServerThread], client: str
+) -> None:
+    fake, _ = upstream
+    proxy = make_proxy(upstream_client=client)
+    with httpx.Client() as raw:
+        request = raw.build_request("POST", f"{proxy.url}/v1/messages", content=b"{}")
+        for name in ("accept", "accept-encoding", "user-agent", "content-type"):
+            request.headers.pop(name, None)
+        raw.send(request)
+    sent = {name.decode().lower() for name, _ in fake.requests[-1].headers}
+    assert sent.isdisjoint({"accept", "accept-encoding", "user-agent", "content-type"})
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_errors_unreachable_and_timeout(make_proxy: Callable[..., Proxy], client: str) -> None:
+    proxy = make_proxy(upstream_client=client, read_timeout_s=0.5)
+    r = httpx.post(f"{proxy.url}/v1/messages", json=BODY, headers={"x-fake-scenario": "error_529"})
+    assert (r.status_code, r.content) == (529, error_payload(529))
+    r = httpx.post(f"{proxy.url}/v1/messages", json=BODY, headers={"x-fake-scenario": "stall"})
+    assert r.status_code == 504
+    dead = make_proxy(upstream_client=client, anthropic_upstream=f"http://127.0.0.1:{free_port()}")
+    r = httpx.post(f"{dead.url}/v1/messages", json=BODY)
+    assert r.status_code == 502
+    assert r.json()["error"]["message"].startswith("tokenmeter: upstream http://127.0.0.1:")
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_cut_stream_is_incomplete(make_proxy: Callable[..., Proxy], client: str) -> None:
+    proxy = make_proxy(upstream_client=client)
+    headers = {"x-fake-scenario": "cut", "x-tokenmeter-task": "t-cut"}
+    with contextlib.suppress(httpx.HTTPError):  # the client may see the cut as a broken connection
+        httpx.post(f"{proxy.url}/v1/messages", json={**BODY, "stream": True}, headers=headers)
+    task = proxy.task("t-cut", 1)
+    assert task["tokens"]["input"] == 11
+    labels = {"provider": "anthropic", "model": "claude-opus-4-8", "code": "200"}
+    assert proxy.metric("tokenmeter_requests_total", status="incomplete", **labels) == 1
+
+
+def test_overload_is_a_fast_503_in_the_provider_format(
+    make_proxy: Callable[..., Proxy], upstream: tuple[FakeAnthropic, ServerThread]
+) -> None:
+    fake, _ = upstream
+    fake.pause_s = 0.5
+    proxy = make_proxy(max_in_flight=1)
+    slow = threading.Thread(
+        target=httpx.post,
+        args=(f"{proxy.url}/v1/messages",),
+        kwargs={"json": {**BODY, "stream": True}, "headers": {"x-fake-scenario": "slow"}},
+    )
+    slow.start()
+    deadline = time.monotonic() + 5
+    while proxy.app.parts.forwarder.in_flight == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with anthropic.Anthropic(base_url=proxy.url, api_key="k", max_retries=0) as claude:
+        t0 = time.monotonic()
+        with pytest.raises(anthropic.APIStatusError) as caught:
+            claude.messages.create(**BODY)  # type: ignore[arg-type]
+        elapsed = time.monotonic() - t0
+    slow.join()
+    assert caught.value.status_code == 503
+    assert caught.value.response.json()["error"]["type"] == "overloaded_error"
+    assert elapsed < 0.5  # answered at once, not queued behind the slow stream
+    assert (
+        proxy.metric(
+            "tokenmeter_requests_total",
+            provider="anthropic",
+            model="unknown",
+            status="rejected",
+            code="503",
+        )
+        == 1
+    )
