@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import mark_process_dead
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy import api, people
@@ -81,7 +83,11 @@ def build_parts(
     registry: CollectorRegistry | None = None,
 ) -> Parts:
     """Build every part from settings. Creates objects only: no connection, no I/O."""
-    metrics = Metrics(registry or CollectorRegistry(), per_user=settings.metrics_per_user)
+    metrics = Metrics(
+        registry or CollectorRegistry(),
+        per_user=settings.metrics_per_user,
+        multiprocess_dir=settings.prometheus_multiproc_dir,
+    )
     overrides = load_overrides(settings.prices_file) if settings.prices_file else None
     pricer = Pricer(overrides)
     engine = make_engine(settings.database_url)
@@ -135,5 +141,8 @@ def _lifespan(parts: Parts) -> Any:
             await parts.recorder.stop()
             await parts.client.aclose()
             await parts.engine.dispose()
+            if parts.settings.prometheus_multiproc_dir is not None:
+                path = str(parts.settings.prometheus_multiproc_dir)
+                mark_process_dead(os.getpid(), path)  # type: ignore[no-untyped-call]
 
     return lifespan

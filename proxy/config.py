@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     retention_days: int | None = Field(default=None, ge=1)
 
     metrics_per_user: bool = True
+    # prometheus_client's own variable; `serve --workers N` sets it (a fresh temporary dir).
+    prometheus_multiproc_dir: Path | None = Field(
+        default=None, validation_alias="PROMETHEUS_MULTIPROC_DIR"
+    )
     admin_token: str | None = None
     # USD per unit of each compensation currency, e.g. {"EUR": "1.08"}: the company's own rates.
     usd_per_currency: dict[str, Decimal] = Field(default_factory=dict)

@@ -13,7 +13,12 @@ rename a collector here and that test names every panel and rule that broke.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from collections.abc import Iterable
+from decimal import Decimal
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from proxy.usage import TOKEN_KINDS, UsageEvent
 
@@ -28,12 +33,39 @@ _USAGE_LABELS = ("provider", "model", "kind", "user", "team")
 class Metrics:
     """The collectors, created on ``registry`` (never the global one)."""
 
-    def __init__(self, registry: CollectorRegistry, *, per_user: bool = True) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        per_user: bool = True,
+        multiprocess_dir: Path | None = None,
+    ) -> None:
         self.registry = registry
         self._per_user = per_user
+        self._multiprocess_dir = multiprocess_dir
         self._build_usage(registry)
         self._build_latency(registry)
         self._build_recorder(registry)
+        self.compensation = Gauge(
+            "tokenmeter_annual_compensation_usd",
+            "Annual compensation in USD in effect today, from the people table.",
+            ("user", "team"),
+            registry=registry,
+            multiprocess_mode="max",  # every worker sets the same value from the table
+        )
+
+    def exposition(self) -> bytes:
+        """The Prometheus text of this process, or of all workers in multiprocess mode.
+
+        With ``tokenmeter serve --workers N`` every worker writes its samples to files in
+        ``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's own mechanism) and any worker's
+        ``/metrics`` answers for all of them.
+        """
+        if self._multiprocess_dir is None:
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged, path=str(self._multiprocess_dir))  # type: ignore[no-untyped-call]
+        return generate_latest(merged)
 
     def _build_usage(self, registry: CollectorRegistry) -> None:
         self.tokens = Counter(
@@ -88,7 +120,10 @@ class Metrics:
 
     def _build_recorder(self, registry: CollectorRegistry) -> None:
         self.queue_depth = Gauge(
-            "tokenmeter_recorder_queue_depth", "Events waiting to be written.", registry=registry
+            "tokenmeter_recorder_queue_depth",
+            "Events waiting to be written.",
+            registry=registry,
+            multiprocess_mode="livesum",  # the workers' queues add up
         )
         self.batch_size = Histogram(
             "tokenmeter_recorder_batch_size",
@@ -158,6 +193,17 @@ class Metrics:
             self.upstream_headers.labels(provider).observe(event.upstream_headers_ms / 1000)
         if event.first_token_ms is not None:
             self.first_token.labels(provider).observe(event.first_token_ms / 1000)
+
+    def set_compensation(self, rows: Iterable[tuple[str, str, Decimal]]) -> None:
+        """Replace the compensation gauge with (user, team, USD) rows; summed per team (user
+        empty) when ``per_user`` is off."""
+        values: dict[tuple[str, str], Decimal] = {}
+        for user, team, usd in rows:
+            key = (user if self._per_user else "", team)
+            values[key] = values.get(key, Decimal(0)) + usd
+        self.compensation.clear()
+        for (user, team), usd in values.items():
+            self.compensation.labels(user, team).set(float(usd))
 
     # RecorderMetrics (see proxy/store/recorder.py)
     def set_queue_depth(self, n: int) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 router = APIRouter()
 
@@ -11,10 +13,9 @@ router = APIRouter()
 @router.get("/healthz", summary="Liveness: the process serves and its recorder is alive")
 def healthz(request: Request) -> dict[str, object]:
     parts = request.app.state.parts
-    return {"status": "ok", "in_flight": parts.forwarder.in_flight}
+    return {"status": "ok", "pid": os.getpid(), "in_flight": parts.forwarder.in_flight}
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 def metrics(request: Request) -> Response:
-    registry = request.app.state.parts.metrics.registry
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(request.app.state.parts.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

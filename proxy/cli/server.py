@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 from typing import Any
 
 from proxy.cli.common import run_with_engine
@@ -32,8 +33,12 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from proxy.store.engine import upgrade
 
     if settings.migrate_on_start:
-        upgrade(settings.database_url)  # once, before workers fork
+        upgrade(settings.database_url)  # once, before workers start
         os.environ["TOKENMETER_MIGRATE_ON_START"] = "false"
+    if settings.workers > 1 and settings.prometheus_multiproc_dir is None:
+        # Workers are separate processes: their counters meet in prometheus_client's
+        # multiprocess files, which must exist before any worker imports prometheus_client.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="tokenmeter-metrics-")
     uvicorn.run(
         "proxy.app:create_app",
         factory=True,
