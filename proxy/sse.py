@@ -16,6 +16,8 @@ Contract (WHATWG "event stream interpretation", with the differences named here)
   dropped whole and counted in ``dropped_events``; what follows it decodes normally.
 - Cost per chunk is proportional to the chunk: only the new bytes are searched for line ends, and
   an unfinished line is kept as pieces that are joined once, when its end arrives.
+- ``wanted`` (optional): named events outside it are skipped, their data never decoded; an
+  event that names itself after its first ``data:`` line is still delivered whole.
 - ``flush()`` ends the stream. Unlike a browser it also dispatches a last event whose blank line
   never came: for metering, a final ``message_delta`` still counts.
 """
@@ -47,13 +49,23 @@ class SSEDecoder:
         "_partial",
         "_partial_len",
         "_size",
+        "_skipping",
         "_started",
+        "_wanted",
         "dropped_events",
         "max_event_bytes",
     )
 
-    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+    def __init__(
+        self,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        wanted: frozenset[str] | None = None,
+    ) -> None:
         self.max_event_bytes = max_event_bytes
+        # Named events outside ``wanted`` are skipped without decoding their data (a stream is
+        # mostly content_block_delta events, and a meter reads none of them).
+        self._wanted = None if wanted is None else frozenset(w.encode() for w in wanted)
+        self._skipping = False
         self.dropped_events = 0  # events discarded for passing max_event_bytes
         self._partial: list[bytes] = []  # pieces of the line whose end has not arrived
         self._partial_len = 0  # its length, still counted while its pieces are dropped
@@ -126,7 +138,7 @@ class SSEDecoder:
     def _line(self, line: bytes) -> SSEEvent | None:
         if not line:
             return self._dispatch()
-        if self._dropping or line[0] == 0x3A:  # 0x3A is ":", a comment line
+        if self._skipping or self._dropping or line[0] == 0x3A:  # 0x3A ":" starts a comment
             return None
         name, colon, value = line.partition(b":")
         if colon and value[:1] == b" ":
@@ -134,6 +146,9 @@ class SSEDecoder:
         if name == b"data":
             self._add_data(value)
         elif name == b"event":
+            if self._wanted is not None and value not in self._wanted and not self._data:
+                self._skipping = True  # (data before the name: the event is kept whole)
+                return None
             self._event = value.decode("utf-8", "replace")
         return None
 
@@ -152,6 +167,7 @@ class SSEDecoder:
         self._data = []
         self._size = 0
         self._dropping = False
+        self._skipping = False
         return event
 
     def _drop(self) -> None:

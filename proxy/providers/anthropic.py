@@ -204,7 +204,7 @@ class AnthropicTap:
         except DecodeError:
             self._stop()
         media = (content_type or "").split(";", 1)[0].strip().lower()
-        self._sse = SSEDecoder() if media == "text/event-stream" else None
+        self._sse = SSEDecoder(wanted=_STREAM_EVENTS) if media == "text/event-stream" else None
         self._json = _JsonBody() if media in ("", "application/json") else None
 
     def feed(self, chunk: bytes) -> None:

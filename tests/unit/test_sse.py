@@ -166,3 +166,24 @@ def test_any_split_gives_the_same_events_as_the_whole_stream(case):
     stream, chunks, expected = case
     assert decode_whole(stream) == expected
     assert decode_chunks(chunks) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(_split_streams(), st.sets(_names, max_size=3))
+def test_a_wanted_filter_keeps_exactly_the_wanted_and_unnamed_events(case, wanted):
+    _, chunks, expected = case
+    decoder = SSEDecoder(wanted=frozenset(wanted))
+    got = [event for chunk in chunks for event in decoder.feed(chunk)] + decoder.flush()
+    assert got == [e for e in expected if e.event is None or e.event in wanted]
+
+
+def test_a_wanted_filter_skips_deltas_but_keeps_usage_events():
+    stream = (
+        b'event: message_start\ndata: {"a":1}\n\n'
+        b'event: content_block_delta\ndata: {"huge":"' + b"x" * 5000 + b'"}\n\n'
+        b"event: ping\ndata: {}\n\n"
+        b'event: message_delta\ndata: {"b":2}\n\n'
+    )
+    decoder = SSEDecoder(wanted=frozenset({"message_start", "message_delta"}))
+    got = [e for i in range(0, len(stream), 7) for e in decoder.feed(stream[i : i + 7])]
+    assert got == [SSEEvent("message_start", '{"a":1}'), SSEEvent("message_delta", '{"b":2}')]
