@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import mark_process_dead
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from proxy import api, people
+from proxy import api
 from proxy.attribution import Identifier, load_key_owners
 from proxy.config import Settings
 from proxy.forward import Forwarder, Meter, Receive, Scope, Send
@@ -131,9 +131,6 @@ def _lifespan(parts: Parts) -> Any:
         if parts.settings.migrate_on_start:
             await asyncio.to_thread(upgrade, parts.settings.database_url)
         await parts.recorder.start()
-        await people.refresh_gauge_at_start(
-            parts.engine, parts.metrics, parts.settings.usd_per_currency
-        )
         log.info("tokenmeter ready; upstream %s", parts.settings.anthropic_upstream)
         try:
             yield
