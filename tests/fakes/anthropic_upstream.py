@@ -267,3 +267,19 @@ async def _lifespan(receive: Any, send: Any) -> None:
         elif message["type"] == "lifespan.shutdown":
             await send({"type": "lifespan.shutdown.complete"})
             return
+
+
+def main() -> None:
+    """``python -m tests.fakes.anthropic_upstream --port 9999``: try tokenmeter with no API key."""
+    import argparse
+
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, default=9999)
+    args = parser.parse_args()
+    uvicorn.run(FakeAnthropic(), host="127.0.0.1", port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()
