@@ -29,7 +29,6 @@ from proxy.metrics import Metrics
 from proxy.pricing import Pricer, load_overrides
 from proxy.providers import Provider
 from proxy.providers import anthropic as anthropic_provider
-from proxy.providers import openai as openai_provider
 from proxy.store.engine import make_engine, upgrade
 from proxy.store.recorder import Recorder
 from proxy.store.spool import Spool
@@ -72,7 +71,6 @@ def providers_for(settings: Settings) -> list[Provider]:
     """The upstream APIs this proxy serves, with their path prefixes."""
     return [
         anthropic_provider.provider(settings.anthropic_upstream),
-        openai_provider.provider(settings.openai_upstream),
     ]
 
 
