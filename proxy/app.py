@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import mark_process_dead
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from proxy import api
+from proxy import api, people
 from proxy.attribution import Identifier, load_key_owners
 from proxy.config import Settings
 from proxy.forward import Forwarder, Meter, Receive, Scope, Send
@@ -29,6 +29,7 @@ from proxy.metrics import Metrics
 from proxy.pricing import Pricer, load_overrides
 from proxy.providers import Provider
 from proxy.providers import anthropic as anthropic_provider
+from proxy.providers import openai as openai_provider
 from proxy.store.engine import make_engine, upgrade
 from proxy.store.recorder import Recorder
 from proxy.store.spool import Spool
@@ -71,6 +72,7 @@ def providers_for(settings: Settings) -> list[Provider]:
     """The upstream APIs this proxy serves, with their path prefixes."""
     return [
         anthropic_provider.provider(settings.anthropic_upstream),
+        openai_provider.provider(settings.openai_upstream),
     ]
 
 
@@ -129,6 +131,9 @@ def _lifespan(parts: Parts) -> Any:
         if parts.settings.migrate_on_start:
             await asyncio.to_thread(upgrade, parts.settings.database_url)
         await parts.recorder.start()
+        await people.refresh_gauge_at_start(
+            parts.engine, parts.metrics, parts.settings.usd_per_currency
+        )
         log.info("tokenmeter ready; upstream %s", parts.settings.anthropic_upstream)
         try:
             yield

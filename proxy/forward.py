@@ -234,7 +234,7 @@ class Forwarder:
     ) -> None:
         ex.headers_at = time.perf_counter()
         ex.http_status = response.status
-        ex.request_id = response.header("request-id")
+        ex.request_id = response.header("request-id") or response.header("x-request-id")
         content_type = response.header("content-type")
         ex.stream = content_type is not None and content_type.startswith("text/event-stream")
         if ex.provider.is_metered(ex.method, ex.path):
@@ -246,7 +246,7 @@ class Forwarder:
             {
                 "type": "http.response.start",
                 "status": response.status,
-                "headers": _response_headers(response.raw_headers),
+                "headers": _response_headers(response.raw_headers, ex.chunk_filter is not None),
             }
         )
         hangup = _HangupWatch(receive)
@@ -259,8 +259,9 @@ class Forwarder:
             ex.status = Status.CLIENT_DISCONNECTED
         except UpstreamBroken as exc:
             ex.status = Status.INCOMPLETE
-            log.warning("upstream broke off %s %s: %r", ex.method, ex.path, exc)
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            # No clean end: returning without finishing the body makes the server close the
+            # connection, so the client sees the break it would have seen without the proxy.
+            log.warning("upstream broke off %s %s: %s", ex.method, ex.path, exc)
         finally:
             hangup.close()
 
@@ -331,8 +332,9 @@ def _request_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]
     ]
 
 
-def _response_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    return [(n.lower(), v) for n, v in raw if n.lower() not in _RESPONSE_DROP]
+def _response_headers(raw: list[tuple[bytes, bytes]], rewritten: bool) -> list[tuple[bytes, bytes]]:
+    drop = HOP_BY_HOP if rewritten else _RESPONSE_DROP  # a filtered body has another length
+    return [(n.lower(), v) for n, v in raw if n.lower() not in drop]
 
 
 async def _read_body(receive: Receive) -> bytes:

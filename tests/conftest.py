@@ -9,12 +9,14 @@ from typing import Any
 
 import anthropic
 import httpx
+import openai
 import pytest
 from prometheus_client import CollectorRegistry
 
 from proxy.app import TokenmeterApp, create_app
 from proxy.config import Settings
 from tests.fakes.anthropic_upstream import FakeAnthropic
+from tests.fakes.openai_upstream import FakeOpenAI
 from tests.servers import ServerThread
 
 pytest_plugins = ["tests.dbfixtures"]
@@ -88,3 +90,26 @@ def claude(proxy: Proxy) -> Iterator[anthropic.Anthropic]:
     """The real anthropic SDK pointed at the proxy (no retries: each test sees one exchange)."""
     with anthropic.Anthropic(base_url=proxy.url, api_key="sk-ant-test-123", max_retries=0) as c:
         yield c
+
+
+@pytest.fixture
+def openai_upstream() -> Iterator[tuple[FakeOpenAI, ServerThread]]:
+    fake = FakeOpenAI()
+    with ServerThread(fake) as server:
+        yield fake, server
+
+
+@pytest.fixture
+def openai_proxy(
+    make_proxy: Callable[..., Proxy], openai_upstream: tuple[FakeOpenAI, ServerThread]
+) -> Proxy:
+    """The proxy with its OpenAI upstream pointed at the fake OpenAI."""
+    return make_proxy(openai_upstream=openai_upstream[1].url)
+
+
+@pytest.fixture
+def gpt(openai_proxy: Proxy) -> Iterator[openai.OpenAI]:
+    """The real openai SDK pointed at the proxy's ``/openai/v1`` (no retries: one exchange)."""
+    base_url = f"{openai_proxy.url}/openai/v1"
+    with openai.OpenAI(base_url=base_url, api_key="sk-proj-test-123", max_retries=0) as client:
+        yield client
