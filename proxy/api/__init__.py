@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI
 
-from proxy.api import health, usage
+from proxy.api import health, people, reports, tasks, usage
 from proxy.api.auth import require_admin
 
 if TYPE_CHECKING:
@@ -24,5 +24,6 @@ def build(parts: Parts, *, lifespan: Any) -> FastAPI:
     app.state.parts = parts
     app.include_router(health.router)
     guarded = [Depends(require_admin)]
-    app.include_router(usage.router, prefix="/api/v1", dependencies=guarded)
+    for module in (usage, tasks, people, reports):
+        app.include_router(module.router, prefix="/api/v1", dependencies=guarded)
     return app

@@ -1,4 +1,4 @@
-"""Tokens and dollars per task, and per user/team/model/task/session/day over a time range."""
+"""Tokens and dollars per user, team, model, provider, task, session or day over a time range."""
 
 from __future__ import annotations
 
@@ -10,14 +10,6 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from proxy import reports
 
 router = APIRouter(tags=["usage"])
-
-
-@router.get("/tasks/{task_id}", summary="One task's tokens, dollars and blended $/MTok")
-async def get_task(task_id: str, request: Request) -> dict[str, Any]:
-    view = await reports.task_view(request.app.state.parts.engine, task_id)
-    if view is None:
-        raise HTTPException(404, f"no usage recorded for task {task_id!r}")
-    return view.as_json()
 
 
 @router.get("/usage", summary="Usage grouped by user, team, model, provider, task, session or day")

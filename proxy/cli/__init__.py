@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from proxy.cli import server, usage
+from proxy.cli import people, prices, reports, server, usage
 from proxy.config import Settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -21,7 +21,7 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tokenmeter", description=__doc__)
     sub = parser.add_subparsers(title="commands")
-    for module in (server, usage):
+    for module in (server, usage, reports, people, prices):
         module.add_commands(sub)
     args = parser.parse_args(argv)
     if not hasattr(args, "handler"):

@@ -1,0 +1,73 @@
+"""``tokenmeter people import FILE.csv`` and ``tokenmeter people list``: the compensation records.
+
+Import validates the whole file first and writes all of it or nothing; errors are printed with
+their line numbers. The running proxy's compensation gauge picks the change up at its next start
+or the next write through the API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from proxy.cli.common import run_with_engine, table
+from proxy.config import Settings
+
+
+def add_commands(sub: Any) -> None:
+    people = sub.add_parser("people", help="people and compensation").add_subparsers(
+        title="people commands"
+    )
+    load = people.add_parser("import", help="import a CSV of people (all rows or none)")
+    load.add_argument("file", type=Path)
+    load.set_defaults(handler=_import)
+    show = people.add_parser("list", help="people in effect on a day")
+    show.add_argument("--at", type=date.fromisoformat, help="YYYY-MM-DD (default today)")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.set_defaults(handler=_list)
+
+
+def _import(args: argparse.Namespace, settings: Settings) -> int:
+    from proxy import people
+
+    try:
+        text = args.file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"tokenmeter: cannot read {args.file}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        found = people.parse_csv(text, datetime.now(UTC).date())
+    except people.PeopleImportError as exc:
+        print(f"tokenmeter: {args.file}: {exc}", file=sys.stderr)
+        return 1
+    count = run_with_engine(settings, lambda engine: people.save_people(engine, found))
+    print(f"imported {count} people records from {args.file}")
+    return 0
+
+
+def _list(args: argparse.Namespace, settings: Settings) -> int:
+    from proxy import people
+
+    history = run_with_engine(settings, people.load_people)
+    current = people.in_effect(history, args.at or datetime.now(UTC).date())
+    data = [current[user].as_json() for user in sorted(current)]
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    rows: list[tuple[str, ...]] = [("user", "name", "team", "compensation", "since")]
+    rows += [
+        (
+            p["user"],
+            p["name"] or "",
+            p["team"] or "",
+            f"{p['annual_compensation']} {p['currency']}",
+            p["effective_from"],
+        )
+        for p in data
+    ]
+    print(table(rows))
+    return 0

@@ -1,0 +1,141 @@
+"""``tokenmeter prices show|missing`` and ``tokenmeter reprice``: audit and replay prices.
+
+``prices show MODEL`` prints every rate a model is billed at on a day, each with its source (the
+catalog version and URL, overlay rule, company override). ``prices missing`` lists models seen in
+traffic that had no price, with request counts. ``reprice --since DATE`` recomputes stored costs
+with today's catalog and overrides and prints the totals before and after (``--dry-run`` writes
+nothing); the rollup follows in the same transactions, and a second run changes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from proxy.cli.common import run_with_engine, since, table
+from proxy.config import Settings
+
+
+def add_commands(sub: Any) -> None:
+    prices = sub.add_parser("prices", help="rates and where they come from").add_subparsers(
+        title="prices commands"
+    )
+    show = prices.add_parser("show", help="every rate of a model, with its source")
+    show.add_argument("model")
+    show.add_argument("--at", type=_moment, help="YYYY-MM-DD (default today, UTC)")
+    show.add_argument("--provider", default="anthropic", help="anthropic (default) or openai")
+    show.add_argument("--tier", help="served service_tier, e.g. batch, priority, flex")
+    show.add_argument("--geo", help="served inference_geo, e.g. us")
+    show.add_argument("--speed", help="served speed, e.g. fast")
+    show.set_defaults(handler=_show)
+    missing = prices.add_parser("missing", help="models seen in traffic with no price")
+    missing.set_defaults(handler=_missing)
+    reprice = sub.add_parser("reprice", help="recompute stored costs with today's prices")
+    reprice.add_argument("--since", required=True, help="ISO date or e.g. 30d")
+    reprice.add_argument("--dry-run", action="store_true", help="compute, print, write nothing")
+    reprice.set_defaults(handler=_reprice)
+
+
+def _moment(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _pricer(settings: Settings) -> Any:
+    from proxy.pricing import Pricer, load_overrides
+
+    overrides = load_overrides(settings.prices_file) if settings.prices_file else None
+    return Pricer(overrides)
+
+
+def _show(args: argparse.Namespace, settings: Settings) -> int:
+    card = _pricer(settings).rate_card(
+        args.provider,
+        args.model,
+        args.at or datetime.now(UTC),
+        service_tier=args.tier,
+        inference_geo=args.geo,
+        speed=args.speed,
+    )
+    if card is None:
+        print(f"no price known for {args.provider} {args.model!r}", file=sys.stderr)
+        return 1
+    print("\n".join(card.lines()))
+    return 0
+
+
+async def _unpriced(engine: Any) -> list[tuple[str, str, int, datetime, datetime]]:
+    from proxy.store.tables import usage_hourly
+
+    h = usage_hourly.c
+    query = (
+        sa.select(
+            h.provider,
+            h.model,
+            sa.func.sum(h.unpriced_requests),
+            sa.func.min(h.hour),
+            sa.func.max(h.hour),
+        )
+        .group_by(h.provider, h.model)
+        .having(sa.func.sum(h.unpriced_requests) > 0)
+        .order_by(sa.func.sum(h.unpriced_requests).desc(), h.model)
+    )
+    async with engine.connect() as conn:
+        return [tuple(row) for row in await conn.execute(query)]
+
+
+def _missing(args: argparse.Namespace, settings: Settings) -> int:
+    found = run_with_engine(settings, _unpriced)
+    if not found:
+        print("every request seen so far had a price")
+        return 0
+    pricer, now = _pricer(settings), datetime.now(UTC)
+    rows: list[tuple[str, ...]] = [
+        ("model", "provider", "requests", "first hour", "last hour", "priced now")
+    ]
+    for provider, model, count, first, last in found:
+        known = bool(model) and pricer.rate_card(provider, model, now) is not None
+        rows.append(
+            (
+                model or "(no model in response)",
+                provider,
+                str(count),
+                f"{first:%Y-%m-%d %H:00}",
+                f"{last:%Y-%m-%d %H:00}",
+                "yes: run tokenmeter reprice" if known else "no",
+            )
+        )
+    print(table(rows))
+    return 0
+
+
+def _reprice(args: argparse.Namespace, settings: Settings) -> int:
+    from proxy.repricing import reprice
+
+    pricer, start = _pricer(settings), since(args.since)
+    result = run_with_engine(
+        settings, lambda engine: reprice(engine, pricer, start, dry_run=args.dry_run)
+    )
+    mode = "dry run, nothing written" if args.dry_run else "written; rollup updated"
+    print(f"reprice since {start.isoformat()} with {pricer.version} ({mode})")
+    print(
+        f"{result.events} events: {result.changed} repriced (new price version), "
+        f"{result.cost_changed} of them with a different cost"
+    )
+    rows: list[tuple[str, ...]] = [
+        ("model", "before $", "after $", "change $", "unpriced before", "unpriced after")
+    ]
+    for model, (old, new) in sorted(result.by_model.items()):
+        rows.append(_reprice_row(model, old, new))
+    rows.append(_reprice_row("total", result.before, result.after))
+    print(table(rows))
+    return 0
+
+
+def _reprice_row(name: str, old: Any, new: Any) -> tuple[str, ...]:
+    dollars = (old.cost_usd, new.cost_usd, new.cost_usd - old.cost_usd)
+    return (name, *(f"{amount:.6f}" for amount in dollars), str(old.unpriced), str(new.unpriced))

@@ -1,0 +1,282 @@
+"""``tokenmeter report …`` and ``tokenmeter task …``: the reports in the terminal, or JSON.
+
+``report blended|people|tasks|roi|distribution`` print aligned tables; ``--json`` prints what the
+REST API answers. ``task show ID`` gives one task's cost and ROI; ``task set ID`` records what the
+work was worth (hours × rate, or a value) so the ROI can be computed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any
+
+from proxy.cli.common import run_with_engine, since, table
+from proxy.config import Settings
+
+if TYPE_CHECKING:
+    from proxy.reports import Window
+
+Rows = list[tuple[str, ...]]
+
+
+def add_commands(sub: Any) -> None:
+    report = sub.add_parser("report", help="blended $/MTok, spend vs pay, tasks, ROI, spread")
+    kinds = report.add_subparsers(title="reports")
+    for name, handler, text in (
+        ("blended", _blended, "real vs sticker $/MTok and cache savings"),
+        ("people", _people, "annualized spend vs compensation per person, team, org"),
+        ("tasks", _tasks, "tasks by cost or ROI"),
+        ("roi", _roi, "tasks with a value: cost, value, ROI"),
+        ("distribution", _distribution, "percentiles, top-N share, Gini across people"),
+    ):
+        parser = kinds.add_parser(name, help=text)
+        parser.add_argument("--since", default="30d", help="e.g. 7d, 24h, or an ISO date")
+        parser.add_argument("--json", action="store_true", help="print JSON")
+        parser.set_defaults(handler=handler)
+        if name == "blended":
+            parser.add_argument("--by", default="model", help="model|user|team|provider|day")
+        if name == "tasks":
+            parser.add_argument("--sort", default="cost", help="cost|roi|recent")
+            parser.add_argument("--limit", type=int, default=20)
+        if name == "distribution":
+            parser.add_argument("--metric", default="tokens", help="tokens|cost_usd")
+    _add_task_commands(sub)
+
+
+def _add_task_commands(sub: Any) -> None:
+    task = sub.add_parser("task", help="one task").add_subparsers(title="task commands")
+    show = task.add_parser("show", help="a task's tokens, dollars, blended $/MTok and ROI")
+    show.add_argument("task_id")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.set_defaults(handler=_task_show)
+    put = task.add_parser("set", help="record what a task was worth, for its ROI")
+    put.add_argument("task_id")
+    put.add_argument("--title")
+    put.add_argument("--hours", type=_decimal, help="estimated human hours for the same work")
+    put.add_argument("--rate", type=_decimal, help="loaded hourly rate in USD")
+    put.add_argument("--value", type=_decimal, help="or: the work's value in USD")
+    put.set_defaults(handler=_task_set)
+
+
+def _decimal(text: str) -> Decimal:
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
+def _window(text: str) -> Window:
+    """The window from ``--since`` to now, its length rounded to whole seconds (so ``30d`` is
+    exactly 30 days, not 30 days and the milliseconds between two clock reads)."""
+    from proxy import reports
+
+    start = since(text)
+    span = datetime.now(UTC) - start
+    return reports.Window(start, start + timedelta(seconds=round(span.total_seconds())))
+
+
+def _print(data: Any, args: argparse.Namespace, rows: Rows) -> int:
+    print(json.dumps(data, indent=2) if args.json else table(rows))
+    return 0
+
+
+def _run(settings: Settings, work: Any) -> Any:
+    from proxy import reports
+
+    try:
+        return run_with_engine(settings, work)
+    except reports.ReportError as exc:
+        print(f"tokenmeter: {exc}", file=sys.stderr)
+        return None
+
+
+_BLENDED: tuple[str, ...] = ("requests", "tokens", "in:out", "cache hit", "cost $", "sticker $")
+_BLENDED += ("saved", "$/MTok", "sticker $/MTok")
+
+
+def _blended_cells(key: str, d: dict[str, Any]) -> tuple[str, ...]:
+    hit, discount = d["cache_hit_rate"], d["cache_discount"]
+    return (
+        key,
+        str(d["requests"]),
+        f"{d['total_tokens']:,}",
+        d["input_output_ratio"] or "-",
+        "-" if hit is None else f"{hit:.1%}",
+        d["cost_usd"],
+        d["sticker_usd"],
+        "-" if discount is None else f"{Decimal(discount):.1%}",
+        d["blended_usd_per_mtok"] or "-",
+        d["sticker_usd_per_mtok"] or "-",
+    )
+
+
+def _blended(args: argparse.Namespace, settings: Settings) -> int:
+    from proxy import reports
+
+    filters = reports.Filters(start=since(args.since))
+    found = _run(settings, lambda engine: reports.blended(engine, args.by, filters))
+    if found is None:
+        return 2
+    data = found.as_json()
+    rows: Rows = [(args.by, *_BLENDED)]
+    rows += [_blended_cells(row[args.by], row) for row in data["rows"]]
+    rows.append(_blended_cells("total", data["total"]))
+    return _print(data, args, rows)
+
+
+_PEOPLE = ("team", "compensation", "spend $", "annualized $", "spend/comp", "tokens/month")
+
+
+def _people_cells(key: str, team: str, pay: str, d: dict[str, Any]) -> tuple[str, ...]:
+    ratio = d["spend_to_compensation"]
+    monthly = d["tokens_per_person_per_month"]
+    return (
+        key,
+        team,
+        pay,
+        d["spend_usd"],
+        d["annualized_spend_usd"],
+        "-" if ratio is None else f"{Decimal(ratio):.2%}",
+        "-" if monthly is None else f"{monthly:,}",
+    )
+
+
+def _people(args: argparse.Namespace, settings: Settings) -> int:
+    from proxy import reports
+
+    window = _window(args.since)
+    usd_per = settings.usd_per_currency
+    found = _run(settings, lambda e: reports.compensation_report(e, window, usd_per))
+    if found is None:
+        return 2
+    data = found.as_json()
+    rows: Rows = [("user", *_PEOPLE)]
+    for p in data["people"]:
+        pay = f"{p['annual_compensation']} {p['currency']}" if p["currency"] else "-"
+        rows.append(_people_cells(p["user"], p["team"], pay, p))
+    rows.append(("", "", "", "", "", "", ""))
+    rows += [
+        _people_cells("team " + t["team"], "", f"{t['annual_compensation_usd']} USD", t)
+        for t in data["teams"]
+    ]
+    org = data["org"]
+    rows.append(_people_cells("org", "", f"{org['annual_compensation_usd']} USD", org))
+    if not args.json:
+        print(
+            f"window {window.start:%Y-%m-%d %H:%M} .. {window.end:%Y-%m-%d %H:%M} UTC, "
+            f"annualized x 365/{data['window']['days']} days"
+        )
+    return _print(data, args, rows)
+
+
+_TASKS = ("requests", "tokens", "cost $", "$/MTok", "value $", "ROI")
+
+
+def _task_cells(d: dict[str, Any]) -> tuple[str, ...]:
+    return (
+        d["task_id"],
+        str(d.get("requests", "")),
+        f"{d['total_tokens']:,}" if "total_tokens" in d else "",
+        d["cost_usd"],
+        d.get("blended_usd_per_mtok") or "-",
+        d["value_usd"] or "-",
+        f"{d['roi']}x" if d["roi"] else "-",
+    )
+
+
+def _tasks(args: argparse.Namespace, settings: Settings) -> int:
+    from proxy import reports
+
+    filters = reports.Filters(start=since(args.since))
+    found = _run(
+        settings, lambda engine: reports.list_tasks(engine, filters, args.sort, args.limit)
+    )
+    if found is None:
+        return 2
+    data = [row.as_json() for row in found]
+    return _print({"rows": data}, args, [("task", *_TASKS), *map(_task_cells, data)])
+
+
+def _roi(args: argparse.Namespace, settings: Settings) -> int:
+    from proxy import reports
+
+    filters = reports.Filters(start=since(args.since))
+    data = run_with_engine(settings, lambda e: reports.roi_report(e, filters)).as_json()
+    total = data["total"]
+    total_row = ("total", "", "", total["cost_usd"], "", total["value_usd"], f"{total['roi']}x")
+    rows: Rows = [("task", *_TASKS), *map(_task_cells, data["rows"]), total_row]
+    return _print(data, args, rows)
+
+
+def _distribution(args: argparse.Namespace, settings: Settings) -> int:
+    from proxy import reports
+
+    window = _window(args.since)
+    found = _run(settings, lambda e: reports.distribution(e, window, args.metric))
+    if found is None:
+        return 2
+    data = found.as_json()
+    rows: Rows = [("statistic", args.metric)]
+    rows += [("people", str(data["people"])), ("total", str(data["total"]))]
+    rows += [(name, str(value)) for name, value in data["percentiles"].items()]
+    rows += [("max", str(data["max"]))]
+    rows += [(f"{name} share", str(value)) for name, value in data["top_share"].items()]
+    rows.append(("gini", str(data["gini"])))
+    return _print(data, args, rows)
+
+
+def _task_show(args: argparse.Namespace, settings: Settings) -> int:
+    from proxy import reports
+
+    view = run_with_engine(settings, lambda engine: reports.task_view(engine, args.task_id))
+    if view is None:
+        print(f"no usage recorded for task {args.task_id!r}", file=sys.stderr)
+        return 1
+    data = view.as_json()
+    if args.json:
+        return _print(data, args, [])
+    title = f" ({data['title']})" if data["title"] else ""
+    print(
+        f"task {view.task_id}{title}: {view.totals.requests} requests, "
+        f"users {', '.join(view.users)}"
+    )
+    print(f"  {data['first_seen']} .. {data['last_seen']}")
+    rows: Rows = [("model", *_BLENDED)]
+    rows += [_blended_cells(m, t.as_json()) for m, t in view.by_model.items()]
+    rows.append(_blended_cells("total", data))
+    print(table(rows))
+    print(_roi_line(data))
+    return 0
+
+
+def _roi_line(data: dict[str, Any]) -> str:
+    if data["value_usd"] is None:
+        return f"ROI: unknown (set it: tokenmeter task set {data['task_id']} --hours H --rate R)"
+    basis = data["value_basis"]
+    if basis == "value_usd":
+        how = f"value ${data['value_usd']}"
+    else:
+        how = f"{data['human_hours']} h x ${data['hourly_rate_usd']}/h = ${data['value_usd']}"
+    roi = f"{data['roi']}x" if data["roi"] else "-"
+    return f"ROI: {roi}  ({how} of people's time for ${data['cost_usd']} of tokens)"
+
+
+def _task_set(args: argparse.Namespace, settings: Settings) -> int:
+    from proxy.tasks import TaskRecordError, update_task
+
+    names = {"title": "title", "hours": "human_hours", "rate": "hourly_rate_usd"}
+    changes = {field: getattr(args, arg) for arg, field in names.items()}
+    changes["value_usd"] = args.value
+    changes = {k: v for k, v in changes.items() if v is not None}
+    try:
+        record = run_with_engine(settings, lambda e: update_task(e, args.task_id, changes))
+    except TaskRecordError as exc:
+        print(f"tokenmeter: {exc}", file=sys.stderr)
+        return 2
+    value = record.value()[0]
+    print(f"task {args.task_id}: value {'unknown' if value is None else f'${value}'}")
+    return 0

@@ -1,0 +1,54 @@
+"""Every aggregate a person asks for, shared by the REST API and the CLI.
+
+Reports over a time range read the hourly rollup (fast at millions of events); reports about one
+task, or grouped by task or session, read the raw events. Money stays ``Decimal`` from the
+database to the JSON string; every ratio is computed in Python. One module per question:
+
+- ``totals``: the sums everything is built from, and blended/sticker/savings definitions;
+- ``usage``: totals grouped by user, team, model, provider, task, session or day;
+- ``blended``: real vs sticker $/MTok and cache savings per slice;
+- ``tasks``: one task's view, the task list, and ROI;
+- ``compensation``: annualized spend vs compensation per person, team and org;
+- ``distribution``: percentiles, top-N share and Gini across people.
+"""
+
+from proxy.reports.blended import BLENDED_GROUPS, Blended, blended
+from proxy.reports.compensation import CompensationReport, Window, compensation_report, trailing
+from proxy.reports.distribution import METRICS, Distribution, distribution
+from proxy.reports.tasks import (
+    SORTS,
+    RoiReport,
+    TaskRow,
+    TaskView,
+    list_tasks,
+    roi_report,
+    task_view,
+)
+from proxy.reports.totals import ReportError, Totals
+from proxy.reports.usage import GROUPS, Filters, total_of, usage
+
+__all__ = [
+    "BLENDED_GROUPS",
+    "GROUPS",
+    "METRICS",
+    "SORTS",
+    "Blended",
+    "CompensationReport",
+    "Distribution",
+    "Filters",
+    "ReportError",
+    "RoiReport",
+    "TaskRow",
+    "TaskView",
+    "Totals",
+    "Window",
+    "blended",
+    "compensation_report",
+    "distribution",
+    "list_tasks",
+    "roi_report",
+    "task_view",
+    "total_of",
+    "trailing",
+    "usage",
+]

@@ -1,0 +1,178 @@
+"""Per-task answers from raw events: one task's view, the task list, and the ROI report.
+
+A task's cost is the sum of its events' costs (filters pick which events count); its value comes
+from its record in ``proxy.tasks``. ROI = value ÷ cost, a multiple.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from proxy.reports.totals import ReportError, Totals, money, sum_columns, sum_totals, totals_of
+from proxy.reports.usage import Filters, conditions
+from proxy.store.tables import usage_events
+from proxy.tasks import TaskRecord, roi, task_records
+
+SORTS = ("cost", "roi", "recent")
+
+
+@dataclass(slots=True)
+class TaskView:
+    task_id: str
+    first_seen: datetime
+    last_seen: datetime
+    users: list[str]
+    sessions: list[str]
+    totals: Totals
+    by_model: dict[str, Totals]
+    record: TaskRecord | None = None
+
+    @property
+    def roi(self) -> Decimal | None:
+        value = self.record.value()[0] if self.record else None
+        return roi(value, self.totals.cost_usd)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "task_id": self.task_id,
+            "first_seen": self.first_seen.isoformat(),
+            "last_seen": self.last_seen.isoformat(),
+            "users": self.users,
+            "sessions": self.sessions,
+            **self.totals.as_json(),
+            **_value_json(self.task_id, self.record),
+            "roi": None if self.roi is None else str(self.roi),
+            "by_model": {model: t.as_json() for model, t in self.by_model.items()},
+        }
+
+
+def _value_json(task_id: str, record: TaskRecord | None) -> dict[str, Any]:
+    return (record or TaskRecord(task_id)).as_json()
+
+
+async def task_view(engine: AsyncEngine, task_id: str) -> TaskView | None:
+    """One task's tokens, dollars and ROI, from its raw events. None if no event names it."""
+    c = usage_events.c
+    where = c.task == task_id
+    async with engine.connect() as conn:
+        span = (
+            await conn.execute(sa.select(sa.func.min(c.ts), sa.func.max(c.ts)).where(where))
+        ).one()
+        if span[0] is None:
+            return None
+        by_model_rows = await conn.execute(
+            sa.select(c.model, *sum_columns(usage_events)).where(where).group_by(c.model)
+        )
+        by_model = {(row[0] or "unknown"): totals_of(row, 1) for row in by_model_rows}
+        users = await _distinct(conn, c.user, where)
+        sessions = await _distinct(conn, c.session, where)
+    total = sum_totals(list(by_model.values()))
+    record = (await task_records(engine, [task_id])).get(task_id)
+    return TaskView(task_id, _utc(span[0]), _utc(span[1]), users, sessions, total, by_model, record)
+
+
+async def _distinct(conn: Any, column: sa.Column[Any], where: Any) -> list[str]:
+    rows = await conn.execute(sa.select(column).where(where, column.is_not(None)).distinct())
+    return sorted(str(r[0]) for r in rows)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@dataclass(slots=True)
+class TaskRow:
+    """One task in a list: its totals over the filtered events and its record."""
+
+    task_id: str
+    first_seen: datetime
+    last_seen: datetime
+    totals: Totals
+    record: TaskRecord | None
+
+    @property
+    def value_usd(self) -> Decimal | None:
+        return self.record.value()[0] if self.record else None
+
+    @property
+    def roi(self) -> Decimal | None:
+        return roi(self.value_usd, self.totals.cost_usd)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "task_id": self.task_id,
+            "first_seen": self.first_seen.isoformat(),
+            "last_seen": self.last_seen.isoformat(),
+            **self.totals.as_json(),
+            **_value_json(self.task_id, self.record),
+            "roi": None if self.roi is None else str(self.roi),
+        }
+
+
+async def list_tasks(
+    engine: AsyncEngine, filters: Filters, sort: str = "cost", limit: int | None = None
+) -> list[TaskRow]:
+    """Tasks with events matching ``filters``, sorted by cost, ROI (unknown last) or recency."""
+    if sort not in SORTS:
+        raise ReportError(f"sort must be one of {', '.join(SORTS)}; got {sort!r}")
+    c = usage_events.c
+    query = (
+        sa.select(c.task, sa.func.min(c.ts), sa.func.max(c.ts), *sum_columns(usage_events))
+        .where(c.task.is_not(None), *conditions(usage_events, filters))
+        .group_by(c.task)
+    )
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    records = await task_records(engine, [row[0] for row in rows])
+    found = [
+        TaskRow(row[0], _utc(row[1]), _utc(row[2]), totals_of(row, 3), records.get(row[0]))
+        for row in rows
+    ]
+    found.sort(key=_SORT_KEYS[sort])
+    return found[:limit] if limit else found
+
+
+_SORT_KEYS: dict[str, Any] = {
+    "cost": lambda t: (-t.totals.cost_usd, t.task_id),
+    "roi": lambda t: (t.roi is None, -(t.roi or 0), t.task_id),
+    "recent": lambda t: (-t.last_seen.timestamp(), t.task_id),
+}
+
+
+@dataclass(slots=True)
+class RoiReport:
+    """Tasks that have a value, and what they add up to."""
+
+    tasks: list[TaskRow]
+
+    @property
+    def cost_usd(self) -> Decimal:
+        return sum((t.totals.cost_usd for t in self.tasks), Decimal(0))
+
+    @property
+    def value_usd(self) -> Decimal:
+        return sum((t.value_usd or Decimal(0) for t in self.tasks), Decimal(0))
+
+    def as_json(self) -> dict[str, Any]:
+        overall = roi(self.value_usd, self.cost_usd)
+        return {
+            "rows": [task.as_json() for task in self.tasks],
+            "total": {
+                "tasks": len(self.tasks),
+                "cost_usd": money(self.cost_usd),
+                "value_usd": f"{self.value_usd.normalize():f}",
+                "roi": None if overall is None else str(overall),
+            },
+        }
+
+
+async def roi_report(engine: AsyncEngine, filters: Filters) -> RoiReport:
+    """Every task with a value and events matching ``filters``, best ROI first."""
+    rows = await list_tasks(engine, filters, sort="roi")
+    return RoiReport([row for row in rows if row.value_usd is not None])

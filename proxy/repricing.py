@@ -1,0 +1,193 @@
+"""Recompute stored costs with today's prices after a price fix, and keep the rollup in step.
+
+``reprice(engine, pricer, since)`` walks ``usage_events`` from ``since`` in batches (keyset on
+``ts, event_id``). For each event with usage it rebuilds what pricing needs (provider, model,
+tokens, what was served, the request time) and prices it with ``pricer``, exactly as the live
+path does (events without usage keep their "no-usage" $0). Events whose cost columns or
+``price_version`` differ are updated, and in the same transaction the rollup rows of their hours
+get the difference (new − old) added with the same upsert the recorder uses, so the rollup always
+equals the sum of raw events and a running proxy may keep writing meanwhile. Running it twice
+changes nothing the second time. ``dry_run`` computes the same before/after totals, writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from proxy.pricing import Pricer
+from proxy.store.rollup import dialect_insert, rollup_deltas
+from proxy.store.rows import Row, event_to_row
+from proxy.store.tables import COST_COLUMNS, ROLLUP_KEY, ROLLUP_SUMS, usage_events, usage_hourly
+from proxy.usage import Attribution, ResponseFacts, Status, Usage, UsageEvent
+
+BATCH_SIZE = 1000
+_PRICED_COLUMNS = (*COST_COLUMNS, "price_version", "catalog_model")
+_CHANGED_SUMS = ("unpriced_requests", *COST_COLUMNS)
+
+
+@dataclass(slots=True)
+class Side:
+    """Dollars and unpriced events on one side of a reprice (before or after)."""
+
+    cost_usd: Decimal = Decimal(0)
+    unpriced: int = 0
+
+    def count(self, row: Row) -> None:
+        if row["cost_usd"] is None:
+            self.unpriced += 1
+        else:
+            self.cost_usd += row["cost_usd"]
+
+
+@dataclass(slots=True)
+class RepriceResult:
+    since: datetime
+    dry_run: bool
+    events: int = 0
+    changed: int = 0  # rows rewritten: cost, breakdown or price version differ
+    cost_changed: int = 0  # of those, rows whose total cost differs
+    before: Side = field(default_factory=Side)
+    after: Side = field(default_factory=Side)
+    by_model: dict[str, tuple[Side, Side]] = field(default_factory=dict)
+
+    def count(self, old: Row, new: Row) -> None:
+        """Count one event, before and after, overall and for its model."""
+        self.events += 1
+        self.changed += new is not old
+        self.cost_changed += new["cost_usd"] != old["cost_usd"]
+        before, after = self.by_model.setdefault(old["model"] or "(none)", (Side(), Side()))
+        for side, row in ((self.before, old), (self.after, new), (before, old), (after, new)):
+            side.count(row)
+
+
+async def reprice(
+    engine: AsyncEngine,
+    pricer: Pricer,
+    since: datetime,
+    *,
+    dry_run: bool = False,
+    batch_size: int = BATCH_SIZE,
+) -> RepriceResult:
+    """Reprice every event at or after ``since``; see the module docstring."""
+    result = RepriceResult(since, dry_run)
+    after: tuple[datetime, str] | None = None
+    while True:
+        async with engine.begin() as conn:
+            rows = await _batch(conn, since, after, batch_size)
+            if not rows:
+                return result
+            changed = _repriced(rows, pricer, result)
+            if changed and not dry_run:
+                await _write(conn, changed)
+        after = (rows[-1]["ts"], rows[-1]["event_id"])
+
+
+async def _batch(
+    conn: AsyncConnection, since: datetime, after: tuple[datetime, str] | None, size: int
+) -> list[Row]:
+    c = usage_events.c
+    query = sa.select(usage_events).where(c.ts >= since).order_by(c.ts, c.event_id).limit(size)
+    if after is not None:
+        query = query.where(sa.tuple_(c.ts, c.event_id) > sa.tuple_(*after))
+    return [dict(row) for row in (await conn.execute(query)).mappings()]
+
+
+def _repriced(rows: Sequence[Row], pricer: Pricer, result: RepriceResult) -> list[tuple[Row, Row]]:
+    """(old, new) for each row whose priced columns change; counts every row into ``result``."""
+    changed = []
+    for old in rows:
+        new = _priced(old, pricer)
+        if any(new[name] != old[name] for name in _PRICED_COLUMNS):
+            changed.append((old, new))
+        else:
+            new = old
+        result.count(old, new)
+    return changed
+
+
+def _priced(row: Row, pricer: Pricer) -> Row:
+    event = _event(row)
+    if not (event.usage.total_tokens() or event.usage.web_search_requests):
+        return row  # the live path records these at $0 without pricing; so do we
+    event.cost = pricer.price(event)
+    priced = event_to_row(event)
+    return {**row, **{name: priced[name] for name in _PRICED_COLUMNS}}
+
+
+def _event(row: Row) -> UsageEvent:
+    usage = Usage(
+        input=row["input_tokens"],
+        cache_write_5m=row["cache_write_5m_tokens"],
+        cache_write_1h=row["cache_write_1h_tokens"],
+        cache_read=row["cache_read_tokens"],
+        output=row["output_tokens"],
+        web_search_requests=row["web_search_requests"],
+        reasoning=row["reasoning_tokens"],
+    )
+    facts = ResponseFacts(
+        usage=usage,
+        model=row["model"],
+        service_tier=row["service_tier"],
+        inference_geo=row["inference_geo"],
+        speed=row["speed"],
+    )
+    return UsageEvent(
+        provider=row["provider"],
+        method=row["method"],
+        path=row["path"],
+        started_at=row["ts"],
+        attribution=Attribution(),
+        facts=facts,
+        status=Status(row["status"]),
+        http_status=row["http_status"],
+        stream=row["stream"],
+        duration_ms=row["duration_ms"],
+        event_id=row["event_id"],
+    )
+
+
+async def _write(conn: AsyncConnection, changed: Sequence[tuple[Row, Row]]) -> None:
+    c = usage_events.c
+    update = (
+        sa.update(usage_events)
+        .where(c.event_id == sa.bindparam("b_event_id"))
+        .values({name: sa.bindparam(f"b_{name}") for name in _PRICED_COLUMNS})
+    )
+    params = [
+        {"b_event_id": new["event_id"], **{f"b_{n}": new[n] for n in _PRICED_COLUMNS}}
+        for _, new in changed
+    ]
+    await conn.execute(update, params)
+    await _shift_rollup(conn, [old for old, _ in changed], [new for _, new in changed])
+
+
+async def _shift_rollup(conn: AsyncConnection, old: Sequence[Row], new: Sequence[Row]) -> None:
+    """Add (new − old) sums to each affected rollup row."""
+    deltas = _differences(rollup_deltas(old), rollup_deltas(new))
+    insert = dialect_insert(conn, usage_hourly)
+    upsert = insert.on_conflict_do_update(
+        index_elements=list(ROLLUP_KEY),
+        set_={name: usage_hourly.c[name] + insert.excluded[name] for name in _CHANGED_SUMS},
+    )
+    await conn.execute(upsert, deltas)
+
+
+def _differences(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def key(sums: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(sums[name] for name in ROLLUP_KEY)
+
+    before = {key(sums): sums for sums in old}
+    out = []
+    for sums in new:
+        was = before[key(sums)]
+        delta = dict.fromkeys(ROLLUP_SUMS, 0) | {n: sums[n] for n in ROLLUP_KEY}
+        delta |= {name: sums[name] - was[name] for name in _CHANGED_SUMS}
+        out.append(delta)
+    return out

@@ -1,0 +1,107 @@
+"""Repricing stored events after a price fix, on SQLite and PostgreSQL: exact, idempotent, and
+the rollup follows.
+
+The stored events carry the under-reporting bug issue 3 names: 1-hour cache writes priced at the
+5-minute rate. claude-opus-4-7 list prices: $5 input, $6.25 5 m write, $10 1 h write, $0.50
+read, $25 output per MTok.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from proxy.pricing import Pricer
+from proxy.repricing import reprice
+from proxy.store.rows import event_to_row
+from proxy.store.tables import usage_events
+from proxy.store.writes import write_batch
+from proxy.usage import Cost, Usage
+from tests.dbfixtures import make_event, raw_totals, rollup_totals
+
+T0 = datetime(2026, 11, 20, 10, tzinfo=UTC)
+USAGE = Usage(input=2_000, cache_write_1h=100_000, cache_read=400_000, output=1_000)
+# Right: 2000×5 + 100000×10 + 400000×0.5 + 1000×25 = 10 000 + 1 000 000 + 200 000 + 25 000 µ$
+RIGHT = Decimal("1.235")
+WRONG = Decimal("0.86")  # the 1 h writes at $6.25: 1 000 000 − 375 000 µ$ less
+STICKER = Decimal("2.535")  # 502 000 × $5 + 1000 × $25
+
+
+def _wrong_cost() -> Cost:
+    by_kind = {
+        "input": Decimal("0.01"),
+        "cache_write_5m": Decimal(0),
+        "cache_write_1h": Decimal("0.625"),
+        "cache_read": Decimal("0.2"),
+        "output": Decimal("0.025"),
+        "web_search": Decimal(0),
+    }
+    return Cost(WRONG, by_kind, STICKER, "old-prices", "claude-opus-4-7")
+
+
+async def _seed(engine: AsyncEngine) -> None:
+    events = [
+        make_event(
+            started_at=T0 + timedelta(minutes=30 * i),
+            model="claude-opus-4-7",
+            usage=USAGE,
+            cost=_wrong_cost(),
+        )
+        for i in range(5)
+    ]
+    # Priced before a price existed for it: recorded as unknown, never $0.
+    events.append(make_event(started_at=T0, model="claude-opus-4-7", usage=USAGE, priced=False))
+    events.append(make_event(started_at=T0, model="mystery-9", usage=USAGE, priced=False))
+    events.append(
+        make_event(
+            started_at=T0 - timedelta(days=3),
+            model="claude-opus-4-7",
+            usage=USAGE,
+            cost=_wrong_cost(),
+        )
+    )
+    await write_batch(engine, [event_to_row(e) for e in events])
+
+
+async def _costs(engine: AsyncEngine) -> list[tuple[Decimal | None, str | None]]:
+    query = select(usage_events.c.cost_usd, usage_events.c.price_version).order_by(
+        usage_events.c.ts, usage_events.c.event_id
+    )
+    async with engine.connect() as conn:
+        return [tuple(row) for row in await conn.execute(query)]  # type: ignore[misc]
+
+
+async def test_dry_run_prints_before_and_after_and_writes_nothing(engine: AsyncEngine) -> None:
+    await _seed(engine)
+    stored = await _costs(engine)
+    result = await reprice(engine, Pricer(), T0, dry_run=True)
+    assert (result.events, result.changed, result.cost_changed) == (7, 6, 6)
+    assert result.before.cost_usd == 5 * WRONG
+    assert result.after.cost_usd == 6 * RIGHT
+    assert (result.before.unpriced, result.after.unpriced) == (2, 1)  # mystery-9 stays unknown
+    assert result.by_model["mystery-9"][1].unpriced == 1
+    assert await _costs(engine) == stored
+
+
+async def test_reprice_fixes_costs_and_rollup_and_is_idempotent(engine: AsyncEngine) -> None:
+    await _seed(engine)
+    pricer = Pricer()
+    first = await reprice(engine, pricer, T0, batch_size=2)  # several batches
+    assert first.changed == 6
+    costs = await _costs(engine)
+    assert costs[0] == (WRONG, "old-prices")  # before --since: untouched
+    assert sorted(c for c, _ in costs[1:] if c is not None) == [RIGHT] * 6
+    assert {v for c, v in costs[1:] if c is not None} == {pricer.version}
+    raw, rolled = await raw_totals(engine), await rollup_totals(engine)
+    assert rolled == raw
+    assert raw["cost_usd"] == WRONG + 6 * RIGHT
+    assert raw["cost_cache_write_1h_usd"] == Decimal("0.625") + 6 * Decimal(1)
+    assert raw["unpriced_requests"] == 1
+
+    second = await reprice(engine, pricer, T0)
+    assert (second.events, second.changed, second.cost_changed) == (7, 0, 0)
+    assert second.before.cost_usd == second.after.cost_usd == 6 * RIGHT
+    assert await rollup_totals(engine) == raw
