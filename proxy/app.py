@@ -24,7 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from proxy import api, people
 from proxy.attribution import Identifier, load_key_owners
 from proxy.config import Settings
-from proxy.forward import Forwarder, Meter, Receive, Scope, Send
+from proxy.forward import Forwarder, Receive, Scope, Send
+from proxy.meter import Meter
 from proxy.metrics import Metrics
 from proxy.pricing import Pricer, load_overrides
 from proxy.providers import Provider

@@ -19,10 +19,10 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
 from proxy.attribution import OWN_HEADER_PREFIX, Identifier, RoutedPath, split_path
+from proxy.meter import Sink
 from proxy.providers import ChunkFilter, Provider, UsageTap
 from proxy.upstream import (
     Upstream,
@@ -31,7 +31,7 @@ from proxy.upstream import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from proxy.usage import Attribution, Cost, ResponseFacts, Status, UsageEvent
+from proxy.usage import Attribution, ResponseFacts, Status, UsageEvent
 
 log = logging.getLogger("tokenmeter.forward")
 
@@ -56,12 +56,6 @@ HOP_BY_HOP = frozenset(
     }
 )
 _RESPONSE_DROP = HOP_BY_HOP - {b"content-length"}
-
-
-class Sink(Protocol):
-    """Where a finished event goes: pricing, metrics and the recorder, wired by ``create_app``."""
-
-    def __call__(self, event: UsageEvent) -> None: ...
 
 
 class _HangupWatch:
@@ -111,7 +105,9 @@ class _Exchange:
     tap: UsageTap | None = None
     chunk_filter: ChunkFilter | None = None
     note: Any = None
+    sent_at: float | None = None  # the request left for upstream
     headers_at: float | None = None
+    answered_at: float | None = None  # our response head went to the client
     first_chunk_at: float | None = None
     request_id: str | None = None
     facts: ResponseFacts = field(default_factory=ResponseFacts)
@@ -196,6 +192,7 @@ class Forwarder:
     ) -> None:
         url = _upstream_url(ex.provider, ex.path, scope.get("query_string", b""))
         upstream_body = self._prepared(ex, body)
+        ex.sent_at = time.perf_counter()
         try:
             response = await self._upstream.send(
                 ex.method, url, _request_headers(scope["headers"]), upstream_body
@@ -249,6 +246,7 @@ class Forwarder:
                 "headers": _response_headers(response.raw_headers, ex.chunk_filter is not None),
             }
         )
+        ex.answered_at = time.perf_counter()
         hangup = _HangupWatch(receive)
         try:
             await self._pump(ex, response, send)
@@ -301,6 +299,7 @@ def _build_event(ex: _Exchange) -> UsageEvent:
         duration_ms=(end - ex.t0) * 1000,
         upstream_headers_ms=_ms(ex.t0, ex.headers_at),
         first_token_ms=_ms(ex.t0, ex.first_chunk_at) if ex.stream else None,
+        added_ms=_added_ms(ex),
         request_id=ex.request_id,
     )
 
@@ -313,6 +312,13 @@ def _final_status(ex: _Exchange, facts: ResponseFacts) -> Status:
     if ex.tap is not None and ex.stream and not facts.complete:
         return Status.INCOMPLETE
     return Status.OK
+
+
+def _added_ms(ex: _Exchange) -> float | None:
+    """The proxy's own time: request in -> request out, plus response head in -> out."""
+    if ex.sent_at is None or ex.headers_at is None or ex.answered_at is None:
+        return None
+    return ((ex.sent_at - ex.t0) + (ex.answered_at - ex.headers_at)) * 1000
 
 
 def _ms(t0: float, t: float | None) -> float | None:
@@ -367,33 +373,3 @@ def _not_found(method: str, path: str) -> bytes:
         + message.replace('"', "'").encode()
         + b'"}}'
     )
-
-
-class Pricer(Protocol):
-    def price(self, event: UsageEvent) -> Cost | None: ...
-
-
-class Observer(Protocol):
-    def observe(self, event: UsageEvent) -> None: ...
-
-
-class Submitter(Protocol):
-    def submit(self, event: UsageEvent) -> None: ...
-
-
-class Meter:
-    """The finish line of every exchange: price it, count it, hand it to the recorder."""
-
-    def __init__(self, pricer: Pricer, metrics: Observer, recorder: Submitter) -> None:
-        self._pricer = pricer
-        self._metrics = metrics
-        self._recorder = recorder
-
-    def __call__(self, event: UsageEvent) -> None:
-        usage = event.usage
-        if usage.total_tokens() or usage.web_search_requests:
-            event.cost = self._pricer.price(event)
-        else:
-            event.cost = Cost(Decimal(0), {}, Decimal(0), "no-usage")
-        self._metrics.observe(event)
-        self._recorder.submit(event)

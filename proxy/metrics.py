@@ -114,7 +114,7 @@ class Metrics:
         )
         self.added = histogram(
             "tokenmeter_proxy_added_seconds",
-            "Time the proxy itself spent before the request left for upstream.",
+            "The proxy's own time per request: request in to out, plus response head in to out.",
             _ADDED_BUCKETS,
         )
 
@@ -163,9 +163,12 @@ class Metrics:
                 self.tokens.labels(event.provider, model, kind, user, team).inc(count)
         self._observe_cost(event, model, user, team)
         self._observe_latency(event)
+        if event.added_ms is not None:
+            self.observe_added_time(event.provider, event.added_ms / 1000)
 
     def observe_added_time(self, provider: str, seconds: float) -> None:
-        """The proxy's own time on one request (read, attribute, filter) before it went upstream."""
+        """The proxy's own time on one request: reading, attributing and preparing it before it
+        went upstream, plus passing the response head on (the body streams as it comes)."""
         self.added.labels(provider).observe(seconds)
 
     def _who(self, event: UsageEvent) -> tuple[str, str]:

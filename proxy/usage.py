@@ -126,6 +126,7 @@ class UsageEvent:
     duration_ms: float
     upstream_headers_ms: float | None = None  # time until upstream's response headers
     first_token_ms: float | None = None  # time until the first body chunk of a stream
+    added_ms: float | None = None  # the proxy's own time on the request and the response head
     request_id: str | None = None  # upstream's `request-id` header
     cost: Cost | None = None
     event_id: str = field(default_factory=new_event_id)

@@ -74,6 +74,10 @@ def test_streamed_message_is_metered_exactly(proxy: Proxy, claude: anthropic.Ant
     assert task["users"] == ["alice"]
     assert task["by_model"]["claude-opus-4-8"]["requests"] == 1
     assert task["cache_hit_rate"] == round(300 / 371, 6)
+    added = proxy.metric("tokenmeter_proxy_added_seconds_sum", provider="anthropic")
+    whole = proxy.metric("tokenmeter_exchange_seconds_sum", provider="anthropic")
+    assert proxy.metric("tokenmeter_proxy_added_seconds_count", provider="anthropic") == 1
+    assert 0 < added < whole  # the proxy's own share of the exchange, measured
 
 
 def test_json_answer_compressed_is_forwarded_as_sent_and_metered_decoded(
