@@ -29,20 +29,26 @@ TOKENS = "tokenmeter_tokens_total"
 COST = "tokenmeter_cost_usd_total"
 STICKER = "tokenmeter_sticker_cost_usd_total"
 REQUESTS = "tokenmeter_requests_total"
+COMPENSATION = "tokenmeter_annual_compensation_usd"
 
 # The Token economics filters; every usage counter carries these labels.
 ECON = 'provider=~"$provider", model=~"$model", team=~"$team", user=~"$user"'
 HEALTH = 'provider=~"$provider", instance=~"$instance"'
 PEOPLE = 'team=~"$team"'
+# Compensation rows are per person (user empty only when per-user metrics are off) and their
+# team is the person's team in the people table, not the team the traffic was tagged with.
+PERSON = 'user!=""'
+PAID = f'{PERSON}, team=~"$team"'
+ANNUALIZE = "365 / 30"  # 30 days of spend, annualized
 
 
 # ---------------------------------------------------------------- PromQL vocabulary
 
 
 def sel(metric: str, filters: str, extra: str = "") -> str:
-    """``metric{filters, extra}``."""
+    """``metric{filters, extra}``, or the bare metric when there is nothing to match."""
     inner = ", ".join(part for part in (filters, extra) if part)
-    return f"{metric}{{{inner}}}"
+    return f"{metric}{{{inner}}}" if inner else metric
 
 
 def over(fn: str, metric: str, filters: str, window: str, by: str = "", extra: str = "") -> str:
@@ -74,6 +80,48 @@ def io_ratio(filters: str, window: str, by: str = "", fn: str = "increase") -> s
     inputs = over(fn, TOKENS, filters, window, by, 'kind!="output"')
     outputs = over(fn, TOKENS, filters, window, by, 'kind="output"')
     return f"{inputs} / {outputs}"
+
+
+def spend_30d_by_user(filters: str = "") -> str:
+    """Each person's spend over the last 30 days, whatever team their traffic was tagged with."""
+    return over("increase", COST, filters, "30d", "user")
+
+
+def spend_30d_by_person_team() -> str:
+    """``spend_30d_by_user`` for people with a compensation record, labelled with their people
+    team: a join on ``user`` only, since the counter's own team is the traffic's."""
+    teams = f"group by (user, team) ({sel(COMPENSATION, PAID)})"
+    return f"{spend_30d_by_user()} * on (user) group_left (team) {teams}"
+
+
+def pay(by: str = "") -> str:
+    """Annual compensation in USD, summed [by (..)], selected by the people table's team."""
+    grouping = f" by ({by})" if by else ""
+    return f"sum{grouping} ({sel(COMPENSATION, PAID)})"
+
+
+def spend_to_pay_by_person() -> str:
+    """Annualized 30-day spend / annual compensation, one series per person (user, team)."""
+    pay_of = f"max by (user, team) ({sel(COMPENSATION, PAID)})"
+    return f"{spend_30d_by_user()} * {ANNUALIZE} / on (user) group_left (team) {pay_of}"
+
+
+def spend_to_pay_by_team() -> str:
+    """Its people's annualized spend / everyone's pay in the team; 0 for a team with no spend."""
+    spend = f"(sum by (team) ({spend_30d_by_person_team()}) or 0 * {pay('team')})"
+    return f"{spend} * {ANNUALIZE} / {pay('team')}"
+
+
+def spend_to_pay_overall() -> str:
+    """The same for everyone with a compensation record (in the selected teams)."""
+    spend = f"(sum({spend_30d_by_person_team()}) or vector(0))"
+    return f"{spend} * {ANNUALIZE} / {pay()}"
+
+
+def compensation_covered() -> str:
+    """Share of the last 30 days' spend made by people who have a compensation record."""
+    known = f"sum({spend_30d_by_user(PEOPLE)} and on (user) {sel(COMPENSATION, PERSON)})"
+    return f"({known} or vector(0)) / {over('increase', COST, PEOPLE, '30d')}"
 
 
 def quantile(q: float, metric: str, filters: str) -> str:
@@ -497,6 +545,11 @@ def token_economics() -> Json:
     )
 
 
+def _red_below(value: float) -> Json:
+    steps = [{"color": "red", "value": None}, {"color": "green", "value": value}]
+    return {"mode": "absolute", "steps": steps}
+
+
 def _red_above(value: float) -> Json:
     steps = [{"color": "green", "value": None}, {"color": "red", "value": value + 1e-9}]
     return {"mode": "absolute", "steps": steps}
@@ -692,7 +745,7 @@ def _quantiles(title: str, description: str, metric: str, qs: tuple[float, ...])
 
 def people_roi() -> Json:
     rng = "$__range"
-    per_year = "365 / 30"  # 30 days of spend, annualized
+    per_year = ANNUALIZE
     by_user = over("increase", COST, PEOPLE, rng, "user")
     items: list[Panel | Row] = [
         Row("Selected range"),
@@ -765,15 +818,91 @@ def people_roi() -> Json:
                 ("Cache hit rate", "percentunit", cache_hit(PEOPLE, rng, "user, team")),
             ],
         ),
+        *spend_vs_compensation(),
     ]
+    teams_from = f'{{__name__=~"{TOKENS}|{COMPENSATION}"}}'
     return dashboard(
         "tokenmeter-people",
         "tokenmeter / People and ROI",
-        "Spend per person and team, tokens per person per month, and how spend is spread across "
-        "people. Spend vs compensation panels join when tokenmeter exports compensation.",
-        [variable("team", "Team", TOKENS)],
+        "Spend per person and team, tokens per person per month, how spend is spread across "
+        "people, and annualized spend over annual compensation per person, team and overall.",
+        [variable("team", "Team", teams_from)],
         items,
     )
+
+
+def spend_vs_compensation() -> list[Panel | Row]:
+    """The last 30 days' spend x 365/30 over tokenmeter_annual_compensation_usd.
+
+    The team filter selects people by their team in the people table here; the traffic's own
+    team label only narrows "Compensation covered".
+    """
+    ratio: Json = {"decimals": 2}
+    return [
+        Row("Spend vs compensation (last 30 days, annualized)"),
+        stat(
+            "Spend ÷ compensation, overall",
+            "Annualized spend of everyone with a compensation record over the annual"
+            " compensation of everyone in the people table (selected teams).",
+            spend_to_pay_overall(),
+            "percentunit",
+            **ratio,
+        ),
+        stat(
+            "Annual compensation, total",
+            "Annual compensation in USD of everyone in effect today in the people table.",
+            pay(),
+            "currencyUSD",
+            decimals=0,
+        ),
+        stat(
+            "People with a compensation record",
+            "People in effect today in the people table.",
+            f"count({sel(COMPENSATION, PAID)})",
+            "none",
+        ),
+        stat(
+            "Compensation covered",
+            "Share of the last 30 days' spend made by people who have a compensation record:"
+            " the spend the ratios here count. Below 100%, import the missing people.",
+            compensation_covered(),
+            "percentunit",
+            decimals=1,
+            thresholds=_red_below(0.999),
+        ),
+        bars(
+            "Spend ÷ compensation per person",
+            "Each person's annualized spend over their annual compensation, labelled"
+            ' "person (team in the people table)".',
+            spend_to_pay_by_person(),
+            "{{user}} ({{team}})",
+            "percentunit",
+            defaults=ratio,
+        ),
+        bars(
+            "Spend ÷ compensation per team",
+            "The annualized spend of a team's people over the annual compensation of everyone"
+            " in it (people table teams); 0% for a team whose people spent nothing.",
+            spend_to_pay_by_team(),
+            "{{team}}",
+            "percentunit",
+            defaults=ratio,
+        ),
+        table(
+            "People: spend vs compensation",
+            "One row per person with a compensation record: spend over pay, annualized spend"
+            " and annual compensation.",
+            [
+                ("Spend ÷ compensation", "percentunit", spend_to_pay_by_person()),
+                ("Annualized spend", "currencyUSD", f"{spend_30d_by_person_team()} * {ANNUALIZE}"),
+                (
+                    "Annual compensation",
+                    "currencyUSD",
+                    f"max by (user, team) ({sel(COMPENSATION, PAID)})",
+                ),
+            ],
+        ),
+    ]
 
 
 DASHBOARDS: dict[str, Callable[[], Json]] = {

@@ -3,7 +3,9 @@
 Debian's ``/usr/bin/prometheus`` runs on a loopback port with the repo's rules loaded, scraping
 the proxy (``proxy`` fixture: tokenmeter in front of the fake Anthropic) every second while the
 real anthropic SDK sends traffic from several people, teams and models, with errors, a mid-stream
-error and a model that has no price. Then:
+error and a model that has no price. Before the traffic, people and their compensation are
+registered through the proxy's API (a CSV import and a PUT), which sets the
+``tokenmeter_annual_compensation_usd`` gauge. Then:
 
 * every ``expr`` in ``dashboards/*.json`` and every rule expression must be valid PromQL and
   return at least one series with a real number; alert comparisons are evaluated with ``bool``
@@ -11,7 +13,10 @@ error and a model that has no price. Then:
 * every metric name those expressions mention must exist in the scrape (``or vector(0)`` cannot
   hide a typo), every dashboard variable must list values, every rule must evaluate healthy;
 * tokens, dollars and sticker dollars in Prometheus must equal what the proxy recorded in its
-  database (GET /api/v1/usage?group_by=model).
+  database (GET /api/v1/usage?group_by=model);
+* the spend-vs-compensation panels join spend to pay on the person, count it in the person's
+  people-table team (not the team the traffic was tagged with), and leave out spend of people
+  without a compensation record, which "Compensation covered" reports.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -57,6 +62,24 @@ WAVE = [
     ("alice", "platform", "claude-opus-4-8", "error_400", False),
     ("dave", "research", "claude-sonnet-4-6", "mid_stream_error", True),
 ]
+# The people table: alice, bob and erin by CSV import, dave by PUT. dave's traffic is tagged
+# "research" but his people team is "search"; erin (paid in EUR) has no traffic; carol has
+# traffic and no compensation record.
+PEOPLE_CSV = """user,team,annual_compensation,currency,effective_from
+alice,platform,200000,USD,2026-01-01
+bob,platform,150000,USD,2026-01-01
+erin,research,100000,EUR,2026-01-01
+"""
+DAVE = {"team": "search", "annual_compensation": "180000", "currency": "USD"}
+USD_PER_EUR = Decimal("1.1")
+# (user, people team) -> annual compensation in USD, as the gauge must show it.
+PAY = {
+    ("alice", "platform"): 200000.0,
+    ("bob", "platform"): 150000.0,
+    ("dave", "search"): 180000.0,
+    ("erin", "research"): 110000.0,
+}
+PER_YEAR = 365 / 30
 
 
 class Prometheus:
@@ -67,9 +90,13 @@ class Prometheus:
         self.log = log
         self.http = httpx.Client(base_url=url, timeout=10)
 
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        """An instant query; raises with Prometheus' error text when the expression is bad."""
-        response = self.http.get("/api/v1/query", params={"query": expr})
+    def query(self, expr: str, at: float | None = None) -> list[dict[str, Any]]:
+        """An instant query (now, or at unix time ``at``); raises with Prometheus' error text
+        when the expression is bad."""
+        params: dict[str, Any] = {"query": expr}
+        if at is not None:
+            params["time"] = at
+        response = self.http.get("/api/v1/query", params=params)
         body = response.json()
         if body.get("status") != "success":
             raise ValueError(f"{body.get('errorType')}: {body.get('error')}")
@@ -107,10 +134,20 @@ def _require_prometheus() -> None:
     pytest.skip(reason)
 
 
+def _rules_every_second(tmp_path: Path) -> Path:
+    """The repo's rules with every group evaluated each second (some run every few minutes)."""
+    data = yaml.safe_load(RULES.read_text())
+    for group in data["groups"]:
+        group["interval"] = "1s"
+    path = tmp_path / "tokenmeter.rules.yml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
 def _config(tmp_path: Path, proxy_url: str) -> Path:
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(RULES)],
+        "rule_files": [str(_rules_every_second(tmp_path))],
         "scrape_configs": [
             {
                 "job_name": "tokenmeter",
@@ -121,6 +158,12 @@ def _config(tmp_path: Path, proxy_url: str) -> Path:
     path = tmp_path / "prometheus.yml"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+@pytest.fixture
+def proxy(make_proxy: Callable[..., Proxy]) -> Proxy:
+    """The proxy, converting euros at the company's own rate for the compensation gauge."""
+    return make_proxy(usd_per_currency={"EUR": USD_PER_EUR})
 
 
 @pytest.fixture
@@ -182,6 +225,15 @@ def _send(claude: anthropic.Anthropic, request: tuple[str, str, str, str, bool])
         assert scenario.startswith("error_") or scenario == "mid_stream_error", scenario
 
 
+def _register_people(proxy: Proxy) -> None:
+    """Compensation through the API, as finance would enter it; each write sets the gauge."""
+    headers = {"content-type": "text/csv"}
+    response = proxy.http.post("/api/v1/people/import", content=PEOPLE_CSV, headers=headers)
+    assert response.json() == {"imported": 3}, response.text
+    response = proxy.http.put("/api/v1/people/dave", json=DAVE | {"effective_from": "2026-01-01"})
+    assert response.status_code == 200, response.text
+
+
 def _send_traffic(proxy: Proxy, prometheus: Prometheus) -> int:
     """Two waves a few scrapes apart, so every counter has a sample before and after a rise."""
     sent = 0
@@ -229,12 +281,12 @@ def _panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
 
 
 def dashboard_variables() -> list[tuple[str, str, str]]:
-    """(where, label, metric) for every ``label_values(metric, label)`` variable."""
+    """(where, label, metric or series selector) for every ``label_values(.., label)``."""
     found = []
     for path in sorted((ROOT / "dashboards").glob("*.json")):
         for variable in json.loads(path.read_text())["templating"]["list"]:
             if variable["type"] == "query":
-                match = re.fullmatch(r"label_values\((\w+), (\w+)\)", variable["definition"])
+                match = re.fullmatch(r"label_values\((.+), (\w+)\)", variable["definition"])
                 assert match, variable["definition"]
                 metric, label = match.groups()
                 found.append((f"{path.name}: ${variable['name']}", label, metric))
@@ -294,6 +346,7 @@ def exprs_under_test() -> list[tuple[str, str]]:
 def test_every_dashboard_panel_and_rule_answers_from_a_real_prometheus(
     proxy: Proxy, prometheus: Prometheus
 ) -> None:
+    _register_people(proxy)
     sent = _send_traffic(proxy, prometheus)
     recorded = _recorded(proxy, sent)
     assert recorded["total"]["requests"] == sent
@@ -307,6 +360,7 @@ def test_every_dashboard_panel_and_rule_answers_from_a_real_prometheus(
     assert len(exprs_under_test()) > 80  # every panel of the three dashboards was reached
 
     _assert_same_numbers(prometheus, recorded)
+    _assert_spend_over_pay(prometheus)
 
 
 def _wait_rules_evaluated(prometheus: Prometheus) -> None:
@@ -371,8 +425,57 @@ def _assert_same_numbers(prometheus: Prometheus, recorded: dict[str, Any]) -> No
     assert {model for model, _ in tokens} == models_with_tokens
 
 
-def _by(prometheus: Prometheus, expr: str, *labels: str) -> dict[tuple[str, ...], float]:
+def _assert_spend_over_pay(prometheus: Prometheus) -> None:
+    """The People and ROI panels' ratios, from the same instant's per-person 30-day spend."""
+    at = time.time()  # one instant for every query: increase() extrapolation moves with time
+    time.sleep(1.5)  # so every scrape that started before it is stored
+    assert _by(prometheus, "tokenmeter_annual_compensation_usd", "user", "team") == PAY
+    spend = {
+        user: value
+        for (user,), value in _by(
+            prometheus, "sum by (user) (increase(tokenmeter_cost_usd_total[30d]))", "user", at=at
+        ).items()
+    }
+    assert spend["carol"] > 0  # spend without a compensation record: not in any ratio
+    assert "erin" not in spend  # a compensation record without spend
+    panel = _people_panel(prometheus, at)
+    person = panel("Spend ÷ compensation per person", "user", "team")
+    expected = {key: spend[key[0]] * PER_YEAR / pay for key, pay in PAY.items() if key[0] in spend}
+    assert (
+        person.keys()
+        == expected.keys()
+        == {("alice", "platform"), ("bob", "platform"), ("dave", "search")}
+    )
+    assert all(math.isclose(person[key], value) for key, value in expected.items())
+    team = panel("Spend ÷ compensation per team", "team")
+    platform = (spend["alice"] + spend["bob"]) * PER_YEAR / 350000
+    assert team.keys() == {("platform",), ("search",), ("research",)}
+    assert math.isclose(team[("platform",)], platform)
+    assert math.isclose(team[("search",)], spend["dave"] * PER_YEAR / 180000)
+    assert team[("research",)] == 0  # carol's research-tagged spend is not erin's team's
+    known = spend["alice"] + spend["bob"] + spend["dave"]
+    (overall,) = panel("Spend ÷ compensation, overall").values()
+    assert math.isclose(overall, known * PER_YEAR / sum(PAY.values()))
+    (covered,) = panel("Compensation covered").values()
+    assert math.isclose(covered, known / sum(spend.values()))
+    assert 0 < covered < 1
+
+
+def _people_panel(prometheus: Prometheus, at: float) -> Callable[..., dict[tuple[str, ...], float]]:
+    """A reader of the People and ROI panel titled so, by the labels named, at ``at``."""
+    exprs = {where: e for where, e, _ in dashboard_exprs() if where.startswith("people-roi")}
+
+    def read(title: str, *labels: str) -> dict[tuple[str, ...], float]:
+        expr = exprs[f"people-roi.json: {title!r} A"]
+        return _by(prometheus, grafana_substitute(expr, {"team"}), *labels, at=at)
+
+    return read
+
+
+def _by(
+    prometheus: Prometheus, expr: str, *labels: str, at: float | None = None
+) -> dict[tuple[str, ...], float]:
     return {
         tuple(sample["metric"].get(label, "") for label in labels): float(sample["value"][1])
-        for sample in prometheus.query(expr)
+        for sample in prometheus.query(expr, at)
     }
