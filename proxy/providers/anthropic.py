@@ -5,7 +5,7 @@
 Why it exists: this is where an Anthropic token is counted. The forwarder streams the upstream
 answer to the client untouched and hands each raw chunk to an ``AnthropicTap`` on the side.
 
-Tap contract (one tap per exchange):
+Tap contract (one tap per exchange; decoding and routing are ``body.BodyTap``'s):
 
 - ``AnthropicTap(content_type, content_encoding)``; ``feed(raw_chunk)`` for every chunk as it is
   forwarded; ``result()`` at any time, also after a cut stream, returns what was seen so far as a
@@ -13,9 +13,10 @@ Tap contract (one tap per exchange):
 - ``feed`` never raises. A corrupt compressed body stops the tap; an event or body that does not
   parse is skipped. Both are counted in ``problems`` and show in the result as missing facts
   (``complete`` false, no usage).
-- JSON bodies are held (up to ``MAX_JSON_BODY_BYTES``) and parsed once, at ``result()``. SSE
-  bodies are read event by event and only ``message_start``, ``message_delta``, ``message_stop``
-  and ``error`` are JSON-parsed: the hundreds of ``content_block_delta`` events are skipped.
+- JSON bodies are held (up to ``MAX_JSON_BODY_BYTES``; a larger one is dropped, stopping the
+  tap) and parsed at ``result()``, once per size seen. SSE bodies are read event by event and
+  only ``message_start``, ``message_delta``, ``message_stop`` and ``error`` are JSON-parsed:
+  the hundreds of ``content_block_delta`` events are skipped.
 
 Counting rules (shared/api-facts.md §1, §2): ``input_tokens`` excludes cache, so it maps to
 ``input`` as is. A stream starts from ``message_start.message.usage``; each ``message_delta``
@@ -30,9 +31,9 @@ import json
 from dataclasses import dataclass, replace
 from typing import Any
 
-from proxy.encoding import BodyDecoder, DecodeError, make_decoder
 from proxy.providers import Provider
-from proxy.sse import SSEDecoder, SSEEvent
+from proxy.providers.body import BodyTap, JsonBody, as_object, as_str, load_object
+from proxy.sse import SSEEvent
 from proxy.usage import ResponseFacts, Usage
 
 ANTHROPIC = "anthropic"
@@ -89,14 +90,6 @@ def _int(value: object) -> int | None:
     return value if type(value) is int and value >= 0 else None
 
 
-def _str(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _obj(value: object) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
 @dataclass(slots=True)
 class _Counts:
     """Anthropic's usage numbers as last reported; ``None`` = never reported."""
@@ -115,13 +108,13 @@ class _Counts:
         self.input = _pick(usage.get("input_tokens"), self.input)
         self.cache_read = _pick(usage.get("cache_read_input_tokens"), self.cache_read)
         self.cache_written = _pick(usage.get("cache_creation_input_tokens"), self.cache_written)
-        split = _obj(usage.get("cache_creation"))
+        split = as_object(usage.get("cache_creation"))
         self.split_5m = _pick(split.get("ephemeral_5m_input_tokens"), self.split_5m)
         self.split_1h = _pick(split.get("ephemeral_1h_input_tokens"), self.split_1h)
         self.output = _pick(usage.get("output_tokens"), self.output)
-        details = _obj(usage.get("output_tokens_details"))
+        details = as_object(usage.get("output_tokens_details"))
         self.thinking = _pick(details.get("thinking_tokens"), self.thinking)
-        tools = _obj(usage.get("server_tool_use"))
+        tools = as_object(usage.get("server_tool_use"))
         self.web_searches = _pick(tools.get("web_search_requests"), self.web_searches)
 
     def to_usage(self) -> Usage:
@@ -152,86 +145,22 @@ def _pick(value: object, current: int | None) -> int | None:
     return current if new is None else new
 
 
-class _JsonBody:
-    """A non-streamed body, held up to a cap and parsed on demand (once per size seen)."""
-
-    __slots__ = ("_chunks", "_parsed", "_size", "overflowed")
-
-    def __init__(self) -> None:
-        self._chunks: list[bytes] = []
-        self._size = 0
-        self._parsed: tuple[int, object] = (-1, None)
-        self.overflowed = False
-
-    def add(self, data: bytes) -> None:
-        if self.overflowed or not data:
-            return
-        self._size += len(data)
-        if self._size > MAX_JSON_BODY_BYTES:
-            self.overflowed = True
-            self._chunks = []
-            return
-        self._chunks.append(data)
-
-    def parse(self) -> object:
-        """The decoded JSON value; ``None`` when there is none (yet), or it is not JSON."""
-        if self.overflowed:
-            return None
-        if self._parsed[0] != self._size:
-            body = b"".join(self._chunks)
-            self._chunks = [body]
-            try:
-                value: object = json.loads(body)
-            except ValueError:  # incomplete, corrupt or not JSON at all
-                value = None
-            self._parsed = (self._size, value)
-        return self._parsed[1]
-
-
-class AnthropicTap:
+class AnthropicTap(BodyTap):
     """Reads usage from one Anthropic response as its raw chunks are forwarded."""
 
-    __slots__ = ("_counts", "_decoder", "_facts", "_json", "_sse", "_stopped", "problems")
+    __slots__ = ("_counts", "_facts")
 
     def __init__(self, content_type: str | None, content_encoding: str | None) -> None:
-        self.problems = 0  # undecodable body, unparseable event, oversized body: each counts
+        body = JsonBody(MAX_JSON_BODY_BYTES)  # past the cap: dropped, and counted in problems
+        super().__init__(content_type, content_encoding, body, wanted=_STREAM_EVENTS)
         self._facts = ResponseFacts()
         self._counts = _Counts()
-        self._stopped = False
-        self._decoder: BodyDecoder | None = None
-        try:
-            self._decoder = make_decoder(content_encoding)
-        except DecodeError:
-            self._stop()
-        media = (content_type or "").split(";", 1)[0].strip().lower()
-        self._sse = SSEDecoder(wanted=_STREAM_EVENTS) if media == "text/event-stream" else None
-        self._json = _JsonBody() if media in ("", "application/json") else None
-
-    def feed(self, chunk: bytes) -> None:
-        """Take one raw upstream chunk. Never raises."""
-        if self._stopped or not chunk:
-            return
-        try:
-            data = self._decoder.decode(chunk) if self._decoder is not None else chunk
-            if self._sse is not None:
-                for event in self._sse.feed(data):
-                    self._on_event(event)
-            elif self._json is not None:
-                self._json.add(data)
-                if self._json.overflowed:
-                    self._stop()
-        except Exception:  # a metering fault must never reach the forwarding of bytes
-            self._stop()
 
     def result(self) -> ResponseFacts:
         """What the response said so far, as a new object (safe to keep while feeding goes on)."""
         if self._json is not None:
             self._read_json_body(self._json)
         return replace(self._facts, usage=self._counts.to_usage())
-
-    def _stop(self) -> None:
-        self._stopped = True
-        self.problems += 1
 
     def _on_event(self, event: SSEEvent) -> None:
         name = event.event
@@ -240,7 +169,7 @@ class AnthropicTap:
         if name == "message_stop":
             self._facts.complete = True
             return
-        payload = _load_object(event.data)
+        payload = load_object(event.data)
         if payload is None:
             self.problems += 1
             if name == "error":
@@ -251,10 +180,10 @@ class AnthropicTap:
     def _on_payload(self, payload: dict[str, Any]) -> None:
         kind = payload.get("type")
         if kind == "message_start":
-            self._read_message(_obj(payload.get("message")))
+            self._read_message(as_object(payload.get("message")))
         elif kind == "message_delta":
             self._read_usage(payload.get("usage"))
-            stop_reason = _str(_obj(payload.get("delta")).get("stop_reason"))
+            stop_reason = as_str(as_object(payload.get("delta")).get("stop_reason"))
             self._facts.stop_reason = stop_reason or self._facts.stop_reason
         elif kind == "message_stop":
             self._facts.complete = True
@@ -263,9 +192,9 @@ class AnthropicTap:
 
     def _read_message(self, message: dict[str, Any]) -> None:
         facts = self._facts
-        facts.model = _str(message.get("model")) or facts.model
-        facts.message_id = _str(message.get("id")) or facts.message_id
-        facts.stop_reason = _str(message.get("stop_reason")) or facts.stop_reason
+        facts.model = as_str(message.get("model")) or facts.model
+        facts.message_id = as_str(message.get("id")) or facts.message_id
+        facts.stop_reason = as_str(message.get("stop_reason")) or facts.stop_reason
         self._read_usage(message.get("usage"))
 
     def _read_usage(self, usage: object) -> None:
@@ -274,29 +203,21 @@ class AnthropicTap:
         self._counts.update(usage)
         facts = self._facts
         facts.saw_usage = True
-        facts.service_tier = _str(usage.get("service_tier")) or facts.service_tier
-        facts.inference_geo = _str(usage.get("inference_geo")) or facts.inference_geo
-        facts.speed = _str(usage.get("speed")) or facts.speed
+        facts.service_tier = as_str(usage.get("service_tier")) or facts.service_tier
+        facts.inference_geo = as_str(usage.get("inference_geo")) or facts.inference_geo
+        facts.speed = as_str(usage.get("speed")) or facts.speed
 
     def _read_error(self, payload: dict[str, Any]) -> None:
-        self._facts.error_type = _str(_obj(payload.get("error")).get("type")) or "unknown"
+        self._facts.error_type = as_str(as_object(payload.get("error")).get("type")) or "unknown"
 
-    def _read_json_body(self, body: _JsonBody) -> None:
+    def _read_json_body(self, body: JsonBody) -> None:
         """Rebuild the facts from the whole body held so far (a body is parsed only once)."""
         payload = body.parse()
         self._facts, self._counts = ResponseFacts(), _Counts()
-        if not isinstance(payload, dict):
+        if payload is None:
             return
         if payload.get("type") == "error":
             self._read_error(payload)
         else:
             self._read_message(payload)
         self._facts.complete = True
-
-
-def _load_object(data: str) -> dict[str, Any] | None:
-    try:
-        value = json.loads(data)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None

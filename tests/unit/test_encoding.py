@@ -1,4 +1,5 @@
-"""Compressed answers decode chunk by chunk to the bytes the metering needs, or fail one way."""
+"""Compressed answers decode chunk by chunk to the bytes the metering needs, or fail one way;
+what a filter changed is encoded again, piece by piece, to the same coding."""
 
 import gzip
 import zlib
@@ -7,7 +8,7 @@ import brotli
 import pytest
 import zstandard
 
-from proxy.encoding import DecodeError, codings, make_decoder
+from proxy.encoding import DecodeError, EncodeError, codings, make_decoder, make_encoder
 
 BODY = (
     b'{"id":"msg_01","type":"message","model":"claude-opus-4-8","content":'
@@ -95,3 +96,51 @@ def test_a_truncated_gzip_body_yields_what_arrived():
     out = decoder.decode(data[: len(data) // 2]) + decoder.flush()
     assert BODY.startswith(out)
     assert len(out) > 0
+
+
+# --- encoding: what the include_usage filter re-applies to a compressed stream -----------------
+
+PIECES = [BODY[:1000], BODY[1000:1001], BODY[1001:]]
+
+
+@pytest.mark.parametrize("encoding", sorted(COMPRESSORS))
+def test_each_encoded_piece_decodes_at_once_so_a_stream_is_not_held_back(encoding):
+    encoder = make_encoder(encoding)
+    decoder = make_decoder(encoding)
+    assert encoder is not None
+    assert decoder is not None
+    for piece in PIECES:
+        assert decoder.decode(encoder.encode(piece)) == piece
+    assert decoder.decode(encoder.finish()) + decoder.flush() == b""
+
+
+@pytest.mark.parametrize("encoding", [*sorted(COMPRESSORS), "x-gzip", "gzip, br", "br, zstd"])
+def test_an_encoded_body_decodes_to_the_same_bytes(encoding):
+    encoder = make_encoder(encoding)
+    assert encoder is not None
+    encoded = b"".join(encoder.encode(piece) for piece in PIECES) + encoder.finish()
+    assert decode_in_chunks(encoding, encoded, 333) == BODY
+
+
+def test_stacked_codings_are_applied_in_header_order():
+    encoder = make_encoder("gzip, br")  # gzip first, then br on top, as a server would
+    assert encoder is not None
+    encoded = encoder.encode(BODY) + encoder.finish()
+    assert gzip.decompress(brotli.decompress(encoded)) == BODY
+
+
+def test_nothing_in_gives_nothing_out():
+    encoder = make_encoder("gzip")
+    assert encoder is not None
+    assert encoder.encode(b"") == b""
+    assert gzip.decompress(encoder.finish()) == b""
+
+
+@pytest.mark.parametrize("header", [None, "", "identity", " Identity "])
+def test_an_unencoded_body_needs_no_encoder(header):
+    assert make_encoder(header) is None
+
+
+def test_an_unsupported_coding_is_an_encode_error():
+    with pytest.raises(EncodeError, match="compress"):
+        make_encoder("gzip, compress")

@@ -13,16 +13,18 @@ from hypothesis import strategies as st
 from proxy.providers.openai import (
     FULL_PARSE_BYTES,
     OPENAI,
-    USAGE_ADDED,
     OpenAITap,
-    UsageChunkFilter,
     error_body,
     is_metered,
+    provider,
+    usage_from,
+)
+from proxy.providers.openai_stream import (
+    USAGE_ADDED,
+    UsageChunkFilter,
     make_filter,
     prepare,
-    provider,
     strip_added_usage,
-    usage_from,
 )
 from proxy.usage import Usage
 
