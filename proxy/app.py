@@ -33,6 +33,7 @@ from proxy.providers import anthropic as anthropic_provider
 from proxy.providers import openai as openai_provider
 from proxy.store.engine import make_engine, upgrade
 from proxy.store.recorder import Recorder
+from proxy.store.retention import Retention
 from proxy.store.spool import Spool
 from proxy.upstream import Timeouts, Upstream, make_upstream
 
@@ -52,6 +53,7 @@ class Parts:
     pricer: Pricer
     recorder: Recorder
     forwarder: Forwarder
+    retention: Retention
 
 
 class TokenmeterApp:
@@ -110,7 +112,8 @@ def build_parts(
         Meter(pricer, metrics, recorder),
         max_in_flight=settings.max_in_flight,
     )
-    return Parts(settings, client, engine, metrics, pricer, recorder, forwarder)
+    retention = Retention(engine, settings.retention_days)
+    return Parts(settings, client, engine, metrics, pricer, recorder, forwarder, retention)
 
 
 def create_app(
@@ -132,6 +135,7 @@ def _lifespan(parts: Parts) -> Any:
         if parts.settings.migrate_on_start:
             await asyncio.to_thread(upgrade, parts.settings.database_url)
         await parts.recorder.start()
+        await parts.retention.start()
         await people.refresh_gauge_at_start(
             parts.engine, parts.metrics, parts.settings.usd_per_currency
         )
@@ -139,6 +143,7 @@ def _lifespan(parts: Parts) -> Any:
         try:
             yield
         finally:
+            await parts.retention.stop()
             await parts.recorder.stop()
             await parts.client.aclose()
             await parts.engine.dispose()

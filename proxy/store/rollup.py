@@ -132,7 +132,21 @@ async def rebuild_rollups(engine: AsyncEngine, since: datetime | None = None) ->
 async def purge_raw(engine: AsyncEngine, older_than_days: int, now: datetime | None = None) -> int:
     """Delete raw events of whole hours older than ``older_than_days``; the rollup keeps them.
     Returns how many events were deleted."""
-    cutoff = hour_of((now or datetime.now(UTC)) - timedelta(days=older_than_days))
+    cutoff = (now or datetime.now(UTC)) - timedelta(days=older_than_days)
+    return await purge_raw_before(engine, cutoff)
+
+
+async def purge_raw_before(engine: AsyncEngine, cutoff: datetime) -> int:
+    """Delete raw events before the hour ``cutoff`` falls in, in one transaction (idempotent:
+    a concurrent purge of the same range deletes each row once). Returns how many it deleted."""
     async with engine.begin() as conn:
-        result = await conn.execute(delete(usage_events).where(usage_events.c.ts < cutoff))
+        statement = delete(usage_events).where(usage_events.c.ts < hour_of(cutoff))
+        result = await conn.execute(statement)
     return result.rowcount
+
+
+async def oldest_raw(engine: AsyncEngine) -> datetime | None:
+    """The time of the oldest raw event, or None when there is none."""
+    async with engine.connect() as conn:
+        oldest: datetime | None = (await conn.execute(select(func.min(usage_events.c.ts)))).scalar()
+    return oldest
