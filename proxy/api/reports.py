@@ -6,12 +6,12 @@ compensation that cannot be converted to USD are 400 with the reason.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from proxy import reports
+from proxy.api.params import Moment
 from proxy.api.tabular import respond
 
 router = APIRouter(prefix="/reports", tags=["reports"])
@@ -23,8 +23,8 @@ Days = Annotated[int, Query(ge=1, le=3660, description="trailing window, annuali
 async def get_blended(
     request: Request,
     by: Annotated[str, Query(description="one of " + ", ".join(reports.BLENDED_GROUPS))] = "model",
-    start: datetime | None = None,
-    end: datetime | None = None,
+    start: Moment | None = None,
+    end: Moment | None = None,
     user: str | None = None,
     team: str | None = None,
     model: str | None = None,
@@ -40,7 +40,7 @@ async def get_blended(
 
 @router.get("/compensation", summary="Annualized token spend vs compensation: person, team, org")
 async def get_compensation(
-    request: Request, days: Days = 30, end: datetime | None = None
+    request: Request, days: Days = 30, end: Moment | None = None
 ) -> Response:
     parts = request.app.state.parts
     window = reports.trailing(days, end)
@@ -57,7 +57,7 @@ async def get_compensation(
 async def get_distribution(
     request: Request,
     days: Days = 30,
-    end: datetime | None = None,
+    end: Moment | None = None,
     metric: Annotated[str, Query(description="tokens or cost_usd")] = "tokens",
     top: Annotated[list[int] | None, Query(description="N for top-N shares")] = None,
 ) -> Response:
@@ -73,8 +73,8 @@ async def get_distribution(
 @router.get("/roi", summary="Tasks with a value: cost, value and ROI, and their totals")
 async def get_roi(
     request: Request,
-    start: datetime | None = None,
-    end: datetime | None = None,
+    start: Moment | None = None,
+    end: Moment | None = None,
     user: str | None = None,
     team: str | None = None,
 ) -> Response:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -10,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from proxy import reports
+from proxy.api.params import Moment
 from proxy.api.tabular import respond
 from proxy.tasks import TaskRecordError, update_task
 
@@ -32,8 +32,8 @@ async def get_tasks(
     request: Request,
     user: str | None = None,
     team: str | None = None,
-    start: datetime | None = None,
-    end: datetime | None = None,
+    start: Moment | None = None,
+    end: Moment | None = None,
     sort: Annotated[str, Query(description="cost | roi | recent")] = "cost",
     limit: Annotated[int | None, Query(ge=1, le=10_000)] = 100,
 ) -> Response:

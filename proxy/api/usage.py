@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from proxy import reports
+from proxy.api.params import Moment
 
 router = APIRouter(tags=["usage"])
 
@@ -16,8 +16,8 @@ router = APIRouter(tags=["usage"])
 async def get_usage(
     request: Request,
     group_by: Annotated[str, Query(description="one of " + ", ".join(reports.GROUPS))] = "user",
-    start: datetime | None = None,
-    end: datetime | None = None,
+    start: Moment | None = None,
+    end: Moment | None = None,
     user: str | None = None,
     team: str | None = None,
     model: str | None = None,
