@@ -22,9 +22,7 @@ def test_naive_and_offset_times_select_the_same_window(
     proxy.task("t-time", 1)
     hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     naive = (hour - timedelta(hours=1)).replace(tzinfo=None).isoformat()
-    shifted = (
-        (hour - timedelta(hours=1)).astimezone(datetime.now(UTC).astimezone().tzinfo).isoformat()
-    )
+    shifted = (hour - timedelta(hours=1)).astimezone(timezone(timedelta(hours=2))).isoformat()
     later = (hour + timedelta(hours=2)).replace(tzinfo=None).isoformat()
     for path in ("/api/v1/usage", "/api/v1/reports/blended", "/api/v1/tasks"):
         for start in (naive, shifted, naive + "+00:00"):
