@@ -108,12 +108,13 @@ class Catalog:
     ) -> Rate | None:
         for variant in variants:
             if (price := _first_price(variant.prices, keys)) is not None:
-                return _as_rate(price, f"{self.version} {model.id} [{_label(variant)}] ({url})")
+                source = f"{self.version} {model.id} [{_variant_source(variant)}] ({url})"
+                return _as_rate(price, source)
         price = _first_price(standard, keys)
         if price is None:
             return None
-        dated = f" prices from {since.isoformat()}" if since else ""
-        return _as_rate(price, f"{self.version} {model.id}{dated} ({url})")
+        dated = f"in effect from {since.isoformat()}" if since else "undated: in effect as listed"
+        return _as_rate(price, f"{self.version} {model.id}, {dated} ({url})")
 
     def _reference_url(self, model: ModelInfo) -> str:
         match = _URL.search(model.price_comments or "")
@@ -161,6 +162,13 @@ def _active_variants(model: ModelInfo, at: datetime, context: dict[str, str]) ->
 
 def _label(variant: PriceVariant) -> str:
     return ",".join(f"{key}={value}" for key, value in sorted(variant.when.items()))
+
+
+def _variant_source(variant: PriceVariant) -> str:
+    constraint = variant.constraint
+    if isinstance(constraint, StartDateConstraint):
+        return f"{_label(variant)}, in effect from {constraint.start_date.isoformat()}"
+    return _label(variant)
 
 
 def _first_price(prices: ModelPrice, keys: tuple[str, ...]) -> Decimal | TieredPrices | None:
