@@ -5,9 +5,10 @@
 tokens, what was served, the request time) and prices it with ``pricer``, exactly as the live
 path does (events without usage keep their "no-usage" $0). Events whose cost columns or
 ``price_version`` differ are updated, and in the same transaction the rollup rows of their hours
-get the difference (new − old) added with the same upsert the recorder uses, so the rollup always
-equals the sum of raw events and a running proxy may keep writing meanwhile. Running it twice
-changes nothing the second time. ``dry_run`` computes the same before/after totals, writes nothing.
+and days (``usage_hourly`` and ``usage_daily``) get the difference (new − old) added with the
+same upsert the recorder uses, so both rollups always equal the sum of raw events and a running
+proxy may keep writing meanwhile. Running it twice changes nothing the second time. ``dry_run``
+computes the same before/after totals, writes nothing.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from proxy.pricing import Pricer
-from proxy.store.rollup import dialect_insert, rollup_deltas
+from proxy.store.rollup import rollup_deltas, upsert_rollups
 from proxy.store.rows import Row, event_to_row
-from proxy.store.tables import COST_COLUMNS, ROLLUP_KEY, ROLLUP_SUMS, usage_events, usage_hourly
+from proxy.store.tables import COST_COLUMNS, ROLLUP_KEY, ROLLUP_SUMS, usage_events
 from proxy.usage import Attribution, ResponseFacts, Status, Usage, UsageEvent
 
 BATCH_SIZE = 1000
@@ -169,14 +170,9 @@ async def _write(conn: AsyncConnection, changed: Sequence[tuple[Row, Row]]) -> N
 
 
 async def _shift_rollup(conn: AsyncConnection, old: Sequence[Row], new: Sequence[Row]) -> None:
-    """Add (new − old) sums to each affected rollup row."""
+    """Add (new − old) sums to each affected hourly and daily rollup row."""
     deltas = _differences(rollup_deltas(old), rollup_deltas(new))
-    insert = dialect_insert(conn, usage_hourly)
-    upsert = insert.on_conflict_do_update(
-        index_elements=list(ROLLUP_KEY),
-        set_={name: usage_hourly.c[name] + insert.excluded[name] for name in _CHANGED_SUMS},
-    )
-    await conn.execute(upsert, deltas)
+    await upsert_rollups(conn, deltas, _CHANGED_SUMS)
 
 
 def _differences(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:

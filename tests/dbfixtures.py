@@ -31,6 +31,7 @@ from proxy.store.tables import (
     COST_COLUMNS,
     ROLLUP_KEY,
     TOKEN_COLUMNS,
+    usage_daily,
     usage_events,
     usage_hourly,
 )
@@ -200,3 +201,26 @@ async def rollup_rows(engine: AsyncEngine) -> list[dict[str, Any]]:
     async with engine.connect() as conn:
         result = await conn.execute(select(usage_hourly).order_by(*key))
     return [dict(row) for row in result.mappings()]
+
+
+async def daily_rows(engine: AsyncEngine) -> list[dict[str, Any]]:
+    """Every ``usage_daily`` row, in key order."""
+    key = [usage_daily.c.day, *(usage_daily.c[name] for name in ROLLUP_KEY[1:])]
+    async with engine.connect() as conn:
+        result = await conn.execute(select(usage_daily).order_by(*key))
+    return [dict(row) for row in result.mappings()]
+
+
+async def hourly_summed_by_day(engine: AsyncEngine) -> list[dict[str, Any]]:
+    """``usage_hourly`` summed per UTC day in Python: what ``usage_daily`` must hold."""
+    days: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in await rollup_rows(engine):
+        day = row["hour"].replace(hour=0)
+        key = (day, *(row[name] for name in ROLLUP_KEY[1:]))
+        sums = days.setdefault(key, dict.fromkeys(SUMMED, 0))
+        for name in SUMMED:
+            sums[name] += row[name]
+    return [
+        {"day": key[0], **dict(zip(ROLLUP_KEY[1:], key[1:], strict=True)), **sums}
+        for key, sums in sorted(days.items())
+    ]

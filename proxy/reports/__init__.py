@@ -1,6 +1,6 @@
 """Every aggregate a person asks for, shared by the REST API and the CLI.
 
-Reports over a time range read the hourly rollup (fast at millions of events); reports about one
+Reports over a time range read the rollups (whole days daily, edge hours hourly); reports about one
 task, or grouped by task or session, read the raw events. Money stays ``Decimal`` from the
 database to the JSON string; every ratio is computed in Python. One module per question:
 

@@ -111,7 +111,7 @@ class Totals:
         }
 
 
-def sum_columns(table: sa.Table) -> list[sa.ColumnElement[Any]]:
+def sum_columns(table: sa.FromClause) -> list[sa.ColumnElement[Any]]:
     """The SELECT list ``totals_of`` reads: counts, token sums, web searches, cost, sticker."""
     c = table.c
     if table is usage_events:

@@ -5,7 +5,7 @@
 - ``rows``: ``UsageEvent`` -> row, and a row's JSON form in the spool.
 - ``writes``: the one idempotent write path (insert + rollup, one transaction).
 - ``recorder``/``spool``: off the hot path, batched, surviving database outages.
-- ``rollup``: the hourly rollup, its rebuild, and retention of raw events.
+- ``rollup``: the hourly and daily rollups, their rebuild, and purging raw events.
 
 Importing this package imports nothing else and creates nothing.
 """

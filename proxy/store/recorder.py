@@ -6,6 +6,11 @@ Contract:
   counted as dropped and logged at ERROR. ``submit`` never raises.
 - A writer task flushes the queue every ``flush_interval_s`` or as soon as ``batch_size`` events
   wait, with ``writes.write_batch`` (one INSERT + rollup upsert, one transaction, idempotent).
+  Up to ``max_in_flight`` batches (default 2) are written at once, each on its own connection
+  and transaction, so building the next batch's rows in Python overlaps the database's work on
+  the previous one. Concurrent batches cannot deadlock on the rollups (``writes`` upserts in key
+  order). SQLite has a single writer: there the writes themselves take turns (an asyncio lock,
+  not SQLite's busy wait) while the row building still overlaps.
 - When the database is away, batches go to the spool and a replay loop retries with exponential
   backoff; once the database answers it replays the spool oldest first and removes each segment
   only after its rows are committed. While a replay is pending the writer spools too, so the
@@ -36,6 +41,8 @@ from proxy.usage import UsageEvent
 
 log = logging.getLogger(__name__)
 
+_BUILD_SLICE = 200  # events turned into rows between two yields to the event loop
+
 
 class RecorderMetrics(Protocol):
     """What the recorder reports; ``proxy.metrics`` implements it with Prometheus collectors."""
@@ -64,6 +71,18 @@ class _NoMetrics:
         pass
 
 
+async def _settle(tasks: set[asyncio.Task[None]], when: str) -> set[asyncio.Task[None]]:
+    """Wait for ``tasks`` as ``asyncio.wait`` does; log what a finished one raised (batch
+    writers handle their own failures, so this is a bug, not an outage). Returns those pending."""
+    if not tasks:
+        return tasks
+    done, pending = await asyncio.wait(tasks, return_when=when)
+    for task in done:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("recorder batch writer failed", exc_info=task.exception())
+    return pending
+
+
 class Recorder:
     """Batched, spool-backed writer of usage events (see module doc)."""
 
@@ -78,6 +97,7 @@ class Recorder:
         *,
         retry_initial_s: float = 0.5,
         retry_max_s: float = 30.0,
+        max_in_flight: int = 2,
     ) -> None:
         self._engine = engine
         self._spool = spool
@@ -89,6 +109,8 @@ class Recorder:
         self._queue: deque[UsageEvent] = deque()
         self._wake = asyncio.Event()
         self._write_lock = asyncio.Lock()
+        self._max_in_flight = max(1, max_in_flight)
+        self._one_writer = asyncio.Lock() if engine.dialect.name == "sqlite" else None
         self._replay_lock = asyncio.Lock()
         self._db_ok = True
         self._stopping = False
@@ -140,10 +162,19 @@ class Recorder:
         await self.flush()
 
     async def flush(self) -> None:
-        """Write everything queued now (to the database, or the spool if it is away)."""
+        """Write everything queued now (to the database, or the spool if it is away), up to
+        ``max_in_flight`` batches at once; returns when every batch is committed or spooled."""
         async with self._write_lock:
-            while self._queue:
-                await self._write_one_batch()
+            in_flight: set[asyncio.Task[None]] = set()
+            try:
+                while self._queue:
+                    rows = await self._next_batch()
+                    while len(in_flight) >= self._max_in_flight:
+                        in_flight = await _settle(in_flight, asyncio.FIRST_COMPLETED)
+                    in_flight.add(asyncio.create_task(self._write_rows(rows)))
+                    await asyncio.sleep(0)  # let it start talking to the database
+            finally:
+                await _settle(in_flight, asyncio.ALL_COMPLETED)
             self._metrics.set_queue_depth(len(self._queue))
 
     # -- writer -----------------------------------------------------------------------------
@@ -160,9 +191,19 @@ class Recorder:
             if self._db_ok and self._spool.dirty:
                 self._ensure_replayer()
 
-    async def _write_one_batch(self) -> None:
+    async def _next_batch(self) -> list[Row]:
+        """The next ``batch_size`` queued events as rows, built in slices with a yield between
+        them so batches already in flight keep talking to the database meanwhile."""
         count = min(self._batch_size, len(self._queue))
-        rows = self._rows([self._queue.popleft() for _ in range(count)])
+        events = [self._queue.popleft() for _ in range(count)]
+        rows: list[Row] = []
+        for start in range(0, count, _BUILD_SLICE):
+            rows += self._rows(events[start : start + _BUILD_SLICE])
+            await asyncio.sleep(0)
+        return rows
+
+    async def _write_rows(self, rows: list[Row]) -> None:
+        """Write ``rows`` to the database, or spool them while it is away. Never raises."""
         if not self._db_ok:
             await self._spool_async(rows)
             return
@@ -202,6 +243,13 @@ class Recorder:
             self._drop([row], f"database refused event {row['event_id']}: {exc}")
 
     async def _write(self, rows: Sequence[Row]) -> None:
+        if self._one_writer is None:
+            await self._timed_write(rows)
+            return
+        async with self._one_writer:
+            await self._timed_write(rows)
+
+    async def _timed_write(self, rows: Sequence[Row]) -> None:
         began = time.perf_counter()
         await write_batch(self._engine, rows)
         self._metrics.observe_batch(len(rows), time.perf_counter() - began)

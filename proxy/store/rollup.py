@@ -1,12 +1,15 @@
-"""The hourly rollup: how raw events are summed into ``usage_hourly``, live and from scratch.
+"""The rollups: how raw events are summed into ``usage_hourly`` and ``usage_daily``, live and
+from scratch.
 
 Live: ``add_to_rollup(conn, rows)`` adds rows that were *just inserted* (the writer passes only
-what ``INSERT … ON CONFLICT DO NOTHING RETURNING`` returned) with one upsert per rollup key, in the
-caller's transaction, so a row is counted in the rollup exactly when it exists in
-``usage_events``.
+what ``INSERT … ON CONFLICT DO NOTHING RETURNING`` returned) with one upsert per hourly key and
+one per daily key, in key order, in the caller's transaction, so a row is counted in both
+rollups exactly when it exists in ``usage_events``. ``upsert_rollups`` is that upsert for any
+deltas (repricing adds differences with it).
 
-Offline: ``rebuild_rollups`` recomputes the rollup from raw events for every hour that still has
-raw events (older hours, whose raw events ``purge_raw`` removed, keep their rollup rows).
+Offline: ``rebuild_rollups`` recomputes the hourly rollup from raw events for every hour that
+still has raw events (older hours, whose raw events ``purge_raw`` removed, keep their rollup
+rows), then the daily rollup from the hourly one for the days it touched.
 ``purge_raw`` cuts at an hour boundary so an hour is either wholly raw-backed or rollup-only.
 Run both while no recorder is writing (the CLI does); they are maintenance, not the hot path.
 """
@@ -18,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, case, delete, func, select
+from sqlalchemy import ColumnElement, String, Table, case, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.dml import Insert
@@ -26,9 +29,11 @@ from sqlalchemy.sql.dml import Insert
 from proxy.store.rows import Row
 from proxy.store.tables import (
     COST_COLUMNS,
+    DAILY_KEY,
     ROLLUP_KEY,
     ROLLUP_SUMS,
     TOKEN_COLUMNS,
+    usage_daily,
     usage_events,
     usage_hourly,
 )
@@ -46,6 +51,11 @@ def dialect_insert(conn: AsyncConnection, table: Table) -> postgresql.Insert | s
 def hour_of(ts: datetime) -> datetime:
     """The UTC hour an instant falls in: the rollup's time key."""
     return ts.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def day_of(ts: datetime) -> datetime:
+    """The UTC day (midnight) an instant falls in: the daily rollup's time key."""
+    return ts.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def _key(row: Row) -> RollupKey:
@@ -77,20 +87,42 @@ def rollup_deltas(rows: Iterable[Row]) -> list[dict[str, Any]]:
     by_key: dict[RollupKey, dict[str, Any]] = {}
     for row in rows:
         _add(by_key.setdefault(_key(row), _zero()), row)
-    return [dict(zip(ROLLUP_KEY, key, strict=True)) | sums for key, sums in by_key.items()]
+    return [dict(zip(ROLLUP_KEY, key, strict=True)) | sums for key, sums in sorted(by_key.items())]
+
+
+def daily_deltas(hourly: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``usage_daily`` rows summing hourly ``deltas`` (as ``rollup_deltas`` makes) per day."""
+    by_day: dict[RollupKey, dict[str, Any]] = {}
+    for delta in hourly:
+        key = (day_of(delta["hour"]), *(delta[name] for name in ROLLUP_KEY[1:]))
+        sums = by_day.setdefault(key, dict.fromkeys(ROLLUP_SUMS, 0))
+        for name in ROLLUP_SUMS:
+            sums[name] += delta[name]
+    return [dict(zip(DAILY_KEY, key, strict=True)) | sums for key, sums in sorted(by_day.items())]
+
+
+async def upsert_rollups(
+    conn: AsyncConnection, hourly: list[dict[str, Any]], added: Sequence[str] = ROLLUP_SUMS
+) -> None:
+    """Add the ``added`` sums of ``hourly`` deltas (in key order) to ``usage_hourly`` and the
+    same per day to ``usage_daily``, hourly first, in the caller's transaction."""
+    if not hourly:
+        return
+    for table, key, deltas in (
+        (usage_hourly, ROLLUP_KEY, hourly),
+        (usage_daily, DAILY_KEY, daily_deltas(hourly)),
+    ):
+        insert = dialect_insert(conn, table)
+        upsert = insert.on_conflict_do_update(
+            index_elements=list(key),
+            set_={name: table.c[name] + insert.excluded[name] for name in added},
+        )
+        await conn.execute(upsert, deltas)
 
 
 async def add_to_rollup(conn: AsyncConnection, rows: Sequence[Row]) -> None:
-    """Add ``rows`` (already inserted in this transaction) to the rollup."""
-    deltas = rollup_deltas(rows)
-    if not deltas:
-        return
-    insert = dialect_insert(conn, usage_hourly)
-    upsert = insert.on_conflict_do_update(
-        index_elements=list(ROLLUP_KEY),
-        set_={name: usage_hourly.c[name] + insert.excluded[name] for name in ROLLUP_SUMS},
-    )
-    await conn.execute(upsert, deltas)
+    """Add ``rows`` (already inserted in this transaction) to both rollups."""
+    await upsert_rollups(conn, rollup_deltas(rows))
 
 
 def _hour_expr(dialect: str) -> ColumnElement[Any]:
@@ -115,17 +147,36 @@ def _rebuild_insert(dialect: str, since: datetime) -> Insert:
     return usage_hourly.insert().from_select([*ROLLUP_KEY, *ROLLUP_SUMS], query)
 
 
+def _day_expr(dialect: str) -> ColumnElement[Any]:
+    hour = usage_hourly.c.hour
+    if dialect == "postgresql":
+        return func.timezone("UTC", func.date_trunc("day", func.timezone("UTC", hour)))
+    return func.substr(hour, 1, 10, type_=String) + " 00:00:00.000000"
+
+
+def _rebuild_daily_insert(dialect: str, since: datetime) -> Insert:
+    h = usage_hourly.c
+    day = _day_expr(dialect)
+    keys = [day, *(h[n] for n in ROLLUP_KEY[1:])]
+    query = select(*keys, *(func.sum(h[n]) for n in ROLLUP_SUMS))
+    query = query.where(h.hour >= since).group_by(*keys)
+    return usage_daily.insert().from_select([*DAILY_KEY, *ROLLUP_SUMS], query)
+
+
 async def rebuild_rollups(engine: AsyncEngine, since: datetime | None = None) -> int:
     """Recompute ``usage_hourly`` from raw events for every hour from ``since`` (default: the
-    hour of the oldest raw event) onwards, in one transaction. Returns the rollup rows written."""
+    hour of the oldest raw event) onwards, then ``usage_daily`` from ``usage_hourly`` for every
+    day from the one ``since`` falls in, in one transaction. Returns the hourly rows written."""
     async with engine.begin() as conn:
         if since is None:
             since = (await conn.execute(select(func.min(usage_events.c.ts)))).scalar()
             if since is None:
                 return 0
-        start = hour_of(since)
+        start, first_day = hour_of(since), day_of(since)
         await conn.execute(delete(usage_hourly).where(usage_hourly.c.hour >= start))
         result = await conn.execute(_rebuild_insert(conn.dialect.name, start))
+        await conn.execute(delete(usage_daily).where(usage_daily.c.day >= first_day))
+        await conn.execute(_rebuild_daily_insert(conn.dialect.name, first_day))
     return result.rowcount
 
 

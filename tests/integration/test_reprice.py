@@ -20,7 +20,13 @@ from proxy.store.rows import event_to_row
 from proxy.store.tables import usage_events
 from proxy.store.writes import write_batch
 from proxy.usage import Cost, Usage
-from tests.dbfixtures import make_event, raw_totals, rollup_totals
+from tests.dbfixtures import (
+    daily_rows,
+    hourly_summed_by_day,
+    make_event,
+    raw_totals,
+    rollup_totals,
+)
 
 T0 = datetime(2026, 11, 20, 10, tzinfo=UTC)
 USAGE = Usage(input=2_000, cache_write_1h=100_000, cache_read=400_000, output=1_000)
@@ -101,7 +107,10 @@ async def test_reprice_fixes_costs_and_rollup_and_is_idempotent(engine: AsyncEng
     assert raw["cost_cache_write_1h_usd"] == Decimal("0.625") + 6 * Decimal(1)
     assert raw["unpriced_requests"] == 1
 
+    assert await daily_rows(engine) == await hourly_summed_by_day(engine)
+
     second = await reprice(engine, pricer, T0)
     assert (second.events, second.changed, second.cost_changed) == (7, 0, 0)
     assert second.before.cost_usd == second.after.cost_usd == 6 * RIGHT
     assert await rollup_totals(engine) == raw
+    assert await daily_rows(engine) == await hourly_summed_by_day(engine)
