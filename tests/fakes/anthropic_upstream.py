@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,7 +52,7 @@ class FakeAnthropic:
 
     requests: list[Received] = field(default_factory=list)
     pause_s: float = 0.3
-    cut_seen: asyncio.Event | None = None
+    sent_at: list[float] = field(default_factory=list)  # monotonic time each SSE event went out
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -109,6 +110,7 @@ class FakeAnthropic:
                 raise ConnectionAbortedError("fake upstream cuts the stream")
             if scenario in {"slow", "hang"} and index:
                 await asyncio.sleep(self.pause_s if scenario == "slow" else 30)
+            self.sent_at.append(time.monotonic())
             await send({"type": "http.response.body", "body": event, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 

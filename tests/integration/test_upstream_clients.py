@@ -103,7 +103,7 @@ def test_overload_is_a_fast_503_in_the_provider_format(
     slow.join()
     assert caught.value.status_code == 503
     assert caught.value.response.json()["error"]["type"] == "overloaded_error"
-    assert elapsed < 0.5  # answered at once, not queued behind the slow stream
+    assert elapsed < 2.0  # answered at once, not queued behind the 4.5 s slow stream
     assert (
         proxy.metric(
             "tokenmeter_requests_total",
