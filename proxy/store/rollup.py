@@ -1,11 +1,10 @@
 """The rollups: how raw events are summed into ``usage_hourly`` and ``usage_daily``, live and
 from scratch.
 
-Live: ``add_to_rollup(conn, rows)`` adds rows that were *just inserted* (the writer passes only
-what ``INSERT … ON CONFLICT DO NOTHING RETURNING`` returned) with one upsert per hourly key and
-one per daily key, in key order, in the caller's transaction, so a row is counted in both
-rollups exactly when it exists in ``usage_events``. ``upsert_rollups`` is that upsert for any
-deltas (repricing adds differences with it).
+Live: the writer (``writes.py``, ``sqlite_write.py``) sums in SQL exactly the rows its
+``INSERT … ON CONFLICT DO NOTHING RETURNING`` inserted, in the same transaction, so a row is
+counted in both rollups exactly when it exists in ``usage_events``. ``upsert_rollups`` adds any
+Python-computed deltas (``rollup_deltas``), in key order: repricing adds differences with it.
 
 Offline: ``rebuild_rollups`` recomputes the hourly rollup from raw events for every hour that
 still has raw events (older hours, whose raw events ``purge_raw`` removed, keep their rollup
@@ -118,11 +117,6 @@ async def upsert_rollups(
             set_={name: table.c[name] + insert.excluded[name] for name in added},
         )
         await conn.execute(upsert, deltas)
-
-
-async def add_to_rollup(conn: AsyncConnection, rows: Sequence[Row]) -> None:
-    """Add ``rows`` (already inserted in this transaction) to both rollups."""
-    await upsert_rollups(conn, rollup_deltas(rows))
 
 
 def _hour_expr(dialect: str) -> ColumnElement[Any]:

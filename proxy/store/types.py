@@ -30,7 +30,12 @@ def to_scaled(value: Decimal | int | None) -> int | None:
     """A decimal as an integer count of 10⁻¹⁰, rounded half away from zero like PostgreSQL."""
     if value is None:
         return None
-    return int(Decimal(value).quantize(_UNIT, rounding=ROUND_HALF_UP).scaleb(SCALE))
+    exact = value if isinstance(value, Decimal) else Decimal(value)
+    scaled = exact.scaleb(SCALE)
+    whole = int(scaled)
+    if whole == scaled:  # the usual case: costs are already quantized to 10⁻¹⁰
+        return whole
+    return int(exact.quantize(_UNIT, rounding=ROUND_HALF_UP).scaleb(SCALE))
 
 
 def from_scaled(value: int | float | str | None) -> Decimal | None:

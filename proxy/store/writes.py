@@ -13,8 +13,8 @@ crash between commit and spool removal.
   ``usage_hourly`` and, summed again per day, into ``usage_daily``. Every upsert feeds its rows in
   key order and every writer runs the same statement, so concurrent writers (pipelined batches,
   replicas) take rollup row locks in one global order and cannot deadlock on them.
-- SQLite: ``insert_new`` (one multi-row INSERT … RETURNING) then ``rollup.add_to_rollup`` (both
-  rollups, key order). SQLite has one writer at a time anyway.
+- SQLite: ``sqlite_write.write_sqlite``: the batch as one JSON parameter, the insert and both
+  rollup upserts in SQL (SQLAlchemy's executemany cost ~150 µs of Python per row there).
 
 ``is_transient`` tells a database that is away (retry later, spool meanwhile) from rows the
 database refuses (retrying would never succeed).
@@ -31,10 +31,10 @@ from typing import Any
 from sqlalchemy import Column
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from proxy.store.rollup import add_to_rollup, dialect_insert
 from proxy.store.rows import Row
+from proxy.store.sqlite_write import write_sqlite
 from proxy.store.tables import (
     COST_COLUMNS,
     DAILY_KEY,
@@ -46,17 +46,6 @@ from proxy.store.tables import (
 from proxy.store.types import UTCDateTime
 
 
-async def insert_new(conn: AsyncConnection, rows: Sequence[Row]) -> list[Row]:
-    """Insert ``rows``; return those that were not in the table yet."""
-    insert = dialect_insert(conn, usage_events)
-    statement = insert.on_conflict_do_nothing(index_elements=["event_id"]).returning(
-        usage_events.c.event_id
-    )
-    result = await conn.execute(statement, list(rows))
-    inserted = set(result.scalars())
-    return [row for row in rows if row["event_id"] in inserted]
-
-
 async def write_batch(engine: AsyncEngine, rows: Sequence[Row]) -> int:
     """Store ``rows`` and their rollup atomically; return how many were new."""
     if not rows:
@@ -64,10 +53,7 @@ async def write_batch(engine: AsyncEngine, rows: Sequence[Row]) -> int:
     unique = _unique(rows)
     if engine.dialect.name == "postgresql":
         return await _write_postgresql(engine, unique)
-    async with engine.begin() as conn:
-        new = await insert_new(conn, unique)
-        await add_to_rollup(conn, new)
-    return len(new)
+    return await write_sqlite(engine, unique)
 
 
 def _unique(rows: Sequence[Row]) -> list[Row]:

@@ -114,7 +114,7 @@ async def test_flushes_by_size_in_batches(engine: AsyncEngine, tmp_path: Path) -
     recorder = _recorder(engine, tmp_path / "spool", metrics, batch_size=10)
     _submit(recorder, 25)
     await recorder.flush()
-    assert metrics.batches == [10, 10, 5]
+    assert sorted(metrics.batches) == [5, 10, 10]  # two batches in flight: any finish order
     assert await _count(engine) == 25
 
 
