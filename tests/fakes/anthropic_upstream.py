@@ -55,15 +55,10 @@ class FakeAnthropic:
     sent_at: list[float] = field(default_factory=list)  # monotonic time each SSE event went out
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
-            return
-        body = await _body(receive)
-        received = Received(
-            scope["method"], scope["path"], scope["query_string"], list(scope["headers"]), body
-        )
-        self.requests.append(received)
-        await self._answer(received, send)
+        received = await receive_request(scope, receive, send)
+        if received is not None:
+            self.requests.append(received)
+            await self._answer(received, send)
 
     async def _answer(self, req: Received, send: Any) -> None:
         scenario = req.header("x-fake-scenario") or "text"
@@ -250,6 +245,16 @@ async def _error(send: Any, status: int) -> None:
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+async def receive_request(scope: dict[str, Any], receive: Any, send: Any) -> Received | None:
+    """The request of an ASGI call, read whole; None for a lifespan call (answered here)."""
+    if scope["type"] == "lifespan":
+        await _lifespan(receive, send)
+        return None
+    body = await _body(receive)
+    headers = list(scope["headers"])
+    return Received(scope["method"], scope["path"], scope["query_string"], headers, body)
 
 
 async def _body(receive: Any) -> bytes:

@@ -38,7 +38,7 @@ from typing import Any
 import brotli
 import zstandard
 
-from tests.fakes.anthropic_upstream import Received, _body, _lifespan
+from tests.fakes.anthropic_upstream import Received, receive_request
 
 CREATED = 1767225600
 CHAT_USAGE: dict[str, Any] = {
@@ -90,15 +90,10 @@ class FakeOpenAI:
     pause_s: float = 0.3
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
-            return
-        body = await _body(receive)
-        received = Received(
-            scope["method"], scope["path"], scope["query_string"], list(scope["headers"]), body
-        )
-        self.requests.append(received)
-        await self._answer(received, send)
+        received = await receive_request(scope, receive, send)
+        if received is not None:
+            self.requests.append(received)
+            await self._answer(received, send)
 
     async def _answer(self, req: Received, send: Any) -> None:
         scenario = req.header("x-fake-scenario") or "text"
