@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     anthropic_upstream: str = "https://api.anthropic.com"
     openai_upstream: str = "https://api.openai.com"
 
-    upstream_client: Literal["aiohttp", "httpx"] = "aiohttp"
+    upstream_client: Literal["http11", "aiohttp", "httpx"] = "http11"
     connect_timeout_s: float = Field(default=10.0, gt=0)
     # Claude Code aborts a stream silent for 300 s; never cut one before the client does.
     read_timeout_s: float = Field(default=600.0, gt=0)

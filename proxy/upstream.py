@@ -1,8 +1,9 @@
 """The one shared upstream HTTP client: send a request as received, stream the answer back.
 
-Two interchangeable implementations of one small interface, chosen by
-``TOKENMETER_UPSTREAM_CLIENT``: ``aiohttp`` (the default: measured in ``bench/`` at a fraction
-of the CPU per request) and ``httpx`` (the reference). Both send exactly the headers and body
+Three interchangeable implementations of one small interface, chosen by
+``TOKENMETER_UPSTREAM_CLIENT``: ``http11`` (the default, in ``proxy.http11``: a small HTTP/1.1
+client on asyncio and httptools, measured in ``bench/`` at a fraction of the CPU per request),
+``aiohttp``, and ``httpx`` (the reference). All send exactly the headers and body
 bytes they are given (no default User-Agent, Accept or Accept-Encoding of their own), never
 follow redirects, never decode the response (bytes go back to the agent as upstream sent them),
 and keep connections pooled.
@@ -72,10 +73,15 @@ class Upstream(Protocol):
 
 
 def make_upstream(kind: str, timeouts: Timeouts) -> Upstream:
-    """``aiohttp`` or ``httpx``; built without I/O (sessions open on first use)."""
+    """``http11`` (``proxy.http11``, the default), ``aiohttp`` or ``httpx``; built without I/O
+    (connections open on first use)."""
     if kind == "httpx":
         return HttpxUpstream(timeouts)
-    return AiohttpUpstream(timeouts)
+    if kind == "aiohttp":
+        return AiohttpUpstream(timeouts)
+    from proxy.http11 import Http11Upstream  # it builds on this module's types
+
+    return Http11Upstream(timeouts)
 
 
 class _AiohttpResponse:

@@ -1,4 +1,4 @@
-"""Both upstream clients (aiohttp, the default, and httpx) keep the same pass-through contract."""
+"""The three upstream clients (http11, the default; aiohttp; httpx) keep one contract."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from tests.conftest import Proxy
 from tests.fakes.anthropic_upstream import FakeAnthropic, error_payload
 from tests.servers import ServerThread, free_port
 
-CLIENTS = ["aiohttp", "httpx"]
+CLIENTS = ["http11", "aiohttp", "httpx"]
 BODY = {
     "model": "claude-opus-4-8",
     "max_tokens": 9,
