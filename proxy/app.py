@@ -9,6 +9,7 @@ app around fakes: an upstream transport, a fresh registry, a throwaway database.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -139,6 +140,7 @@ def _lifespan(parts: Parts) -> Any:
         await people.refresh_gauge_at_start(
             parts.engine, parts.metrics, parts.settings.usd_per_currency
         )
+        _freeze_startup_heap()
         log.info("tokenmeter ready; upstream %s", parts.settings.anthropic_upstream)
         try:
             yield
@@ -152,3 +154,12 @@ def _lifespan(parts: Parts) -> Any:
                 mark_process_dead(os.getpid(), path)  # type: ignore[no-untyped-call]
 
     return lifespan
+
+
+def _freeze_startup_heap() -> None:
+    """Move everything built at start (the price catalog, FastAPI, SQLAlchemy: ~140k objects)
+    out of the cyclic garbage collector's reach. Left there, every full collection walks them
+    all: a 70 ms pause on the event loop, which was the proxy's worst latency under load."""
+    gc.collect()
+    gc.freeze()
+
