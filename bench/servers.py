@@ -3,8 +3,10 @@
 * ``direct``: no server, the load goes straight to the mock (the limit);
 * ``passthrough``: ``bench.passthrough`` (FastAPI + httpx, no metering: the reference);
 * ``passthrough-aiohttp``: the same with aiohttp as the upstream client;
-* ``tokenmeter``: ``.venv/bin/tokenmeter serve`` with a throwaway SQLite database;
-* ``tokenmeter-httpx``: the same with ``TOKENMETER_UPSTREAM_CLIENT=httpx`` (the reference client);
+* ``tokenmeter``: ``.venv/bin/tokenmeter serve`` with a throwaway SQLite database (its default
+  upstream client, ``http11``);
+* ``tokenmeter-aiohttp``, ``tokenmeter-httpx``: the same with ``TOKENMETER_UPSTREAM_CLIENT`` set to
+  the library clients, to compare;
 * ``litellm``: LiteLLM's proxy with its local cost map (no network call), when importable.
 
 ``launch`` starts one on the server core, waits for its port, and returns the ``Child`` (None
@@ -27,6 +29,7 @@ SERVERS = (
     "passthrough",
     "passthrough-aiohttp",
     "tokenmeter",
+    "tokenmeter-aiohttp",
     "tokenmeter-httpx",
     "litellm",
 )
@@ -71,8 +74,8 @@ def _command(name: str, port: int, setup: Setup) -> tuple[list[str], dict[str, s
         client = "aiohttp" if name.endswith("aiohttp") else "httpx"
         command = [python, "-m", "bench.passthrough", "--port", str(port)]
         return [*command, "--upstream", setup.upstream, "--client", client], env
-    if name in ("tokenmeter", "tokenmeter-httpx"):
-        client = "httpx" if name.endswith("httpx") else "aiohttp"
+    if name.startswith("tokenmeter"):
+        client = name.partition("-")[2] or "http11"
         return [str(Path(python).parent / "tokenmeter"), "serve", "--port", str(port)], {
             **env,
             **_tokenmeter_env(setup),
