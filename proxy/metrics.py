@@ -16,8 +16,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from proxy.usage import TOKEN_KINDS, UsageEvent
@@ -26,8 +28,23 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 # The proxy's own work per request is sub-millisecond to a few ms; finer buckets than upstream's.
 _ADDED_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 _BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000)
-_COST_KINDS = (*TOKEN_KINDS, "web_search")
+_COST_KINDS = frozenset((*TOKEN_KINDS, "web_search"))
 _USAGE_LABELS = ("provider", "model", "kind", "user", "team")
+
+_M = TypeVar("_M", bound=MetricWrapperBase)
+_Children = dict[tuple[str, ...], _M]
+
+
+def _child(metric: _M, children: _Children[_M], labels: tuple[str, ...]) -> _M:
+    """``metric.labels(*labels)``, remembered in ``children``: on the hot path a dict lookup
+    instead of prometheus_client's checks, ``str()`` of every value and lock. Only for
+    collectors that are never ``clear()``-ed or ``remove()``-d (that would orphan the cached
+    child): the compensation gauge is not cached. In multiprocess mode the children are the
+    same objects ``labels`` returns, so their values still go to this worker's files."""
+    child = children.get(labels)
+    if child is None:
+        child = children[labels] = metric.labels(*labels)
+    return child
 
 
 class Metrics:
@@ -46,6 +63,16 @@ class Metrics:
         self._build_usage(registry)
         self._build_latency(registry)
         self._build_recorder(registry)
+        # Labelled children by label values (see ``_child``), one dict per usage collector.
+        self._requests: _Children[Counter] = {}
+        self._tokens: _Children[Counter] = {}
+        self._cost: _Children[Counter] = {}
+        self._sticker: _Children[Counter] = {}
+        self._unpriced: _Children[Counter] = {}
+        self._exchange: _Children[Histogram] = {}
+        self._upstream_headers: _Children[Histogram] = {}
+        self._first_token: _Children[Histogram] = {}
+        self._added: _Children[Histogram] = {}
         self.compensation = Gauge(
             "tokenmeter_annual_compensation_usd",
             "Annual compensation in USD in effect today, from the people table.",
@@ -154,22 +181,26 @@ class Metrics:
 
     def observe(self, event: UsageEvent) -> None:
         """Count one finished exchange: request, tokens, dollars and latencies."""
+        provider = event.provider
         model = event.model or "unknown"
         user, team = self._who(event)
         code = str(event.http_status) if event.http_status is not None else ""
-        self.requests.labels(event.provider, model, event.status.value, code).inc()
-        for kind, count in event.usage.by_kind().items():
+        _child(self.requests, self._requests, (provider, model, event.status.value, code)).inc()
+        usage = event.usage
+        tokens, children = self.tokens, self._tokens
+        for kind in TOKEN_KINDS:
+            count = getattr(usage, kind)
             if count:
-                self.tokens.labels(event.provider, model, kind, user, team).inc(count)
+                _child(tokens, children, (provider, model, kind, user, team)).inc(count)
         self._observe_cost(event, model, user, team)
         self._observe_latency(event)
         if event.added_ms is not None:
-            self.observe_added_time(event.provider, event.added_ms / 1000)
+            self.observe_added_time(provider, event.added_ms / 1000)
 
     def observe_added_time(self, provider: str, seconds: float) -> None:
         """The proxy's own time on one request: reading, attributing and preparing it before it
         went upstream, plus passing the response head on (the body streams as it comes)."""
-        self.added.labels(provider).observe(seconds)
+        _child(self.added, self._added, (provider,)).observe(seconds)
 
     def _who(self, event: UsageEvent) -> tuple[str, str]:
         if not self._per_user:
@@ -179,23 +210,29 @@ class Metrics:
 
     def _observe_cost(self, event: UsageEvent, model: str, user: str, team: str) -> None:
         cost = event.cost
+        provider = event.provider
         if cost is None:
-            self.unpriced.labels(event.provider, model).inc()
+            _child(self.unpriced, self._unpriced, (provider, model)).inc()
             return
         # Prometheus samples are floats by nature; the exact Decimal lives in the store.
+        counter, children = self.cost, self._cost
         for kind, dollars in cost.by_kind.items():
             if dollars and kind in _COST_KINDS:
-                self.cost.labels(event.provider, model, kind, user, team).inc(float(dollars))
+                key = (provider, model, kind, user, team)
+                _child(counter, children, key).inc(float(dollars))
         if cost.sticker:
-            self.sticker.labels(event.provider, model, user, team).inc(float(cost.sticker))
+            sticker = _child(self.sticker, self._sticker, (provider, model, user, team))
+            sticker.inc(float(cost.sticker))
 
     def _observe_latency(self, event: UsageEvent) -> None:
-        provider = event.provider
-        self.exchange.labels(provider).observe(event.duration_ms / 1000)
+        key = (event.provider,)
+        _child(self.exchange, self._exchange, key).observe(event.duration_ms / 1000)
         if event.upstream_headers_ms is not None:
-            self.upstream_headers.labels(provider).observe(event.upstream_headers_ms / 1000)
+            headers = _child(self.upstream_headers, self._upstream_headers, key)
+            headers.observe(event.upstream_headers_ms / 1000)
         if event.first_token_ms is not None:
-            self.first_token.labels(provider).observe(event.first_token_ms / 1000)
+            first = _child(self.first_token, self._first_token, key)
+            first.observe(event.first_token_ms / 1000)
 
     def set_compensation(self, rows: Iterable[tuple[str, str, Decimal]]) -> None:
         """Replace the compensation gauge with (user, team, USD) rows; summed per team (user

@@ -25,6 +25,7 @@ from proxy.pricing.rates import WEB_SEARCH, Rate, RateCard, Served
 from proxy.usage import TOKEN_KINDS, Cost, Usage, UsageEvent
 
 QUANTUM = Decimal("1e-10")
+_ZERO = Decimal(0).quantize(QUANTUM)  # Decimal("0E-10"): any kind with no tokens
 CARD_CACHE_SIZE = 4096
 
 
@@ -108,24 +109,45 @@ class Pricer:
 
 
 def cost_of(card: RateCard, usage: Usage) -> Cost:
-    """The cost of ``usage`` at ``card``'s rates, by kind, with the no-caching sticker price."""
+    """The cost of ``usage`` at ``card``'s rates, by kind, with the no-caching sticker price.
+
+    Every kind is in ``by_kind``; a kind with no tokens costs ``_ZERO`` without any arithmetic
+    (what ``rate * 0`` comes to once rounded, as rates are never negative). The per-kind
+    ``_dollars`` is written out in the loop: this runs once per exchange."""
     total_input = usage.total_input()
     rates = card.rates
-    by_kind = {
-        kind: _dollars(rates[kind].at(total_input) * getattr(usage, kind), 6)
-        for kind in TOKEN_KINDS
-    }
-    web = _dollars(rates[WEB_SEARCH].at(total_input) * usage.web_search_requests, 3)
+    by_kind: dict[str, Decimal] = {}
+    total = _ZERO
+    for kind in TOKEN_KINDS:
+        count = getattr(usage, kind)
+        if count:
+            rate = rates[kind]
+            price = rate.at(total_input) if rate.tiers else rate.base
+            dollars = (price * count).scaleb(-6).quantize(QUANTUM, ROUND_HALF_EVEN)
+            total += dollars
+            by_kind[kind] = dollars
+        else:
+            by_kind[kind] = _ZERO
+    web = _ZERO
+    if searches := usage.web_search_requests:
+        web = _dollars(_price(rates[WEB_SEARCH], total_input) * searches, 3)
+        total += web
     by_kind[WEB_SEARCH] = web
-    uncached = rates["input"].at(total_input) * total_input
-    sticker = _dollars(uncached + rates["output"].at(total_input) * usage.output, 6) + web
-    total = sum(by_kind.values(), Decimal(0))
+    uncached = _price(rates["input"], total_input) * total_input
+    sticker = _dollars(uncached + _price(rates["output"], total_input) * usage.output, 6)
+    if searches:
+        sticker += web
     return Cost(total, by_kind, sticker, card.price_version, card.catalog_model)
+
+
+def _price(rate: Rate, total_input: int) -> Decimal:
+    """``rate.at(total_input)`` without the call for the usual untiered rate."""
+    return rate.at(total_input) if rate.tiers else rate.base
 
 
 def _dollars(amount: Decimal, exponent: int) -> Decimal:
     """``amount`` divided by 10**exponent (exact), rounded half-even to 1e-10 dollars."""
-    return amount.scaleb(-exponent).quantize(QUANTUM, rounding=ROUND_HALF_EVEN)
+    return amount.scaleb(-exponent).quantize(QUANTUM, ROUND_HALF_EVEN)
 
 
 def _utc_day(at: datetime) -> date:

@@ -28,7 +28,7 @@ split at all, or a later ``message_delta`` total, which carries no split) counts
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from proxy.providers import Provider
@@ -160,7 +160,7 @@ class AnthropicTap(BodyTap):
         """What the response said so far, as a new object (safe to keep while feeding goes on)."""
         if self._json is not None:
             self._read_json_body(self._json)
-        return replace(self._facts, usage=self._counts.to_usage())
+        return self._facts.with_usage(self._counts.to_usage())
 
     def _on_event(self, event: SSEEvent) -> None:
         name = event.event

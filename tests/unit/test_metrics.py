@@ -78,6 +78,23 @@ def test_unpriced_exchange_counts_as_unpriced_never_as_zero_dollars() -> None:
     assert sample(metrics, "tokenmeter_tokens_total", kind="input", **WHO) == 11
 
 
+def test_compensation_resets_leave_the_usage_series_counting() -> None:
+    # Usage children are cached per label values; only the compensation gauge is ever cleared.
+    metrics = Metrics(CollectorRegistry())
+    metrics.observe(event(COST, input=11, output=6))
+    metrics.set_compensation([("alice", "platform", Decimal(100_000))])
+    metrics.set_compensation([("bob", "platform", Decimal(90_000))])
+    metrics.observe(event(COST, input=11, output=6))
+    metrics.observe(event(None, input=1))
+    assert sample(metrics, "tokenmeter_tokens_total", kind="input", **WHO) == 23
+    assert sample(metrics, "tokenmeter_cost_usd_total", kind="input", **WHO) == 0.00011
+    people = "tokenmeter_annual_compensation_usd"
+    assert sample(metrics, people, user="alice", team="platform") is None
+    assert sample(metrics, people, user="bob", team="platform") == 90_000
+    model = {"provider": "anthropic", "model": "claude-opus-4-8"}
+    assert sample(metrics, "tokenmeter_unpriced_requests_total", **model) == 1
+
+
 def test_latencies_land_in_their_histograms_in_seconds() -> None:
     metrics = Metrics(CollectorRegistry())
     metrics.observe(event(COST, input=1))

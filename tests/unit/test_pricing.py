@@ -255,6 +255,23 @@ def test_by_kind_breakdown_sticker_and_versions(pricer):
     assert cost.catalog_model == "claude-opus-5"
 
 
+def test_kinds_without_tokens_are_stored_as_an_exact_rounded_zero(pricer):
+    # Zero kinds skip the arithmetic but keep every key, with the value ``rate * 0`` rounds to.
+    only_output = Usage(output=1_000)
+    cost = pricer.price(event("claude-opus-5", only_output))
+    assert [(kind, str(dollars)) for kind, dollars in cost.by_kind.items()] == [
+        ("input", "0E-10"),
+        ("cache_write_5m", "0E-10"),
+        ("cache_write_1h", "0E-10"),
+        ("cache_read", "0E-10"),
+        ("output", "0.0250000000"),
+        ("web_search", "0E-10"),
+    ]
+    assert str(cost.total) == str(cost.sticker) == "0.0250000000"
+    searches_only = pricer.price(event("claude-opus-5", Usage(web_search_requests=3)))
+    assert str(searches_only.total) == str(searches_only.sticker) == "0.0300000000"
+
+
 def test_reasoning_tokens_are_not_priced_twice(pricer):
     with_reasoning = pricer.price(event("claude-opus-5", usage(reasoning=4_000)))
     without = pricer.price(event("claude-opus-5", usage(reasoning=0)))
