@@ -162,4 +162,3 @@ def _freeze_startup_heap() -> None:
     all: a 70 ms pause on the event loop, which was the proxy's worst latency under load."""
     gc.collect()
     gc.freeze()
-
