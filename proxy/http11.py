@@ -50,7 +50,6 @@ from proxy.upstream import (
 )
 
 _HIGH_WATER = 256 * 1024  # buffered response bytes before reading from upstream pauses
-_LOW_WATER = 64 * 1024
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
@@ -231,9 +230,12 @@ class _Connection(asyncio.Protocol):
             if self.error is not None:
                 raise self.error
             await self._wait()
-        chunk = self._chunks.popleft()
-        self._buffered -= len(chunk)
-        if self._paused and self._buffered < _LOW_WATER and self.transport is not None:
+        # All that waits, as one: a burst of SSE events is relayed and tapped once, not per event.
+        chunks = self._chunks
+        chunk = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self._buffered = 0
+        if self._paused and self.transport is not None:  # the client took it all: read on
             self._paused = False
             self._last_activity = self._loop.time()
             self.transport.resume_reading()
