@@ -247,11 +247,13 @@ class Forwarder:
             }
         )
         ex.answered_at = time.perf_counter()
-        hangup = _HangupWatch(receive)
+        # Only a stream can keep the agent waiting long enough to hang up; a JSON body follows
+        # its head at once, and watching it would cost a task per request on the hot path.
+        hangup = _HangupWatch(receive) if ex.stream else None
         try:
             await self._pump(ex, response, send)
         except asyncio.CancelledError:
-            if not hangup.fired:
+            if hangup is None or not hangup.fired:
                 raise
             hangup.absorb()
             ex.status = Status.CLIENT_DISCONNECTED
@@ -261,7 +263,8 @@ class Forwarder:
             # connection, so the client sees the break it would have seen without the proxy.
             log.warning("upstream broke off %s %s: %s", ex.method, ex.path, exc)
         finally:
-            hangup.close()
+            if hangup is not None:
+                hangup.close()
 
     async def _pump(self, ex: _Exchange, response: UpstreamResponse, send: Send) -> None:
         tap, chunk_filter = ex.tap, ex.chunk_filter
