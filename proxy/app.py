@@ -42,6 +42,11 @@ log = logging.getLogger("tokenmeter")
 
 _OWN_PREFIXES = ("/api/", "/docs", "/redoc", "/openapi.json", "/healthz", "/metrics")
 
+# How the ASGI server runs this app, for `tokenmeter serve` and the tests alike: a pass-through
+# adds no headers of its own. With uvicorn's `server` and `date` on, agents got both twice:
+# uvicorn's, then upstream's forwarded ones.
+SERVER_OPTIONS: dict[str, Any] = {"server_header": False, "date_header": False}
+
 
 @dataclass
 class Parts:

@@ -13,7 +13,7 @@ import openai
 import pytest
 from prometheus_client import CollectorRegistry
 
-from proxy.app import TokenmeterApp, create_app
+from proxy.app import SERVER_OPTIONS, TokenmeterApp, create_app
 from proxy.config import Settings
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.openai_upstream import FakeOpenAI
@@ -70,7 +70,7 @@ def make_proxy(
             **overrides,
         }
         app = create_app(Settings(**fields), registry=CollectorRegistry())
-        proxy = Proxy(ServerThread(app).__enter__(), app)
+        proxy = Proxy(ServerThread(app, **SERVER_OPTIONS).__enter__(), app)
         started.append(proxy)
         return proxy
 

@@ -30,6 +30,7 @@ def add_commands(sub: Any) -> None:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from proxy.app import SERVER_OPTIONS
     from proxy.store.engine import upgrade
 
     if settings.migrate_on_start:
@@ -48,6 +49,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         access_log=False,  # one log line per agent turn costs more CPU than the metering
         log_level="info",
         timeout_graceful_shutdown=30,
+        **SERVER_OPTIONS,
     )
     return 0
 

@@ -41,6 +41,19 @@ def test_stream_and_headers_pass_through(
 
 
 @pytest.mark.parametrize("client", CLIENTS)
+def test_response_headers_are_upstream_s_exactly_once(
+    make_proxy: Callable[..., Proxy], upstream: tuple[FakeAnthropic, ServerThread], client: str
+) -> None:
+    proxy = make_proxy(upstream_client=client)
+    direct = httpx.post(f"{upstream[1].url}/v1/messages", json=BODY)
+    proxied = httpx.post(f"{proxy.url}/v1/messages", json=BODY)
+    names = [name.lower() for name, _ in proxied.headers.raw]
+    assert names == [name.lower() for name, _ in direct.headers.raw]
+    assert names.count(b"date") == names.count(b"server") == 1  # upstream's, not the proxy's too
+    assert proxied.headers["server"] == direct.headers["server"] == "uvicorn"
+
+
+@pytest.mark.parametrize("client", CLIENTS)
 def test_no_header_of_the_client_library_is_added(
     make_proxy: Callable[..., Proxy], upstream: tuple[FakeAnthropic, ServerThread], client: str
 ) -> None:
