@@ -114,17 +114,29 @@ class Cost:
     catalog_model: str | None = None  # the catalog's id for the model that priced it
 
 
-_ids: tuple[int, str, Iterator[int]] | None = None
+class _EventIds:
+    """A random 64-bit prefix per process and a counter. Renewed in a forked child (so workers
+    never share a prefix) by a fork hook, not by checking the pid per event: getpid() is a system
+    call with today's glibc, and so is uuid4's urandom."""
+
+    def __init__(self) -> None:
+        self.renew()
+        os.register_at_fork(after_in_child=self.renew)
+
+    def renew(self) -> None:
+        self.prefix = f"{secrets.randbits(64):016x}"
+        self.counter: Iterator[int] = itertools.count()
+
+    def next(self) -> str:
+        return f"{self.prefix}{next(self.counter):016x}"
+
+
+_ids = _EventIds()
 
 
 def new_event_id() -> str:
-    """32 hex digits, unique across processes and replicas: a random prefix per process (made on
-    first use, again after a fork) and a counter. uuid4 costs a system call per event."""
-    global _ids
-    pid = os.getpid()
-    if _ids is None or _ids[0] != pid:
-        _ids = (pid, f"{secrets.randbits(64):016x}", itertools.count())
-    return f"{_ids[1]}{next(_ids[2]):016x}"
+    """32 hex digits, unique across processes and replicas (see ``_EventIds``)."""
+    return _ids.next()
 
 
 @dataclass(slots=True)

@@ -1,10 +1,11 @@
-"""The value types: what a copy of a tap's facts keeps."""
+"""The value types: what a copy of a tap's facts keeps, and event ids."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import fields
 
-from proxy.usage import ResponseFacts, Usage
+from proxy.usage import ResponseFacts, Usage, new_event_id
 
 
 def test_with_usage_copies_every_field() -> None:
@@ -24,3 +25,20 @@ def test_with_usage_copies_every_field() -> None:
     assert copy.usage is usage
     assert copy == ResponseFacts(**{**values, "usage": usage})  # type: ignore[arg-type]
     assert facts.usage == Usage(input=1)
+
+
+def test_event_ids_are_unique_and_a_forked_worker_gets_its_own_prefix() -> None:
+    ids = [new_event_id() for _ in range(1000)]
+    assert len(set(ids)) == 1000
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: a uvicorn worker would be forked the same way
+        os.write(write, new_event_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.close(write)
+    assert child[:16] != ids[0][:16]  # another process: another random prefix
+    assert new_event_id()[:16] == ids[0][:16]  # this process keeps its own
