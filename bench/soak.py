@@ -37,8 +37,9 @@ def soak(children: Children, setup: Setup, seconds: float, load_core: int) -> di
         "rss_growth_mb": samples[-1][1] - samples[0][1],
         "load": json.loads(out.strip().splitlines()[-1]) if out.strip() else None,
     }
+    loaded_s = result["load"]["elapsed_s"] if result["load"] else 0.0
     print(
-        f"soak: {seconds:.0f} s mixed load at c={SOAK_CONCURRENCY}; RSS "
+        f"soak: {loaded_s:.0f} s of mixed load at c={SOAK_CONCURRENCY}; RSS "
         f"{samples[0][1]:.1f} MB -> {samples[-1][1]:.1f} MB "
         f"(growth {result['rss_growth_mb']:+.1f} MB, target <= 10 MB)"
     )
@@ -49,6 +50,7 @@ def _start_load(children: Children, url: str, seconds: float, core: int) -> Chil
     command = [sys.executable, "-m", "bench.loadgen", "--url", url, "--workload", "mixed"]
     command += ["-c", str(SOAK_CONCURRENCY), "--duration", str(seconds)]
     command += ["--warmup", str(WARMUP_S), "--sync"]
+    command += ["--max-requests", str(10**9)]  # time ends the soak, not loadgen's request budget
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
     return children.start("soak-load", pinned(command, core), env=env, cwd=REPO, piped=True)
 
