@@ -251,6 +251,16 @@ class _Connection(asyncio.Protocol):
             and self._keep_alive
         )
 
+    def usable_after(self, idle_since: float) -> bool:
+        """Idle since ``idle_since`` or later, and still open at both ends as far as we know."""
+        transport = self.transport
+        return (
+            not self.closed
+            and transport is not None
+            and not transport.is_closing()
+            and self.idle_since >= idle_since
+        )
+
     def close(self) -> None:
         self._cancel_timer()
         self._close_transport()
@@ -397,7 +407,7 @@ class Http11Upstream:
             now = asyncio.get_running_loop().time()
             while idle:
                 conn = idle.pop()
-                if not conn.closed and now - conn.idle_since < self._idle_timeout_s:
+                if conn.usable_after(now - self._idle_timeout_s):
                     conn.reused = True
                     self._busy.add(conn)
                     return conn
