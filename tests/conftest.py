@@ -17,7 +17,7 @@ from proxy.app import SERVER_OPTIONS, TokenmeterApp, create_app
 from proxy.config import Settings
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.openai_upstream import FakeOpenAI
-from tests.servers import ServerThread
+from tests.servers import ServerThread, dead_port
 
 pytest_plugins = ["tests.dbfixtures"]
 
@@ -53,6 +53,13 @@ def upstream() -> Iterator[tuple[FakeAnthropic, ServerThread]]:
     fake = FakeAnthropic()
     with ServerThread(fake) as server:
         yield fake, server
+
+
+@pytest.fixture
+def dead_url() -> Iterator[str]:
+    """An http:// base URL on loopback that refuses connections for the whole test."""
+    with dead_port() as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
@@ -15,6 +17,17 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+@contextlib.contextmanager
+def dead_port() -> Iterator[int]:
+    """A loopback port nothing answers on, for as long as the block runs. Bound but never
+    listening, so a connection is refused and the port cannot be handed to a server started
+    meanwhile (a closed ``free_port()`` can be: the proxy under test once got its own "dead"
+    upstream's port and answered itself)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
 
 
 class ServerThread:

@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import Proxy
 from tests.fakes.anthropic_upstream import FakeAnthropic, error_payload
-from tests.servers import ServerThread, free_port
+from tests.servers import ServerThread
 
 OPUS_48 = {
     "input": 5,
@@ -226,27 +226,26 @@ def test_mid_stream_error_event_passes_through_and_keeps_partial_usage(
     assert task["tokens"]["output"] == 1  # message_start's placeholder: all that was streamed
 
 
-def test_upstream_unreachable_is_a_502_in_anthropic_shape(make_proxy) -> None:  # type: ignore[no-untyped-def]
-    dead = f"http://127.0.0.1:{free_port()}"
-    proxy = make_proxy(anthropic_upstream=dead)
-    claude = anthropic.Anthropic(base_url=proxy.url, api_key="k", max_retries=0)
-    with pytest.raises(anthropic.APIStatusError) as caught:
-        ask(claude, "t-dead")
-    assert caught.value.status_code == 502
-    error = caught.value.response.json()
-    assert error["type"] == "error"
-    assert error["error"]["type"] == "api_error"
-    assert dead in error["error"]["message"]
-    assert proxy.task("t-dead", 1)["errors"] == 1
+def test_upstream_unreachable_is_a_502_in_anthropic_shape(make_proxy, dead_url: str) -> None:  # type: ignore[no-untyped-def]
+    proxy = make_proxy(anthropic_upstream=dead_url)
+    with anthropic.Anthropic(base_url=proxy.url, api_key="k", max_retries=0) as claude:
+        with pytest.raises(anthropic.APIStatusError) as caught:
+            ask(claude, "t-dead")
+        assert caught.value.status_code == 502
+        error = caught.value.response.json()
+        assert error["type"] == "error"
+        assert error["error"]["type"] == "api_error"
+        assert dead_url in error["error"]["message"]
+        assert proxy.task("t-dead", 1)["errors"] == 1
 
 
 def test_upstream_timeout_is_a_504(make_proxy) -> None:  # type: ignore[no-untyped-def]
     proxy = make_proxy(read_timeout_s=0.5)
-    claude = anthropic.Anthropic(base_url=proxy.url, api_key="k", max_retries=0)
-    with pytest.raises(anthropic.APIStatusError) as caught:
-        ask(claude, "t-slow", headers={"x-fake-scenario": "stall"})
-    assert caught.value.status_code == 504
-    assert caught.value.response.json()["error"]["type"] == "timeout_error"
+    with anthropic.Anthropic(base_url=proxy.url, api_key="k", max_retries=0) as claude:
+        with pytest.raises(anthropic.APIStatusError) as caught:
+            ask(claude, "t-slow", headers={"x-fake-scenario": "stall"})
+        assert caught.value.status_code == 504
+        assert caught.value.response.json()["error"]["type"] == "timeout_error"
 
 
 def test_client_hang_up_records_partial_usage(
@@ -336,28 +335,28 @@ def test_path_prefix_names_user_and_task_and_is_removed(
     proxy: Proxy, upstream: tuple[FakeAnthropic, ServerThread]
 ) -> None:
     fake, _ = upstream
-    claude = anthropic.Anthropic(
+    with anthropic.Anthropic(
         base_url=f"{proxy.url}/u/carol/t/demo-42", api_key="k", max_retries=0
-    )
-    claude.messages.create(
-        model="claude-opus-4-8", max_tokens=9, messages=[{"role": "user", "content": "hi"}]
-    )
-    assert fake.requests[-1].path == "/v1/messages"
-    task = proxy.task("demo-42", 1)
-    assert task["users"] == ["carol"]
+    ) as claude:
+        claude.messages.create(
+            model="claude-opus-4-8", max_tokens=9, messages=[{"role": "user", "content": "hi"}]
+        )
+        assert fake.requests[-1].path == "/v1/messages"
+        task = proxy.task("demo-42", 1)
+        assert task["users"] == ["carol"]
 
 
 def test_claude_code_session_is_the_task_when_none_is_named(proxy: Proxy) -> None:
-    claude = anthropic.Anthropic(base_url=proxy.url, api_key="k", max_retries=0)
-    session = "11111111-1111-4111-8111-111111111111"
-    claude.messages.create(
-        model="claude-opus-4-8",
-        max_tokens=9,
-        messages=[{"role": "user", "content": "hi"}],
-        extra_headers={"X-Claude-Code-Session-Id": session},
-    )
-    task = proxy.task(session, 1)
-    assert task["sessions"] == [session]
+    with anthropic.Anthropic(base_url=proxy.url, api_key="k", max_retries=0) as claude:
+        session = "11111111-1111-4111-8111-111111111111"
+        claude.messages.create(
+            model="claude-opus-4-8",
+            max_tokens=9,
+            messages=[{"role": "user", "content": "hi"}],
+            extra_headers={"X-Claude-Code-Session-Id": session},
+        )
+        task = proxy.task(session, 1)
+        assert task["sessions"] == [session]
 
 
 def test_web_search_counts_replace_not_add(proxy: Proxy, claude: anthropic.Anthropic) -> None:

@@ -21,7 +21,7 @@ import pytest
 from proxy.pricing import Pricer
 from tests.conftest import Proxy
 from tests.fakes.openai_upstream import TEXT, TOOL_ARGUMENTS, FakeOpenAI, error_payload
-from tests.servers import ServerThread, free_port
+from tests.servers import ServerThread
 
 MTOK = Decimal(1_000_000)
 GPT_5 = {"input": Decimal("1.25"), "cache_read": Decimal("0.125"), "output": Decimal(10)}
@@ -395,32 +395,31 @@ def test_attribution_path_prefix_in_front_of_openai(
     openai_proxy: Proxy, openai_upstream: Upstream
 ) -> None:
     fake, _ = openai_upstream
-    client = openai.OpenAI(
+    with openai.OpenAI(
         base_url=f"{openai_proxy.url}/u/carol/t/T-1/openai/v1", api_key="k", max_retries=0
-    )
-    client.chat.completions.create(model="gpt-5", messages=MESSAGES)
-    assert fake.requests[-1].path == "/v1/chat/completions"
-    assert fake.requests[-1].header("authorization") == "Bearer k"
-    task = openai_proxy.task("T-1", 1)
-    assert task["users"] == ["carol"]
-    assert task["tokens"] == CHAT_TOKENS
+    ) as client:
+        client.chat.completions.create(model="gpt-5", messages=MESSAGES)
+        assert fake.requests[-1].path == "/v1/chat/completions"
+        assert fake.requests[-1].header("authorization") == "Bearer k"
+        task = openai_proxy.task("T-1", 1)
+        assert task["users"] == ["carol"]
+        assert task["tokens"] == CHAT_TOKENS
 
 
-def test_upstream_unreachable_is_a_502_in_openai_shape(make_proxy) -> None:  # type: ignore[no-untyped-def]
-    dead = f"http://127.0.0.1:{free_port()}"
-    proxy = make_proxy(openai_upstream=dead)
-    client = openai.OpenAI(base_url=f"{proxy.url}/openai/v1", api_key="k", max_retries=0)
-    with pytest.raises(openai.APIStatusError) as caught:
-        client.chat.completions.create(
-            model="gpt-5", messages=MESSAGES, extra_headers=tagged("t-dead")
-        )
-    assert caught.value.status_code == 502
-    error = caught.value.response.json()["error"]
-    assert error["type"] == "server_error"
-    assert error["code"] == "upstream_unreachable"
-    assert error["param"] is None
-    assert dead in error["message"]
-    assert proxy.task("t-dead", 1)["errors"] == 1
+def test_upstream_unreachable_is_a_502_in_openai_shape(make_proxy, dead_url: str) -> None:  # type: ignore[no-untyped-def]
+    proxy = make_proxy(openai_upstream=dead_url)
+    with openai.OpenAI(base_url=f"{proxy.url}/openai/v1", api_key="k", max_retries=0) as client:
+        with pytest.raises(openai.APIStatusError) as caught:
+            client.chat.completions.create(
+                model="gpt-5", messages=MESSAGES, extra_headers=tagged("t-dead")
+            )
+        assert caught.value.status_code == 502
+        error = caught.value.response.json()["error"]
+        assert error["type"] == "server_error"
+        assert error["code"] == "upstream_unreachable"
+        assert error["param"] is None
+        assert dead_url in error["message"]
+        assert proxy.task("t-dead", 1)["errors"] == 1
 
 
 def test_request_reaches_upstream_byte_for_byte_when_not_streamed(

@@ -326,11 +326,12 @@ async def test_unwritable_spool_counts_drops_and_submit_never_raises(
 
 
 async def test_database_down_and_spool_unwritable_drops_loudly(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, dead_url: str
 ) -> None:
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("")
-    unreachable = make_engine(f"postgresql+asyncpg://postgres@127.0.0.1:{_free_port()}/none")
+    dead = dead_url.removeprefix("http://")
+    unreachable = make_engine(f"postgresql+asyncpg://postgres@{dead}/none")
     metrics = FakeMetrics()
     recorder = _recorder(unreachable, not_a_dir / "spool", metrics)
     _submit(recorder, 7)

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import Proxy
 from tests.fakes.anthropic_upstream import FakeAnthropic, error_payload
-from tests.servers import ServerThread, free_port
+from tests.servers import ServerThread
 
 CLIENTS = ["http11", "aiohttp", "httpx"]
 BODY = {
@@ -69,13 +69,15 @@ def test_no_header_of_the_client_library_is_added(
 
 
 @pytest.mark.parametrize("client", CLIENTS)
-def test_errors_unreachable_and_timeout(make_proxy: Callable[..., Proxy], client: str) -> None:
+def test_errors_unreachable_and_timeout(
+    make_proxy: Callable[..., Proxy], client: str, dead_url: str
+) -> None:
     proxy = make_proxy(upstream_client=client, read_timeout_s=0.5)
     r = httpx.post(f"{proxy.url}/v1/messages", json=BODY, headers={"x-fake-scenario": "error_529"})
     assert (r.status_code, r.content) == (529, error_payload(529))
     r = httpx.post(f"{proxy.url}/v1/messages", json=BODY, headers={"x-fake-scenario": "stall"})
     assert r.status_code == 504
-    dead = make_proxy(upstream_client=client, anthropic_upstream=f"http://127.0.0.1:{free_port()}")
+    dead = make_proxy(upstream_client=client, anthropic_upstream=dead_url)
     r = httpx.post(f"{dead.url}/v1/messages", json=BODY)
     assert r.status_code == 502
     assert r.json()["error"]["message"].startswith("tokenmeter: upstream http://127.0.0.1:")
