@@ -164,6 +164,32 @@ async def test_refused_tunnel_is_unreachable_naming_proxy_target_and_answer(
     assert proxy.connects == (["api.anthropic.com:443"] if "refuse" in options else [])
 
 
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (
+            b"SSH-2.0-OpenSSH_9.6\r\n\r\n",
+            "refused CONNECT api.anthropic.com:443: SSH-2.0-OpenSSH_9.6",
+        ),
+        (b"HTTP/1.1 2000 Odd\r\n\r\n", "refused CONNECT api.anthropic.com:443: 2000 Odd"),
+        (b"x" * 70_000, "no end to the proxy's answer"),
+    ],
+)
+async def test_proxy_answering_nonsense_to_connect_is_unreachable(
+    answer: bytes, expected: str
+) -> None:
+    async def nonsense(request: Request, index: int, writer: asyncio.StreamWriter) -> bool:
+        writer.write(answer)
+        await writer.drain()
+        return True
+
+    async with serving(nonsense) as proxy:
+        upstream = client(egress=Egress(https_proxy=proxy.url))
+        with pytest.raises(UpstreamUnreachable, match=expected):
+            await upstream.send("POST", "https://api.anthropic.com/v1/messages", [], b"{}")
+        await upstream.aclose()
+
+
 async def test_proxy_that_hangs_up_or_is_down_is_unreachable() -> None:
     async def hang_up(request: Request, index: int, writer: asyncio.StreamWriter) -> bool:
         return False
