@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from proxy import api, people
 from proxy.attribution import Identifier, load_key_owners
 from proxy.config import Settings
+from proxy.egress import Egress
 from proxy.forward import Forwarder, Receive, Scope, Send
 from proxy.meter import Meter
 from proxy.metrics import Metrics
@@ -85,6 +86,16 @@ def providers_for(settings: Settings) -> list[Provider]:
     ]
 
 
+def egress_of(settings: Settings) -> Egress:
+    """The egress proxy and CA bundle every upstream client uses."""
+    return Egress(
+        https_proxy=settings.https_proxy,
+        http_proxy=settings.http_proxy,
+        no_proxy=settings.no_proxy,
+        ca_bundle=settings.ca_bundle,
+    )
+
+
 def build_parts(
     settings: Settings,
     *,
@@ -110,7 +121,7 @@ def build_parts(
     )
     owners = load_key_owners(settings.key_map_file) if settings.key_map_file else None
     timeouts = Timeouts(settings.connect_timeout_s, settings.read_timeout_s)
-    client = upstream or make_upstream(settings.upstream_client, timeouts)
+    client = upstream or make_upstream(settings.upstream_client, timeouts, egress_of(settings))
     forwarder = Forwarder(
         client,
         providers_for(settings),
@@ -146,7 +157,7 @@ def _lifespan(parts: Parts) -> Any:
             parts.engine, parts.metrics, parts.settings.usd_per_currency
         )
         _freeze_startup_heap()
-        log.info("tokenmeter ready; upstream %s", parts.settings.anthropic_upstream)
+        log.info("tokenmeter ready; upstreams %s", _routes(parts.settings))
         try:
             yield
         finally:
@@ -159,6 +170,13 @@ def _lifespan(parts: Parts) -> Any:
                 mark_process_dead(os.getpid(), path)  # type: ignore[no-untyped-call]
 
     return lifespan
+
+
+def _routes(settings: Settings) -> str:
+    """Each upstream and how it is reached (direct or via which proxy), for the start-up log."""
+    egress = egress_of(settings)
+    upstreams = (p.upstream for p in providers_for(settings))
+    return ", ".join(f"{url} ({egress.describe(url)})" for url in upstreams)
 
 
 def _freeze_startup_heap() -> None:

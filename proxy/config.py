@@ -2,16 +2,31 @@
 
 Nothing reads the environment anywhere else. Validators refuse unsafe or meaningless values at
 start, so a misconfigured proxy fails loudly before it serves a single request.
+
+A few settings also answer to the standard names other tools use, below their ``TOKENMETER_``
+name: ``PROMETHEUS_MULTIPROC_DIR``; ``SSL_CERT_FILE`` for ``ca_bundle``; and ``HTTPS_PROXY``,
+``HTTP_PROXY``, ``NO_PROXY`` for the egress proxy, read by ``urllib.request``'s own rules (the
+lower-case name wins over the upper-case one, and an empty lower-case one unsets it), which
+pydantic's case-insensitive aliases cannot express: ``_StandardProxyVariables`` does it.
 """
 
 from __future__ import annotations
 
+import ssl
+import urllib.request
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, FilePath, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from proxy.egress import NoProxy, parse_proxy_url
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./tokenmeter.db"
 
@@ -19,7 +34,11 @@ DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./tokenmeter.db"
 class Settings(BaseSettings):
     """Every knob of tokenmeter. README's configuration reference lists the same fields."""
 
-    model_config = SettingsConfigDict(env_prefix="TOKENMETER_", extra="ignore")
+    # Errors name the setting and the reason, never its value: a proxy URL, the database URL
+    # and the admin token may hold secrets, and a start-up error ends up in logs.
+    model_config = SettingsConfigDict(
+        env_prefix="TOKENMETER_", extra="ignore", populate_by_name=True, hide_input_in_errors=True
+    )
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
@@ -34,6 +53,16 @@ class Settings(BaseSettings):
     # Claude Code aborts a stream silent for 300 s; never cut one before the client does.
     read_timeout_s: float = Field(default=600.0, gt=0)
     max_in_flight: int = Field(default=1024, ge=1)
+    # The egress proxy: TOKENMETER_HTTPS_PROXY, else https_proxy, else HTTPS_PROXY (and so on);
+    # TOKENMETER_HTTPS_PROXY= (empty) means none, whatever HTTPS_PROXY says. Hidden from repr:
+    # a proxy URL may carry a password.
+    https_proxy: str | None = Field(default=None, repr=False)
+    http_proxy: str | None = Field(default=None, repr=False)
+    no_proxy: str | None = None
+    # PEM certificates that verify upstream TLS (and an https:// proxy), instead of the system's.
+    ca_bundle: FilePath | None = Field(
+        default=None, validation_alias=AliasChoices("TOKENMETER_CA_BUNDLE", "SSL_CERT_FILE")
+    )
 
     key_salt: str = "tokenmeter-default-salt"
     key_map_file: Path | None = None
@@ -60,6 +89,30 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"upstream must be an http(s) URL, got {value!r}")
         return value.rstrip("/")
+
+    @field_validator("https_proxy", "http_proxy")
+    @classmethod
+    def _proxy_is_http(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parse_proxy_url(value)  # raises ValueError with the reason; never echoes the URL
+        return value
+
+    @field_validator("no_proxy")
+    @classmethod
+    def _no_proxy_parses(cls, value: str | None) -> str | None:
+        NoProxy(value)  # a malformed CIDR block raises ValueError
+        return value or None
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _ca_bundle_loads(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            try:
+                ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=value)
+            except ssl.SSLError as exc:
+                raise ValueError(f"{value}: no PEM certificate in it ({exc.reason})") from exc
+        return value
 
     @field_validator("database_url")
     @classmethod
@@ -88,3 +141,28 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        standard = _StandardProxyVariables(settings_cls)
+        return init_settings, env_settings, standard, dotenv_settings, file_secret_settings
+
+
+class _StandardProxyVariables(PydanticBaseSettingsSource):
+    """``https_proxy``/``HTTPS_PROXY``, ``http_proxy``/``HTTP_PROXY``, ``no_proxy``/``NO_PROXY``
+    as ``urllib.request.getproxies_environment`` reads them; below the ``TOKENMETER_`` names."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ answers for all three at once
+
+    def __call__(self) -> dict[str, Any]:
+        found = urllib.request.getproxies_environment()
+        names = {"https": "https_proxy", "http": "http_proxy", "no": "no_proxy"}
+        return {field: found[scheme] for scheme, field in names.items() if scheme in found}

@@ -11,13 +11,21 @@ library clients instead (``proxy.upstream``); all three keep the same contract a
 
 Contract (the same as ``proxy.upstream``'s clients):
 - the request goes out with exactly the given headers plus ``host`` and ``content-length``;
-  nothing else is added (no user-agent, accept or accept-encoding of our own);
+  nothing else is added (no user-agent, accept or accept-encoding of our own), except
+  ``proxy-authorization`` for an egress proxy that has credentials, sent to it alone;
+- the route is the ``proxy.egress.Egress``'s, decided once per origin: direct; or, through the
+  egress proxy, a CONNECT tunnel for https (TLS to the origin inside it, with SNI and
+  verification, so the proxy sees only the host name) and absolute-form requests for http (what
+  every proxy accepts: Squid's default refuses CONNECT to ports other than 443). A proxy that
+  refuses the tunnel (407, 403, 502, ...) is an ``UpstreamUnreachable`` naming the proxy (never
+  its credentials), the target and its answer. With no proxy configured nothing is added to the
+  per-request path: the route is part of the cached origin;
 - the response body comes back as received on the wire, chunk by chunk (chunked framing
   removed, content-encoding untouched), with back-pressure: reading from upstream pauses while
   more than ``_HIGH_WATER`` bytes wait for a slow client;
-- connections are kept alive and pooled per origin (LIFO, at most ``max_idle_per_origin``
-  idle, each idle at most ``idle_timeout_s``); a response not read to its end closes its
-  connection instead of returning it;
+- connections (direct, tunnelled, or to the proxy for http) are kept alive and pooled per
+  origin (LIFO, at most ``max_idle_per_origin`` idle, each idle at most ``idle_timeout_s``); a
+  response not read to its end closes its connection instead of returning it;
 - a request sent on a *reused* connection that the server closed before answering a single
   byte (the keep-alive race: the server timed the idle connection out as we wrote) is sent
   again, once, on a new connection. Nothing of it reached the application, and the agent's
@@ -34,12 +42,13 @@ import contextlib
 import socket
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import TypeVar, cast
 
 import httptools
 
+from proxy.egress import PROXY_AUTH_REQUIRED, Egress, ProxyServer, refusal
 from proxy.upstream import (
     RawHeaders,
     Timeouts,
@@ -51,19 +60,26 @@ from proxy.upstream import (
 
 _HIGH_WATER = 256 * 1024  # buffered response bytes before reading from upstream pauses
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_MAX_CONNECT_ANSWER = 64 * 1024  # bytes of a proxy's answer to CONNECT before we give up on it
+_P = TypeVar("_P", bound=asyncio.Protocol)
 
 
 @dataclass(frozen=True, slots=True)
 class _Origin:
-    """Where to connect, from the scheme and authority of a URL; cached per authority."""
+    """Where to connect, from the scheme and authority of a URL, and the route there; cached
+    per authority, so routing costs nothing per request."""
 
     host: str
     port: int
     tls: bool
     host_header: bytes
+    head_lines: bytes  # after the request line: host (and proxy-authorization, for http)
+    proxy: ProxyServer | None = None  # the egress proxy this origin is reached through
+    root: bytes = b"/"  # the target of "/": origin-form, or absolute-form to a proxy (http)
+    tunnel_request: bytes = b""  # CONNECT ... to the proxy (https through a proxy)
 
 
-def _split_url(url: str, origins: dict[str, _Origin]) -> tuple[_Origin, bytes]:
+def _split_url(url: str, origins: dict[str, _Origin], egress: Egress) -> tuple[_Origin, bytes]:
     """(origin, request target) of an absolute http(s) URL."""
     scheme, sep, rest = url.partition("://")
     if not sep or scheme not in ("http", "https"):
@@ -72,22 +88,46 @@ def _split_url(url: str, origins: dict[str, _Origin]) -> tuple[_Origin, bytes]:
     key = f"{scheme}://{authority}"
     origin = origins.get(key)
     if origin is None:
-        origin = origins[key] = _parse_origin(scheme, authority)
-    return origin, b"/" + path.encode("latin-1") if slash else b"/"
+        origin = origins[key] = _parse_origin(scheme, authority, egress)
+    return origin, origin.root + path.encode("latin-1") if slash else origin.root
 
 
-def _parse_origin(scheme: str, authority: str) -> _Origin:
+def _parse_origin(scheme: str, authority: str, egress: Egress | None = None) -> _Origin:
     tls = scheme == "https"
-    host, port = authority, 443 if tls else 80
+    host, port, explicit_port = authority, 443 if tls else 80, False
     if authority.startswith("["):  # [IPv6]:port
         end = authority.index("]")
         host, rest = authority[1:end], authority[end + 1 :]
         if rest.startswith(":"):
-            port = int(rest[1:])
+            port, explicit_port = int(rest[1:]), True
     elif ":" in authority:
         host, _, port_text = authority.rpartition(":")
-        port = int(port_text)
-    return _Origin(host, port, tls, authority.encode("idna"))
+        port, explicit_port = int(port_text), True
+    host_header = authority.encode("idna")
+    head_lines = b"host: %s\r\n" % host_header
+    proxy = egress.proxy_for(scheme, host, port) if egress is not None else None
+    if proxy is None:
+        return _Origin(host, port, tls, host_header, head_lines)
+    auth = b"proxy-authorization: %s\r\n" % proxy.authorization if proxy.authorization else b""
+    if not tls:  # absolute-form requests on a connection to the proxy, each with the credentials
+        root = b"http://%s/" % host_header
+        return _Origin(host, port, tls, host_header, head_lines + auth, proxy, root)
+    target = host_header if explicit_port else b"%s:%d" % (host_header, port)
+    tunnel = b"CONNECT %s HTTP/1.1\r\nhost: %s\r\n%s\r\n" % (target, target, auth)
+    return _Origin(host, port, tls, host_header, head_lines, proxy, tunnel_request=tunnel)
+
+
+def _where(origin: _Origin) -> str:
+    """``host:port``, and the proxy on the way if any: for error messages (no credentials)."""
+    direct = f"{origin.host}:{origin.port}"
+    return direct if origin.proxy is None else f"{direct} via proxy {origin.proxy.url}"
+
+
+def _no_delay(transport: asyncio.BaseTransport) -> None:
+    raw = transport.get_extra_info("socket")
+    if raw is not None:
+        with contextlib.suppress(OSError):
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class _Connection(asyncio.Protocol):
@@ -127,10 +167,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-        raw = transport.get_extra_info("socket")
-        if raw is not None:
-            with contextlib.suppress(OSError):
-                raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        _no_delay(transport)
 
     def data_received(self, data: bytes) -> None:
         if not self.active:  # an idle connection has nothing to say: don't reuse it
@@ -308,6 +345,64 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
+class _Tunnel(asyncio.Protocol):
+    """A connection to the egress proxy that asks it for a tunnel to an https origin (CONNECT),
+    then speaks TLS to the origin through it: the proxy sees the host name, never the bytes."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self._answer = bytearray()
+        self._answered: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        _no_delay(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._answered.done():
+            return
+        self._answer += data
+        if b"\r\n\r\n" in self._answer:
+            self._answered.set_result(bytes(self._answer))
+        elif len(self._answer) > _MAX_CONNECT_ANSWER:
+            self._answered.set_exception(ConnectionError("no end to the proxy's answer"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._answered.done():
+            closed = ConnectionResetError("the proxy closed the connection")
+            self._answered.set_exception(exc or closed)
+
+    async def open(
+        self, origin: _Origin, context: ssl.SSLContext, protocol: _Connection
+    ) -> _Connection:
+        """CONNECT, then TLS to the origin on the same socket; ``protocol`` carries it on."""
+        assert self.transport is not None
+        try:
+            self.transport.write(origin.tunnel_request)
+            _check_tunnel(await self._answered, origin)
+            tls = await asyncio.get_running_loop().start_tls(
+                self.transport, protocol, context, server_hostname=origin.host
+            )
+        except BaseException:
+            self.transport.close()
+            raise
+        assert tls is not None
+        protocol.connection_made(tls)
+        return protocol
+
+
+def _check_tunnel(answer: bytes, origin: _Origin) -> None:
+    """Any 2xx opens the tunnel (RFC 9110 9.3.6); anything else is the proxy's refusal."""
+    line = answer.partition(b"\r\n")[0]
+    version, _, status = line.partition(b" ")
+    if version.startswith(b"HTTP/1.") and status[:1] == b"2" and status[3:4] in (b"", b" "):
+        return
+    assert origin.proxy is not None
+    target = origin.tunnel_request.partition(b" HTTP/1.1")[0].decode("latin-1")
+    said = (status if version.startswith(b"HTTP/") else line).decode("latin-1")
+    raise UpstreamUnreachable(refusal(origin.proxy, target, said))
+
+
 class _Response:
     """One upstream response; ``chunks()`` yields its body, ``close()`` releases the connection."""
 
@@ -350,14 +445,14 @@ class Http11Upstream:
         self,
         timeouts: Timeouts,
         *,
+        egress: Egress | None = None,
         max_idle_per_origin: int = 256,
         idle_timeout_s: float = 60.0,
-        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._timeouts = timeouts
+        self._egress = egress or Egress()
         self._max_idle = max_idle_per_origin
         self._idle_timeout_s = idle_timeout_s
-        self._ssl_context = ssl_context
         self._origins: dict[str, _Origin] = {}
         self._idle: dict[_Origin, list[_Connection]] = {}
         self._busy: set[_Connection] = set()
@@ -365,7 +460,7 @@ class Http11Upstream:
     async def send(
         self, method: str, url: str, headers: RawHeaders, body: bytes
     ) -> UpstreamResponse:
-        origin, target = _split_url(url, self._origins)
+        origin, target = _split_url(url, self._origins, self._egress)
         head = _request_head(method, target, origin, headers, body)
         conn = await self._connection(origin)
         try:
@@ -380,6 +475,10 @@ class Http11Upstream:
             raise UpstreamTimeout(f"no answer from {origin.host}: {exc!r}") from exc
         except (OSError, ValueError) as exc:
             raise UpstreamUnreachable(f"no answer from {origin.host}: {exc!r}") from exc
+        if conn.status == 407 and origin.proxy is not None and not origin.tls:
+            self._discard(conn)  # the proxy's own answer to an absolute-form request
+            asked = origin.root.decode("latin-1").rstrip("/")
+            raise UpstreamUnreachable(refusal(origin.proxy, asked, PROXY_AUTH_REQUIRED))
         return _Response(self, conn)
 
     async def _send_on(self, conn: _Connection, method: str, head: bytes, body: bytes) -> None:
@@ -415,28 +514,35 @@ class Http11Upstream:
         return await self._connect(origin)
 
     async def _connect(self, origin: _Origin) -> _Connection:
-        loop = asyncio.get_running_loop()
-        tls = self._tls_context() if origin.tls else None
+        """A new connection to ``origin`` (the whole of it within the connect timeout)."""
         try:
             async with asyncio.timeout(self._timeouts.connect_s):
-                _, conn = await loop.create_connection(
-                    lambda: _Connection(origin, self._timeouts.read_s),
-                    origin.host,
-                    origin.port,
-                    ssl=tls,
-                    server_hostname=origin.host if tls is not None else None,
-                )
+                conn = await self._open(origin)
         except TimeoutError as exc:
-            raise UpstreamTimeout(f"connect to {origin.host}:{origin.port}: {exc!r}") from exc
+            raise UpstreamTimeout(f"connect to {_where(origin)}: {exc!r}") from exc
         except (OSError, ssl.SSLError) as exc:
-            raise UpstreamUnreachable(f"connect to {origin.host}:{origin.port}: {exc!r}") from exc
+            raise UpstreamUnreachable(f"connect to {_where(origin)}: {exc!r}") from exc
         self._busy.add(conn)
         return conn
 
-    def _tls_context(self) -> ssl.SSLContext:
-        if self._ssl_context is None:
-            self._ssl_context = ssl.create_default_context()
-        return self._ssl_context
+    async def _open(self, origin: _Origin) -> _Connection:
+        def connection() -> _Connection:
+            return _Connection(origin, self._timeouts.read_s)
+
+        proxy = origin.proxy
+        if proxy is None:
+            return await self._dial(origin.host, origin.port, origin.tls, connection)
+        if not origin.tls:
+            return await self._dial(proxy.host, proxy.port, proxy.tls, connection)
+        tunnel = await self._dial(proxy.host, proxy.port, proxy.tls, _Tunnel)
+        return await tunnel.open(origin, self._egress.tls_context(), connection())
+
+    async def _dial(self, host: str, port: int, tls: bool, protocol: Callable[[], _P]) -> _P:
+        context = self._egress.tls_context() if tls else None
+        _, connected = await asyncio.get_running_loop().create_connection(
+            protocol, host, port, ssl=context, server_hostname=host if tls else None
+        )
+        return connected
 
     def _release(self, conn: _Connection) -> None:
         self._busy.discard(conn)
@@ -459,9 +565,7 @@ class Http11Upstream:
 def _request_head(
     method: str, target: bytes, origin: _Origin, headers: RawHeaders, body: bytes
 ) -> bytes:
-    lines = [
-        b"%s %s HTTP/1.1\r\nhost: %s\r\n" % (method.encode("ascii"), target, origin.host_header)
-    ]
+    lines = [b"%s %s HTTP/1.1\r\n%s" % (method.encode("ascii"), target, origin.head_lines)]
     lines += [b"%s: %s\r\n" % pair for pair in headers]
     if body or method in _BODY_METHODS:
         lines.append(b"content-length: %d\r\n" % len(body))

@@ -6,12 +6,15 @@ client on asyncio and httptools, measured in ``bench/`` at a fraction of the CPU
 ``aiohttp``, and ``httpx`` (the reference). All send exactly the headers and body
 bytes they are given (no default User-Agent, Accept or Accept-Encoding of their own), never
 follow redirects, never decode the response (bytes go back to the agent as upstream sent them),
-and keep connections pooled.
+and keep connections pooled. All take one ``proxy.egress.Egress``: the company's HTTP proxy
+(a CONNECT tunnel for https, absolute-form requests for http, ``NO_PROXY`` honoured) and the
+certificate authorities that verify upstream TLS.
 
 Errors form a small tree, so the forwarder needs no client-specific knowledge::
 
     UpstreamError
-    ├── UpstreamUnreachable   no response: refused, reset, DNS, TLS (the client gets a 502)
+    ├── UpstreamUnreachable   no response: refused, reset, DNS, TLS, the egress proxy refused
+    │                         the tunnel (the client gets a 502)
     ├── UpstreamTimeout       no response in time (the client gets a 504)
     └── UpstreamBroken        the response body broke off midway (recorded as incomplete)
 """
@@ -21,6 +24,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
+
+from proxy.egress import Egress
 
 RawHeaders = list[tuple[bytes, bytes]]
 
@@ -68,19 +73,20 @@ class Upstream(Protocol):
     async def aclose(self) -> None: ...
 
 
-def make_upstream(kind: str, timeouts: Timeouts) -> Upstream:
+def make_upstream(kind: str, timeouts: Timeouts, egress: Egress | None = None) -> Upstream:
     """``http11`` (``proxy.http11``, the default), ``aiohttp`` or ``httpx``; built without I/O
-    (connections open on first use)."""
+    (connections open on first use). Without ``egress``: direct, the system's CAs."""
+    egress = egress or Egress()
     # Imported on demand: they build on this module's types, and the library clients weigh
     # ~25 MB of RSS that a proxy on the default client never needs.
     if kind == "httpx":
         from proxy.upstream_libs import HttpxUpstream
 
-        return HttpxUpstream(timeouts)
+        return HttpxUpstream(timeouts, egress)
     if kind == "aiohttp":
         from proxy.upstream_libs import AiohttpUpstream
 
-        return AiohttpUpstream(timeouts)
+        return AiohttpUpstream(timeouts, egress)
     from proxy.http11 import Http11Upstream
 
-    return Http11Upstream(timeouts)
+    return Http11Upstream(timeouts, egress=egress)

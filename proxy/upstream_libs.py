@@ -1,6 +1,11 @@
 """The library upstream clients, ``TOKENMETER_UPSTREAM_CLIENT=aiohttp|httpx``: the same contract
 and error tree as the default ``proxy.http11`` (see ``proxy.upstream``), on aiohttp and httpx.
-Kept to compare against and as a fallback; imported only when selected."""
+Kept to compare against and as a fallback; imported only when selected.
+
+Both route and verify as the ``proxy.egress.Egress`` they are given says, never as the process
+environment says (aiohttp's and httpx's ``trust_env`` are off): the proxy's credentials travel
+as a ``Proxy-Authorization`` header we build, so no library object holds them in a URL that an
+exception's repr could print; a proxy's refusal is reported in ``egress.refusal``'s words."""
 
 from __future__ import annotations
 
@@ -10,6 +15,13 @@ import aiohttp
 import httpx
 from multidict import CIMultiDict
 
+from proxy.egress import (
+    PROXY_AUTH_REQUIRED,
+    Egress,
+    ProxyServer,
+    refusal,
+    refused_target,
+)
 from proxy.upstream import (
     RawHeaders,
     Timeouts,
@@ -49,12 +61,15 @@ _AIOHTTP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Typ
 class AiohttpUpstream:
     """aiohttp session, created lazily inside the running loop (it must be)."""
 
-    def __init__(self, timeouts: Timeouts) -> None:
+    def __init__(self, timeouts: Timeouts, egress: Egress | None = None) -> None:
         self._timeouts = timeouts
+        self._egress = egress or Egress()
         self._session: aiohttp.ClientSession | None = None
 
     def _open(self) -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60, ttl_dns_cache=300)
+        connector = aiohttp.TCPConnector(
+            limit=0, keepalive_timeout=60, ttl_dns_cache=300, ssl=self._egress.tls_context()
+        )
         timeout = aiohttp.ClientTimeout(
             total=None,
             sock_connect=self._timeouts.connect_s,
@@ -76,6 +91,7 @@ class AiohttpUpstream:
         request_headers = CIMultiDict(
             (name.decode("latin-1"), value.decode("latin-1")) for name, value in headers
         )
+        proxy = self._egress.route(url)
         try:
             response = await session.request(
                 method,
@@ -85,16 +101,41 @@ class AiohttpUpstream:
                 allow_redirects=False,
                 compress=None,
                 skip_auto_headers=_AIOHTTP_AUTO_HEADERS,
+                proxy=proxy.url if proxy is not None else None,
+                proxy_headers=_proxy_credentials(proxy, url, request_headers),
             )
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise UpstreamTimeout(repr(exc)) from exc
+        except aiohttp.ClientHttpProxyError as exc:
+            assert proxy is not None
+            answer = f"{exc.status} {exc.message}"
+            raise UpstreamUnreachable(refusal(proxy, refused_target(url), answer)) from exc
+        except aiohttp.ClientResponseError as exc:  # its repr prints the request's headers
+            raise UpstreamUnreachable(f"{type(exc).__name__}: {exc}") from exc
         except aiohttp.ClientError as exc:
             raise UpstreamUnreachable(repr(exc)) from exc
+        if response.status == 407 and proxy is not None and not url.startswith("https:"):
+            response.release()  # the proxy's own answer to an absolute-form request
+            raise UpstreamUnreachable(refusal(proxy, refused_target(url), PROXY_AUTH_REQUIRED))
         return _AiohttpResponse(response)
 
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+def _proxy_credentials(
+    proxy: ProxyServer | None, url: str, request_headers: CIMultiDict[str]
+) -> dict[str, str] | None:
+    """Where aiohttp sends the proxy's credentials to the proxy alone: on the CONNECT for
+    https (as ``proxy_headers``), on the absolute-form request itself for http."""
+    if proxy is None or proxy.authorization is None:
+        return None
+    credentials = proxy.authorization.decode("latin-1")
+    if url.startswith("https:"):
+        return {"Proxy-Authorization": credentials}
+    request_headers["Proxy-Authorization"] = credentials
+    return None
 
 
 class _HttpxResponse:
@@ -120,16 +161,58 @@ class _HttpxResponse:
         await self._response.aclose()
 
 
+class _Routes(httpx.AsyncBaseTransport):
+    """Sends each request direct or through the egress proxy, as ``Egress`` says: one pooled
+    httpx transport per route, made on first use (so the TLS context is loaded then)."""
+
+    def __init__(self, egress: Egress, limits: httpx.Limits) -> None:
+        self._egress = egress
+        self._limits = limits
+        self._transports: dict[ProxyServer | None, httpx.AsyncHTTPTransport] = {}
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        proxy = self._egress.proxy_for(url.scheme, url.host, url.port or _PORTS[url.scheme])
+        transport = self._transports.get(proxy) or self._open(proxy)
+        return await transport.handle_async_request(request)
+
+    def _open(self, proxy: ProxyServer | None) -> httpx.AsyncHTTPTransport:
+        context = self._egress.tls_context()
+        via = None
+        if proxy is not None:
+            auth = [(b"Proxy-Authorization", proxy.authorization)] if proxy.authorization else []
+            via = httpx.Proxy(proxy.url, ssl_context=context if proxy.tls else None, headers=auth)
+        transport = httpx.AsyncHTTPTransport(verify=context, limits=self._limits, proxy=via)
+        self._transports[proxy] = transport
+        return transport
+
+    async def aclose(self) -> None:
+        for transport in self._transports.values():
+            await transport.aclose()
+
+
+_PORTS = {"http": 80, "https": 443}
+
+
 class HttpxUpstream:
     """httpx.AsyncClient; requests are bare ``httpx.Request``s so no client defaults are added."""
 
-    def __init__(self, timeouts: Timeouts, transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(
+        self,
+        timeouts: Timeouts,
+        egress: Egress | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
         timeout = httpx.Timeout(
             connect=timeouts.connect_s, read=timeouts.read_s, write=60.0, pool=timeouts.connect_s
         )
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=256)
+        self._egress = egress or Egress()
         self._client = httpx.AsyncClient(
-            timeout=timeout, limits=limits, transport=transport, follow_redirects=False
+            timeout=timeout,
+            transport=transport or _Routes(self._egress, limits),
+            follow_redirects=False,
+            trust_env=False,
         )
 
     async def send(
@@ -140,8 +223,17 @@ class HttpxUpstream:
             response = await self._client.send(request, stream=True)
         except httpx.TimeoutException as exc:
             raise UpstreamTimeout(repr(exc)) from exc
+        except httpx.ProxyError as exc:
+            proxy = self._egress.route(url)
+            assert proxy is not None
+            raise UpstreamUnreachable(refusal(proxy, refused_target(url), str(exc))) from exc
         except httpx.HTTPError as exc:
             raise UpstreamUnreachable(repr(exc)) from exc
+        if response.status_code == 407 and not url.startswith("https:"):
+            proxy = self._egress.route(url)
+            if proxy is not None:  # the proxy's own answer to an absolute-form request
+                await response.aclose()
+                raise UpstreamUnreachable(refusal(proxy, refused_target(url), PROXY_AUTH_REQUIRED))
         return _HttpxResponse(response)
 
     async def aclose(self) -> None:

@@ -38,6 +38,7 @@ class Received:
     query: bytes
     headers: list[tuple[bytes, bytes]]
     body: bytes
+    client: tuple[str, int] | None = None  # the peer's address: who connected to us
 
     def header(self, name: str) -> str | None:
         for key, value in self.headers:
@@ -254,7 +255,9 @@ async def receive_request(scope: dict[str, Any], receive: Any, send: Any) -> Rec
         return None
     body = await _body(receive)
     headers = list(scope["headers"])
-    return Received(scope["method"], scope["path"], scope["query_string"], headers, body)
+    peer = scope.get("client")
+    client = (peer[0], peer[1]) if peer else None
+    return Received(scope["method"], scope["path"], scope["query_string"], headers, body, client)
 
 
 async def _body(receive: Any) -> bytes:
