@@ -26,7 +26,7 @@ from proxy import api, people
 from proxy.attribution import Identifier, load_key_owners
 from proxy.config import Settings
 from proxy.forward import Forwarder, Receive, Scope, Send
-from proxy.meter import Meter
+from proxy.meter import AccessLog, Meter
 from proxy.metrics import Metrics
 from proxy.pricing import Pricer, load_overrides
 from proxy.providers import Provider
@@ -115,7 +115,7 @@ def build_parts(
         client,
         providers_for(settings),
         Identifier(settings.key_salt, owners),
-        Meter(pricer, metrics, recorder),
+        Meter(pricer, metrics, recorder, AccessLog() if settings.access_log == "json" else None),
         max_in_flight=settings.max_in_flight,
     )
     retention = Retention(engine, settings.retention_days)
@@ -146,7 +146,7 @@ def _lifespan(parts: Parts) -> Any:
             parts.engine, parts.metrics, parts.settings.usd_per_currency
         )
         _freeze_startup_heap()
-        log.info("tokenmeter ready; upstream %s", parts.settings.anthropic_upstream)
+        log.info("%s", startup_summary(parts.settings))
         try:
             yield
         finally:
@@ -159,6 +159,20 @@ def _lifespan(parts: Parts) -> Any:
                 mark_process_dead(os.getpid(), path)  # type: ignore[no-untyped-call]
 
     return lifespan
+
+
+def startup_summary(settings: Settings) -> str:
+    """The one line a person reads at start: where traffic goes, where usage is kept, who may
+    read it (never a password or token)."""
+    from sqlalchemy.engine import make_url
+
+    database = make_url(settings.database_url).render_as_string(hide_password=True)
+    api = "admin token" if settings.admin_token else "loopback only (no TOKENMETER_ADMIN_TOKEN)"
+    return (
+        f"tokenmeter ready (pid {os.getpid()}): anthropic -> {settings.anthropic_upstream}, "
+        f"openai -> {settings.openai_upstream}; database {database}; "
+        f"spool {settings.spool_dir}; /api/: {api}; access log {settings.access_log}"
+    )
 
 
 def _freeze_startup_heap() -> None:

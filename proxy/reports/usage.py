@@ -36,6 +36,10 @@ class Filters:
     team: str | None = None
     model: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.start is not None and self.end is not None and self.start > self.end:
+            raise ReportError(f"start {self.start.isoformat()} is after end {self.end.isoformat()}")
+
 
 async def usage(engine: AsyncEngine, group_by: str, filters: Filters) -> list[tuple[str, Totals]]:
     """Totals per group over a time range; rollup unless grouping by task or session."""
