@@ -1,6 +1,6 @@
 """Who pays for a request: request headers and path in, an ``Attribution`` out.
 
-Sources, strongest first (DESIGN.md): explicit ``x-tokenmeter-*`` headers (Claude Code sets them
+Sources, strongest first: explicit ``x-tokenmeter-*`` headers (Claude Code sets them
 through ``ANTHROPIC_CUSTOM_HEADERS``); the same as a path prefix ``/u/{user}/t/{task}`` for clients
 that can only set a base URL; a configured map from the salted fingerprint of the client's own
 key; what the client says about itself (Claude Code's session header, or ``metadata.user_id``).

@@ -1,6 +1,6 @@
 """The proxy end to end: the real anthropic SDK -> tokenmeter -> a fake Anthropic on loopback.
 
-Dollar figures are computed here by hand from the published per-MTok rates (api-facts.md §4.2):
+Dollar figures are computed here by hand from the published per-MTok rates (Anthropic's prices):
 claude-opus-4-8 is $5 input, $6.25 5-min write, $10 1-h write, $0.50 read, $25 output.
 """
 
