@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from decimal import Decimal
@@ -37,6 +38,7 @@ from pydantic_settings import (
 )
 
 ENV_PREFIX = "TOKENMETER_"
+_SECRET = re.compile(r"token|secret|salt|password")
 CONFIG_VARIABLE = "TOKENMETER_CONFIG"
 CONFIG_NAME = "tokenmeter.toml"
 
@@ -227,7 +229,13 @@ def _problem(error: Any, where: Mapping[str, str]) -> str:
     name = str(error["loc"][0]) if error["loc"] else "settings"
     field = name if name in Settings.model_fields else _field_of_alias(name)
     message = str(error["msg"]).removeprefix("Value error, ")
-    return f"{where.get(field, name)}: {message} (got {error['input']!r})"
+    got = "" if is_secret(field) else f" (got {error['input']!r})"
+    return f"{where.get(field, name)}: {message}{got}"
+
+
+def is_secret(name: str) -> bool:
+    """A setting never shown (a name with token, secret, salt or password in it)."""
+    return _SECRET.search(name) is not None
 
 
 def _field_of_alias(alias: str) -> str:

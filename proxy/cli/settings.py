@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 from proxy.cli.common import shown, shown_origin, shown_url, table
-from proxy.config import Settings, config_candidates, config_file, env_name, origins
-
-_SECRET = re.compile(r"token|secret|salt|password")
+from proxy.config import Settings, config_candidates, config_file, env_name, is_secret, origins
 
 
 def add_commands(sub: Any) -> None:
@@ -46,7 +43,7 @@ def _config(args: argparse.Namespace, settings: Settings) -> int:
 def _value(name: str, value: Any) -> str:
     if value is None or value == {}:
         return "-"
-    if _SECRET.search(name):
+    if is_secret(name):
         return "(set, hidden)"
     if name == "database_url":
         return shown_url(value)
