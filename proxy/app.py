@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy import api, people
 from proxy.attribution import Identifier, load_key_owners
-from proxy.config import Settings
+from proxy.config import Settings, ensure_data_dir
 from proxy.forward import Forwarder, Receive, Scope, Send
 from proxy.meter import AccessLog, Meter
 from proxy.metrics import Metrics
@@ -139,6 +139,7 @@ def _lifespan(parts: Parts) -> Any:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if parts.settings.migrate_on_start:
+            ensure_data_dir(parts.settings.database_url)
             await asyncio.to_thread(upgrade, parts.settings.database_url)
         await parts.recorder.start()
         await parts.retention.start()

@@ -72,6 +72,14 @@ def config_file(environ: Mapping[str, str] | None = None) -> Path | None:
     return next((path for path in candidates if path.is_file()), None)
 
 
+def ensure_data_dir(database_url: str) -> None:
+    """Create ``data_dir()`` when the database lives there (the default location): the one
+    directory tokenmeter makes for itself; any other database's directory must exist."""
+    prefix = "sqlite+aiosqlite:///"
+    if database_url.startswith(prefix) and Path(database_url[len(prefix) :]).parent == data_dir():
+        data_dir().mkdir(parents=True, exist_ok=True)
+
+
 def default_database_url() -> str:
     return f"sqlite+aiosqlite:///{data_dir() / 'tokenmeter.db'}"
 

@@ -24,7 +24,7 @@ from proxy.cli.common import (
     shown_url,
     sqlite_path,
 )
-from proxy.config import Settings, data_dir, env_name
+from proxy.config import Settings, ensure_data_dir, env_name
 
 
 def add_commands(sub: Any) -> None:
@@ -122,8 +122,7 @@ def _upgrade(settings: Settings) -> tuple[str | None, str | None]:
     from proxy.store.engine import current, upgrade
 
     path = sqlite_path(settings.database_url)
-    if path is not None and path.parent == data_dir():
-        path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_data_dir(settings.database_url)
     if path is not None and not path.parent.is_dir():
         raise CliError(f"cannot create {shown(path)}: directory {shown(path.parent)} is missing")
     try:
