@@ -22,7 +22,7 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import NoReturn
 
-from proxy.cli import keys, people, prices, reports, server, settings, usage
+from proxy.cli import common, keys, people, prices, reports, server, settings, usage
 from proxy.cli.common import RUNTIME, USAGE, CliError
 from proxy.config import CONFIG_VARIABLE, Settings, SettingsError, load_settings, unknown_variables
 
@@ -130,8 +130,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     args.settings_overrides = {
         name: getattr(args, name) for name in Settings.model_fields if hasattr(args, name)
     }
-    labels = {"database_url": "--database"}
-    return handler(args, load_settings(args.settings_overrides, labels))
+    common.ARGUMENTS.clear()
+    common.ARGUMENTS.update(args.settings_overrides)
+    return handler(args, load_settings(args.settings_overrides, common.LABELS))
 
 
 if __name__ == "__main__":

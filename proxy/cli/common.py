@@ -103,10 +103,14 @@ def sqlite_path(url: str) -> Path | None:
     return Path(parsed.database).absolute()
 
 
+ARGUMENTS: dict[str, object] = {}  # settings given on this command line (set by ``main``)
+LABELS = {"database_url": "--database"}
+
+
 def _came_from() -> str:
     from proxy.config import origins
 
-    came = origins().get("database_url", "default")
+    came = origins(ARGUMENTS, LABELS).get("database_url", "default")
     return "the default" if came == "default" else f"from {shown_origin(came)}"
 
 

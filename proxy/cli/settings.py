@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from proxy.cli.common import shown, shown_origin, shown_url, table
+from proxy.cli.common import LABELS, shown, shown_origin, shown_url, table
 from proxy.config import Settings, config_candidates, config_file, env_name, is_secret, origins
 
 
@@ -25,7 +25,7 @@ def add_commands(sub: Any) -> None:
 
 
 def _config(args: argparse.Namespace, settings: Settings) -> int:
-    where = origins(args.settings_overrides, {"database_url": "--database"})
+    where = origins(args.settings_overrides, LABELS)
     rows = [
         (name, _value(name, getattr(settings, name)), shown_origin(where[name]), env_name(name))
         for name in Settings.model_fields
