@@ -310,14 +310,15 @@ def main(argv: list[str] | None = None) -> int:
         README.write_text("\n".join(new) + "\n")
         print(f"README.md: {len(produced)} console blocks written")
         return 0
-    differ = [normalized(line) for line in lines] != [normalized(line) for line in new]
-    if not differ:
+    before, after = [normalized(line) for line in lines], [normalized(line) for line in new]
+    if before == after:
         print(f"README.md: {len(produced)} console blocks match what their commands print")
         return 0
+    # Times, ids and ports are shown as <T>, <ID>, <PORT>: the diff holds only real changes.
     sys.stdout.writelines(
         difflib.unified_diff(
-            [f"{line}\n" for line in lines],
-            [f"{line}\n" for line in new],
+            [f"{line}\n" for line in before],
+            [f"{line}\n" for line in after],
             "README.md",
             "what the commands print",
         )
