@@ -58,11 +58,12 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from proxy.app import SERVER_OPTIONS
 
     _check_files(settings)
-    for name, value in args.settings_overrides.items():
-        os.environ[env_name(name)] = str(value)  # the workers read their settings themselves
     if settings.migrate_on_start:
         _upgrade(settings)  # once, before workers start
-        os.environ["TOKENMETER_MIGRATE_ON_START"] = "false"
+    # The workers read their settings themselves: hand them what this command line decided.
+    for name, value in args.settings_overrides.items():
+        os.environ[env_name(name)] = str(value)
+    os.environ["TOKENMETER_MIGRATE_ON_START"] = "false"  # done above, or not wanted
     if settings.workers > 1 and settings.prometheus_multiproc_dir is None:
         # Workers are separate processes: their counters meet in prometheus_client's
         # multiprocess files, which must exist before any worker imports prometheus_client.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -20,10 +21,10 @@ from proxy.config import (
 def no_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """No TOKENMETER_CONFIG: the file is looked for in the working directory (tmp_path) and
     $XDG_CONFIG_HOME/tokenmeter/."""
-    monkeypatch.delenv("TOKENMETER_CONFIG")
     monkeypatch.chdir(tmp_path)
-    for name in ("TOKENMETER_PORT", "TOKENMETER_DATABASE_URL", "TOKENMETER_ADMIN_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
+    for name in list(os.environ):
+        if name.upper().startswith("TOKENMETER_"):
+            monkeypatch.delenv(name)
     return tmp_path
 
 
