@@ -58,7 +58,7 @@ def over(fn: str, metric: str, filters: str, window: str, by: str = "", extra: s
 
 
 def blended(filters: str, window: str, by: str = "", fn: str = "increase") -> str:
-    """Dollars per million tokens, all five kinds in the denominator (DESIGN.md)."""
+    """Dollars per million tokens, all five kinds in the denominator (README, "How it works")."""
     return f"{over(fn, COST, filters, window, by)} / {over(fn, TOKENS, filters, window, by)} * 1e6"
 
 

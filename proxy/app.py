@@ -24,10 +24,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy import api, people
 from proxy.attribution import Identifier, load_key_owners
-from proxy.config import Settings
+from proxy.config import Settings, ensure_data_dir
 from proxy.egress import Egress
 from proxy.forward import Forwarder, Receive, Scope, Send
-from proxy.meter import Meter
+from proxy.meter import AccessLog, Meter
 from proxy.metrics import Metrics
 from proxy.pricing import Pricer, load_overrides
 from proxy.providers import Provider
@@ -126,7 +126,7 @@ def build_parts(
         client,
         providers_for(settings),
         Identifier(settings.key_salt, owners),
-        Meter(pricer, metrics, recorder),
+        Meter(pricer, metrics, recorder, AccessLog() if settings.access_log == "json" else None),
         max_in_flight=settings.max_in_flight,
     )
     retention = Retention(engine, settings.retention_days)
@@ -150,6 +150,7 @@ def _lifespan(parts: Parts) -> Any:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if parts.settings.migrate_on_start:
+            ensure_data_dir(parts.settings.database_url)
             await asyncio.to_thread(upgrade, parts.settings.database_url)
         await parts.recorder.start()
         await parts.retention.start()
@@ -157,7 +158,7 @@ def _lifespan(parts: Parts) -> Any:
             parts.engine, parts.metrics, parts.settings.usd_per_currency
         )
         _freeze_startup_heap()
-        log.info("tokenmeter ready; upstreams %s", _routes(parts.settings))
+        log.info("%s", startup_summary(parts.settings))
         try:
             yield
         finally:
@@ -173,10 +174,24 @@ def _lifespan(parts: Parts) -> Any:
 
 
 def _routes(settings: Settings) -> str:
-    """Each upstream and how it is reached (direct or via which proxy), for the start-up log."""
+    """Each provider's upstream and how it is reached (direct or via which egress proxy)."""
     egress = egress_of(settings)
-    upstreams = (p.upstream for p in providers_for(settings))
-    return ", ".join(f"{url} ({egress.describe(url)})" for url in upstreams)
+    return ", ".join(
+        f"{p.name} -> {p.upstream} ({egress.describe(p.upstream)})" for p in providers_for(settings)
+    )
+
+
+def startup_summary(settings: Settings) -> str:
+    """The one line a person reads at start: where traffic goes, where usage is kept, who may
+    read it (never a password or token)."""
+    from sqlalchemy.engine import make_url
+
+    database = make_url(settings.database_url).render_as_string(hide_password=True)
+    api = "admin token" if settings.admin_token else "loopback only (no TOKENMETER_ADMIN_TOKEN)"
+    return (
+        f"tokenmeter ready (pid {os.getpid()}): {_routes(settings)}; database {database}; "
+        f"spool {settings.spool_dir}; /api/: {api}; access log {settings.access_log}"
+    )
 
 
 def _freeze_startup_heap() -> None:

@@ -1,6 +1,6 @@
 """Who pays for a request: request headers and path in, an ``Attribution`` out.
 
-Sources, strongest first (DESIGN.md): explicit ``x-tokenmeter-*`` headers (Claude Code sets them
+Sources, strongest first: explicit ``x-tokenmeter-*`` headers (Claude Code sets them
 through ``ANTHROPIC_CUSTOM_HEADERS``); the same as a path prefix ``/u/{user}/t/{task}`` for clients
 that can only set a base URL; a configured map from the salted fingerprint of the client's own
 key; what the client says about itself (Claude Code's session header, or ``metadata.user_id``).
@@ -117,6 +117,24 @@ def _client_key(headers: Mapping[bytes, bytes]) -> str | None:
     return None
 
 
+OWNER_FILLS = frozenset({"header", "path"})  # sources a key's owner only completes
+OWNER_DECIDES = frozenset({"none", "client", "key_map"})  # sources a key's owner replaces
+
+
+def with_owner(
+    user: str | None, team: str | None, source: str, owner: KeyOwner
+) -> tuple[str | None, str | None, str]:
+    """(user, team, source) once the key's owner is known: after headers or a path prefix the
+    owner fills what they left empty; where nothing stronger named anyone (or an older key map
+    did) the owner decides alone; anything stronger (a verified identity) is kept as it is.
+    The proxy applies it live, ``tokenmeter reattribute`` to past events."""
+    if source in OWNER_FILLS:
+        return user or owner.user, team or owner.team, source
+    if source in OWNER_DECIDES:
+        return owner.user, owner.team, "key_map"
+    return user, team, source
+
+
 class Identifier:
     """Builds the ``Attribution`` of a request; holds the salt and the key → person map."""
 
@@ -137,8 +155,7 @@ class Identifier:
             user, task, source = _clean(routed.user), _clean(routed.task), "path"
         owner = self._owners.get(fp) if fp else None
         if owner is not None:
-            user, team = user or owner.user, team or owner.team
-            source = source if source != "none" else "key_map"
+            user, team, source = with_owner(user, team, source, owner)
         session = _clean(headers.get(SESSION_HEADER))
         if session is None and task is None:
             session = _clean(_session_from_body(body))

@@ -1,7 +1,20 @@
-"""One Settings object for the whole proxy, read from ``TOKENMETER_*`` environment variables.
+"""One Settings object for the whole proxy and CLI: ``TOKENMETER_*`` variables, then a config file.
 
-Nothing reads the environment anywhere else. Validators refuse unsafe or meaningless values at
-start, so a misconfigured proxy fails loudly before it serves a single request.
+Nothing reads the environment anywhere else. Where a value comes from, strongest first:
+arguments given in code (the CLI's ``--database``, ``--port`` …), the environment
+(``TOKENMETER_<NAME>``), the config file, the default. The config file is TOML with the same
+names in lower case (``database_url = "…"``); it is ``$TOKENMETER_CONFIG`` when set, else the
+first of ``./tokenmeter.toml`` and ``$XDG_CONFIG_HOME/tokenmeter/tokenmeter.toml`` that exists.
+
+The default database and spool live in ``$XDG_DATA_HOME/tokenmeter/`` (``~/.local/share/…``),
+not in the working directory, so ``tokenmeter serve`` and every ``tokenmeter`` command agree on
+one database wherever they are run from.
+
+Validators refuse unsafe or meaningless values at start, so a misconfigured proxy fails loudly
+before it serves a single request. ``load_settings`` turns every such problem into one
+``SettingsError`` line naming where the bad value came from; ``unknown_variables`` finds
+misspelled ``TOKENMETER_*`` names, ``origins`` says where each effective value came from. All
+three work from ``Settings.model_fields``: a new field needs nothing but its declaration.
 
 A few settings also answer to the standard names other tools use, below their ``TOKENMETER_``
 name: ``PROMETHEUS_MULTIPROC_DIR``; ``SSL_CERT_FILE`` for ``ca_bundle``; and ``HTTPS_PROXY``,
@@ -12,23 +25,77 @@ pydantic's case-insensitive aliases cannot express: ``_StandardProxyVariables`` 
 
 from __future__ import annotations
 
+import difflib
+import os
+import re
 import ssl
+import tomllib
 import urllib.request
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, FilePath, field_validator
+from pydantic import AliasChoices, Field, FilePath, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    TomlConfigSettingsSource,
 )
 
 from proxy.egress import NoProxy, parse_proxy_url
 
-DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./tokenmeter.db"
+ENV_PREFIX = "TOKENMETER_"
+_SECRET = re.compile(r"token|secret|salt|password")
+CONFIG_VARIABLE = "TOKENMETER_CONFIG"
+CONFIG_NAME = "tokenmeter.toml"
+
+
+class SettingsError(ValueError):
+    """A setting or the config file is wrong; the message is one line naming where and why."""
+
+
+def data_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """``$XDG_DATA_HOME/tokenmeter`` (default ``~/.local/share/tokenmeter``)."""
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_DATA_HOME") or str(Path(env.get("HOME") or Path.home()) / ".local/share")
+    return Path(base) / "tokenmeter"
+
+
+def config_candidates(environ: Mapping[str, str] | None = None) -> list[Path]:
+    """Where a config file is looked for, in order (the first that exists is used)."""
+    env = os.environ if environ is None else environ
+    if env.get(CONFIG_VARIABLE):
+        return [Path(env[CONFIG_VARIABLE]).expanduser()]
+    home = env.get("XDG_CONFIG_HOME") or str(Path(env.get("HOME") or Path.home()) / ".config")
+    return [Path.cwd() / CONFIG_NAME, Path(home) / "tokenmeter" / CONFIG_NAME]
+
+
+def config_file(environ: Mapping[str, str] | None = None) -> Path | None:
+    """The config file in use, or None. An explicit ``TOKENMETER_CONFIG`` must exist."""
+    env = os.environ if environ is None else environ
+    candidates = config_candidates(env)
+    if env.get(CONFIG_VARIABLE) and not candidates[0].is_file():
+        raise SettingsError(f"{CONFIG_VARIABLE}={env[CONFIG_VARIABLE]}: no such file")
+    return next((path for path in candidates if path.is_file()), None)
+
+
+def ensure_data_dir(database_url: str) -> None:
+    """Create ``data_dir()`` when the database lives there (the default location): the one
+    directory tokenmeter makes for itself; any other database's directory must exist."""
+    prefix = "sqlite+aiosqlite:///"
+    if database_url.startswith(prefix) and Path(database_url[len(prefix) :]).parent == data_dir():
+        data_dir().mkdir(parents=True, exist_ok=True)
+
+
+def default_database_url() -> str:
+    return f"sqlite+aiosqlite:///{data_dir() / 'tokenmeter.db'}"
+
+
+def default_spool_dir() -> Path:
+    return data_dir() / "spool"
 
 
 class Settings(BaseSettings):
@@ -37,13 +104,13 @@ class Settings(BaseSettings):
     # Errors name the setting and the reason, never its value: a proxy URL, the database URL
     # and the admin token may hold secrets, and a start-up error ends up in logs.
     model_config = SettingsConfigDict(
-        env_prefix="TOKENMETER_", extra="ignore", populate_by_name=True, hide_input_in_errors=True
+        env_prefix=ENV_PREFIX, extra="ignore", populate_by_name=True, hide_input_in_errors=True
     )
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
-    database_url: str = DEFAULT_DATABASE_URL
+    database_url: str = Field(default_factory=default_database_url)
     migrate_on_start: bool = True
     anthropic_upstream: str = "https://api.anthropic.com"
     openai_upstream: str = "https://api.openai.com"
@@ -68,7 +135,7 @@ class Settings(BaseSettings):
     key_map_file: Path | None = None
     prices_file: Path | None = None
 
-    spool_dir: Path = Path("./tokenmeter-spool")
+    spool_dir: Path = Field(default_factory=default_spool_dir)
     recorder_batch_size: int = Field(default=1000, ge=1)
     recorder_flush_interval_s: float = Field(default=0.5, gt=0)
     recorder_queue_max: int = Field(default=100_000, ge=1)
@@ -82,6 +149,20 @@ class Settings(BaseSettings):
     admin_token: str | None = None
     # USD per unit of each compensation currency, e.g. {"EUR": "1.08"}: the company's own rates.
     usd_per_currency: dict[str, Decimal] = Field(default_factory=dict)
+    # One JSON line per exchange on stdout (status, model, tokens, cost, attribution); off: free.
+    access_log: Literal["off", "json"] = "off"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        standard = _StandardProxyVariables(settings_cls)
+        return init_settings, env_settings, standard, ConfigFileSource(settings_cls, config_file())
 
     @field_validator("anthropic_upstream", "openai_upstream")
     @classmethod
@@ -142,17 +223,115 @@ class Settings(BaseSettings):
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        standard = _StandardProxyVariables(settings_cls)
-        return init_settings, env_settings, standard, dotenv_settings, file_secret_settings
+
+class ConfigFileSource(TomlConfigSettingsSource):
+    """The config file: a syntax error or an unknown name is an error, with the closest name."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
+        self.path = path
+        try:
+            super().__init__(settings_cls, toml_file=path)
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"{path}: not valid TOML: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise SettingsError(f"{path}: not UTF-8 text: {exc.reason}") from None
+        known = {_file_key(name) for name in settings_cls.model_fields}
+        for key in self.toml_data:
+            if key not in known:
+                raise SettingsError(f"{path}: unknown setting {key!r}{_hint(key, known)}")
+
+
+def env_name(name: str) -> str:
+    """The environment variable of a field: ``TOKENMETER_<NAME>`` or its own alias."""
+    return env_names(name)[0]
+
+
+def env_names(name: str) -> list[str]:
+    """Every environment variable a field is read from, strongest first (``AliasChoices``)."""
+    alias = Settings.model_fields[name].validation_alias
+    if isinstance(alias, str):
+        return [alias]
+    if isinstance(alias, AliasChoices):
+        return [choice for choice in alias.choices if isinstance(choice, str)]
+    return [f"{ENV_PREFIX}{name.upper()}"]
+
+
+def _file_key(name: str) -> str:
+    alias = Settings.model_fields[name].validation_alias
+    return alias if isinstance(alias, str) else name
+
+
+def _hint(name: str, known: set[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    return f": did you mean {close[0]}?" if close else ""
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """One message per ``TOKENMETER_*`` variable that is no setting, with the closest name."""
+    env = os.environ if environ is None else environ
+    known = {env_name(name) for name in Settings.model_fields} | {CONFIG_VARIABLE}
+    found = [name for name in env if name.upper().startswith(ENV_PREFIX)]
+    return [
+        f"{name} is not a setting and is ignored{_hint(name.upper(), known)}"
+        for name in sorted(found)
+        if name.upper() not in known
+    ]
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None, labels: Mapping[str, str] | None = None
+) -> Settings:
+    """``Settings`` from ``overrides``, the environment and the config file; any problem is one
+    ``SettingsError`` line naming the variable, file or argument (``labels``) of the bad value."""
+    try:
+        return Settings(**(overrides or {}))
+    except ValidationError as exc:
+        where = origins(overrides, labels)
+        problems = [_problem(error, where) for error in exc.errors()]
+        raise SettingsError("; ".join(problems)) from None
+
+
+def _problem(error: Any, where: Mapping[str, str]) -> str:
+    name = str(error["loc"][0]) if error["loc"] else "settings"
+    field = name if name in Settings.model_fields else _field_of_alias(name)
+    message = str(error["msg"]).removeprefix("Value error, ")
+    got = "" if is_secret(field) else f" (got {error['input']!r})"
+    return f"{where.get(field, name)}: {message}{got}"
+
+
+def is_secret(name: str) -> bool:
+    """A setting never shown (a name with token, secret, salt or password in it)."""
+    return _SECRET.search(name) is not None
+
+
+def _field_of_alias(alias: str) -> str:
+    return next((n for n in Settings.model_fields if _file_key(n) == alias), alias)
+
+
+def origins(
+    overrides: Mapping[str, Any] | None = None, labels: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Where each setting's effective value comes from: the argument that gave it (``labels``,
+    default ``--name``), the environment variable, the config file, or ``default``."""
+    given, labels = dict(overrides or {}), dict(labels or {})
+    set_here = {name.upper() for name, value in os.environ.items() if value}
+    standard = _StandardProxyVariables(Settings)()
+    path = config_file()
+    in_file = ConfigFileSource(Settings, path).toml_data if path is not None else {}
+    out: dict[str, str] = {}
+    for name in Settings.model_fields:
+        key = _file_key(name)
+        if name in given:
+            out[name] = labels.get(name, "--" + name.replace("_", "-"))
+        elif variable := next((v for v in env_names(name) if v.upper() in set_here), None):
+            out[name] = variable
+        elif name in standard:
+            out[name] = f"{name.upper()} (or {name})"
+        elif key in in_file:
+            out[name] = f"{key} in {path}"
+        else:
+            out[name] = "default"
+    return out
 
 
 class _StandardProxyVariables(PydanticBaseSettingsSource):

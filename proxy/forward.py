@@ -14,6 +14,7 @@ more CPU per request than the whole metering step, and this path runs on every a
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
@@ -34,6 +35,7 @@ from proxy.upstream import (
 from proxy.usage import Attribution, ResponseFacts, Status, UsageEvent
 
 log = logging.getLogger("tokenmeter.forward")
+_MAX_MODEL_SCAN = 4 * 1024 * 1024
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -111,6 +113,7 @@ class _Exchange:
     first_chunk_at: float | None = None
     request_id: str | None = None
     facts: ResponseFacts = field(default_factory=ResponseFacts)
+    body: bytes = b""  # the request as received: read only to name the model of an error
 
 
 class Forwarder:
@@ -179,7 +182,9 @@ class Forwarder:
     ) -> _Exchange:
         scan = body if self._identifier.needs_body(headers) else b""
         attribution = self._identifier.identify(headers, routed, scan)
-        return _Exchange(provider, method, path, attribution, self._now(), time.perf_counter())
+        ex = _Exchange(provider, method, path, attribution, self._now(), time.perf_counter())
+        ex.body = body
+        return ex
 
     async def _exchange(
         self,
@@ -289,6 +294,8 @@ class Forwarder:
 def _build_event(ex: _Exchange) -> UsageEvent:
     end = time.perf_counter()
     facts = ex.tap.result() if ex.tap is not None else ex.facts
+    if facts.model is None and (ex.http_status or 0) >= 400 and ex.status is not Status.REJECTED:
+        facts.model = _requested_model(ex.body)  # an error answer names no model; the request did
     return UsageEvent(
         provider=ex.provider.name,
         method=ex.method,
@@ -305,6 +312,19 @@ def _build_event(ex: _Exchange) -> UsageEvent:
         added_ms=_added_ms(ex),
         request_id=ex.request_id,
     )
+
+
+def _requested_model(body: bytes) -> str | None:
+    """The ``model`` a JSON request named. Only for error answers (rare): the success path never
+    parses a request body, and a shed request (503 ``rejected``) is not parsed either."""
+    if not body or len(body) > _MAX_MODEL_SCAN or b'"model"' not in body:
+        return None
+    try:
+        request = json.loads(body)
+    except ValueError:
+        return None
+    model = request.get("model") if isinstance(request, dict) else None
+    return model if isinstance(model, str) and 0 < len(model) <= 256 else None
 
 
 def _final_status(ex: _Exchange, facts: ResponseFacts) -> Status:

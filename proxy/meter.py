@@ -4,12 +4,19 @@
 pricing is a pure function, metrics are in-process counters, and ``recorder.submit`` only
 enqueues. An exchange with no usage (count_tokens, models, most errors) costs exactly $0;
 usage on a model with no price gets cost ``None`` (unknown), never $0.
+
+With ``TOKENMETER_ACCESS_LOG=json`` the meter also hands each finished event to ``AccessLog``:
+one JSON line per exchange (status, model, tokens, cost, duration, attribution; never a key, a
+prompt or a response) on the ``tokenmeter.access`` logger. Off, it costs one ``is None`` test.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
 from proxy.usage import Cost, UsageEvent
 
@@ -35,10 +42,17 @@ class Submitter(Protocol):
 class Meter:
     """The finish line of every exchange: price it, count it, hand it to the recorder."""
 
-    def __init__(self, pricer: Pricer, metrics: Observer, recorder: Submitter) -> None:
+    def __init__(
+        self,
+        pricer: Pricer,
+        metrics: Observer,
+        recorder: Submitter,
+        access_log: Callable[[UsageEvent], None] | None = None,
+    ) -> None:
         self._pricer = pricer
         self._metrics = metrics
         self._recorder = recorder
+        self._access_log = access_log
 
     def __call__(self, event: UsageEvent) -> None:
         usage = event.usage
@@ -48,3 +62,42 @@ class Meter:
             event.cost = Cost(Decimal(0), {}, Decimal(0), "no-usage")
         self._metrics.observe(event)
         self._recorder.submit(event)
+        if self._access_log is not None:
+            self._access_log(event)
+
+
+class AccessLog:
+    """Writes ``access_record(event)`` as one JSON line to the ``tokenmeter.access`` logger."""
+
+    def __init__(self, logger: logging.Logger | None = None) -> None:
+        self._log = logger or logging.getLogger("tokenmeter.access")
+
+    def __call__(self, event: UsageEvent) -> None:
+        self._log.info(json.dumps(access_record(event), separators=(",", ":")))
+
+
+def access_record(event: UsageEvent) -> dict[str, Any]:
+    """What the access log says about one exchange: no key, prompt or response text."""
+    who = event.attribution
+    cost = event.cost
+    return {
+        "ts": event.started_at.isoformat(),
+        "event_id": event.event_id,
+        "provider": event.provider,
+        "method": event.method,
+        "path": event.path,
+        "status": event.status.value,
+        "http_status": event.http_status,
+        "model": event.model,
+        "stream": event.stream,
+        "tokens": event.usage.by_kind(),
+        "cost_usd": None if cost is None else str(cost.total),
+        "duration_ms": round(event.duration_ms, 1),
+        "user": who.user,
+        "team": who.team,
+        "task": who.task,
+        "session": who.session,
+        "source": who.source,
+        "key_fingerprint": who.key_fingerprint,
+        "request_id": event.request_id,
+    }

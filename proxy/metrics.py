@@ -2,7 +2,7 @@
 
 ``Metrics(registry)`` builds the collectors; ``observe(event)`` counts one finished exchange; the
 recorder reports its queue, batches, spool and drops through the ``RecorderMetrics`` methods.
-Labels follow DESIGN.md: tokens and dollars by ``provider, model, kind, user, team`` (user and
+Labels (README, "Metrics"): tokens and dollars by ``provider, model, kind, user, team`` (user and
 team are exported empty when ``per_user`` is off, for huge orgs); never a task or session label
 (unbounded cardinality).
 

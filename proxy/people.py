@@ -19,8 +19,8 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
@@ -76,17 +76,25 @@ class Person:
 
 
 def check(person: Person) -> Person:
-    """``person`` if every field is acceptable, else ``PersonError`` naming the field."""
+    """``person`` if every field is acceptable, else ``PersonError`` naming each bad field."""
+    if found := problems(person):
+        raise PersonError("; ".join(found))
+    return person
+
+
+def problems(person: Person) -> list[str]:
+    """What is wrong with ``person``, one message per field ([] when nothing is)."""
+    found = []
     if not person.user.strip():
-        raise PersonError("user must not be empty")
+        found.append("user must not be empty")
     if not is_currency(person.currency):
-        raise PersonError(f"unknown currency {person.currency!r} (expected an ISO 4217 code)")
+        found.append(f"unknown currency {person.currency!r} (expected an ISO 4217 code)")
     amount = person.annual_compensation
     if not amount.is_finite() or amount < 0:
-        raise PersonError(f"annual_compensation must be a non-negative number, got {amount}")
-    if amount >= _LIMIT or amount != amount.quantize(_UNIT):
-        raise PersonError(f"annual_compensation {amount} does not fit NUMERIC(20, 10)")
-    return person
+        found.append(f"annual_compensation must be a non-negative number, got {amount}")
+    elif amount >= _LIMIT or amount != amount.quantize(_UNIT):
+        found.append(f"annual_compensation {amount} does not fit NUMERIC(20, 10)")
+    return found
 
 
 def parse_csv(content: str, today: date) -> list[Person]:
@@ -104,10 +112,9 @@ def parse_csv(content: str, today: date) -> list[Person]:
     first_line: dict[tuple[str, date], int] = {}
     for row in reader:
         line = reader.line_num
-        try:
-            person = _person(row, today)
-        except PersonError as exc:
-            errors.append((line, str(exc)))
+        person, wrong = _person(row, today)
+        errors += [(line, message) for message in wrong]
+        if person is None:
             continue
         key = (person.user, person.effective_from)
         if key in first_line:
@@ -141,20 +148,33 @@ def _header_errors(fieldnames: Sequence[str] | None) -> list[str]:
     return errors
 
 
-def _person(row: Mapping[str | Any, str | Any], today: date) -> Person:
+def _person(row: Mapping[str | Any, str | Any], today: date) -> tuple[Person | None, list[str]]:
+    """The person on one CSV row, or None with every problem the row has."""
     cells = {str(k).strip(): (v or "").strip() for k, v in row.items() if k is not None}
     if None in row:
-        raise PersonError("more cells than columns")
-    return check(
-        Person(
-            user=cells["user"],
-            effective_from=_date(cells.get("effective_from", ""), today),
-            name=cells.get("name") or None,
-            team=cells["team"] or None,
-            annual_compensation=_number(cells["annual_compensation"]),
-            currency=cells["currency"].upper(),
-        )
+        return None, ["more cells than columns"]
+    wrong: list[str] = []
+    amount = _parsed(wrong, _number, cells["annual_compensation"])
+    person = Person(
+        user=cells["user"],
+        effective_from=today,
+        name=cells.get("name") or None,
+        team=cells["team"] or None,
+        annual_compensation=Decimal(0) if amount is None else amount,
+        currency=cells["currency"].upper(),
     )
+    wrong += problems(person)
+    effective_from = _parsed(wrong, _date, cells.get("effective_from", ""), today)
+    person = replace(person, effective_from=effective_from or today)
+    return (None if wrong else person), wrong
+
+
+def _parsed(wrong: list[str], parse: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return parse(*args)
+    except PersonError as exc:
+        wrong.append(str(exc))
+        return None
 
 
 def _number(text: str) -> Decimal:

@@ -92,7 +92,7 @@ class ResponseFacts:
 
 @dataclass(frozen=True, slots=True)
 class Attribution:
-    """Who an exchange is billed to, and which source decided it (DESIGN.md order)."""
+    """Who an exchange is billed to, and which source decided it (strongest source first)."""
 
     user: str | None = None
     team: str | None = None

@@ -22,6 +22,20 @@ from tests.servers import ServerThread, dead_port
 pytest_plugins = ["tests.dbfixtures"]
 
 
+@pytest.fixture(autouse=True)
+def hermetic_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Settings never come from the developer's own files: defaults (database, spool) live in a
+    fresh data directory, and the config file is an empty one, whatever ./tokenmeter.toml or
+    ~/.config/tokenmeter/ hold."""
+    home = tmp_path_factory.mktemp("home")
+    (home / "empty.toml").write_text("")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_DATA_HOME", str(home / "data"))
+        patch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+        patch.setenv("TOKENMETER_CONFIG", str(home / "empty.toml"))
+        yield
+
+
 class Proxy:
     """A running tokenmeter: its URL, its app object, and a way to read what it recorded."""
 

@@ -1,13 +1,15 @@
-"""Tokens and dollars per user, team, model, provider, task, session or day over a time range."""
+"""Tokens and dollars per user, team, model, provider, task, session, key or day over a time
+range; JSON, or CSV with ``?format=csv`` / ``Accept: text/csv`` like every report."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from proxy import reports
 from proxy.api.params import Moment
+from proxy.api.tabular import respond
 
 router = APIRouter(tags=["usage"])
 
@@ -21,16 +23,19 @@ async def get_usage(
     user: str | None = None,
     team: str | None = None,
     model: str | None = None,
-) -> dict[str, Any]:
+) -> Response:
     filters = reports.Filters(start, end, user, team, model)
     try:
         rows = await reports.usage(request.app.state.parts.engine, group_by, filters)
     except reports.ReportError as exc:
         raise HTTPException(400, str(exc)) from exc
-    return {
+    data = [{group_by: key, **totals.as_json()} for key, totals in rows]
+    total = reports.total_of(rows).as_json()
+    body = {
         "group_by": group_by,
         "start": start.isoformat() if start else None,
         "end": end.isoformat() if end else None,
-        "rows": [{group_by: key, **totals.as_json()} for key, totals in rows],
-        "total": reports.total_of(rows).as_json(),
+        "rows": data,
+        "total": total,
     }
+    return respond(request, body, [*data, {group_by: "(total)", **total}], f"usage-by-{group_by}")

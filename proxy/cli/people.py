@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from proxy.cli.common import run_with_engine, table
+from proxy.cli.common import USAGE, CliError, run_with_engine, table
 from proxy.config import Settings
 
 
@@ -26,9 +25,16 @@ def add_commands(sub: Any) -> None:
     load.add_argument("file", type=Path)
     load.set_defaults(handler=_import)
     show = people.add_parser("list", help="people in effect on a day")
-    show.add_argument("--at", type=date.fromisoformat, help="YYYY-MM-DD (default today)")
+    show.add_argument("--at", type=_day, help="YYYY-MM-DD (default today)")
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(handler=_list)
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-11-01") from None
 
 
 def _import(args: argparse.Namespace, settings: Settings) -> int:
@@ -36,14 +42,14 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         text = args.file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        print(f"tokenmeter: cannot read {args.file}: {exc}", file=sys.stderr)
-        return 2
+    except OSError as exc:
+        raise CliError(f"cannot read {args.file}: {exc.strerror}", USAGE) from exc
+    except UnicodeDecodeError as exc:
+        raise CliError(f"{args.file} is not UTF-8 text: {exc.reason}", USAGE) from exc
     try:
         found = people.parse_csv(text, datetime.now(UTC).date())
     except people.PeopleImportError as exc:
-        print(f"tokenmeter: {args.file}: {exc}", file=sys.stderr)
-        return 1
+        raise CliError(f"{args.file}: {exc}") from exc
     count = run_with_engine(settings, lambda engine: people.save_people(engine, found))
     print(f"imported {count} people records from {args.file}")
     return 0

@@ -10,14 +10,14 @@ nothing); the rollup follows in the same transactions, and a second run changes 
 from __future__ import annotations
 
 import argparse
-import sys
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
-from proxy.cli.common import run_with_engine, since, table
+from proxy.cli.common import SINCE_HELP, USAGE, CliError, refused, run_with_engine, since, table
 from proxy.config import Settings
+from proxy.pricing.overrides import PROVIDERS
 
 
 def add_commands(sub: Any) -> None:
@@ -27,7 +27,7 @@ def add_commands(sub: Any) -> None:
     show = prices.add_parser("show", help="every rate of a model, with its source")
     show.add_argument("model")
     show.add_argument("--at", type=_moment, help="YYYY-MM-DD (default today, UTC)")
-    show.add_argument("--provider", default="anthropic", help="anthropic (default) or openai")
+    show.add_argument("--provider", choices=PROVIDERS, help="default: whichever prices the model")
     show.add_argument("--tier", help="served service_tier, e.g. batch, priority, flex")
     show.add_argument("--geo", help="served inference_geo, e.g. us")
     show.add_argument("--speed", help="served speed, e.g. fast")
@@ -35,37 +35,38 @@ def add_commands(sub: Any) -> None:
     missing = prices.add_parser("missing", help="models seen in traffic with no price")
     missing.set_defaults(handler=_missing)
     reprice = sub.add_parser("reprice", help="recompute stored costs with today's prices")
-    reprice.add_argument("--since", required=True, help="ISO date or e.g. 30d")
+    reprice.add_argument("--since", required=True, type=since, help=SINCE_HELP)
     reprice.add_argument("--dry-run", action="store_true", help="compute, print, write nothing")
     reprice.set_defaults(handler=_reprice)
 
 
 def _moment(text: str) -> datetime:
-    moment = datetime.fromisoformat(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-11-01") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _pricer(settings: Settings) -> Any:
     from proxy.pricing import Pricer, load_overrides
+    from proxy.pricing.overrides import OverridesError
 
-    overrides = load_overrides(settings.prices_file) if settings.prices_file else None
+    with refused(OverridesError, status=USAGE):
+        overrides = load_overrides(settings.prices_file) if settings.prices_file else None
     return Pricer(overrides)
 
 
 def _show(args: argparse.Namespace, settings: Settings) -> int:
-    card = _pricer(settings).rate_card(
-        args.provider,
-        args.model,
-        args.at or datetime.now(UTC),
-        service_tier=args.tier,
-        inference_geo=args.geo,
-        speed=args.speed,
-    )
-    if card is None:
-        print(f"no price known for {args.provider} {args.model!r}", file=sys.stderr)
-        return 1
-    print("\n".join(card.lines()))
-    return 0
+    pricer, at = _pricer(settings), args.at or datetime.now(UTC)
+    for provider in (args.provider,) if args.provider else PROVIDERS:
+        served = {"service_tier": args.tier, "inference_geo": args.geo, "speed": args.speed}
+        card = pricer.rate_card(provider, args.model, at, **served)
+        if card is not None:
+            print("\n".join(card.lines()))
+            return 0
+    where = args.provider or " or ".join(PROVIDERS)
+    raise CliError(f"no price known for {args.model!r} ({where}) on {at:%Y-%m-%d}")
 
 
 async def _unpriced(engine: Any) -> list[tuple[str, str, int, datetime, datetime]]:

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
-from proxy.cli.common import run_with_engine, since, table
+from proxy.cli.common import SINCE_HELP, USAGE, CliError, refused, run_with_engine, since, table
 from proxy.config import Settings
 
 if TYPE_CHECKING:
@@ -24,8 +23,10 @@ Rows = list[tuple[str, ...]]
 
 
 def add_commands(sub: Any) -> None:
+    from proxy.reports import BLENDED_GROUPS, METRICS, SORTS
+
     report = sub.add_parser("report", help="blended $/MTok, spend vs pay, tasks, ROI, spread")
-    kinds = report.add_subparsers(title="reports")
+    kinds = report.add_subparsers(title="reports", metavar="REPORT")
     for name, handler, text in (
         ("blended", _blended, "real vs sticker $/MTok and cache savings"),
         ("people", _people, "annualized spend vs compensation per person, team, org"),
@@ -34,21 +35,27 @@ def add_commands(sub: Any) -> None:
         ("distribution", _distribution, "percentiles, top-N share, Gini across people"),
     ):
         parser = kinds.add_parser(name, help=text)
-        parser.add_argument("--since", default="30d", help="e.g. 7d, 24h, or an ISO date")
+        parser.add_argument("--since", default="30d", type=since, help=SINCE_HELP)
         parser.add_argument("--json", action="store_true", help="print JSON")
         parser.set_defaults(handler=handler)
         if name == "blended":
-            parser.add_argument("--by", default="model", help="model|user|team|provider|day")
+            parser.add_argument("--by", default="model", choices=BLENDED_GROUPS)
         if name == "tasks":
-            parser.add_argument("--sort", default="cost", help="cost|roi|recent")
-            parser.add_argument("--limit", type=int, default=20)
+            parser.add_argument("--sort", default="cost", choices=SORTS)
+            parser.add_argument("--limit", type=_count, default=20, help="rows at most")
         if name == "distribution":
-            parser.add_argument("--metric", default="tokens", help="tokens|cost_usd")
+            parser.add_argument("--metric", default="tokens", choices=METRICS)
     _add_task_commands(sub)
 
 
+_CLEARABLE = {"title": "title", "hours": "human_hours", "rate": "hourly_rate_usd"}
+_CLEARABLE["value"] = "value_usd"
+
+
 def _add_task_commands(sub: Any) -> None:
-    task = sub.add_parser("task", help="one task").add_subparsers(title="task commands")
+    task = sub.add_parser("task", help="one task").add_subparsers(
+        title="task commands", metavar="COMMAND"
+    )
     show = task.add_parser("show", help="a task's tokens, dollars, blended $/MTok and ROI")
     show.add_argument("task_id")
     show.add_argument("--json", action="store_true", help="print JSON")
@@ -59,17 +66,29 @@ def _add_task_commands(sub: Any) -> None:
     put.add_argument("--hours", type=_decimal, help="estimated human hours for the same work")
     put.add_argument("--rate", type=_decimal, help="loaded hourly rate in USD")
     put.add_argument("--value", type=_decimal, help="or: the work's value in USD")
+    put.add_argument(
+        "--clear", action="append", choices=_CLEARABLE, default=[], help="forget a field"
+    )
     put.set_defaults(handler=_task_set)
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number (1 or more)")
+    return int(text)
 
 
 def _decimal(text: str) -> Decimal:
     try:
-        return Decimal(text)
+        value = Decimal(text)
     except InvalidOperation:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        value = Decimal("NaN")
+    if not value.is_finite() or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of 0 or more, like 24 or 120.5")
+    return value
 
 
-def _window(text: str) -> Window:
+def _window(text: str | datetime) -> Window:
     """The window from ``--since`` to now, its length rounded to whole seconds (so ``30d`` is
     exactly 30 days, not 30 days and the milliseconds between two clock reads)."""
     from proxy import reports
@@ -87,11 +106,8 @@ def _print(data: Any, args: argparse.Namespace, rows: Rows) -> int:
 def _run(settings: Settings, work: Any) -> Any:
     from proxy import reports
 
-    try:
+    with refused(reports.ReportError, status=USAGE):
         return run_with_engine(settings, work)
-    except reports.ReportError as exc:
-        print(f"tokenmeter: {exc}", file=sys.stderr)
-        return None
 
 
 _BLENDED: tuple[str, ...] = ("requests", "tokens", "in:out", "cache hit", "cost $", "sticker $")
@@ -105,7 +121,7 @@ def _blended_cells(key: str, d: dict[str, Any]) -> tuple[str, ...]:
         str(d["requests"]),
         f"{d['total_tokens']:,}",
         d["input_output_ratio"] or "-",
-        "-" if hit is None else f"{hit:.1%}",
+        "-" if hit is None else f"{Decimal(hit):.1%}",
         d["cost_usd"],
         d["sticker_usd"],
         "-" if discount is None else f"{Decimal(discount):.1%}",
@@ -119,8 +135,6 @@ def _blended(args: argparse.Namespace, settings: Settings) -> int:
 
     filters = reports.Filters(start=since(args.since))
     found = _run(settings, lambda engine: reports.blended(engine, args.by, filters))
-    if found is None:
-        return 2
     data = found.as_json()
     rows: Rows = [(args.by, *_BLENDED)]
     rows += [_blended_cells(row[args.by], row) for row in data["rows"]]
@@ -151,8 +165,6 @@ def _people(args: argparse.Namespace, settings: Settings) -> int:
     window = _window(args.since)
     usd_per = settings.usd_per_currency
     found = _run(settings, lambda e: reports.compensation_report(e, window, usd_per))
-    if found is None:
-        return 2
     data = found.as_json()
     rows: Rows = [("user", *_PEOPLE)]
     for p in data["people"]:
@@ -195,8 +207,6 @@ def _tasks(args: argparse.Namespace, settings: Settings) -> int:
     found = _run(
         settings, lambda engine: reports.list_tasks(engine, filters, args.sort, args.limit)
     )
-    if found is None:
-        return 2
     data = [row.as_json() for row in found]
     return _print({"rows": data}, args, [("task", *_TASKS), *map(_task_cells, data)])
 
@@ -205,9 +215,10 @@ def _roi(args: argparse.Namespace, settings: Settings) -> int:
     from proxy import reports
 
     filters = reports.Filters(start=since(args.since))
-    data = run_with_engine(settings, lambda e: reports.roi_report(e, filters)).as_json()
+    data = _run(settings, lambda e: reports.roi_report(e, filters)).as_json()
     total = data["total"]
-    total_row = ("total", "", "", total["cost_usd"], "", total["value_usd"], f"{total['roi']}x")
+    roi = f"{total['roi']}x" if total["roi"] else "-"
+    total_row = ("total", "", "", total["cost_usd"], "", total["value_usd"] or "-", roi)
     rows: Rows = [("task", *_TASKS), *map(_task_cells, data["rows"]), total_row]
     return _print(data, args, rows)
 
@@ -217,8 +228,6 @@ def _distribution(args: argparse.Namespace, settings: Settings) -> int:
 
     window = _window(args.since)
     found = _run(settings, lambda e: reports.distribution(e, window, args.metric))
-    if found is None:
-        return 2
     data = found.as_json()
     rows: Rows = [("statistic", args.metric)]
     rows += [("people", str(data["people"])), ("total", str(data["total"]))]
@@ -232,10 +241,9 @@ def _distribution(args: argparse.Namespace, settings: Settings) -> int:
 def _task_show(args: argparse.Namespace, settings: Settings) -> int:
     from proxy import reports
 
-    view = run_with_engine(settings, lambda engine: reports.task_view(engine, args.task_id))
+    view = _run(settings, lambda engine: reports.task_view(engine, args.task_id))
     if view is None:
-        print(f"no usage recorded for task {args.task_id!r}", file=sys.stderr)
-        return 1
+        raise CliError(f"no usage recorded for task {args.task_id!r} (tokenmeter usage --by task)")
     data = view.as_json()
     if args.json:
         return _print(data, args, [])
@@ -272,11 +280,12 @@ def _task_set(args: argparse.Namespace, settings: Settings) -> int:
     changes = {field: getattr(args, arg) for arg, field in names.items()}
     changes["value_usd"] = args.value
     changes = {k: v for k, v in changes.items() if v is not None}
-    try:
-        record = run_with_engine(settings, lambda e: update_task(e, args.task_id, changes))
-    except TaskRecordError as exc:
-        print(f"tokenmeter: {exc}", file=sys.stderr)
-        return 2
-    value = record.value()[0]
+    changes |= {_CLEARABLE[name]: None for name in args.clear}
+    if not changes:
+        options = "--title, --hours, --rate, --value or --clear FIELD"
+        raise CliError(f"task set: give at least one of {options}", USAGE)
+    with refused(TaskRecordError, status=USAGE):
+        record = _run(settings, lambda e: update_task(e, args.task_id, changes))
+    value = record.as_json()["value_usd"]  # normalized: no trailing zeros from NUMERIC(20, 10)
     print(f"task {args.task_id}: value {'unknown' if value is None else f'${value}'}")
     return 0

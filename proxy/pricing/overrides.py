@@ -19,7 +19,8 @@ The file (``TOKENMETER_PRICES_FILE``) holds two kinds of entries, each dated and
     source = "vendor quote 2026-10-28"
 
 Contract: ``load_overrides`` validates the whole file and raises one ``OverridesError`` listing
-every problem as ``<file>:<line>: [[kind]] <problem>``. A ``[[model]]`` entry replaces the
+every problem as ``<file>:<line>: [[kind]] <problem>``, the line of the field at fault (or of
+the entry's header when a field is missing). A ``[[model]]`` entry replaces the
 catalog's rates for that model from its ``effective_from`` (the latest started entry wins);
 batch and US-geo modifiers still apply to it, catalog variants (fast mode, OpenAI tiers) do not.
 Active discounts compound. Dates are UTC days. Errors: ``OverridesError(ValueError)``.
@@ -142,7 +143,7 @@ class Overrides:
 def load_overrides(path: Path) -> Overrides:
     """Read and validate an overrides file; raise ``OverridesError`` listing every problem."""
     raw = _read(path)
-    text = raw.decode("utf-8", errors="replace")
+    text = raw.decode("utf-8", errors="replace").removeprefix("\ufeff")  # a BOM (Windows editors)
     data = _parse(path, text)
     checker = _Checker(path, text)
     checker.unknown_tables(data)
@@ -210,7 +211,7 @@ class _Checker:
         self._write_order(where, prices)
         name = entry.get("name")
         if "name" in entry and (not isinstance(name, str) or not normalize_model(name)):
-            self._error(where, "model", f"'name' must be a model name, got {name!r}")
+            self._error(where, "model", f"'name' must be a model name, got {name!r}", "name")
         values = self._common(where, "model", entry)
         if len(self.errors) > before or values is None or not isinstance(name, str):
             return None
@@ -229,7 +230,12 @@ class _Checker:
             return None
         provider, effective_from, source = values
         if until is not None and until < effective_from:
-            self._error(where, "discount", f"'effective_until' {until} is before 'effective_from'")
+            self._error(
+                where,
+                "discount",
+                f"'effective_until' {until} is before 'effective_from'",
+                "effective_until",
+            )
             return None
         return Discount(provider, globs, percent, effective_from, until, source, where)
 
@@ -245,12 +251,17 @@ class _Checker:
         provider = entry.get("provider")
         if "provider" in entry and provider not in PROVIDERS:
             self._error(
-                where, kind, f"'provider' must be one of {', '.join(PROVIDERS)}, got {provider!r}"
+                where,
+                kind,
+                f"'provider' must be one of {', '.join(PROVIDERS)}, got {provider!r}",
+                "provider",
             )
         effective_from = self._date(where, kind, entry, "effective_from")
         source = entry.get("source")
         if "source" in entry and (not isinstance(source, str) or not source.strip()):
-            self._error(where, kind, "'source' must be a non-empty string naming the agreement")
+            self._error(
+                where, kind, "'source' must be a non-empty string naming the agreement", "source"
+            )
         if provider not in PROVIDERS or effective_from is None or not isinstance(source, str):
             return None
         return str(provider), effective_from, source
@@ -258,7 +269,9 @@ class _Checker:
     def _fields(self, where: str, kind: str, entry: dict[str, Any], allowed: Sequence[str]) -> None:
         for name in entry:
             if name not in allowed:
-                self._error(where, kind, f"unknown field '{name}' (allowed: {', '.join(allowed)})")
+                self._error(
+                    where, kind, f"unknown field '{name}' (allowed: {', '.join(allowed)})", name
+                )
         for name in _REQUIRED[kind]:
             if name not in entry:
                 self._error(where, kind, f"missing required field '{name}'")
@@ -269,7 +282,10 @@ class _Checker:
         value = _decimal(entry[field])
         if value is None or value < 0:
             self._error(
-                where, "model", f"'{field}' must be a non-negative price, got {entry[field]!r}"
+                where,
+                "model",
+                f"'{field}' must be a non-negative price, got {entry[field]!r}",
+                field,
             )
             return None
         return value
@@ -287,14 +303,19 @@ class _Checker:
             return None
         parsed = _as_date(value)
         if parsed is None:
-            self._error(where, kind, f"'{field}' must be a date like 2026-01-01, got {value!r}")
+            self._error(
+                where, kind, f"'{field}' must be a date like 2026-01-01, got {value!r}", field
+            )
         return parsed
 
     def _percent(self, where: str, value: object) -> Decimal | None:
         percent = _decimal(value) if value is not None else None
         if value is not None and (percent is None or not 0 < percent <= 100):
             self._error(
-                where, "discount", f"'percent' must be above 0 and at most 100, got {value!r}"
+                where,
+                "discount",
+                f"'percent' must be above 0 and at most 100, got {value!r}",
+                "percent",
             )
             return None
         return percent
@@ -308,12 +329,28 @@ class _Checker:
                 where,
                 "discount",
                 f"'models' must be \"*\", a glob or a list of them, got {value!r}",
+                "models",
             )
             return None
         return tuple(normalize_model(glob) for glob in globs)
 
-    def _error(self, where: str, kind: str, problem: str) -> None:
+    def _error(self, where: str, kind: str, problem: str, field: str | None = None) -> None:
+        """Record a problem of the entry at ``where``, at the line of ``field`` if given."""
+        if field is not None:
+            path, _, line = where.rpartition(":")
+            where = f"{path}:{self._field_line(int(line), field)}"
         self.errors.append(f"{where}: [[{kind}]] {problem}")
+
+    def _field_line(self, header: int, field: str) -> int:
+        """The line of ``field = …`` in the entry whose header is on line ``header``."""
+        key = re.compile(rf"^\s*{re.escape(field)}\s*=")
+        for number in range(header + 1, len(self.lines) + 1):
+            line = self.lines[number - 1]
+            if _HEADER.match(line):
+                break
+            if key.match(line):
+                return number
+        return header
 
     def _line(self, kind: str, index: int) -> int:
         headers = self._headers.get(kind, [])

@@ -18,7 +18,7 @@ Tap contract (one tap per exchange; decoding and routing are ``body.BodyTap``'s)
   only ``message_start``, ``message_delta``, ``message_stop`` and ``error`` are JSON-parsed:
   the hundreds of ``content_block_delta`` events are skipped.
 
-Counting rules (shared/api-facts.md §1, §2): ``input_tokens`` excludes cache, so it maps to
+Counting rules (Anthropic's Messages API reference): ``input_tokens`` excludes cache, so it maps to
 ``input`` as is. A stream starts from ``message_start.message.usage``; each ``message_delta``
 usage is cumulative, so its non-null fields replace (never add to) what is known. Cache writes
 split into 5 min / 1 h by ``usage.cache_creation``; whatever the split does not explain (no

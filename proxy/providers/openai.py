@@ -9,7 +9,7 @@ Metered (``is_metered``): ``POST`` to ``/v1/chat/completions``, ``/v1/responses`
 ``/v1/responses/compact``, ``/v1/completions`` and ``/v1/embeddings``. Every other path passes
 through and is recorded with zero tokens.
 
-Counting rules (shared/api-facts.md §5): OpenAI's ``prompt_tokens`` / ``input_tokens`` INCLUDE
+Counting rules (OpenAI's API reference): OpenAI's ``prompt_tokens`` / ``input_tokens`` INCLUDE
 ``cached_tokens`` and ``cache_write_tokens``, so ``cache_read`` = cached, ``cache_write_5m`` =
 cache writes (the kind the pricer bills at the catalog's cache-write rate), ``input`` = prompt -
 cached - cache writes (never below 0), ``output`` = ``completion_tokens`` / ``output_tokens``.

@@ -1,7 +1,7 @@
 """``Totals``: the sums every report is built from, and how SQL rows become them.
 
 Money stays ``Decimal`` from the database to the JSON string; ratios are computed here in Python
-(never divided in SQL, so SQLite and PostgreSQL give the same answer). Definitions (DESIGN.md):
+(never divided in SQL, so SQLite and PostgreSQL give the same answer). Definitions (README):
 blended $/MTok = Σ cost / Σ all five token kinds × 10⁶; cache hit rate = cache_read / all input;
 sticker = the same tokens at list input/output price with no caching; cache savings = sticker −
 cost; cache discount = savings / sticker.
@@ -81,9 +81,9 @@ class Totals:
         return ratio(self.cache_savings_usd, self.sticker_usd)
 
     @property
-    def cache_hit_rate(self) -> float | None:
-        all_input = sum(self.tokens[k] for k in INPUT_KINDS)
-        return None if not all_input else round(self.tokens["cache_read"] / all_input, 6)
+    def cache_hit_rate(self) -> Decimal | None:
+        """cache_read / all input, rounded half-even to 4 decimals like every ratio."""
+        return ratio(self.tokens["cache_read"], sum(self.tokens[k] for k in INPUT_KINDS))
 
     @property
     def input_output_ratio(self) -> Decimal | None:
@@ -106,7 +106,7 @@ class Totals:
             "cache_discount": text(self.cache_discount),
             "blended_usd_per_mtok": text(self.blended_usd_per_mtok),
             "sticker_usd_per_mtok": text(self.sticker_usd_per_mtok),
-            "cache_hit_rate": self.cache_hit_rate,
+            "cache_hit_rate": text(self.cache_hit_rate),
             "input_output_ratio": text(self.input_output_ratio),
         }
 

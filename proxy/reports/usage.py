@@ -1,9 +1,10 @@
-"""Totals per user, team, model, provider, task, session or day over a time range.
+"""Totals per user, team, model, provider, task, session, key or day over a time range.
 
-Grouped by task or session the answer comes from raw events (those keys are not in the rollup);
-every other grouping reads the rollups: the hours from the one ``start`` falls in up to ``end``
-(the same hours ``usage_hourly`` alone would give), of which every whole UTC day comes from
-``usage_daily`` and only the partial edge hours from ``usage_hourly`` (``rollup_source``).
+Grouped by task, session or key (the salted fingerprint of the caller's API key) the answer
+comes from raw events (those keys are not in the rollup); every other grouping reads the
+rollups: the hours from the one ``start`` falls in up to ``end`` (the same hours
+``usage_hourly`` alone would give), of which every whole UTC day comes from ``usage_daily`` and
+only the partial edge hours from ``usage_hourly`` (``rollup_source``).
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from proxy.reports.totals import ReportError, Totals, sum_columns, sum_totals, totals_of
 from proxy.store.tables import ROLLUP_KEY, ROLLUP_SUMS, usage_daily, usage_events, usage_hourly
 
-GROUPS = ("user", "team", "model", "provider", "task", "session", "day")
+GROUPS = ("user", "team", "model", "provider", "task", "session", "key", "day")
 NONE_KEY = "(none)"
-_RAW_GROUPS = {"task", "session"}
+_RAW_GROUPS = {"task", "session", "key"}
+_COLUMNS = {"key": "key_fingerprint"}
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)
 Bound = datetime | None
 Range = tuple[Bound, Bound]
@@ -33,6 +35,10 @@ class Filters:
     user: str | None = None
     team: str | None = None
     model: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.start is not None and self.end is not None and self.start > self.end:
+            raise ReportError(f"start {self.start.isoformat()} is after end {self.end.isoformat()}")
 
 
 async def usage(engine: AsyncEngine, group_by: str, filters: Filters) -> list[tuple[str, Totals]]:
@@ -143,7 +149,7 @@ def _group_key(table: sa.FromClause, group_by: str, engine: AsyncEngine) -> sa.C
         if engine.dialect.name == "sqlite":
             return sa.func.substr(column, 1, 10)
         return sa.func.to_char(sa.func.timezone("UTC", column), "YYYY-MM-DD")
-    return table.c[group_by]
+    return table.c[_COLUMNS.get(group_by, group_by)]
 
 
 def conditions(table: sa.Table, f: Filters) -> list[sa.ColumnElement[bool]]:

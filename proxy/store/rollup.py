@@ -8,7 +8,9 @@ Python-computed deltas (``rollup_deltas``), in key order: repricing adds differe
 
 Offline: ``rebuild_rollups`` recomputes the hourly rollup from raw events for every hour that
 still has raw events (older hours, whose raw events ``purge_raw`` removed, keep their rollup
-rows), then the daily rollup from the hourly one for the days it touched.
+rows), then the daily rollup from the hourly one for the days it touched. ``rebuild_hours`` does
+the same for chosen hours inside a caller's transaction (re-attribution moves events between
+rollup keys, and rebuilding their hours is how the sums follow).
 ``purge_raw`` cuts at an hour boundary so an hour is either wholly raw-backed or rollup-only.
 Run both while no recorder is writing (the CLI does); they are maintenance, not the hot path.
 """
@@ -20,7 +22,20 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, Table, case, delete, func, select
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    Table,
+    and_,
+    case,
+    delete,
+    false,
+    func,
+    or_,
+    select,
+    text,
+    true,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.dml import Insert
@@ -38,6 +53,7 @@ from proxy.store.tables import (
 )
 
 RollupKey = tuple[datetime, str, str, str, str]
+HOUR, DAY = timedelta(hours=1), timedelta(days=1)
 
 
 def dialect_insert(conn: AsyncConnection, table: Table) -> postgresql.Insert | sqlite.Insert:
@@ -127,7 +143,25 @@ def _hour_expr(dialect: str) -> ColumnElement[Any]:
     return func.strftime("%Y-%m-%d %H:00:00.000000", ts)
 
 
-def _rebuild_insert(dialect: str, since: datetime) -> Insert:
+Ranges = list[tuple[datetime, datetime | None]]  # [start, end) each; None: no end
+
+
+def _within(column: ColumnElement[Any], ranges: Ranges) -> ColumnElement[bool]:
+    return or_(*(and_(column >= lo, true() if hi is None else column < hi) for lo, hi in ranges))
+
+
+def _merged(starts: Iterable[datetime], step: timedelta) -> Ranges:
+    """``[start, start + step)`` for each start, adjacent ones merged, in order."""
+    ranges: list[tuple[datetime, datetime | None]] = []
+    for start in sorted(set(starts)):
+        if ranges and ranges[-1][1] == start:
+            ranges[-1] = (ranges[-1][0], start + step)
+        else:
+            ranges.append((start, start + step))
+    return ranges
+
+
+def _rebuild_insert(dialect: str, hours: Ranges) -> Insert:
     e = usage_events.c
     hour = _hour_expr(dialect)
     keys = [hour, e.provider, *(func.coalesce(e[n], "") for n in ROLLUP_KEY[2:])]
@@ -137,7 +171,7 @@ def _rebuild_insert(dialect: str, since: datetime) -> Insert:
         func.sum(case((e.cost_usd.is_(None), 1), else_=0)),
         *(func.coalesce(func.sum(e[n]), 0) for n in TOKEN_COLUMNS + COST_COLUMNS),
     ]
-    query = select(*keys, *sums).where(e.ts >= since).group_by(*keys)
+    query = select(*keys, *sums).where(_within(e.ts, hours)).group_by(*keys)
     return usage_hourly.insert().from_select([*ROLLUP_KEY, *ROLLUP_SUMS], query)
 
 
@@ -148,13 +182,24 @@ def _day_expr(dialect: str) -> ColumnElement[Any]:
     return func.substr(hour, 1, 10, type_=String) + " 00:00:00.000000"
 
 
-def _rebuild_daily_insert(dialect: str, since: datetime) -> Insert:
+def _rebuild_daily_insert(dialect: str, days: Ranges) -> Insert:
     h = usage_hourly.c
     day = _day_expr(dialect)
     keys = [day, *(h[n] for n in ROLLUP_KEY[1:])]
     query = select(*keys, *(func.sum(h[n]) for n in ROLLUP_SUMS))
-    query = query.where(h.hour >= since).group_by(*keys)
+    query = query.where(_within(h.hour, days)).group_by(*keys)
     return usage_daily.insert().from_select([*DAILY_KEY, *ROLLUP_SUMS], query)
+
+
+async def _rebuild(conn: AsyncConnection, hours: Ranges, days: Ranges) -> int:
+    """Recompute ``usage_hourly`` over ``hours`` from raw events, then ``usage_daily`` over
+    ``days`` from ``usage_hourly``; returns the hourly rows written."""
+    dialect = conn.dialect.name
+    await conn.execute(delete(usage_hourly).where(_within(usage_hourly.c.hour, hours)))
+    result = await conn.execute(_rebuild_insert(dialect, hours))
+    await conn.execute(delete(usage_daily).where(_within(usage_daily.c.day, days)))
+    await conn.execute(_rebuild_daily_insert(dialect, days))
+    return result.rowcount
 
 
 async def rebuild_rollups(engine: AsyncEngine, since: datetime | None = None) -> int:
@@ -166,12 +211,28 @@ async def rebuild_rollups(engine: AsyncEngine, since: datetime | None = None) ->
             since = (await conn.execute(select(func.min(usage_events.c.ts)))).scalar()
             if since is None:
                 return 0
-        start, first_day = hour_of(since), day_of(since)
-        await conn.execute(delete(usage_hourly).where(usage_hourly.c.hour >= start))
-        result = await conn.execute(_rebuild_insert(conn.dialect.name, start))
-        await conn.execute(delete(usage_daily).where(usage_daily.c.day >= first_day))
-        await conn.execute(_rebuild_daily_insert(conn.dialect.name, first_day))
-    return result.rowcount
+        return await _rebuild(conn, [(hour_of(since), None)], [(day_of(since), None)])
+
+
+async def rebuild_hours(conn: AsyncConnection, hours: Iterable[datetime]) -> int:
+    """Recompute the rollups of exactly these UTC hours (each must still have all its raw
+    events, as ``purge_raw`` guarantees) and of their days, in the caller's transaction, after
+    ``lock_rollups``. Returns the hourly rows written."""
+    starts = {hour_of(hour) for hour in hours}
+    if not starts:
+        return 0
+    days = {day_of(hour) for hour in starts}
+    return await _rebuild(conn, _merged(starts, HOUR), _merged(days, DAY))
+
+
+async def lock_rollups(conn: AsyncConnection) -> None:
+    """Hold off concurrent writers (a running recorder) until the caller's transaction ends, so
+    a rebuild never races a live rollup update: PostgreSQL locks both rollups against writes
+    (readers go on); SQLite takes its one write lock now, before the caller reads."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("LOCK TABLE usage_hourly, usage_daily IN SHARE ROW EXCLUSIVE MODE"))
+    else:
+        await conn.execute(delete(usage_hourly).where(false()))
 
 
 async def purge_raw(engine: AsyncEngine, older_than_days: int, now: datetime | None = None) -> int:

@@ -1,6 +1,6 @@
 """A fake OpenAI API speaking the real wire format, served on a loopback port by uvicorn.
 
-Faithful where the proxy must be exact (shared/api-facts.md §5, openai-python's types):
+Faithful where the proxy must be exact (OpenAI's API reference, openai-python's types):
 
 - Chat Completions and legacy completions stream data-only SSE (``data: {json}\\n\\n``) ending in
   ``data: [DONE]``. With ``stream_options.include_usage`` every chunk carries ``"usage":null``
@@ -385,3 +385,20 @@ async def _error(send: Any, status: int) -> None:
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def main() -> None:
+    """``python -m tests.fakes.openai_upstream --port 9998``: try tokenmeter's OpenAI side with no
+    API key (point TOKENMETER_OPENAI_UPSTREAM at it)."""
+    import argparse
+
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, default=9998)
+    args = parser.parse_args()
+    uvicorn.run(FakeOpenAI(), host="127.0.0.1", port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,6 +1,6 @@
 """The proxy end to end: the real anthropic SDK -> tokenmeter -> a fake Anthropic on loopback.
 
-Dollar figures are computed here by hand from the published per-MTok rates (api-facts.md §4.2):
+Dollar figures are computed here by hand from the published per-MTok rates (Anthropic's prices):
 claude-opus-4-8 is $5 input, $6.25 5-min write, $10 1-h write, $0.50 read, $25 output.
 """
 
@@ -73,7 +73,7 @@ def test_streamed_message_is_metered_exactly(proxy: Proxy, claude: anthropic.Ant
     )
     assert task["users"] == ["alice"]
     assert task["by_model"]["claude-opus-4-8"]["requests"] == 1
-    assert task["cache_hit_rate"] == round(300 / 371, 6)
+    assert task["cache_hit_rate"] == "0.8086"  # 300 / 371, a decimal string
     added = proxy.metric("tokenmeter_proxy_added_seconds_sum", provider="anthropic")
     whole = proxy.metric("tokenmeter_exchange_seconds_sum", provider="anthropic")
     assert proxy.metric("tokenmeter_proxy_added_seconds_count", provider="anthropic") == 1
@@ -194,11 +194,13 @@ def test_upstream_error_passes_through_verbatim_and_is_recorded(
     task = proxy.task(f"t-err-{status}", 1)
     assert task["errors"] == 1
     assert task["cost_usd"] == "0.000000"
+    # The error names no model; the request did (recorded as "unknown" before: issue 15, 7).
+    assert list(task["by_model"]) == ["claude-opus-4-8"]
     assert (
         proxy.metric(
             "tokenmeter_requests_total",
             provider="anthropic",
-            model="unknown",
+            model="claude-opus-4-8",
             status="upstream_error",
             code=str(status),
         )

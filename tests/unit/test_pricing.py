@@ -1,7 +1,7 @@
 """Every priced event equals the figure computed by hand from the published $/MTok rates.
 
-Rates below are literals copied from the providers' price tables (api-facts.md §4.2, OpenAI
-pricing page); cache writes are derived by hand with the published multipliers (5 m x1.25,
+Rates below are literals copied from the providers' price tables (Anthropic's and OpenAI's
+pricing pages); cache writes are derived by hand with the published multipliers (5 m x1.25,
 1 h x2), so a catalog change that moves a price makes these tests fail loudly.
 """
 
@@ -76,7 +76,7 @@ def pricer() -> Pricer:
     return Pricer()
 
 
-# (model id as the API returns it, input, output, cache read) in $/MTok, api-facts.md §4.2.
+# (model id as the API returns it, input, output, cache read) in $/MTok, Anthropic's prices.
 ANTHROPIC = [
     ("claude-opus-4-5-20251101", "5", "25", "0.50"),
     ("claude-opus-4-6", "5", "25", "0.50"),

@@ -1,7 +1,7 @@
 """Company overrides: dated discounts and private models change the dollars; bad files say where."""
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal as D
 from textwrap import dedent
 
@@ -223,12 +223,12 @@ def errors_of(tmp_path, text: str) -> list[str]:
 MODEL_ERRORS = [
     (
         'inptu = "3"',
-        "1: [[model]] unknown field 'inptu' (allowed: provider, name, input, output, "
+        "8: [[model]] unknown field 'inptu' (allowed: provider, name, input, output, "
         "cache_read, cache_write_5m, cache_write_1h, web_search, effective_from, source)",
     ),
-    ('cache_read = "-0.3"', "1: [[model]] 'cache_read' must be a non-negative price, got '-0.3'"),
-    ('cache_read = "cheap"', "1: [[model]] 'cache_read' must be a non-negative price, got 'cheap'"),
-    ("web_search = true", "1: [[model]] 'web_search' must be a non-negative price, got True"),
+    ('cache_read = "-0.3"', "8: [[model]] 'cache_read' must be a non-negative price, got '-0.3'"),
+    ('cache_read = "cheap"', "8: [[model]] 'cache_read' must be a non-negative price, got 'cheap'"),
+    ("web_search = true", "8: [[model]] 'web_search' must be a non-negative price, got True"),
     (
         'cache_write_5m = "3.75"\ncache_write_1h = "3"',
         "1: [[model]] cache_write_1h (3) is cheaper than cache_write_5m (3.75)",
@@ -257,16 +257,16 @@ source = "quote"
         ('source = "MSA"', "1: [[discount]] missing required field 'effective_from'"),
         (
             'source = "MSA"\neffective_from = "2026-13-01"',
-            "1: [[discount]] 'effective_from' must be a date like 2026-01-01, got '2026-13-01'",
+            "6: [[discount]] 'effective_from' must be a date like 2026-01-01, got '2026-13-01'",
         ),
         (
             'source = "MSA"\neffective_from = 2026-01-01T09:00:00',
-            "1: [[discount]] 'effective_from' must be a date like 2026-01-01, got "
+            "6: [[discount]] 'effective_from' must be a date like 2026-01-01, got "
             "datetime.datetime(2026, 1, 1, 9, 0)",
         ),
         (
             'source = "MSA"\neffective_from = 2026-06-01\neffective_until = 2026-05-31',
-            "1: [[discount]] 'effective_until' 2026-05-31 is before 'effective_from'",
+            "7: [[discount]] 'effective_until' 2026-05-31 is before 'effective_from'",
         ),
     ],
 )
@@ -275,7 +275,9 @@ def test_discount_entry_errors(tmp_path, fields, message):
     assert errors_of(tmp_path, text) == [message]
 
 
-def test_every_error_is_reported_at_once_with_its_entry_line(tmp_path):
+def test_every_error_is_reported_at_once_with_its_line(tmp_path):
+    """Each error names the line of the field at fault (it named the entry's header before, so
+    a file starting with its entry said ':1' for everything: issue 15, 2)."""
     errors = errors_of(
         tmp_path,
         """
@@ -308,16 +310,22 @@ def test_every_error_is_reported_at_once_with_its_entry_line(tmp_path):
     assert errors == [
         "23: unknown table 'discout' (expected [[model]] or [[discount]])",
         "16: [[model]] missing required field 'source'",
-        "16: [[model]] 'input' must be a non-negative price, got '-1'",
-        "9: [[discount]] 'percent' must be above 0 and at most 100, got 150",
-        "9: [[discount]] 'models' must be \"*\", a glob or a list of them, got []",
-        "9: [[discount]] 'provider' must be one of anthropic, openai, got 'azure'",
+        "19: [[model]] 'input' must be a non-negative price, got '-1'",
+        "12: [[discount]] 'percent' must be above 0 and at most 100, got 150",
+        "11: [[discount]] 'models' must be \"*\", a glob or a list of them, got []",
+        "10: [[discount]] 'provider' must be one of anthropic, openai, got 'azure'",
     ]
 
 
 def test_duplicate_model_entries_are_refused(tmp_path):
     errors = errors_of(tmp_path, PRIVATE + "\n" + PRIVATE)
     assert errors == [f"13: [[model]] duplicates the entry at {tmp_path / 'prices.toml'}:1"]
+
+
+def test_a_byte_order_mark_is_not_an_error(tmp_path):
+    path = tmp_path / "prices.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + PRIVATE.encode())
+    assert load_overrides(path).model_for("anthropic", "claude-private-x", date(2026, 12, 1))
 
 
 def test_toml_syntax_errors_name_the_line(tmp_path):

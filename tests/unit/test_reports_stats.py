@@ -54,7 +54,7 @@ def test_blended_sticker_and_discount_from_totals() -> None:
     assert data["cache_savings_usd"] == "0.445500"
     assert data["cache_discount"] == "0.8693"  # 0.4455 / 0.5125
     assert data["input_output_ratio"] == "200.00"
-    assert data["cache_hit_rate"] == 0.99
+    assert data["cache_hit_rate"] == "0.9900"
 
 
 def test_window_annualizes_by_its_exact_length() -> None:
