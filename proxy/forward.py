@@ -288,7 +288,10 @@ class Forwarder:
 
 def _build_event(ex: _Exchange) -> UsageEvent:
     end = time.perf_counter()
-    facts = ex.tap.result() if ex.tap is not None else ex.facts
+    facts = ex.facts
+    if ex.tap is not None:
+        ex.tap.finish()  # the body ended (done, cut or abandoned): read what the decoders hold
+        facts = ex.tap.result()
     return UsageEvent(
         provider=ex.provider.name,
         method=ex.method,

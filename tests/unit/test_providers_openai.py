@@ -298,7 +298,7 @@ def test_large_embeddings_answer_reads_usage_from_its_tail() -> None:
 
 def test_corrupt_compressed_body_is_a_problem_not_a_crash() -> None:
     tap = tap_of(b"not gzip at all", JSON, "gzip")
-    assert tap.problems == 1
+    assert tap.problems == ("undecodable_body",)
     assert tap.result().usage == Usage()
 
 
