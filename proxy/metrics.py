@@ -69,6 +69,7 @@ class Metrics:
         self._cost: _Children[Counter] = {}
         self._sticker: _Children[Counter] = {}
         self._unpriced: _Children[Counter] = {}
+        self._problems: _Children[Counter] = {}
         self._exchange: _Children[Histogram] = {}
         self._upstream_headers: _Children[Histogram] = {}
         self._first_token: _Children[Histogram] = {}
@@ -117,6 +118,12 @@ class Metrics:
             "tokenmeter_unpriced_requests",
             "Exchanges with usage but no known price (cost recorded as unknown, never $0).",
             ("provider", "model"),
+            registry=registry,
+        )
+        self.usage_problems = Counter(
+            "tokenmeter_usage_problems",
+            "Exchanges whose usage could not be read as it should, by problem (usage.Problem).",
+            ("provider", "problem"),
             registry=registry,
         )
 
@@ -193,6 +200,8 @@ class Metrics:
             if count:
                 _child(tokens, children, (provider, model, kind, user, team)).inc(count)
         self._observe_cost(event, model, user, team)
+        for problem in event.facts.problems:
+            _child(self.usage_problems, self._problems, (provider, problem)).inc()
         self._observe_latency(event)
         if event.added_ms is not None:
             self.observe_added_time(provider, event.added_ms / 1000)
