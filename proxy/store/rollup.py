@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, Table, case, delete, func, select
+from sqlalchemy import ColumnElement, Select, String, Table, delete, func, literal_column, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.dml import Insert
@@ -28,7 +28,9 @@ from sqlalchemy.sql.dml import Insert
 from proxy.store.rows import Row
 from proxy.store.tables import (
     COST_COLUMNS,
+    COUNTED_SUMS,
     DAILY_KEY,
+    KIND_TOKEN_COLUMNS,
     ROLLUP_KEY,
     ROLLUP_SUMS,
     TOKEN_COLUMNS,
@@ -72,9 +74,12 @@ def _zero() -> dict[str, Any]:
 
 
 def _add(sums: dict[str, Any], row: Row) -> None:
+    """One event into its rollup sums: ``COUNTED_SUMS`` in Python."""
     sums["requests"] += 1
     sums["errors"] += row["status"] != "ok"
-    sums["unpriced_requests"] += row["cost_usd"] is None
+    if row["cost_usd"] is None:
+        sums["unpriced_requests"] += 1
+        sums["unpriced_tokens"] += sum(row[name] for name in KIND_TOKEN_COLUMNS)
     for name in TOKEN_COLUMNS:
         sums[name] += row[name]
     for name in COST_COLUMNS:
@@ -127,17 +132,23 @@ def _hour_expr(dialect: str) -> ColumnElement[Any]:
     return func.strftime("%Y-%m-%d %H:00:00.000000", ts)
 
 
-def _rebuild_insert(dialect: str, since: datetime) -> Insert:
+def hourly_sums(dialect: str, *where: ColumnElement[bool]) -> Select[Any]:
+    """``usage_hourly`` rows (its column names) summed from the raw events matching ``where``:
+    what a rollup row is, for ``rebuild_rollups`` and for reports that read the partial hours
+    at the edges of a window from raw events."""
     e = usage_events.c
     hour = _hour_expr(dialect)
     keys = [hour, e.provider, *(func.coalesce(e[n], "") for n in ROLLUP_KEY[2:])]
     sums = [
-        func.count(),
-        func.sum(case((e.status != "ok", 1), else_=0)),
-        func.sum(case((e.cost_usd.is_(None), 1), else_=0)),
+        *(literal_column(sql) for sql in COUNTED_SUMS.values()),
         *(func.coalesce(func.sum(e[n]), 0) for n in TOKEN_COLUMNS + COST_COLUMNS),
     ]
-    query = select(*keys, *sums).where(e.ts >= since).group_by(*keys)
+    named = zip([*keys, *sums], (*ROLLUP_KEY, *ROLLUP_SUMS), strict=True)
+    return select(*(column.label(name) for column, name in named)).where(*where).group_by(*keys)
+
+
+def _rebuild_insert(dialect: str, since: datetime) -> Insert:
+    query = hourly_sums(dialect, usage_events.c.ts >= since)
     return usage_hourly.insert().from_select([*ROLLUP_KEY, *ROLLUP_SUMS], query)
 
 

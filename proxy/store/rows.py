@@ -4,6 +4,10 @@
 not events, travel through the recorder and the spool, so a spooled line replays into exactly
 the row the live path would have written. ``row_to_json``/``json_to_row`` are lossless:
 ``Decimal`` as a string, datetimes as ISO 8601 with their UTC offset.
+
+``iterations_json``/``iterations_from_json`` own the ``iterations`` column's format: a JSON list
+of ``{"type", "model", <token kind>: count, …}`` (kinds with no tokens left out), in the order
+the response gave them; ``problems_text``/``problems_from_text`` the ``usage_problem`` column's.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any
 
 from proxy.store.tables import COST_KIND_COLUMNS, usage_events
 from proxy.store.types import Fixed, UTCDateTime
-from proxy.usage import Cost, UsageEvent
+from proxy.usage import TOKEN_KINDS, Cost, Iteration, Usage, UsageEvent
 
 Row = dict[str, Any]
 
@@ -61,7 +65,43 @@ def _usage_columns(event: UsageEvent) -> Row:
         "service_tier": facts.service_tier,
         "inference_geo": facts.inference_geo,
         "speed": facts.speed,
+        "stop_reason": facts.stop_reason,
+        "usage_problem": problems_text(facts.problems),
+        "iterations": iterations_json(facts.iterations),
     }
+
+
+def problems_text(problems: tuple[str, ...]) -> str | None:
+    return ",".join(problems) if problems else None
+
+
+def problems_from_text(text: str | None) -> tuple[str, ...]:
+    return tuple(text.split(",")) if text else ()
+
+
+def iterations_json(iterations: tuple[Iteration, ...]) -> str | None:
+    """The ``iterations`` column for an event's iterations (None when it has none)."""
+    if not iterations:
+        return None
+    entries = []
+    for it in iterations:
+        counts = {kind: n for kind, n in it.usage.by_kind().items() if n}
+        entries.append({"type": it.kind, "model": it.model, **counts})
+    return json.dumps(entries, separators=(",", ":"))
+
+
+def iterations_from_json(text: str | None) -> tuple[Iteration, ...]:
+    """The iterations ``iterations_json`` wrote."""
+    if not text:
+        return ()
+    return tuple(
+        Iteration(
+            entry["type"],
+            entry["model"],
+            Usage(**{kind: int(entry.get(kind, 0)) for kind in TOKEN_KINDS}),
+        )
+        for entry in json.loads(text)
+    )
 
 
 def _attribution_columns(event: UsageEvent) -> Row:
