@@ -70,6 +70,7 @@ class Metrics:
         self._sticker: _Children[Counter] = {}
         self._unpriced: _Children[Counter] = {}
         self._problems: _Children[Counter] = {}
+        self._unpriced_tokens: _Children[Counter] = {}
         self._exchange: _Children[Histogram] = {}
         self._upstream_headers: _Children[Histogram] = {}
         self._first_token: _Children[Histogram] = {}
@@ -118,6 +119,12 @@ class Metrics:
             "tokenmeter_unpriced_requests",
             "Exchanges with usage but no known price (cost recorded as unknown, never $0).",
             ("provider", "model"),
+            registry=registry,
+        )
+        self.unpriced_tokens = Counter(
+            "tokenmeter_unpriced_tokens",
+            "Tokens (all five kinds) of exchanges with no known price: $/MTok leaves them out.",
+            ("provider", "model", "user", "team"),
             registry=registry,
         )
         self.usage_problems = Counter(
@@ -222,6 +229,9 @@ class Metrics:
         provider = event.provider
         if cost is None:
             _child(self.unpriced, self._unpriced, (provider, model)).inc()
+            if tokens := event.usage.total_tokens():
+                who = (provider, model, user, team)
+                _child(self.unpriced_tokens, self._unpriced_tokens, who).inc(tokens)
             return
         # Prometheus samples are floats by nature; the exact Decimal lives in the store.
         counter, children = self.cost, self._cost

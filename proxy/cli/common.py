@@ -1,4 +1,5 @@
-"""Helpers every command shares: settings-driven engine runs, aligned tables, time windows."""
+"""Helpers every command shares: settings-driven engine runs, aligned tables, time windows, and
+how a dollar figure is shown (``?`` unknown, ``*`` covers priced requests only)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,28 @@ def table(rows: Sequence[tuple[str, ...]]) -> str:
         cells += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
         lines.append("  ".join(cells))
     return "\n".join(lines)
+
+
+UNKNOWN = "?"
+PARTIAL = "*"
+FOOTNOTE = (
+    f"{PARTIAL} some requests have no known price: $ and $/MTok cover the priced ones only;"
+    f" {UNKNOWN} no request has a price"
+)
+
+
+def dollars(data: dict[str, Any], key: str) -> str:
+    """A dollar (or $/MTok) figure of a report row: ``?`` when unknown, ``*`` when partial."""
+    value = data.get(key)
+    if value is None:  # unknown dollars, or a ratio with nothing to divide by
+        return UNKNOWN if data.get("requests") and data.get("cost_usd") is None else "-"
+    text = str(value)
+    return text if data.get("cost_complete", True) else text + PARTIAL
+
+
+def footnote(rows: list[dict[str, Any]]) -> str | None:
+    """The legend for ``dollars``' marks, when a row has one."""
+    return FOOTNOTE if any(not row.get("cost_complete", True) for row in rows) else None
 
 
 def since(text: str) -> datetime:

@@ -1,4 +1,7 @@
-"""``tokenmeter usage``: costs grouped by user, team, model … in the terminal, or JSON."""
+"""``tokenmeter usage``: costs grouped by user, team, model … in the terminal, or JSON.
+
+``--since``/``--until`` give the window; every grouping counts exactly the events in it, and the
+output says which window that was."""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import argparse
 import json
 from typing import Any
 
-from proxy.cli.common import run_with_engine, since, table
+from proxy.cli.common import dollars, footnote, run_with_engine, since, table
 from proxy.config import Settings
 
 
@@ -14,6 +17,7 @@ def add_commands(sub: Any) -> None:
     report = sub.add_parser("usage", help="usage grouped by user, team, model, task, day …")
     report.add_argument("--by", default="user", help="user|team|model|provider|task|session|day")
     report.add_argument("--since", default="30d", help="e.g. 7d, 24h, or an ISO date")
+    report.add_argument("--until", help="end of the window (default: now), e.g. an ISO time")
     report.add_argument("--json", action="store_true", help="print JSON")
     report.set_defaults(handler=_usage)
 
@@ -21,17 +25,27 @@ def add_commands(sub: Any) -> None:
 def _usage(args: argparse.Namespace, settings: Settings) -> int:
     from proxy import reports
 
-    filters = reports.Filters(start=since(args.since))
-    result = run_with_engine(settings, lambda engine: reports.usage(engine, args.by, filters))
-    total = reports.total_of(result)
+    asked = reports.Filters(since(args.since), since(args.until) if args.until else None)
+
+    async def work(engine: Any) -> tuple[reports.Filters, list[tuple[str, reports.Totals]]]:
+        filters = await reports.resolve(engine, asked)
+        return filters, await reports.usage(engine, args.by, filters)
+
+    filters, result = run_with_engine(settings, work)
+    total = reports.total_of(result).as_json()
+    data = [{args.by: k, **t.as_json()} for k, t in result]
     if args.json:
-        out = {"rows": [{args.by: k, **t.as_json()} for k, t in result], "total": total.as_json()}
+        out = {**filters.window_json(), "rows": data, "total": total}
         print(json.dumps(out, indent=2))
         return 0
+    window = filters.window_json()
+    print(f"window {window['start'] or 'the beginning'} .. {window['end'] or 'now'}")
     rows: list[tuple[str, ...]] = [(args.by, *_HEADINGS)]
-    rows += [(k, *_cells(t.as_json())) for k, t in result]
-    rows.append(("total", *_cells(total.as_json())))
+    rows += [(row[args.by], *_cells(row)) for row in data]
+    rows.append(("total", *_cells(total)))
     print(table(rows))
+    if note := footnote([*data, total]):
+        print(note)
     return 0
 
 
@@ -44,7 +58,7 @@ def _cells(data: dict[str, Any]) -> tuple[str, ...]:
         str(data["requests"]),
         f"{data['total_tokens']:,}",
         "-" if hit is None else f"{hit:.1%}",
-        data["cost_usd"],
-        data["sticker_usd"],
-        data["blended_usd_per_mtok"] or "-",
+        dollars(data, "cost_usd"),
+        dollars(data, "sticker_usd"),
+        dollars(data, "blended_usd_per_mtok"),
     )

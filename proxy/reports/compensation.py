@@ -95,7 +95,8 @@ class Spend:
         ratio = _ratio(window.annualize(self.covered_spend), self.compensation_usd)
         per_person = tokens // self.headcount if self.headcount else None
         return {
-            "spend_usd": money(cost),
+            "spend_usd": money(cost) if self.totals.cost_known else None,
+            "spend_complete": self.totals.cost_complete,
             "annualized_spend_usd": str(window.annualize(cost).quantize(CENTS)),
             "annual_compensation_usd": str(self.compensation_usd.quantize(CENTS)),
             "spend_to_compensation": None if ratio is None else str(ratio),
