@@ -20,9 +20,14 @@ import anthropic
 import openai
 import pytest
 import sqlalchemy as sa
+from prometheus_client import CollectorRegistry
 
+from proxy.app import SERVER_OPTIONS, create_app
+from proxy.config import Settings
 from proxy.store.tables import usage_events
 from tests.conftest import Proxy
+from tests.fakes.anthropic_upstream import FakeAnthropic
+from tests.servers import ServerThread
 
 TOKEN_CAP = 10**12  # issue 12: more than this of one kind in one answer is absurd
 
@@ -244,13 +249,39 @@ def _ask(claude: anthropic.Anthropic, case: Case, task: str, stream: bool) -> No
     assert names[0] == "message_start"
 
 
-@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
-@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Proxy, anthropic.Anthropic]]:
+    """One proxy (and SDK client) for every case: each case has its own task, and starting a
+    proxy per case would double this file's time."""
+    tmp = tmp_path_factory.mktemp("billing")
+    with ServerThread(FakeAnthropic()) as upstream:
+        settings = Settings(
+            database_url=f"sqlite+aiosqlite:///{tmp}/tokenmeter.db",
+            anthropic_upstream=upstream.url,
+            spool_dir=tmp / "spool",
+            recorder_flush_interval_s=0.05,
+        )
+        app = create_app(settings, registry=CollectorRegistry())
+        with ServerThread(app, **SERVER_OPTIONS) as server:
+            proxy = Proxy(server, app)
+            with anthropic.Anthropic(base_url=proxy.url, api_key="sk-ant-t", max_retries=0) as c:
+                yield proxy, c
+            proxy.http.close()
+
+
+PAIRS = [
+    pytest.param(case, stream, id=f"{case.name}-{'sse' if stream else 'json'}")
+    for case in CASES
+    for stream in (False, True)
+    if stream or not case.streams_only  # a JSON body has no blank lines to lose
+]
+
+
+@pytest.mark.parametrize(("case", "stream"), PAIRS)
 def test_every_dollar_the_response_says(
-    proxy: Proxy, claude: anthropic.Anthropic, case: Case, stream: bool
+    shared: tuple[Proxy, anthropic.Anthropic], case: Case, stream: bool
 ) -> None:
-    if case.streams_only and not stream:
-        pytest.skip("a JSON body has no blank lines to lose")
+    proxy, claude = shared
     task = f"t-{CASES.index(case)}-{stream}"
     _ask(claude, case, task, stream)
     row = event_row(proxy, task)
