@@ -166,12 +166,13 @@ _PEOPLE = ("team", "compensation", "spend $", "annualized $", "spend/comp", "tok
 def _people_cells(key: str, team: str, pay: str, d: dict[str, Any]) -> tuple[str, ...]:
     ratio = d["spend_to_compensation"]
     monthly = d["tokens_per_person_per_month"]
+    spend = {"cost_usd": d["spend_usd"], "cost_complete": d["spend_complete"], **d}
     return (
         key,
         team,
         pay,
-        d["spend_usd"],
-        d["annualized_spend_usd"],
+        dollars(spend, "cost_usd"),
+        dollars(spend, "annualized_spend_usd"),
         "-" if ratio is None else f"{Decimal(ratio):.2%}",
         "-" if monthly is None else f"{monthly:,}",
     )

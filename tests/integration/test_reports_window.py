@@ -139,3 +139,15 @@ def test_roi_divides_by_the_whole_task_cost_whatever_the_window(seeded: Proxy) -
     roi = _get(seeded, "/api/v1/reports/roi", **WINDOW)
     assert roi["start"] == START.isoformat()
     assert roi["total"]["roi"] == task["roi"]
+
+
+def test_spend_of_unpriced_requests_is_unknown_in_spend_and_its_spread(seeded: Proxy) -> None:
+    window = {"days": "30", "end": (DAY + timedelta(days=2)).isoformat()}
+    data = _get(seeded, "/api/v1/reports/compensation", **window)
+    people = {p["user"]: p for p in data["people"]}
+    assert (people["dee"]["spend_usd"], people["dee"]["annualized_spend_usd"]) == (None, None)
+    assert (people["bob"]["spend_complete"], people["bob"]["unpriced_requests"]) == (False, 1)
+    assert people["ada"]["spend_complete"] is True
+    assert (data["org"]["spend_complete"], data["org"]["unpriced_requests"]) == (False, 3)
+    spread = _get(seeded, "/api/v1/reports/distribution", metric="cost_usd", **window)
+    assert (spread["cost_complete"], spread["unpriced_requests"]) == (False, 3)
