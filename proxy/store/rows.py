@@ -25,6 +25,7 @@ Row = dict[str, Any]
 
 _DECIMAL_COLUMNS = frozenset(c.name for c in usage_events.columns if isinstance(c.type, Fixed))
 _TIME_COLUMNS = frozenset(c.name for c in usage_events.columns if isinstance(c.type, UTCDateTime))
+_NULLABLE_COLUMNS = frozenset(c.name for c in usage_events.columns if c.nullable)
 
 
 def _utc(ts: datetime) -> datetime:
@@ -159,8 +160,11 @@ def row_to_json(row: Row) -> str:
 
 
 def json_to_row(line: str) -> Row:
-    """The row ``row_to_json`` was given, with its Decimals and aware datetimes restored."""
+    """The row ``row_to_json`` was given, with its Decimals and aware datetimes restored; a line
+    spooled by an older version gets NULL in the (nullable) columns added since."""
     row: Row = json.loads(line)
+    for name in _NULLABLE_COLUMNS.difference(row):
+        row[name] = None
     for name in _DECIMAL_COLUMNS.intersection(row):
         if row[name] is not None:
             row[name] = Decimal(row[name])

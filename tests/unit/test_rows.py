@@ -108,3 +108,11 @@ def test_iterations_stop_reason_and_problems_survive_the_row_and_the_spool() -> 
     assert iterations_from_json(row["iterations"]) == event.facts.iterations
     assert problems_from_text(row["usage_problem"]) == event.facts.problems
     assert event_to_row(make_event())["iterations"] is None  # the usual answer: no detail
+
+
+def test_a_line_spooled_before_migration_0003_still_replays() -> None:
+    row = event_to_row(make_event())
+    old = {k: v for k, v in row.items() if k not in ("stop_reason", "usage_problem", "iterations")}
+    replayed = json_to_row(row_to_json(old))
+    assert set(replayed) == set(row)
+    assert (replayed["stop_reason"], replayed["iterations"]) == (None, None)
