@@ -28,6 +28,7 @@ Json = dict[str, Any]
 TOKENS = "tokenmeter_tokens_total"
 COST = "tokenmeter_cost_usd_total"
 STICKER = "tokenmeter_sticker_cost_usd_total"
+UNPRICED_TOKENS = "tokenmeter_unpriced_tokens_total"
 REQUESTS = "tokenmeter_requests_total"
 COMPENSATION = "tokenmeter_annual_compensation_usd"
 
@@ -57,15 +58,23 @@ def over(fn: str, metric: str, filters: str, window: str, by: str = "", extra: s
     return f"sum{grouping} ({fn}({sel(metric, filters, extra)}[{window}]))"
 
 
+def priced_tokens(filters: str, window: str, by: str = "", fn: str = "increase") -> str:
+    """Tokens of requests with a known price (all five kinds): every $/MTok's denominator, so
+    requests without a price neither add dollars nor pull the rate down."""
+    tokens = over(fn, TOKENS, filters, window, by)
+    return f"(({tokens} - {over(fn, UNPRICED_TOKENS, filters, window, by)}) or {tokens})"
+
+
 def blended(filters: str, window: str, by: str = "", fn: str = "increase") -> str:
-    """Dollars per million tokens, all five kinds in the denominator (README, "How it works")."""
-    return f"{over(fn, COST, filters, window, by)} / {over(fn, TOKENS, filters, window, by)} * 1e6"
+    """Dollars per million priced tokens, all five kinds in the denominator (README)."""
+    cost = over(fn, COST, filters, window, by)
+    return f"{cost} / {priced_tokens(filters, window, by, fn)} * 1e6"
 
 
 def sticker(filters: str, window: str, by: str = "", fn: str = "increase") -> str:
-    """What the same tokens cost per million at list prices with no caching."""
+    """What the same priced tokens cost per million at list prices with no caching."""
     cost = over(fn, STICKER, filters, window, by)
-    return f"{cost} / {over(fn, TOKENS, filters, window, by)} * 1e6"
+    return f"{cost} / {priced_tokens(filters, window, by, fn)} * 1e6"
 
 
 def cache_hit(filters: str, window: str, by: str = "", fn: str = "increase") -> str:

@@ -293,7 +293,10 @@ class Forwarder:
 
 def _build_event(ex: _Exchange) -> UsageEvent:
     end = time.perf_counter()
-    facts = ex.tap.result() if ex.tap is not None else ex.facts
+    facts = ex.facts
+    if ex.tap is not None:
+        ex.tap.finish()  # the body ended (done, cut or abandoned): read what the decoders hold
+        facts = ex.tap.result()
     if facts.model is None and (ex.http_status or 0) >= 400 and ex.status is not Status.REJECTED:
         facts.model = _requested_model(ex.body)  # an error answer names no model; the request did
     return UsageEvent(

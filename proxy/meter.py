@@ -3,7 +3,10 @@
 ``Meter`` is the ``Sink`` the forwarder calls once per exchange, synchronously and without I/O:
 pricing is a pure function, metrics are in-process counters, and ``recorder.submit`` only
 enqueues. An exchange with no usage (count_tokens, models, most errors) costs exactly $0;
-usage on a model with no price gets cost ``None`` (unknown), never $0.
+usage on a model with no price gets cost ``None`` (unknown), never $0. So does a metered answer
+that succeeded but never said its usage (an OpenAI stream cut before its usage chunk, a stream
+cut before ``message_start``): upstream billed something nobody saw, so the event is recorded
+unpriced with the problem ``usage_missing``.
 
 With ``TOKENMETER_ACCESS_LOG=json`` the meter also hands each finished event to ``AccessLog``:
 one JSON line per exchange (status, model, tokens, cost, duration, attribution; never a key, a
@@ -18,7 +21,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, Protocol
 
-from proxy.usage import Cost, UsageEvent
+from proxy.usage import Cost, Problem, UsageEvent, merged
 
 
 class Sink(Protocol):
@@ -55,15 +58,28 @@ class Meter:
         self._access_log = access_log
 
     def __call__(self, event: UsageEvent) -> None:
-        usage = event.usage
-        if usage.total_tokens() or usage.web_search_requests:
-            event.cost = self._pricer.price(event)
-        else:
-            event.cost = Cost(Decimal(0), {}, Decimal(0), "no-usage")
+        event.cost = self._cost(event)
         self._metrics.observe(event)
         self._recorder.submit(event)
         if self._access_log is not None:
             self._access_log(event)
+
+    def _cost(self, event: UsageEvent) -> Cost | None:
+        facts = event.facts
+        usage = facts.usage
+        if usage.total_tokens() or usage.web_search_requests or facts.iterations:
+            return self._pricer.price(event)
+        if facts.distrusted:
+            return None
+        if facts.metered and not facts.saw_usage and _succeeded(event):
+            facts.problems = merged(facts.problems, Problem.USAGE_MISSING)
+            return None
+        return Cost(Decimal(0), {}, Decimal(0), "no-usage")
+
+
+def _succeeded(event: UsageEvent) -> bool:
+    """Upstream answered without an error: such an answer is billed, so it carries usage."""
+    return (event.http_status or 0) < 400 and event.facts.error_type is None
 
 
 class AccessLog:

@@ -69,6 +69,8 @@ class Metrics:
         self._cost: _Children[Counter] = {}
         self._sticker: _Children[Counter] = {}
         self._unpriced: _Children[Counter] = {}
+        self._problems: _Children[Counter] = {}
+        self._unpriced_tokens: _Children[Counter] = {}
         self._exchange: _Children[Histogram] = {}
         self._upstream_headers: _Children[Histogram] = {}
         self._first_token: _Children[Histogram] = {}
@@ -117,6 +119,18 @@ class Metrics:
             "tokenmeter_unpriced_requests",
             "Exchanges with usage but no known price (cost recorded as unknown, never $0).",
             ("provider", "model"),
+            registry=registry,
+        )
+        self.unpriced_tokens = Counter(
+            "tokenmeter_unpriced_tokens",
+            "Tokens (all five kinds) of exchanges with no known price: $/MTok leaves them out.",
+            ("provider", "model", "user", "team"),
+            registry=registry,
+        )
+        self.usage_problems = Counter(
+            "tokenmeter_usage_problems",
+            "Exchanges whose usage could not be read as it should, by problem (usage.Problem).",
+            ("provider", "problem"),
             registry=registry,
         )
 
@@ -193,6 +207,8 @@ class Metrics:
             if count:
                 _child(tokens, children, (provider, model, kind, user, team)).inc(count)
         self._observe_cost(event, model, user, team)
+        for problem in event.facts.problems:
+            _child(self.usage_problems, self._problems, (provider, problem)).inc()
         self._observe_latency(event)
         if event.added_ms is not None:
             self.observe_added_time(provider, event.added_ms / 1000)
@@ -213,6 +229,9 @@ class Metrics:
         provider = event.provider
         if cost is None:
             _child(self.unpriced, self._unpriced, (provider, model)).inc()
+            if tokens := event.usage.total_tokens():
+                who = (provider, model, user, team)
+                _child(self.unpriced_tokens, self._unpriced_tokens, who).inc(tokens)
             return
         # Prometheus samples are floats by nature; the exact Decimal lives in the store.
         counter, children = self.cost, self._cost

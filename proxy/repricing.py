@@ -2,13 +2,14 @@
 
 ``reprice(engine, pricer, since)`` walks ``usage_events`` from ``since`` in batches (keyset on
 ``ts, event_id``). For each event with usage it rebuilds what pricing needs (provider, model,
-tokens, what was served, the request time) and prices it with ``pricer``, exactly as the live
-path does (events without usage keep their "no-usage" $0). Events whose cost columns or
-``price_version`` differ are updated, and in the same transaction the rollup rows of their hours
-and days (``usage_hourly`` and ``usage_daily``) get the difference (new − old) added with the
-same upsert the recorder uses, so both rollups always equal the sum of raw events and a running
-proxy may keep writing meanwhile. Running it twice changes nothing the second time. ``dry_run``
-computes the same before/after totals, writes nothing.
+tokens, what was served, the request time, the stop reason, the per-model ``iterations`` and
+the usage problems) and prices it with ``pricer``, exactly as the live path does (events
+without usage keep what they were recorded with: the "no-usage" $0, or unknown). Events whose
+cost columns or ``price_version`` differ are updated, and in the same transaction the rollup
+rows of their hours and days (``usage_hourly`` and ``usage_daily``) get the difference
+(new − old) added with the same upsert the recorder uses, so both rollups always equal the sum
+of raw events and a running proxy may keep writing meanwhile. Running it twice changes nothing
+the second time. ``dry_run`` computes the same before/after totals, writes nothing.
 """
 
 from __future__ import annotations
@@ -24,13 +25,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from proxy.pricing import Pricer
 from proxy.store.rollup import rollup_deltas, upsert_rollups
-from proxy.store.rows import Row, event_to_row
+from proxy.store.rows import Row, event_to_row, iterations_from_json, problems_from_text
 from proxy.store.tables import COST_COLUMNS, ROLLUP_KEY, ROLLUP_SUMS, usage_events
 from proxy.usage import Attribution, ResponseFacts, Status, Usage, UsageEvent
 
 BATCH_SIZE = 1000
 _PRICED_COLUMNS = (*COST_COLUMNS, "price_version", "catalog_model")
-_CHANGED_SUMS = ("unpriced_requests", *COST_COLUMNS)
+_CHANGED_SUMS = ("unpriced_requests", "unpriced_tokens", *COST_COLUMNS)
 
 
 @dataclass(slots=True)
@@ -115,8 +116,9 @@ def _repriced(rows: Sequence[Row], pricer: Pricer, result: RepriceResult) -> lis
 
 def _priced(row: Row, pricer: Pricer) -> Row:
     event = _event(row)
-    if not (event.usage.total_tokens() or event.usage.web_search_requests):
-        return row  # the live path records these at $0 without pricing; so do we
+    usage = event.usage
+    if not (usage.total_tokens() or usage.web_search_requests or event.facts.iterations):
+        return row  # the live path records these without pricing ($0 or unknown); so do we
     event.cost = pricer.price(event)
     priced = event_to_row(event)
     return {**row, **{name: priced[name] for name in _PRICED_COLUMNS}}
@@ -138,6 +140,9 @@ def _event(row: Row) -> UsageEvent:
         service_tier=row["service_tier"],
         inference_geo=row["inference_geo"],
         speed=row["speed"],
+        stop_reason=row["stop_reason"],
+        iterations=iterations_from_json(row["iterations"]),
+        problems=problems_from_text(row["usage_problem"]),
     )
     return UsageEvent(
         provider=row["provider"],

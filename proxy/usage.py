@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -19,6 +19,49 @@ from enum import StrEnum
 
 TOKEN_KINDS: tuple[str, ...] = ("input", "cache_write_5m", "cache_write_1h", "cache_read", "output")
 INPUT_KINDS: tuple[str, ...] = TOKEN_KINDS[:4]
+
+# What one response may report per kind before the number is taken as absurd: above it the value
+# is capped and the event flagged (``USAGE_OVER_CAP``), so no upstream answer can overflow a
+# column or a rollup. No real response comes near either (context windows are ~10^6 tokens).
+TOKEN_CAP = 10**12
+REQUEST_CAP = 10**6  # counted extras priced per unit (web searches: 10^6 of them = $10,000)
+
+
+class Problem(StrEnum):
+    """What a usage tap (or the meter) met that makes an event's numbers less than certain.
+
+    Stored per event (``usage_events.usage_problem``) and counted in
+    ``tokenmeter_usage_problems_total``; a fixed vocabulary, so a bounded metric label.
+    """
+
+    UNDECODABLE_BODY = "undecodable_body"  # unsupported or corrupt content coding
+    OVERSIZED_BODY = "oversized_body"  # a JSON body past the tap's cap
+    OVERSIZED_EVENT = "oversized_event"  # an SSE event past the decoder's cap
+    UNPARSEABLE = "unparseable"  # a body or event that is not the JSON it should be
+    USAGE_MISSING = "usage_missing"  # a metered success without any usage (cut, no usage chunk)
+    USAGE_NEGATIVE = "usage_negative"  # recorded as 0
+    USAGE_NOT_INTEGER = "usage_not_integer"  # a fraction (truncated) or not a number (ignored)
+    USAGE_OVER_CAP = "usage_over_cap"  # recorded as TOKEN_CAP / REQUEST_CAP
+    BAD_ITERATIONS = "bad_iterations"  # ``usage.iterations`` that cannot be read
+
+
+# An event with one of these was recorded with numbers the response did not say, or without
+# numbers it did say: its dollars are unknown (cost NULL), never a guess.
+DISTRUSTED: frozenset[str] = frozenset(
+    {
+        Problem.USAGE_NEGATIVE,
+        Problem.USAGE_NOT_INTEGER,
+        Problem.USAGE_OVER_CAP,
+        Problem.BAD_ITERATIONS,
+    }
+)
+
+# Iteration kinds of Anthropic's ``usage.iterations`` (api-facts.md §1.4).
+MESSAGE = "message"  # a sampling step of the executor, or a hop that declined (fallback)
+COMPACTION = "compaction"  # summarising the context; not in the top-level counts
+ADVISOR = "advisor_message"  # the advisor tool's sub-inference, at the advisor model's rates
+FALLBACK = "fallback_message"  # the fallback model's attempt that served the response
+REFUSAL = "refusal"  # the ``stop_reason`` of a declined request
 
 
 class Status(StrEnum):
@@ -57,6 +100,37 @@ class Usage:
         return {kind: getattr(self, kind) for kind in TOKEN_KINDS}
 
 
+def summed(parts: Iterable[Usage], extras: Usage) -> Usage:
+    """The token kinds of ``parts`` added up (each at most ``TOKEN_CAP``), with the counted
+    extras (web searches, reasoning) of ``extras``: how an answer's ``usage.iterations`` become
+    one event's tokens."""
+    totals = dict.fromkeys(TOKEN_KINDS, 0)
+    for part in parts:
+        for kind in TOKEN_KINDS:
+            totals[kind] += getattr(part, kind)
+    capped = {kind: min(n, TOKEN_CAP) for kind, n in totals.items()}
+    return Usage(
+        **capped, web_search_requests=extras.web_search_requests, reasoning=extras.reasoning
+    )
+
+
+def merged(problems: Iterable[str], *more: str) -> tuple[str, ...]:
+    """``problems`` and ``more``, sorted, each once: the form ``ResponseFacts.problems`` keeps."""
+    return tuple(sorted({*problems, *more}))
+
+
+@dataclass(frozen=True, slots=True)
+class Iteration:
+    """One entry of Anthropic's ``usage.iterations``: a sampling step and the model that ran it.
+
+    ``model`` None: the response's own model (compaction entries, and executor entries of
+    responses that do not name it)."""
+
+    kind: str
+    model: str | None
+    usage: Usage
+
+
 @dataclass(slots=True)
 class ResponseFacts:
     """What a provider's response said about itself, as read by a usage tap."""
@@ -71,6 +145,9 @@ class ResponseFacts:
     error_type: str | None = None  # `error.type` of an error body or SSE error event
     saw_usage: bool = False  # any usage object was read
     complete: bool = False  # the final event (or a whole JSON body) was read
+    metered: bool = False  # read by a usage tap (the path's answers carry usage)
+    iterations: tuple[Iteration, ...] = ()  # Anthropic's per-step usage, when the answer had it
+    problems: tuple[str, ...] = ()  # ``Problem`` values, sorted, each once
 
     def with_usage(self, usage: Usage) -> ResponseFacts:
         """A copy with ``usage`` in place of this one's: ``dataclasses.replace(self, usage=...)``
@@ -87,7 +164,15 @@ class ResponseFacts:
             error_type=self.error_type,
             saw_usage=self.saw_usage,
             complete=self.complete,
+            metered=self.metered,
+            iterations=self.iterations,
+            problems=self.problems,
         )
+
+    @property
+    def distrusted(self) -> bool:
+        """Whether a problem makes this response's dollars unknown (see ``DISTRUSTED``)."""
+        return not DISTRUSTED.isdisjoint(self.problems)
 
 
 @dataclass(frozen=True, slots=True)

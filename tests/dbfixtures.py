@@ -29,7 +29,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from proxy.store.engine import make_engine, upgrade
 from proxy.store.tables import (
     COST_COLUMNS,
+    KIND_TOKEN_COLUMNS,
     ROLLUP_KEY,
+    ROLLUP_SUMS,
     TOKEN_COLUMNS,
     usage_daily,
     usage_events,
@@ -170,7 +172,7 @@ def sample_cost() -> Cost:
     )
 
 
-SUMMED = ("requests", "errors", "unpriced_requests", *TOKEN_COLUMNS, *COST_COLUMNS)
+SUMMED = ROLLUP_SUMS
 
 
 async def raw_totals(engine: AsyncEngine) -> dict[str, Any]:
@@ -182,6 +184,8 @@ async def raw_totals(engine: AsyncEngine) -> dict[str, Any]:
         totals["requests"] += 1
         totals["errors"] += row["status"] != "ok"
         totals["unpriced_requests"] += row["cost_usd"] is None
+        if row["cost_usd"] is None:
+            totals["unpriced_tokens"] += sum(row[name] for name in KIND_TOKEN_COLUMNS)
         for name in (*TOKEN_COLUMNS, *COST_COLUMNS):
             totals[name] += row[name] or 0
     return totals

@@ -29,9 +29,10 @@ async def get_blended(
     team: str | None = None,
     model: str | None = None,
 ) -> Response:
-    filters = reports.Filters(start, end, user, team, model)
+    engine = request.app.state.parts.engine
+    filters = await reports.resolve(engine, reports.Filters(start, end, user, team, model))
     try:
-        report = await reports.blended(request.app.state.parts.engine, by, filters)
+        report = await reports.blended(engine, by, filters)
     except reports.ReportError as exc:
         raise HTTPException(400, str(exc)) from exc
     total = {by: "(total)", **report.total.as_json()}
@@ -78,8 +79,9 @@ async def get_roi(
     user: str | None = None,
     team: str | None = None,
 ) -> Response:
-    filters = reports.Filters(start, end, user, team)
-    report = await reports.roi_report(request.app.state.parts.engine, filters)
+    engine = request.app.state.parts.engine
+    filters = await reports.resolve(engine, reports.Filters(start, end, user, team))
+    report = await reports.roi_report(engine, filters)
     data = report.as_json()
     total = {"task_id": "(total)", **data["total"]}
     return respond(request, data, [*data["rows"], total], "roi")

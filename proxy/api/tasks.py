@@ -37,13 +37,15 @@ async def get_tasks(
     sort: Annotated[str, Query(description="cost | roi | recent")] = "cost",
     limit: Annotated[int | None, Query(ge=1, le=10_000)] = 100,
 ) -> Response:
-    filters = reports.Filters(start, end, user, team)
+    engine = request.app.state.parts.engine
+    filters = await reports.resolve(engine, reports.Filters(start, end, user, team))
     try:
-        rows = await reports.list_tasks(request.app.state.parts.engine, filters, sort, limit)
+        rows = await reports.list_tasks(engine, filters, sort, limit)
     except reports.ReportError as exc:
         raise HTTPException(400, str(exc)) from exc
     data = [row.as_json() for row in rows]
-    return respond(request, {"sort": sort, "rows": data}, data, "tasks")
+    answer = {**filters.window_json(), "sort": sort, "rows": data}
+    return respond(request, answer, data, "tasks")
 
 
 @router.get("/tasks/{task_id}", summary="One task's tokens, dollars, blended $/MTok and ROI")

@@ -1,5 +1,8 @@
 """Tokens and dollars per user, team, model, provider, task, session, key or day over a time
-range; JSON, or CSV with ``?format=csv`` / ``Accept: text/csv`` like every report."""
+window; JSON, or CSV with ``?format=csv`` / ``Accept: text/csv`` like every report.
+
+The answer echoes the window it counted (``start``, ``end``): every grouping counts exactly the
+events in it (``reports.usage``)."""
 
 from __future__ import annotations
 
@@ -24,17 +27,17 @@ async def get_usage(
     team: str | None = None,
     model: str | None = None,
 ) -> Response:
-    filters = reports.Filters(start, end, user, team, model)
+    engine = request.app.state.parts.engine
+    filters = await reports.resolve(engine, reports.Filters(start, end, user, team, model))
     try:
-        rows = await reports.usage(request.app.state.parts.engine, group_by, filters)
+        rows = await reports.usage(engine, group_by, filters)
     except reports.ReportError as exc:
         raise HTTPException(400, str(exc)) from exc
     data = [{group_by: key, **totals.as_json()} for key, totals in rows]
     total = reports.total_of(rows).as_json()
     body = {
         "group_by": group_by,
-        "start": start.isoformat() if start else None,
-        "end": end.isoformat() if end else None,
+        **filters.window_json(),
         "rows": data,
         "total": total,
     }

@@ -1,5 +1,6 @@
 """Helpers every command shares: the database a command opens, aligned tables, time arguments,
-and the one exception a handler raises to fail (``CliError``: a one-line message and an exit
+how a dollar figure is shown (``?`` unknown, ``*`` covers priced requests only), and the one
+exception a handler raises to fail (``CliError``: a one-line message and an exit
 status, printed by the error boundary in ``proxy.cli``).
 
 A command opens the database with ``run_with_engine``, which never creates one: a missing SQLite
@@ -51,6 +52,28 @@ def table(rows: Sequence[tuple[str, ...]], left: int = 1) -> str:
         ]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
+
+
+UNKNOWN = "?"
+PARTIAL = "*"
+FOOTNOTE = (
+    f"{PARTIAL} some requests have no known price: $ and $/MTok cover the priced ones only;"
+    f" {UNKNOWN} no request has a price"
+)
+
+
+def dollars(data: dict[str, Any], key: str) -> str:
+    """A dollar (or $/MTok) figure of a report row: ``?`` when unknown, ``*`` when partial."""
+    value = data.get(key)
+    if value is None:  # unknown dollars, or a ratio with nothing to divide by
+        return UNKNOWN if data.get("requests") and data.get("cost_usd") is None else "-"
+    text = str(value)
+    return text if data.get("cost_complete", True) else text + PARTIAL
+
+
+def footnote(rows: list[dict[str, Any]]) -> str | None:
+    """The legend for ``dollars``' marks, when a row has one."""
+    return FOOTNOTE if any(not row.get("cost_complete", True) for row in rows) else None
 
 
 _UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}

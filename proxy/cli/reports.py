@@ -1,7 +1,10 @@
 """``tokenmeter report …`` and ``tokenmeter task …``: the reports in the terminal, or JSON.
 
 ``report blended|people|tasks|roi|distribution`` print aligned tables; ``--json`` prints what the
-REST API answers. ``task show ID`` gives one task's cost and ROI; ``task set ID`` records what the
+REST API answers. ``blended``, ``tasks`` and ``roi`` take ``--since``/``--until`` and count
+exactly the events in that window, as ``tokenmeter usage`` does; a dollar figure is ``?`` when
+unknown and ends in ``*`` when it covers priced requests only (a legend says so).
+``task show ID`` gives one task's cost and ROI; ``task set ID`` records what the
 work was worth (hours × rate, or a value) so the ROI can be computed.
 """
 
@@ -13,7 +16,17 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
-from proxy.cli.common import SINCE_HELP, USAGE, CliError, refused, run_with_engine, since, table
+from proxy.cli.common import (
+    SINCE_HELP,
+    USAGE,
+    CliError,
+    dollars,
+    footnote,
+    refused,
+    run_with_engine,
+    since,
+    table,
+)
 from proxy.config import Settings
 
 if TYPE_CHECKING:
@@ -36,6 +49,8 @@ def add_commands(sub: Any) -> None:
     ):
         parser = kinds.add_parser(name, help=text)
         parser.add_argument("--since", default="30d", type=since, help=SINCE_HELP)
+        if name in {"blended", "tasks", "roi"}:
+            parser.add_argument("--until", type=since, help="end of the window (default: now)")
         parser.add_argument("--json", action="store_true", help="print JSON")
         parser.set_defaults(handler=handler)
         if name == "blended":
@@ -98,9 +113,35 @@ def _window(text: str | datetime) -> Window:
     return reports.Window(start, start + timedelta(seconds=round(span.total_seconds())))
 
 
-def _print(data: Any, args: argparse.Namespace, rows: Rows) -> int:
-    print(json.dumps(data, indent=2) if args.json else table(rows))
+def _print(data: Any, args: argparse.Namespace, rows: Rows, marked: Any = ()) -> int:
+    """``data`` as JSON, or ``rows`` as a table with the legend of ``marked``'s dollar marks."""
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    print(table(rows))
+    if note := footnote(list(marked)):
+        print(note)
     return 0
+
+
+def _filters(args: argparse.Namespace) -> Any:
+    from proxy import reports
+
+    return reports.Filters(since(args.since), since(args.until) if args.until else None)
+
+
+def _in_window(settings: Settings, args: argparse.Namespace, report: Any) -> Any:
+    """``report(engine, filters)`` over the window of ``--since``/``--until``, as resolved."""
+    from proxy import reports
+
+    async def work(engine: Any) -> Any:
+        return await report(engine, await reports.resolve(engine, _filters(args)))
+
+    return _run(settings, work)
+
+
+def _window_line(data: dict[str, Any]) -> str:
+    return f"window {data['start'] or 'the beginning'} .. {data['end'] or 'now'}"
 
 
 def _run(settings: Settings, work: Any) -> Any:
@@ -122,24 +163,25 @@ def _blended_cells(key: str, d: dict[str, Any]) -> tuple[str, ...]:
         f"{d['total_tokens']:,}",
         d["input_output_ratio"] or "-",
         "-" if hit is None else f"{Decimal(hit):.1%}",
-        d["cost_usd"],
-        d["sticker_usd"],
+        dollars(d, "cost_usd"),
+        dollars(d, "sticker_usd"),
         "-" if discount is None else f"{Decimal(discount):.1%}",
-        d["blended_usd_per_mtok"] or "-",
-        d["sticker_usd_per_mtok"] or "-",
+        dollars(d, "blended_usd_per_mtok"),
+        dollars(d, "sticker_usd_per_mtok"),
     )
 
 
 def _blended(args: argparse.Namespace, settings: Settings) -> int:
     from proxy import reports
 
-    filters = reports.Filters(start=since(args.since))
-    found = _run(settings, lambda engine: reports.blended(engine, args.by, filters))
+    found = _in_window(settings, args, lambda e, f: reports.blended(e, args.by, f))
     data = found.as_json()
     rows: Rows = [(args.by, *_BLENDED)]
     rows += [_blended_cells(row[args.by], row) for row in data["rows"]]
     rows.append(_blended_cells("total", data["total"]))
-    return _print(data, args, rows)
+    if not args.json:
+        print(_window_line(data))
+    return _print(data, args, rows, [*data["rows"], data["total"]])
 
 
 _PEOPLE = ("team", "compensation", "spend $", "annualized $", "spend/comp", "tokens/month")
@@ -148,12 +190,13 @@ _PEOPLE = ("team", "compensation", "spend $", "annualized $", "spend/comp", "tok
 def _people_cells(key: str, team: str, pay: str, d: dict[str, Any]) -> tuple[str, ...]:
     ratio = d["spend_to_compensation"]
     monthly = d["tokens_per_person_per_month"]
+    spend = {"cost_usd": d["spend_usd"], "cost_complete": d["spend_complete"], **d}
     return (
         key,
         team,
         pay,
-        d["spend_usd"],
-        d["annualized_spend_usd"],
+        dollars(spend, "cost_usd"),
+        dollars(spend, "annualized_spend_usd"),
         "-" if ratio is None else f"{Decimal(ratio):.2%}",
         "-" if monthly is None else f"{monthly:,}",
     )
@@ -193,8 +236,8 @@ def _task_cells(d: dict[str, Any]) -> tuple[str, ...]:
         d["task_id"],
         str(d.get("requests", "")),
         f"{d['total_tokens']:,}" if "total_tokens" in d else "",
-        d["cost_usd"],
-        d.get("blended_usd_per_mtok") or "-",
+        dollars(d, "cost_usd"),
+        dollars(d, "blended_usd_per_mtok"),
         d["value_usd"] or "-",
         f"{d['roi']}x" if d["roi"] else "-",
     )
@@ -203,24 +246,40 @@ def _task_cells(d: dict[str, Any]) -> tuple[str, ...]:
 def _tasks(args: argparse.Namespace, settings: Settings) -> int:
     from proxy import reports
 
-    filters = reports.Filters(start=since(args.since))
-    found = _run(
-        settings, lambda engine: reports.list_tasks(engine, filters, args.sort, args.limit)
-    )
-    data = [row.as_json() for row in found]
-    return _print({"rows": data}, args, [("task", *_TASKS), *map(_task_cells, data)])
+    async def listed(engine: Any, filters: Any) -> tuple[Any, Any]:
+        return filters, await reports.list_tasks(engine, filters, args.sort, args.limit)
+
+    found = _in_window(settings, args, listed)
+    data = [row.as_json() for row in found[1]]
+    answer = {**found[0].window_json(), "rows": data}
+    if not args.json:
+        print(_window_line(answer))
+    return _print(answer, args, [("task", *_TASKS), *map(_task_cells, data)], data)
 
 
 def _roi(args: argparse.Namespace, settings: Settings) -> int:
     from proxy import reports
 
-    filters = reports.Filters(start=since(args.since))
-    data = _run(settings, lambda e: reports.roi_report(e, filters)).as_json()
+    data = _in_window(settings, args, reports.roi_report).as_json()
     total = data["total"]
+    whole = {"cost_usd": total["task_cost_usd"], "cost_complete": total["cost_complete"]}
+    cost = dollars(whole | {"requests": 1}, "cost_usd")
     roi = f"{total['roi']}x" if total["roi"] else "-"
-    total_row = ("total", "", "", total["cost_usd"], "", total["value_usd"] or "-", roi)
-    rows: Rows = [("task", *_TASKS), *map(_task_cells, data["rows"]), total_row]
-    return _print(data, args, rows)
+    total_row = ("total", "", "", cost, "", total["value_usd"] or "-", roi)
+    rows: Rows = [("task", *_ROI), *map(_roi_cells, data["rows"]), total_row]
+    if not args.json:
+        print(_window_line(data))
+    return _print(data, args, rows, [*data["rows"], total])
+
+
+_ROI = ("requests", "tokens", "task cost $", "$/MTok", "value $", "ROI")
+
+
+def _roi_cells(d: dict[str, Any]) -> tuple[str, ...]:
+    """A task row of the ROI report: ROI divides the value by the task's whole cost."""
+    whole = {"cost_usd": d["task_cost_usd"], "cost_complete": d["task_cost_complete"]}
+    cells = _task_cells(d)
+    return (*cells[:3], dollars(whole | {"requests": 1}, "cost_usd"), *cells[4:])
 
 
 def _distribution(args: argparse.Namespace, settings: Settings) -> int:
@@ -254,9 +313,11 @@ def _task_show(args: argparse.Namespace, settings: Settings) -> int:
     )
     print(f"  {data['first_seen']} .. {data['last_seen']}")
     rows: Rows = [("model", *_BLENDED)]
-    rows += [_blended_cells(m, t.as_json()) for m, t in view.by_model.items()]
+    rows += [_blended_cells(m, t) for m, t in data["by_model"].items()]
     rows.append(_blended_cells("total", data))
     print(table(rows))
+    if note := footnote([*data["by_model"].values(), data]):
+        print(note)
     print(_roi_line(data))
     return 0
 
@@ -270,7 +331,8 @@ def _roi_line(data: dict[str, Any]) -> str:
     else:
         how = f"{data['human_hours']} h x ${data['hourly_rate_usd']}/h = ${data['value_usd']}"
     roi = f"{data['roi']}x" if data["roi"] else "-"
-    return f"ROI: {roi}  ({how} of people's time for ${data['cost_usd']} of tokens)"
+    cost = dollars(data, "cost_usd")
+    return f"ROI: {roi}  ({how} of people's time for ${cost} of tokens)"
 
 
 def _task_set(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,7 +1,9 @@
 """``tokenmeter usage``: costs grouped by user, team, model, key … in the terminal, or JSON.
 
-``--by key`` lists the salted fingerprints of the API keys seen (never a key), each with its owner
-in the key map (``TOKENMETER_KEY_MAP_FILE``) or ``-``: the callers still to be mapped.
+``--since``/``--until`` give the window; every grouping counts exactly the events in it, and the
+output says which window that was. ``--by key`` lists the salted fingerprints of the API keys
+seen (never a key), each with its owner in the key map (``TOKENMETER_KEY_MAP_FILE``) or ``-``:
+the callers still to be mapped.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from proxy.cli.common import SINCE_HELP, refused, run_with_engine, since, table
+from proxy.cli.common import SINCE_HELP, dollars, footnote, refused, run_with_engine, since, table
 from proxy.config import Settings
 from proxy.reports.usage import GROUPS
 
@@ -20,6 +22,7 @@ def add_commands(sub: Any) -> None:
     report = sub.add_parser("usage", help="usage grouped by user, team, model, task, key, day …")
     report.add_argument("--by", default="user", choices=GROUPS, help="what one row is")
     report.add_argument("--since", default="30d", type=since, help=SINCE_HELP)
+    report.add_argument("--until", type=since, help="end of the window (default: now)")
     report.add_argument("--json", action="store_true", help="print JSON")
     report.set_defaults(handler=_usage)
 
@@ -27,21 +30,31 @@ def add_commands(sub: Any) -> None:
 def _usage(args: argparse.Namespace, settings: Settings) -> int:
     from proxy import reports
 
-    filters = reports.Filters(start=since(args.since))
-    result = run_with_engine(settings, lambda engine: reports.usage(engine, args.by, filters))
-    total = reports.total_of(result)
+    asked = reports.Filters(since(args.since), since(args.until) if args.until else None)
+
+    async def work(engine: Any) -> tuple[reports.Filters, list[tuple[str, reports.Totals]]]:
+        filters = await reports.resolve(engine, asked)
+        return filters, await reports.usage(engine, args.by, filters)
+
+    filters, result = run_with_engine(settings, work)
+    total = reports.total_of(result).as_json()
+    data = [{args.by: k, **t.as_json()} for k, t in result]
     if args.json:
-        out = {"rows": [{args.by: k, **t.as_json()} for k, t in result], "total": total.as_json()}
+        out = {**filters.window_json(), "rows": data, "total": total}
         print(json.dumps(out, indent=2))
         return 0
+    window = filters.window_json()
+    print(f"window {window['start'] or 'the beginning'} .. {window['end'] or 'now'}")
     owners = _owners(settings) if args.by == "key" else None
     extra = ("owner",) if owners is not None else ()
     rows: list[tuple[str, ...]] = [(args.by, *_HEADINGS, *extra)]
-    for key, totals in result:
-        owner = () if owners is None else (owners.get(key, "-"),)
-        rows.append((key, *_cells(totals.as_json()), *owner))
-    rows.append(("total", *_cells(total.as_json()), *("" for _ in extra)))
+    for row in data:
+        owner = () if owners is None else (owners.get(row[args.by], "-"),)
+        rows.append((row[args.by], *_cells(row), *owner))
+    rows.append(("total", *_cells(total), *("" for _ in extra)))
     print(table(rows))
+    if note := footnote([*data, total]):
+        print(note)
     if owners is not None:
         print(_unowned_hint(result, owners))
     return 0
@@ -56,9 +69,9 @@ def _cells(data: dict[str, Any]) -> tuple[str, ...]:
         str(data["requests"]),
         f"{data['total_tokens']:,}",
         "-" if hit is None else f"{Decimal(hit):.1%}",
-        data["cost_usd"],
-        data["sticker_usd"],
-        data["blended_usd_per_mtok"] or "-",
+        dollars(data, "cost_usd"),
+        dollars(data, "sticker_usd"),
+        dollars(data, "blended_usd_per_mtok"),
     )
 
 

@@ -10,19 +10,30 @@ every rate's source:
 Rate cards are cached (LRU) so ``price`` on the hot path is a dict lookup plus six Decimal
 products. Money is Decimal throughout; each kind is rounded half-even to 1e-10 dollars and the
 total is the exact sum of the rounded kinds, so stored breakdowns always add up.
+
+An answer with several charged parts (``billing.charged_parts``: compaction, advisor and
+fallback iterations) is priced part by part, each at its own model's rate card (same day and
+served-as), and summed kind by kind into one ``Cost``; its ``catalog_model`` is the event
+model's. Nothing charged (a refusal before output) is a known $0. Unknown, never a guess: an
+event with distrusted usage (``ResponseFacts.distrusted``), a count outside [0, cap], or any
+part at a model without a price costs None. ``price`` never raises.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from functools import lru_cache
 
 from proxy.pricing import overlay
+from proxy.pricing.billing import Part, charged_parts
 from proxy.pricing.catalog import Catalog, normalize_model
 from proxy.pricing.overrides import Overrides
-from proxy.pricing.rates import WEB_SEARCH, Rate, RateCard, Served
-from proxy.usage import TOKEN_KINDS, Cost, Usage, UsageEvent
+from proxy.pricing.rates import RATE_KINDS, WEB_SEARCH, Rate, RateCard, Served
+from proxy.usage import REFUSAL, REQUEST_CAP, TOKEN_CAP, TOKEN_KINDS, Cost, Usage, UsageEvent
+
+log = logging.getLogger("tokenmeter.pricing")
 
 QUANTUM = Decimal("1e-10")
 _ZERO = Decimal(0).quantize(QUANTUM)  # Decimal("0E-10"): any kind with no tokens
@@ -47,13 +58,48 @@ class Pricer:
         return self._version
 
     def price(self, event: UsageEvent) -> Cost | None:
-        """The cost of ``event`` at its request time; None when the model has no price."""
+        """The cost of ``event`` at its request time; None when it is unknown (module doc)."""
         facts = event.facts
-        if facts.model is None:
+        if facts.distrusted or not _in_range(facts.usage):
             return None
+        try:
+            if not facts.iterations and facts.stop_reason != REFUSAL:  # the usual answer
+                return self._price_one(event, facts.model, facts.usage)
+            return self._price_parts(event, charged_parts(facts))
+        except ArithmeticError:  # only a hand-built event can get here (counts are capped)
+            log.warning("could not price event %s: %r", event.event_id, facts.usage)
+            return None
+
+    def _price_one(self, event: UsageEvent, model: str | None, usage: Usage) -> Cost | None:
+        card = self._event_card(event, model)
+        return None if card is None else cost_of(card, usage)
+
+    def _event_card(self, event: UsageEvent, model: str | None) -> RateCard | None:
+        if model is None:
+            return None
+        facts = event.facts
         served = Served(facts.service_tier, facts.inference_geo, facts.speed)
-        card = self._card(event.provider, facts.model, _utc_day(event.started_at), served)
-        return None if card is None else cost_of(card, event.usage)
+        return self._card(event.provider, model, _utc_day(event.started_at), served)
+
+    def _price_parts(self, event: UsageEvent, parts: list[Part]) -> Cost | None:
+        """Each part at its own model's card, summed; nothing charged is a known $0."""
+        costs = []
+        for model, usage in parts:
+            cost = self._price_one(event, model, usage)
+            if cost is None:
+                return None
+            costs.append((model, cost))
+        if not costs:
+            card = self._event_card(event, event.facts.model)
+            return Cost(
+                _ZERO,
+                dict.fromkeys(RATE_KINDS, _ZERO),
+                _ZERO,
+                self._version,
+                card.catalog_model if card else None,
+            )
+        own = [cost for model, cost in costs if model == event.facts.model]
+        return summed_costs([cost for _, cost in costs], (own or [costs[0][1]])[0])
 
     def rate_card(
         self,
@@ -138,6 +184,22 @@ def cost_of(card: RateCard, usage: Usage) -> Cost:
     if searches:
         sticker += web
     return Cost(total, by_kind, sticker, card.price_version, card.catalog_model)
+
+
+def summed_costs(costs: list[Cost], main: Cost) -> Cost:
+    """Costs of one event's parts as one ``Cost``, kind by kind; versions from ``main``."""
+    by_kind = {kind: sum((c.by_kind[kind] for c in costs), _ZERO) for kind in RATE_KINDS}
+    sticker = sum((c.sticker for c in costs), _ZERO)
+    total = sum(by_kind.values(), _ZERO)
+    return Cost(total, by_kind, sticker, main.price_version, main.catalog_model)
+
+
+def _in_range(usage: Usage) -> bool:
+    """Every count a response could have said (taps cap them; a hand-built event may not)."""
+    counts = (usage.input, usage.cache_write_5m, usage.cache_write_1h, usage.cache_read)
+    if min(*counts, usage.output) < 0 or max(*counts, usage.output) > TOKEN_CAP:
+        return False
+    return 0 <= usage.web_search_requests <= REQUEST_CAP
 
 
 def _price(rate: Rate, total_input: int) -> Decimal:

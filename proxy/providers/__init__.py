@@ -2,8 +2,8 @@
 
 A ``Provider`` is plain data handed to the forwarder by ``create_app``; each provider module
 (``anthropic``, ``openai``) supplies the functions. The forwarder knows nothing of any provider's
-wire format: it feeds raw response chunks to the provider's ``UsageTap`` and asks it for the
-``ResponseFacts`` when the exchange ends. A provider that must change a request to meter it
+wire format: it feeds raw response chunks to the provider's ``UsageTap``, finishes it and asks it
+for the ``ResponseFacts`` when the exchange ends. A provider that must change a request to meter it
 (``prepare``) also supplies a ``ChunkFilter`` that removes the effect from the response, so the
 client receives exactly what it would have received without the proxy.
 """
@@ -18,9 +18,13 @@ from proxy.usage import ResponseFacts
 
 
 class UsageTap(Protocol):
-    """Reads usage out of a response body as it streams past; never raises from ``feed``."""
+    """Reads usage out of a response body as it streams past; never raises from ``feed`` or
+    ``finish``. ``finish()`` once the body ended (however it ended) flushes what the decoders
+    hold, so a last event without its blank line still counts; then ``result()``."""
 
     def feed(self, chunk: bytes) -> None: ...
+
+    def finish(self) -> None: ...
 
     def result(self) -> ResponseFacts: ...
 

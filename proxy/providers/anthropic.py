@@ -11,8 +11,9 @@ Tap contract (one tap per exchange; decoding and routing are ``body.BodyTap``'s)
   forwarded; ``result()`` at any time, also after a cut stream, returns what was seen so far as a
   fresh ``ResponseFacts``.
 - ``feed`` never raises. A corrupt compressed body stops the tap; an event or body that does not
-  parse is skipped. Both are counted in ``problems`` and show in the result as missing facts
-  (``complete`` false, no usage).
+  parse is skipped. Both are named in ``problems`` and show in the result as missing facts
+  (``complete`` false, no usage). ``finish()`` at the end of the body reads a last event whose
+  blank line never came.
 - JSON bodies are held (up to ``MAX_JSON_BODY_BYTES``; a larger one is dropped, stopping the
   tap) and parsed at ``result()``, once per size seen. SSE bodies are read event by event and
   only ``message_start``, ``message_delta``, ``message_stop`` and ``error`` are JSON-parsed:
@@ -23,6 +24,13 @@ Counting rules (Anthropic's Messages API reference): ``input_tokens`` excludes c
 usage is cumulative, so its non-null fields replace (never add to) what is known. Cache writes
 split into 5 min / 1 h by ``usage.cache_creation``; whatever the split does not explain (no
 split at all, or a later ``message_delta`` total, which carries no split) counts as 5 min.
+
+``usage.iterations`` (beta: compaction, advisor tool, server-side fallback; api-facts.md §1.4)
+is what is billed when present: the top-level counts leave compaction and advisor steps out, or
+describe only the attempt that served. Each entry is kept with its model (``facts.iterations``;
+pricing bills each at its own model's rates and leaves out attempts declined before output) and
+the event's tokens are the entries' sum. Every number is read by ``body.count``: capped at
+``TOKEN_CAP``, never negative, its problem named.
 """
 
 from __future__ import annotations
@@ -32,9 +40,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from proxy.providers import Provider
-from proxy.providers.body import BodyTap, JsonBody, as_object, as_str, load_object
+from proxy.providers.body import BodyTap, JsonBody, as_object, as_str, count, load_object
 from proxy.sse import SSEEvent
-from proxy.usage import ResponseFacts, Usage
+from proxy.usage import (
+    FALLBACK,
+    REQUEST_CAP,
+    TOKEN_CAP,
+    Iteration,
+    Problem,
+    ResponseFacts,
+    Usage,
+    summed,
+)
 
 ANTHROPIC = "anthropic"
 MAX_JSON_BODY_BYTES = 64 * 1024 * 1024
@@ -86,14 +103,12 @@ def error_body(status: int, error_type: str, message: str) -> bytes:
     return json.dumps({"type": "error", "error": {"type": kind, "message": message}}).encode()
 
 
-def _int(value: object) -> int | None:
-    return value if type(value) is int and value >= 0 else None
-
-
 @dataclass(slots=True)
 class _Counts:
-    """Anthropic's usage numbers as last reported; ``None`` = never reported."""
+    """Anthropic's usage numbers as last reported; ``None`` = never reported. Whatever is wrong
+    with a number goes to ``problems`` (the tap's set)."""
 
+    problems: set[str]
     input: int | None = None
     cache_read: int | None = None
     cache_written: int | None = None  # cache_creation_input_tokens, the authoritative total
@@ -102,20 +117,26 @@ class _Counts:
     output: int | None = None
     thinking: int | None = None
     web_searches: int | None = None
+    iterations: tuple[Iteration, ...] | None = None  # usage.iterations, last reported
 
     def update(self, usage: dict[str, Any]) -> None:
         """Replace every field the usage object reports; null or missing ones change nothing."""
-        self.input = _pick(usage.get("input_tokens"), self.input)
-        self.cache_read = _pick(usage.get("cache_read_input_tokens"), self.cache_read)
-        self.cache_written = _pick(usage.get("cache_creation_input_tokens"), self.cache_written)
+        problems = self.problems
+        self.input = _pick(usage.get("input_tokens"), self.input, problems)
+        self.cache_read = _pick(usage.get("cache_read_input_tokens"), self.cache_read, problems)
+        written = usage.get("cache_creation_input_tokens")
+        self.cache_written = _pick(written, self.cache_written, problems)
         split = as_object(usage.get("cache_creation"))
-        self.split_5m = _pick(split.get("ephemeral_5m_input_tokens"), self.split_5m)
-        self.split_1h = _pick(split.get("ephemeral_1h_input_tokens"), self.split_1h)
-        self.output = _pick(usage.get("output_tokens"), self.output)
+        self.split_5m = _pick(split.get("ephemeral_5m_input_tokens"), self.split_5m, problems)
+        self.split_1h = _pick(split.get("ephemeral_1h_input_tokens"), self.split_1h, problems)
+        self.output = _pick(usage.get("output_tokens"), self.output, problems)
         details = as_object(usage.get("output_tokens_details"))
-        self.thinking = _pick(details.get("thinking_tokens"), self.thinking)
+        self.thinking = _pick(details.get("thinking_tokens"), self.thinking, problems)
         tools = as_object(usage.get("server_tool_use"))
-        self.web_searches = _pick(tools.get("web_search_requests"), self.web_searches)
+        searches = count(tools.get("web_search_requests"), problems, REQUEST_CAP)
+        self.web_searches = self.web_searches if searches is None else searches
+        if (iterations := usage.get("iterations")) is not None:
+            self.iterations = _iterations(iterations, problems)
 
     def to_usage(self) -> Usage:
         write_5m, write_1h = self._cache_writes()
@@ -140,9 +161,43 @@ class _Counts:
         return write_5m, split_1h
 
 
-def _pick(value: object, current: int | None) -> int | None:
-    new = _int(value)
+def _pick(value: object, current: int | None, problems: set[str]) -> int | None:
+    new = count(value, problems)
     return current if new is None else new
+
+
+def _iterations(value: object, problems: set[str]) -> tuple[Iteration, ...] | None:
+    """``usage.iterations`` as ``Iteration`` values; None (and a problem) if it is unreadable."""
+    if not isinstance(value, list):
+        problems.add(Problem.BAD_ITERATIONS)
+        return None
+    read = []
+    for entry in value:
+        kind = as_str(entry.get("type")) if isinstance(entry, dict) else None
+        if kind is None:
+            problems.add(Problem.BAD_ITERATIONS)
+            return None
+        counts = _Counts(problems)
+        counts.update({k: v for k, v in entry.items() if k != "iterations"})
+        read.append(Iteration(kind, as_str(entry.get("model")), counts.to_usage()))
+    return tuple(read)
+
+
+def _with_iterations(
+    facts: ResponseFacts, iterations: tuple[Iteration, ...], problems: set[str]
+) -> None:
+    """Bill what the iterations say (api-facts.md §1.4): the event's tokens are their sum, each
+    entry names its model (the response's own where it names none), and the event's model is
+    the one that produced the returned message: the fallback model when one served."""
+    own = facts.model
+    facts.iterations = tuple(
+        it if it.model is not None else Iteration(it.kind, own, it.usage) for it in iterations
+    )
+    facts.usage = summed((it.usage for it in iterations), facts.usage)
+    if TOKEN_CAP in facts.usage.by_kind().values():  # capped: the sum is absurd (or at the cap)
+        problems.add(Problem.USAGE_OVER_CAP)
+    served = [it.model for it in iterations if it.kind == FALLBACK and it.model]
+    facts.model = served[-1] if served else own
 
 
 class AnthropicTap(BodyTap):
@@ -154,13 +209,15 @@ class AnthropicTap(BodyTap):
         body = JsonBody(MAX_JSON_BODY_BYTES)  # past the cap: dropped, and counted in problems
         super().__init__(content_type, content_encoding, body, wanted=_STREAM_EVENTS)
         self._facts = ResponseFacts()
-        self._counts = _Counts()
+        self._counts = _Counts(self._problems)
 
-    def result(self) -> ResponseFacts:
-        """What the response said so far, as a new object (safe to keep while feeding goes on)."""
+    def _read(self) -> ResponseFacts:
         if self._json is not None:
             self._read_json_body(self._json)
-        return self._facts.with_usage(self._counts.to_usage())
+        facts = self._facts.with_usage(self._counts.to_usage())
+        if self._counts.iterations:
+            _with_iterations(facts, self._counts.iterations, self._problems)
+        return facts
 
     def _on_event(self, event: SSEEvent) -> None:
         name = event.event
@@ -171,7 +228,7 @@ class AnthropicTap(BodyTap):
             return
         payload = load_object(event.data)
         if payload is None:
-            self.problems += 1
+            self._problems.add(Problem.UNPARSEABLE)
             if name == "error":
                 self._facts.error_type = "unknown"
             return
@@ -213,8 +270,10 @@ class AnthropicTap(BodyTap):
     def _read_json_body(self, body: JsonBody) -> None:
         """Rebuild the facts from the whole body held so far (a body is parsed only once)."""
         payload = body.parse()
-        self._facts, self._counts = ResponseFacts(), _Counts()
+        self._facts, self._counts = ResponseFacts(), _Counts(self._problems)
         if payload is None:
+            if body.size and body.whole:  # not a JSON object (or cut short), not dropped
+                self._problems.add(Problem.UNPARSEABLE)
             return
         if payload.get("type") == "error":
             self._read_error(payload)

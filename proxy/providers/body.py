@@ -13,25 +13,34 @@ Contract of ``BodyTap(content_type, content_encoding, json_body, wanted=None)``:
   the subclass reads in ``result()``. A body that overflows its holder stops the tap.
 - Any other media type is ignored: ``result()`` then has nothing to read.
 - ``feed`` never raises: whatever goes wrong while decoding or reading stops the tap, and every
-  stop (and any event a subclass cannot parse) is counted in ``problems``. What ``result()``
-  makes of a stopped tap's held JSON is the subclass's choice (``_stopped`` tells it).
+  stop (and any event a subclass cannot parse) is named in ``problems`` (``usage.Problem``
+  values, each once). What ``result()`` makes of a stopped tap's held JSON is the subclass's
+  choice (``_stopped`` tells it).
+- ``finish()`` is called once the body has ended, however it ended: it flushes the content
+  decoder and the SSE decoder, so a last event whose blank line never came (a stream cut right
+  after its final ``message_delta``) is still read. Idempotent; never raises.
+- ``result()`` returns ``ResponseFacts`` with ``metered`` set and the tap's ``problems``.
 
 ``JsonBody(limit, edge)`` holds a body whole up to ``limit`` bytes and parses it once per size
 seen. Past the limit it keeps only the first and last ``edge`` bytes, for a reader that knows
 where its API puts the facts; with ``edge`` 0 it keeps nothing and has ``overflowed``.
 
-Also here: the JSON value helpers both taps use to read a payload without trusting its types.
+Also here: the JSON value helpers both taps use to read a payload without trusting its types,
+and ``count``, the one reading of a usage number: absent or null is None; a negative, fractional
+or absurd (> ``TOKEN_CAP``) value is made safe and its problem named (shared/api-facts.md
+knows no such values; an upstream that sends them must not crash pricing or poison a rollup).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from abc import ABC, abstractmethod
 from typing import Any
 
 from proxy.encoding import BodyDecoder, DecodeError, make_decoder
 from proxy.sse import SSEDecoder, SSEEvent
-from proxy.usage import ResponseFacts
+from proxy.usage import TOKEN_CAP, Problem, ResponseFacts
 
 SSE_MEDIA_TYPE = "text/event-stream"
 _JSON_MEDIA_TYPES = ("", "application/json")
@@ -61,6 +70,34 @@ def as_object(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def count(value: object, problems: set[str], cap: int = TOKEN_CAP) -> int | None:
+    """A usage number as an int in [0, ``cap``], or None when absent or null; what had to be
+    changed about it is added to ``problems``. Plain ints in range, the usual case, cost one
+    type check and two comparisons."""
+    if type(value) is int:
+        if 0 <= value <= cap:
+            return value
+        if value < 0:
+            problems.add(Problem.USAGE_NEGATIVE)
+            return 0
+        problems.add(Problem.USAGE_OVER_CAP)
+        return cap
+    if value is None:
+        return None
+    return _odd_count(value, problems, cap)
+
+
+def _odd_count(value: object, problems: set[str], cap: int) -> int | None:
+    """A count that is not a JSON integer: ``12.0`` is 12; a fraction is truncated and flagged;
+    anything else (a string, a bool, NaN) is flagged and ignored."""
+    if isinstance(value, float) and math.isfinite(value):
+        if not value.is_integer():
+            problems.add(Problem.USAGE_NOT_INTEGER)
+        return count(int(value), problems, cap)
+    problems.add(Problem.USAGE_NOT_INTEGER)
+    return None
+
+
 class JsonBody:
     """A non-streamed body: whole up to ``limit`` bytes, else its edges or nothing."""
 
@@ -74,6 +111,11 @@ class JsonBody:
         self._head = b""
         self._tail = b""
         self._parsed: tuple[int, dict[str, Any] | None] = (-1, None)
+
+    @property
+    def size(self) -> int:
+        """Bytes of body seen so far."""
+        return self._size
 
     @property
     def whole(self) -> bool:
@@ -121,7 +163,7 @@ class JsonBody:
 class BodyTap(ABC):
     """Decodes one response as its raw chunks are forwarded and routes it to the reading."""
 
-    __slots__ = ("_decoder", "_json", "_sse", "_stopped", "problems")
+    __slots__ = ("_decoder", "_finished", "_json", "_problems", "_sse", "_stopped")
 
     def __init__(
         self,
@@ -130,13 +172,14 @@ class BodyTap(ABC):
         json_body: JsonBody,
         wanted: frozenset[str] | None = None,
     ) -> None:
-        self.problems = 0  # undecodable body, unparseable event, oversized body: each counts
+        self._problems: set[str] = set()  # ``Problem`` values met so far
         self._stopped = False
+        self._finished = False
         self._decoder: BodyDecoder | None = None
         try:
             self._decoder = make_decoder(content_encoding)
         except DecodeError:
-            self._stop()
+            self._stop(Problem.UNDECODABLE_BODY)
         media = media_type(content_type)
         self._sse = SSEDecoder(wanted=wanted) if media == SSE_MEDIA_TYPE else None
         self._json = json_body if media in _JSON_MEDIA_TYPES else None
@@ -147,24 +190,61 @@ class BodyTap(ABC):
             return
         try:
             data = self._decoder.decode(chunk) if self._decoder is not None else chunk
-            if self._sse is not None:
-                for event in self._sse.feed(data):
-                    self._on_event(event)
-            elif self._json is not None:
-                self._json.add(data)
-                if self._json.overflowed:
-                    self._stop()
+            self._take(data)
+        except DecodeError:
+            self._stop(Problem.UNDECODABLE_BODY)
         except Exception:  # a metering fault must never reach the forwarding of bytes
-            self._stop()
+            self._stop(Problem.UNPARSEABLE)
 
-    @abstractmethod
+    def finish(self) -> None:
+        """The body ended: read what the decoders still hold. Idempotent; never raises."""
+        if self._finished or self._stopped:
+            self._finished = True
+            return
+        self._finished = True
+        try:
+            if self._decoder is not None:
+                self._take(self._decoder.flush())
+            if self._sse is not None:
+                for event in self._sse.flush():
+                    self._on_event(event)
+        except DecodeError:  # a cut compressed body: what was decoded before still counts
+            self._problems.add(Problem.UNDECODABLE_BODY)
+        except Exception:
+            self._problems.add(Problem.UNPARSEABLE)
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        """The ``Problem`` values met so far, sorted, each once."""
+        if self._sse is not None and self._sse.dropped_events:
+            self._problems.add(Problem.OVERSIZED_EVENT)
+        return tuple(sorted(self._problems))
+
     def result(self) -> ResponseFacts:
         """What the response said so far, as a new object (safe to keep while feeding goes on)."""
+        facts = self._read()
+        facts.metered = True
+        facts.problems = self.problems
+        return facts
+
+    def _take(self, data: bytes) -> None:
+        """Decoded bytes of the body, to the SSE reader or the JSON holder."""
+        if self._sse is not None:
+            for event in self._sse.feed(data):
+                self._on_event(event)
+        elif self._json is not None:
+            self._json.add(data)
+            if self._json.overflowed:
+                self._stop(Problem.OVERSIZED_BODY)
+
+    @abstractmethod
+    def _read(self) -> ResponseFacts:
+        """The facts read so far, as a new object (``result()`` adds metered and problems)."""
 
     @abstractmethod
     def _on_event(self, event: SSEEvent) -> None:
         """Read one SSE event of the body."""
 
-    def _stop(self) -> None:
+    def _stop(self, problem: Problem) -> None:
         self._stopped = True
-        self.problems += 1
+        self._problems.add(problem)

@@ -16,16 +16,19 @@ cached - cache writes (never below 0), ``output`` = ``completion_tokens`` / ``ou
 Reasoning tokens are part of output; ``reasoning`` records them for observability only.
 
 Tap contract (one ``OpenAITap`` per exchange; decoding and routing are ``body.BodyTap``'s, as
-for ``AnthropicTap``): ``feed`` never raises; ``result()`` at any time returns what was seen so
-far, and nothing from a JSON body once the tap stopped. JSON bodies up to ``FULL_PARSE_BYTES``
+for ``AnthropicTap``): ``feed`` never raises; ``finish()`` at the end of the body reads a last
+event without its blank line; ``result()`` at any time returns what was seen so far, and nothing
+from a JSON body once the tap stopped. Every usage number goes through ``body.count`` (capped,
+never negative, problems named). JSON bodies up to ``FULL_PARSE_BYTES``
 are parsed at ``result()``; a larger one (an embeddings batch can be tens of MB) keeps only its
 head and tail, where OpenAI puts ``model``, ``id`` and ``usage``, and only those are read. SSE:
 Chat / legacy completions streams are data-only and end with ``data: [DONE]``; only the first
 chunk (model, id) and chunks that carry a usage object, a finish reason or an error are parsed.
 Responses streams name their events; only ``response.created``, ``response.completed``,
 ``response.incomplete``, ``response.failed`` and ``error`` are parsed. A chat stream carries
-usage only in its last chunk, so a stream cut before it records the model and no tokens
-(``openai_stream`` makes sure upstream sends that chunk).
+usage only in its last chunk, so a stream cut before it records the model and no tokens, and
+the meter records its cost as unknown, never $0 (``openai_stream`` makes sure upstream sends
+that chunk).
 """
 
 from __future__ import annotations
@@ -37,10 +40,10 @@ from dataclasses import replace
 from typing import Any
 
 from proxy.providers import Provider
-from proxy.providers.body import BodyTap, JsonBody, as_object, as_str, load_object
+from proxy.providers.body import BodyTap, JsonBody, as_object, as_str, count, load_object
 from proxy.providers.openai_stream import make_filter, prepare
 from proxy.sse import SSEEvent
-from proxy.usage import ResponseFacts, Usage
+from proxy.usage import Problem, ResponseFacts, Usage
 
 OPENAI = "openai"
 PREFIX = "/openai"
@@ -108,28 +111,30 @@ def error_body(status: int, error_type: str, message: str) -> bytes:
 # --- usage ------------------------------------------------------------------------------------
 
 
-def _int(value: object) -> int:
-    return value if type(value) is int and value >= 0 else 0
+def usage_from(usage: dict[str, Any], problems: set[str] | None = None) -> Usage:
+    """Chat/completions/embeddings ``usage`` or Responses ``usage`` in tokenmeter's kinds; what
+    is wrong with a number (``body.count``) is added to ``problems``."""
+    found: set[str] = set() if problems is None else problems
 
+    def n(value: object) -> int:
+        return count(value, found) or 0
 
-def usage_from(usage: dict[str, Any]) -> Usage:
-    """Chat/completions/embeddings ``usage`` or Responses ``usage`` in tokenmeter's kinds."""
     if "input_tokens" in usage:  # Responses API
-        prompt, output = _int(usage.get("input_tokens")), _int(usage.get("output_tokens"))
+        prompt, output = n(usage.get("input_tokens")), n(usage.get("output_tokens"))
         details = as_object(usage.get("input_tokens_details"))
         out_details = as_object(usage.get("output_tokens_details"))
     else:  # Chat Completions, legacy completions, embeddings
-        prompt, output = _int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens"))
+        prompt, output = n(usage.get("prompt_tokens")), n(usage.get("completion_tokens"))
         details = as_object(usage.get("prompt_tokens_details"))
         out_details = as_object(usage.get("completion_tokens_details"))
-    cached = _int(details.get("cached_tokens"))
-    written = _int(details.get("cache_write_tokens"))
+    cached = n(details.get("cached_tokens"))
+    written = n(details.get("cache_write_tokens"))
     return Usage(
         input=max(prompt - cached - written, 0),
         cache_write_5m=written,
         cache_read=cached,
         output=output,
-        reasoning=_int(out_details.get("reasoning_tokens")),
+        reasoning=n(out_details.get("reasoning_tokens")),
     )
 
 
@@ -168,15 +173,16 @@ class OpenAITap(BodyTap):
         self._facts = ResponseFacts()
         self._events = 0
 
-    def result(self) -> ResponseFacts:
-        """What the response said so far, as a new object (safe to keep while feeding goes on)."""
+    def _read(self) -> ResponseFacts:
         if self._json is None:
             return replace(self._facts, usage=replace(self._facts.usage))
         facts = ResponseFacts()
         payload = None if self._stopped else _payload(self._json)
         if payload is not None:
-            _read_body(facts, payload)
+            _read_body(facts, payload, self._problems)
             facts.complete = True
+        elif not self._stopped and self._json.size:
+            self._problems.add(Problem.UNPARSEABLE)
         return facts
 
     def _on_event(self, event: SSEEvent) -> None:
@@ -192,10 +198,10 @@ class OpenAITap(BodyTap):
             return  # content deltas, and event types added in the future
         payload = load_object(data)
         if payload is None:
-            self.problems += 1
+            self._problems.add(Problem.UNPARSEABLE)
             self._facts.error_type = "unknown" if name == "error" else self._facts.error_type
             return
-        _read_event(self._facts, payload)
+        _read_event(self._facts, payload, self._problems)
 
 
 def _worth_parsing(data: str) -> bool:
@@ -213,29 +219,29 @@ def _worth_parsing(data: str) -> bool:
     return _WORTH_PARSING.search(data) is not None
 
 
-def _read_event(facts: ResponseFacts, payload: dict[str, Any]) -> None:
+def _read_event(facts: ResponseFacts, payload: dict[str, Any], problems: set[str]) -> None:
     """One parsed SSE event: a chat chunk, a Responses event or an error."""
     kind = as_str(payload.get("type")) or ""
     if kind in _RESPONSE_EVENTS:
-        _read_object(facts, as_object(payload.get("response")))
+        _read_object(facts, as_object(payload.get("response")), problems)
         facts.complete = facts.complete or kind in _FINAL_RESPONSE_EVENTS
     elif kind == "error":
         error = as_object(payload.get("error")) or payload
         facts.error_type = as_str(error.get("code")) or as_str(error.get("type")) or "unknown"
     else:
-        _read_body(facts, payload)
+        _read_body(facts, payload, problems)
 
 
-def _read_body(facts: ResponseFacts, payload: dict[str, Any]) -> None:
+def _read_body(facts: ResponseFacts, payload: dict[str, Any], problems: set[str]) -> None:
     """A whole JSON answer or one chat chunk: an error, or an object with usage."""
     error = payload.get("error")
     if isinstance(error, dict) and "object" not in payload:  # an error alone, not a response
         facts.error_type = as_str(error.get("type")) or as_str(error.get("code")) or "unknown"
         return
-    _read_object(facts, payload)
+    _read_object(facts, payload, problems)
 
 
-def _read_object(facts: ResponseFacts, obj: dict[str, Any]) -> None:
+def _read_object(facts: ResponseFacts, obj: dict[str, Any], problems: set[str]) -> None:
     """A chat completion (chunk), completion, embeddings list or Responses ``response``."""
     facts.model = as_str(obj.get("model")) or facts.model
     facts.message_id = as_str(obj.get("id")) or facts.message_id
@@ -243,7 +249,7 @@ def _read_object(facts: ResponseFacts, obj: dict[str, Any]) -> None:
     facts.stop_reason = _stop_reason(obj) or facts.stop_reason
     usage = obj.get("usage")
     if isinstance(usage, dict):
-        facts.usage = usage_from(usage)
+        facts.usage = usage_from(usage, problems)
         facts.saw_usage = True
     failure = obj.get("error")
     if obj.get("status") == "failed" and isinstance(failure, dict):

@@ -1,8 +1,10 @@
 """Every aggregate a person asks for, shared by the REST API and the CLI.
 
-Reports over a time range read the rollups (whole days daily, edge hours hourly); reports about one
-task, or grouped by task or session, read the raw events. Money stays ``Decimal`` from the
-database to the JSON string; every ratio is computed in Python. One module per question:
+Every report counts the same events for the same window ``[start, end)``: grouped by user, team,
+model, provider or day from the rollups for whole hours (whole days daily) and raw events for the
+partial hours at the edges; about one task, or grouped by task or session, from raw events.
+Money stays ``Decimal`` from the database to the JSON string; every ratio is computed in Python.
+Unknown dollars are null, never $0 (``totals``). One module per question:
 
 - ``totals``: the sums everything is built from, and blended/sticker/savings definitions;
 - ``usage``: totals grouped by user, team, model, provider, task, session or day;
@@ -25,7 +27,7 @@ from proxy.reports.tasks import (
     task_view,
 )
 from proxy.reports.totals import ReportError, Totals
-from proxy.reports.usage import GROUPS, Filters, total_of, usage
+from proxy.reports.usage import GROUPS, Filters, resolve, total_of, usage
 
 __all__ = [
     "BLENDED_GROUPS",
@@ -46,6 +48,7 @@ __all__ = [
     "compensation_report",
     "distribution",
     "list_tasks",
+    "resolve",
     "roi_report",
     "task_view",
     "total_of",

@@ -3,7 +3,9 @@
 All dollars over all tokens (five kinds) for each model, user, team, provider or day; the sticker
 figure prices the same tokens at list input/output rates with no caching (``Cost.sticker``,
 computed per event by pricing), so ``cache_savings_usd`` and ``cache_discount`` are what caching
-gave. Read from the rollup.
+gave. Read as ``usage`` reads (whole hours from the rollups, edge hours from raw events); the
+dollars and both $/MTok cover priced requests only (``Totals``), and each row says so when some
+requests have no price.
 """
 
 from __future__ import annotations
@@ -30,11 +32,9 @@ class Blended:
         return sum_totals([totals for _, totals in self.groups])
 
     def as_json(self) -> dict[str, Any]:
-        start, end = self.filters.start, self.filters.end
         return {
             "group_by": self.group_by,
-            "start": start.isoformat() if start else None,
-            "end": end.isoformat() if end else None,
+            **self.filters.window_json(),
             "rows": self.rows(),
             "total": self.total.as_json(),
         }

@@ -9,6 +9,9 @@ people row are grouped under ``NO_RECORD``, and traffic with no user is counted 
 
 Ratios (``spend_to_compensation``) use only people whose compensation is known, so a group's
 ratio never mixes in spend nobody is paid for; ``uncovered_spend_usd`` shows what was left out.
+Spend of requests without a price is unknown, never $0: ``spend_usd`` is null when none of a
+row's requests has a price, and ``spend_complete`` false when some lack one (the dollars then
+cover the priced ones only).
 """
 
 from __future__ import annotations
@@ -94,9 +97,12 @@ class Spend:
         cost, tokens = self.totals.cost_usd, self.totals.total_tokens
         ratio = _ratio(window.annualize(self.covered_spend), self.compensation_usd)
         per_person = tokens // self.headcount if self.headcount else None
+        known = self.totals.cost_known
         return {
-            "spend_usd": money(cost),
-            "annualized_spend_usd": str(window.annualize(cost).quantize(CENTS)),
+            "spend_usd": money(cost) if known else None,
+            "spend_complete": self.totals.cost_complete,
+            "unpriced_requests": self.totals.unpriced_requests,
+            "annualized_spend_usd": str(window.annualize(cost).quantize(CENTS)) if known else None,
             "annual_compensation_usd": str(self.compensation_usd.quantize(CENTS)),
             "spend_to_compensation": None if ratio is None else str(ratio),
             "uncovered_spend_usd": money(cost - self.covered_spend),

@@ -71,11 +71,15 @@ class Distribution:
     metric: str
     values: dict[str, Fraction]  # user -> total
     top: tuple[int, ...]
+    unpriced_requests: int = 0  # requests in the window without a price (left out of cost_usd)
 
     def as_json(self) -> dict[str, Any]:
         ordered = sorted(self.values.values())
         places = _PLACES[self.metric]
         stats: dict[str, Any] = {"window": self.window.as_json(), "metric": self.metric}
+        if self.metric == "cost_usd":  # unknown dollars are not $0: say what is left out
+            stats["cost_complete"] = not self.unpriced_requests
+            stats["unpriced_requests"] = self.unpriced_requests
         stats["people"] = len(ordered)
         stats["total"] = _decimal(sum(ordered, Fraction(0)), places)
         if not ordered:
@@ -109,4 +113,5 @@ async def distribution(
     for user, totals in spent.items():
         amount = totals.total_tokens if metric == "tokens" else totals.cost_usd
         values[user] = Fraction(amount)
-    return Distribution(window, metric, values, tuple(top))
+    unpriced = sum(totals.unpriced_requests for totals in spent.values())
+    return Distribution(window, metric, values, tuple(top), unpriced)

@@ -1,7 +1,11 @@
 """Per-task answers from raw events: one task's view, the task list, and the ROI report.
 
-A task's cost is the sum of its events' costs (filters pick which events count); its value comes
-from its record in ``proxy.tasks``. ROI = value ÷ cost, a multiple.
+A task's cost in a list is the sum of its events' costs in the window (filters pick which events
+count, exactly as every other report counts them); its value comes from its record in
+``proxy.tasks``. ROI = value ÷ the task's *whole* cost (every event of the task, whatever the
+window: the value is the whole task's, so a partial window must not divide it by part of the
+cost), a multiple; computed over the priced part when some requests have no price (the row says
+``task_cost_complete: false``), unknown when none has one.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ class TaskView:
     @property
     def roi(self) -> Decimal | None:
         value = self.record.value()[0] if self.record else None
-        return roi(value, self.totals.cost_usd)
+        return roi(value, self.totals.known_cost_usd)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -88,13 +92,15 @@ def _utc(moment: datetime) -> datetime:
 
 @dataclass(slots=True)
 class TaskRow:
-    """One task in a list: its totals over the filtered events and its record."""
+    """One task in a list: its totals over the filtered events, over all its events, and its
+    record."""
 
     task_id: str
     first_seen: datetime
     last_seen: datetime
     totals: Totals
     record: TaskRecord | None
+    whole: Totals  # every event of the task, whatever the window: what ROI divides by
 
     @property
     def value_usd(self) -> Decimal | None:
@@ -102,15 +108,18 @@ class TaskRow:
 
     @property
     def roi(self) -> Decimal | None:
-        return roi(self.value_usd, self.totals.cost_usd)
+        return roi(self.value_usd, self.whole.known_cost_usd)
 
     def as_json(self) -> dict[str, Any]:
+        whole = self.whole.known_cost_usd
         return {
             "task_id": self.task_id,
             "first_seen": self.first_seen.isoformat(),
             "last_seen": self.last_seen.isoformat(),
             **self.totals.as_json(),
             **_value_json(self.task_id, self.record),
+            "task_cost_usd": None if whole is None else money(whole),
+            "task_cost_complete": self.whole.cost_complete,
             "roi": None if self.roi is None else str(self.roi),
         }
 
@@ -129,13 +138,28 @@ async def list_tasks(
     )
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
-    records = await task_records(engine, [row[0] for row in rows])
+    ids = [row[0] for row in rows]
+    records = await task_records(engine, ids)
+    windowed = {row[0]: totals_of(row, 3) for row in rows}
+    whole = windowed if filters == Filters() else await _whole_totals(engine, ids)
     found = [
-        TaskRow(row[0], _utc(row[1]), _utc(row[2]), totals_of(row, 3), records.get(row[0]))
-        for row in rows
+        TaskRow(task, _utc(first), _utc(last), windowed[task], records.get(task), whole[task])
+        for task, first, last, *_ in rows
     ]
     found.sort(key=_SORT_KEYS[sort])
     return found[:limit] if limit else found
+
+
+async def _whole_totals(engine: AsyncEngine, task_ids: list[str]) -> dict[str, Totals]:
+    """Every event of each task, whatever the window."""
+    if not task_ids:
+        return {}
+    c = usage_events.c
+    query = (
+        sa.select(c.task, *sum_columns(usage_events)).where(c.task.in_(task_ids)).group_by(c.task)
+    )
+    async with engine.connect() as conn:
+        return {row[0]: totals_of(row, 1) for row in await conn.execute(query)}
 
 
 _SORT_KEYS: dict[str, Any] = {
@@ -150,22 +174,32 @@ class RoiReport:
     """Tasks that have a value, and what they add up to."""
 
     tasks: list[TaskRow]
+    filters: Filters
 
     @property
     def cost_usd(self) -> Decimal:
+        """The tasks' dollars in the window."""
         return sum((t.totals.cost_usd for t in self.tasks), Decimal(0))
+
+    @property
+    def task_cost_usd(self) -> Decimal:
+        """The tasks' whole dollars: what the total ROI divides by."""
+        return sum((t.whole.cost_usd for t in self.tasks), Decimal(0))
 
     @property
     def value_usd(self) -> Decimal:
         return sum((t.value_usd or Decimal(0) for t in self.tasks), Decimal(0))
 
     def as_json(self) -> dict[str, Any]:
-        overall = roi(self.value_usd, self.cost_usd)
+        overall = roi(self.value_usd, self.task_cost_usd)
         return {
+            **self.filters.window_json(),
             "rows": [task.as_json() for task in self.tasks],
             "total": {
                 "tasks": len(self.tasks),
                 "cost_usd": money(self.cost_usd),
+                "task_cost_usd": money(self.task_cost_usd),
+                "cost_complete": all(t.whole.cost_complete for t in self.tasks),
                 "value_usd": f"{self.value_usd.normalize():f}",
                 "roi": None if overall is None else str(overall),
             },
@@ -175,4 +209,4 @@ class RoiReport:
 async def roi_report(engine: AsyncEngine, filters: Filters) -> RoiReport:
     """Every task with a value and events matching ``filters``, best ROI first."""
     rows = await list_tasks(engine, filters, sort="roi")
-    return RoiReport([row for row in rows if row.value_usd is not None])
+    return RoiReport([row for row in rows if row.value_usd is not None], filters)

@@ -2,9 +2,14 @@
 
 Money stays ``Decimal`` from the database to the JSON string; ratios are computed here in Python
 (never divided in SQL, so SQLite and PostgreSQL give the same answer). Definitions (README):
-blended $/MTok = Σ cost / Σ all five token kinds × 10⁶; cache hit rate = cache_read / all input;
-sticker = the same tokens at list input/output price with no caching; cache savings = sticker −
-cost; cache discount = savings / sticker.
+blended $/MTok = Σ cost / Σ all five token kinds of *priced* requests × 10⁶; cache hit rate =
+cache_read / all input; sticker = the same tokens at list input/output price with no caching;
+cache savings = sticker − cost; cache discount = savings / sticker.
+
+Unknown dollars are never $0: a slice whose requests all lack a price has ``cost_usd`` (and every
+dollar figure) null; one with some has ``cost_complete: false``, ``unpriced_requests`` and
+``unpriced_tokens``, dollars and $/MTok over the priced part only, and a ``cost_note`` saying
+so. A slice with no requests at all costs a known $0.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from proxy.store.tables import usage_events
+from proxy.store.tables import COUNTED_SUMS, usage_events
 from proxy.usage import INPUT_KINDS, TOKEN_KINDS
 
 MTOK = Decimal(1_000_000)
@@ -52,6 +57,7 @@ class Totals:
     requests: int = 0
     errors: int = 0
     unpriced_requests: int = 0
+    unpriced_tokens: int = 0  # the five token kinds of requests without a price
     tokens: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TOKEN_KINDS, 0))
     web_search_requests: int = 0
     cost_usd: Decimal = Decimal(0)
@@ -62,14 +68,35 @@ class Totals:
         return sum(self.tokens.values())
 
     @property
+    def priced_tokens(self) -> int:
+        """Tokens of requests with a known price: the denominator of every $/MTok."""
+        return self.total_tokens - self.unpriced_tokens
+
+    @property
+    def cost_known(self) -> bool:
+        """Whether any dollars are known: false when every request lacks a price."""
+        return self.unpriced_requests < self.requests or not self.requests
+
+    @property
+    def cost_complete(self) -> bool:
+        return not self.unpriced_requests
+
+    @property
+    def known_cost_usd(self) -> Decimal | None:
+        """The dollars of the priced requests; None when there are none (unknown, not $0)."""
+        return self.cost_usd if self.cost_known else None
+
+    @property
     def blended_usd_per_mtok(self) -> Decimal | None:
-        total = self.total_tokens
-        return None if not total else (self.cost_usd * MTOK / total).quantize(MONEY)
+        return self._per_mtok(self.cost_usd)
 
     @property
     def sticker_usd_per_mtok(self) -> Decimal | None:
-        total = self.total_tokens
-        return None if not total else (self.sticker_usd * MTOK / total).quantize(MONEY)
+        return self._per_mtok(self.sticker_usd)
+
+    def _per_mtok(self, dollars: Decimal) -> Decimal | None:
+        priced = self.priced_tokens
+        return None if not priced else (dollars * MTOK / priced).quantize(MONEY)
 
     @property
     def cache_savings_usd(self) -> Decimal:
@@ -93,52 +120,67 @@ class Totals:
         return None if not output else (Decimal(all_input) / output).quantize(Decimal("0.01"))
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        known = self.cost_known
+        data = {
             "requests": self.requests,
             "errors": self.errors,
             "unpriced_requests": self.unpriced_requests,
+            "unpriced_tokens": self.unpriced_tokens,
             "tokens": dict(self.tokens),
             "total_tokens": self.total_tokens,
+            "priced_tokens": self.priced_tokens,
             "web_search_requests": self.web_search_requests,
-            "cost_usd": money(self.cost_usd),
-            "sticker_usd": money(self.sticker_usd),
-            "cache_savings_usd": money(self.cache_savings_usd),
-            "cache_discount": text(self.cache_discount),
+            "cost_usd": money(self.cost_usd) if known else None,
+            "cost_complete": self.cost_complete,
+            "sticker_usd": money(self.sticker_usd) if known else None,
+            "cache_savings_usd": money(self.cache_savings_usd) if known else None,
+            "cache_discount": text(self.cache_discount) if known else None,
             "blended_usd_per_mtok": text(self.blended_usd_per_mtok),
             "sticker_usd_per_mtok": text(self.sticker_usd_per_mtok),
             "cache_hit_rate": text(self.cache_hit_rate),
             "input_output_ratio": text(self.input_output_ratio),
         }
+        if not self.cost_complete:
+            data["cost_note"] = self.cost_note()
+        return data
+
+    def cost_note(self) -> str:
+        """What the dollar figures of an incomplete slice leave out, in words."""
+        requests = f"{self.unpriced_requests:,} request{'s' * (self.unpriced_requests != 1)}"
+        left_out = f"{requests} ({self.unpriced_tokens:,} tokens) without a known price"
+        if not self.cost_known:
+            return f"{left_out}: the cost is unknown"
+        return f"{left_out}: dollars and $/MTok cover the priced requests only"
 
 
 def sum_columns(table: sa.FromClause) -> list[sa.ColumnElement[Any]]:
     """The SELECT list ``totals_of`` reads: counts, token sums, web searches, cost, sticker."""
     c = table.c
-    if table is usage_events:
-        requests: sa.ColumnElement[Any] = sa.func.count()
-        errors: sa.ColumnElement[Any] = sa.func.sum(sa.case((c.status != "ok", 1), else_=0))
-        unpriced: sa.ColumnElement[Any] = sa.func.sum(sa.case((c.cost_usd.is_(None), 1), else_=0))
+    if table is usage_events:  # the rollup's counts, computed as the writers compute them
+        counts: list[sa.ColumnElement[Any]] = [
+            sa.literal_column(sql) for sql in COUNTED_SUMS.values()
+        ]
     else:
-        requests = sa.func.sum(c.requests)
-        errors = sa.func.sum(c.errors)
-        unpriced = sa.func.sum(c.unpriced_requests)
+        counts = [sa.func.sum(c[name]) for name in COUNTED_SUMS]
     tokens = [sa.func.sum(c[TOKEN_COLUMNS[k]]) for k in TOKEN_KINDS]
     dollars = [sa.func.sum(c.cost_usd), sa.func.sum(c.sticker_usd)]
-    return [requests, errors, unpriced, *tokens, sa.func.sum(c.web_search_requests), *dollars]
+    return [*counts, *tokens, sa.func.sum(c.web_search_requests), *dollars]
 
 
 def totals_of(row: sa.Row[Any] | tuple[Any, ...], offset: int = 0) -> Totals:
     """A ``Totals`` from a row whose columns from ``offset`` on are ``sum_columns``."""
     values = list(row)[offset:]
-    n = len(TOKEN_KINDS)
+    n, at = len(TOKEN_KINDS), len(COUNTED_SUMS)
+    requests, errors, unpriced_requests, unpriced_tokens = (int(v or 0) for v in values[:at])
     return Totals(
-        requests=int(values[0] or 0),
-        errors=int(values[1] or 0),
-        unpriced_requests=int(values[2] or 0),
-        tokens={k: int(v or 0) for k, v in zip(TOKEN_KINDS, values[3 : 3 + n], strict=True)},
-        web_search_requests=int(values[3 + n] or 0),
-        cost_usd=Decimal(values[4 + n] or 0),
-        sticker_usd=Decimal(values[5 + n] or 0),
+        requests=requests,
+        errors=errors,
+        unpriced_requests=unpriced_requests,
+        unpriced_tokens=unpriced_tokens,
+        tokens={k: int(v or 0) for k, v in zip(TOKEN_KINDS, values[at : at + n], strict=True)},
+        web_search_requests=int(values[at + n] or 0),
+        cost_usd=Decimal(values[at + n + 1] or 0),
+        sticker_usd=Decimal(values[at + n + 2] or 0),
     )
 
 
@@ -147,6 +189,7 @@ def add(into: Totals, part: Totals) -> None:
     into.requests += part.requests
     into.errors += part.errors
     into.unpriced_requests += part.unpriced_requests
+    into.unpriced_tokens += part.unpriced_tokens
     into.web_search_requests += part.web_search_requests
     into.cost_usd += part.cost_usd
     into.sticker_usd += part.sticker_usd

@@ -1,15 +1,19 @@
-"""Totals per user, team, model, provider, task, session, key or day over a time range.
+"""Totals per user, team, model, provider, task, session, key or day over a time window.
 
-Grouped by task, session or key (the salted fingerprint of the caller's API key) the answer
-comes from raw events (those keys are not in the rollup); every other grouping reads the
-rollups: the hours from the one ``start`` falls in up to ``end`` (the same hours
-``usage_hourly`` alone would give), of which every whole UTC day comes from ``usage_daily`` and
-only the partial edge hours from ``usage_hourly`` (``rollup_source``).
+One window, one answer: every grouping and view counts exactly the events with
+``start <= ts < end``. Grouped by task, session or key (the salted fingerprint of the caller's
+API key) the answer comes from raw events (those keys are not in the rollup). Every other
+grouping reads the whole UTC hours inside the window from the rollups (whole days from
+``usage_daily``, the other whole hours from ``usage_hourly``, ``rollup_source``) and the partial
+hours at either edge from raw events, summed the way a rollup row is (``rollup.hourly_sums``).
+``resolve`` decides the window a report answers for: the one asked, except a start whose hour's
+raw events retention already purged, which moves to the top of that hour (read whole from the
+rollup); reports echo the resolved window.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -17,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy.reports.totals import ReportError, Totals, sum_columns, sum_totals, totals_of
+from proxy.store.rollup import hourly_sums, oldest_raw
 from proxy.store.tables import ROLLUP_KEY, ROLLUP_SUMS, usage_daily, usage_events, usage_hourly
 
 GROUPS = ("user", "team", "model", "provider", "task", "session", "key", "day")
@@ -40,16 +45,36 @@ class Filters:
         if self.start is not None and self.end is not None and self.start > self.end:
             raise ReportError(f"start {self.start.isoformat()} is after end {self.end.isoformat()}")
 
+    def window_json(self) -> dict[str, str | None]:
+        """The window as reports echo it: ISO 8601 UTC, null for an open side."""
+        return {"start": _iso(self.start), "end": _iso(self.end)}
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else _utc(moment).isoformat()
+
+
+async def resolve(engine: AsyncEngine, f: Filters) -> Filters:
+    """The window to answer for (see the module doc): ``f``, or ``f`` with its start at the
+    top of its hour when retention purged that hour's raw events."""
+    if f.start is None or _top_of_hour(f.start) == _utc(f.start):
+        return f
+    oldest = await oldest_raw(engine)
+    if oldest is None or _top_of_hour(f.start) >= _top_of_hour(oldest):
+        return f
+    return replace(f, start=_top_of_hour(f.start))
+
 
 async def usage(engine: AsyncEngine, group_by: str, filters: Filters) -> list[tuple[str, Totals]]:
-    """Totals per group over a time range; rollup unless grouping by task or session."""
+    """Totals per group over exactly ``[start, end)`` of ``resolve(filters)`` (module doc)."""
     if group_by not in GROUPS:
         raise ReportError(f"group_by must be one of {', '.join(GROUPS)}; got {group_by!r}")
+    filters = await resolve(engine, filters)
+    table: sa.FromClause
     if group_by in _RAW_GROUPS:
-        table: sa.FromClause = usage_events
-        where = conditions(usage_events, filters)
+        table, where = usage_events, conditions(usage_events, filters)
     else:
-        table, where = rollup_source(filters), []
+        table, where = window_source(filters, engine.dialect.name), []
     key = _group_key(table, group_by, engine)
     query = sa.select(key.label("key"), *sum_columns(table)).group_by(key).order_by(key)
     query = query.where(*where)
@@ -62,17 +87,46 @@ def total_of(rows: list[tuple[str, Totals]]) -> Totals:
     return sum_totals([part for _, part in rows])
 
 
+def window_source(f: Filters, dialect: str) -> sa.Subquery:
+    """Rollup-shaped rows (``usage_hourly``'s columns) for exactly ``f``'s events: the whole
+    hours from the rollups, the partial edge hours summed from raw events."""
+    first, stop = _hour_ceil_of(f.start), _hour_floor_of(f.end)
+    if first is not None and stop is not None and first >= stop:  # no whole hour inside
+        return hourly_sums(dialect, *conditions(usage_events, f)).subquery("window")
+    parts = [*rollup_parts(first, stop, f)]
+    edges: list[Range] = []
+    if f.start is not None and f.start != first:
+        edges.append((f.start, first))
+    if f.end is not None and f.end != stop:
+        edges.append((stop, f.end))
+    if edges:
+        parts.append(_raw_part(edges, f, dialect))
+    return sa.union_all(*parts).subquery("window")
+
+
 def rollup_source(f: Filters) -> sa.Subquery:
-    """The rollup rows (``usage_hourly``'s columns) that make up ``f``: whole UTC days from
-    ``usage_daily``, the edge hours from ``usage_hourly``, filtered by user, team and model."""
+    """The rollup rows for the whole hours from the one ``f.start`` falls in up to ``f.end``
+    (what ``usage_hourly`` alone would give), filtered by user, team and model."""
     first, stop = _hour_floor_of(f.start), _hour_ceil_of(f.end)
+    return sa.union_all(*rollup_parts(first, stop, f)).subquery("rollup")
+
+
+def rollup_parts(first: Bound, stop: Bound, f: Filters) -> list[sa.Select[Any]]:
+    """Selects of the rollup rows of hours ``[first, stop)``: whole days daily, the rest
+    hourly."""
     days, hours = split_range(first, stop)
     parts: list[sa.Select[Any]] = []
     if days is not None:
         parts.append(_daily_part(days, f))
     if hours:
         parts.append(_hourly_part(hours, f))
-    return sa.union_all(*parts).subquery("rollup")
+    return parts
+
+
+def _raw_part(edges: list[Range], f: Filters, dialect: str) -> sa.Select[Any]:
+    ts = usage_events.c.ts
+    ranges = [sa.and_(sa.true(), *_between(ts, lo, hi)) for lo, hi in edges]
+    return hourly_sums(dialect, sa.or_(*ranges), *_who(usage_events, f))
 
 
 def split_range(first: Bound, stop: Bound) -> tuple[Range | None, list[Range]]:
@@ -120,8 +174,12 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+def _top_of_hour(moment: datetime) -> datetime:
+    return _utc(moment).replace(minute=0, second=0, microsecond=0)
+
+
 def _hour_floor_of(moment: Bound) -> Bound:
-    return None if moment is None else _utc(moment).replace(minute=0, second=0, microsecond=0)
+    return None if moment is None else _top_of_hour(moment)
 
 
 def _hour_ceil_of(moment: Bound) -> Bound:
@@ -153,25 +211,10 @@ def _group_key(table: sa.FromClause, group_by: str, engine: AsyncEngine) -> sa.C
 
 
 def conditions(table: sa.Table, f: Filters) -> list[sa.ColumnElement[bool]]:
-    """WHERE clauses for ``f`` on raw events or the rollup."""
-    c = table.c
-    time_col = c.ts if table is usage_events else c.hour
-    where: list[sa.ColumnElement[bool]] = []
-    if f.start is not None:
-        where.append(time_col >= _hour_floor(f.start, table))
-    if f.end is not None:
-        where.append(time_col < f.end)
-    for name in ("user", "team", "model"):
-        value = getattr(f, name)
-        if value is not None:
-            where.append(c[name] == value)
-    return where
-
-
-def _hour_floor(moment: datetime, table: sa.Table) -> datetime:
-    if table is usage_events:
-        return moment
-    return moment.replace(minute=0, second=0, microsecond=0)
+    """WHERE clauses for exactly ``f`` on raw events (``start <= ts < end``), or on a rollup's
+    hours (``start <= hour < end``: exact for a window of whole hours)."""
+    time = table.c.ts if table is usage_events else table.c[table.c.keys()[0]]
+    return _between(time, f.start, f.end) + _who(table, f)
 
 
 def _key_text(value: Any) -> str:

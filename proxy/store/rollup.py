@@ -24,13 +24,14 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Select,
     String,
     Table,
     and_,
-    case,
     delete,
     false,
     func,
+    literal_column,
     or_,
     select,
     text,
@@ -43,7 +44,9 @@ from sqlalchemy.sql.dml import Insert
 from proxy.store.rows import Row
 from proxy.store.tables import (
     COST_COLUMNS,
+    COUNTED_SUMS,
     DAILY_KEY,
+    KIND_TOKEN_COLUMNS,
     ROLLUP_KEY,
     ROLLUP_SUMS,
     TOKEN_COLUMNS,
@@ -88,9 +91,12 @@ def _zero() -> dict[str, Any]:
 
 
 def _add(sums: dict[str, Any], row: Row) -> None:
+    """One event into its rollup sums: ``COUNTED_SUMS`` in Python."""
     sums["requests"] += 1
     sums["errors"] += row["status"] != "ok"
-    sums["unpriced_requests"] += row["cost_usd"] is None
+    if row["cost_usd"] is None:
+        sums["unpriced_requests"] += 1
+        sums["unpriced_tokens"] += sum(row[name] for name in KIND_TOKEN_COLUMNS)
     for name in TOKEN_COLUMNS:
         sums[name] += row[name]
     for name in COST_COLUMNS:
@@ -161,17 +167,23 @@ def _merged(starts: Iterable[datetime], step: timedelta) -> Ranges:
     return ranges
 
 
-def _rebuild_insert(dialect: str, hours: Ranges) -> Insert:
+def hourly_sums(dialect: str, *where: ColumnElement[bool]) -> Select[Any]:
+    """``usage_hourly`` rows (its column names) summed from the raw events matching ``where``:
+    what a rollup row is, for ``rebuild_rollups`` and for reports that read the partial hours
+    at the edges of a window from raw events."""
     e = usage_events.c
     hour = _hour_expr(dialect)
     keys = [hour, e.provider, *(func.coalesce(e[n], "") for n in ROLLUP_KEY[2:])]
     sums = [
-        func.count(),
-        func.sum(case((e.status != "ok", 1), else_=0)),
-        func.sum(case((e.cost_usd.is_(None), 1), else_=0)),
+        *(literal_column(sql) for sql in COUNTED_SUMS.values()),
         *(func.coalesce(func.sum(e[n]), 0) for n in TOKEN_COLUMNS + COST_COLUMNS),
     ]
-    query = select(*keys, *sums).where(_within(e.ts, hours)).group_by(*keys)
+    named = zip([*keys, *sums], (*ROLLUP_KEY, *ROLLUP_SUMS), strict=True)
+    return select(*(column.label(name) for column, name in named)).where(*where).group_by(*keys)
+
+
+def _rebuild_insert(dialect: str, hours: Ranges) -> Insert:
+    query = hourly_sums(dialect, _within(usage_events.c.ts, hours))
     return usage_hourly.insert().from_select([*ROLLUP_KEY, *ROLLUP_SUMS], query)
 
 

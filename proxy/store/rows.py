@@ -4,6 +4,10 @@
 not events, travel through the recorder and the spool, so a spooled line replays into exactly
 the row the live path would have written. ``row_to_json``/``json_to_row`` are lossless:
 ``Decimal`` as a string, datetimes as ISO 8601 with their UTC offset.
+
+``iterations_json``/``iterations_from_json`` own the ``iterations`` column's format: a JSON list
+of ``{"type", "model", <token kind>: count, …}`` (kinds with no tokens left out), in the order
+the response gave them; ``problems_text``/``problems_from_text`` the ``usage_problem`` column's.
 """
 
 from __future__ import annotations
@@ -15,12 +19,13 @@ from typing import Any
 
 from proxy.store.tables import COST_KIND_COLUMNS, usage_events
 from proxy.store.types import Fixed, UTCDateTime
-from proxy.usage import Cost, UsageEvent
+from proxy.usage import TOKEN_KINDS, Cost, Iteration, Usage, UsageEvent
 
 Row = dict[str, Any]
 
 _DECIMAL_COLUMNS = frozenset(c.name for c in usage_events.columns if isinstance(c.type, Fixed))
 _TIME_COLUMNS = frozenset(c.name for c in usage_events.columns if isinstance(c.type, UTCDateTime))
+_NULLABLE_COLUMNS = frozenset(c.name for c in usage_events.columns if c.nullable)
 
 
 def _utc(ts: datetime) -> datetime:
@@ -61,7 +66,43 @@ def _usage_columns(event: UsageEvent) -> Row:
         "service_tier": facts.service_tier,
         "inference_geo": facts.inference_geo,
         "speed": facts.speed,
+        "stop_reason": facts.stop_reason,
+        "usage_problem": problems_text(facts.problems),
+        "iterations": iterations_json(facts.iterations),
     }
+
+
+def problems_text(problems: tuple[str, ...]) -> str | None:
+    return ",".join(problems) if problems else None
+
+
+def problems_from_text(text: str | None) -> tuple[str, ...]:
+    return tuple(text.split(",")) if text else ()
+
+
+def iterations_json(iterations: tuple[Iteration, ...]) -> str | None:
+    """The ``iterations`` column for an event's iterations (None when it has none)."""
+    if not iterations:
+        return None
+    entries = []
+    for it in iterations:
+        counts = {kind: n for kind, n in it.usage.by_kind().items() if n}
+        entries.append({"type": it.kind, "model": it.model, **counts})
+    return json.dumps(entries, separators=(",", ":"))
+
+
+def iterations_from_json(text: str | None) -> tuple[Iteration, ...]:
+    """The iterations ``iterations_json`` wrote."""
+    if not text:
+        return ()
+    return tuple(
+        Iteration(
+            entry["type"],
+            entry["model"],
+            Usage(**{kind: int(entry.get(kind, 0)) for kind in TOKEN_KINDS}),
+        )
+        for entry in json.loads(text)
+    )
 
 
 def _attribution_columns(event: UsageEvent) -> Row:
@@ -119,8 +160,11 @@ def row_to_json(row: Row) -> str:
 
 
 def json_to_row(line: str) -> Row:
-    """The row ``row_to_json`` was given, with its Decimals and aware datetimes restored."""
+    """The row ``row_to_json`` was given, with its Decimals and aware datetimes restored; a line
+    spooled by an older version gets NULL in the (nullable) columns added since."""
     row: Row = json.loads(line)
+    for name in _NULLABLE_COLUMNS.difference(row):
+        row[name] = None
     for name in _DECIMAL_COLUMNS.intersection(row):
         if row[name] is not None:
             row[name] = Decimal(row[name])

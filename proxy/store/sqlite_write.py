@@ -24,7 +24,14 @@ from sqlalchemy import Column
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy.store.rows import Row
-from proxy.store.tables import COST_COLUMNS, ROLLUP_KEY, ROLLUP_SUMS, TOKEN_COLUMNS, usage_events
+from proxy.store.tables import (
+    COST_COLUMNS,
+    COUNTED_SUMS,
+    ROLLUP_KEY,
+    ROLLUP_SUMS,
+    TOKEN_COLUMNS,
+    usage_events,
+)
 from proxy.store.types import Fixed, UTCDateTime, to_scaled
 
 _COLUMNS = tuple(column.name for column in usage_events.columns)
@@ -88,9 +95,7 @@ _CLEAR_BATCH = f"DELETE FROM {_BATCH}"  # noqa: S608
 def _upsert(table: str, time_key: str, time_expr: str) -> str:
     keys = [time_expr, "provider", *(f"coalesce({_q(n)}, '')" for n in ROLLUP_KEY[2:])]
     sums = [
-        "count(*)",
-        "sum(CASE WHEN status <> 'ok' THEN 1 ELSE 0 END)",
-        "sum(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END)",
+        *COUNTED_SUMS.values(),
         *(f"coalesce(sum({_q(n)}), 0)" for n in (*TOKEN_COLUMNS, *COST_COLUMNS)),
     ]
     key_names = [time_key, *ROLLUP_KEY[1:]]

@@ -4,12 +4,20 @@
 Change a table here and add a migration in the same change.
 
 - ``usage_events``: append-only, one row per proxied exchange, keyed by ``event_id`` so a replayed
-  write is a no-op. ``cost_usd`` NULL means "no price known", never $0. Secondary indexes only
+  write is a no-op. ``cost_usd`` NULL means "no price known", never $0. ``stop_reason`` as the
+  response said it; ``usage_problem`` the ``usage.Problem`` values met reading it (comma
+  separated, NULL when none); ``iterations`` Anthropic's per-step usage as JSON (``rows``),
+  NULL when the answer had none: an event priced from several models keeps one row, its
+  ``model`` the one that produced the answer, its tokens and cost the sum over the steps, and
+  this column the detail ``reprice`` needs to price it again exactly. Secondary indexes only
   where a query needs one (each costs the insert path a few µs per event): ``ts`` (raw ranges,
   retention, repricing), ``task`` (one task's view), ``(user, ts)`` (raw reports for one user).
   None on ``session``: no query filters by it (grouping by session scans a ``ts`` range).
 - ``usage_hourly``: the rollup; key (hour, provider, model, user, team) with '' standing for
-  NULL so the key is always comparable. Kept when raw events are purged.
+  NULL so the key is always comparable. Kept when raw events are purged. ``COUNTED_SUMS`` says
+  (in SQL both databases run) how its counts come from raw events, for every writer:
+  ``unpriced_tokens`` sums the five token kinds of events without a price, so blended $/MTok
+  can divide priced dollars by priced tokens only.
 - ``usage_daily``: the same sums per UTC day (key ``day``, midnight UTC), written in the same
   statement/transaction as ``usage_hourly``; reports read whole days here and only the edge hours
   of a range from ``usage_hourly``. Kept when raw events are purged.
@@ -31,6 +39,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
 )
 
 from proxy.store.types import Fixed, UTCDateTime
@@ -64,13 +73,18 @@ COST_KIND_COLUMNS: dict[str, str] = {
 COST_COLUMNS: tuple[str, ...] = ("cost_usd", "sticker_usd", *COST_KIND_COLUMNS.values())
 ROLLUP_KEY: tuple[str, ...] = ("hour", "provider", "model", "user", "team")
 DAILY_KEY: tuple[str, ...] = ("day", *ROLLUP_KEY[1:])
-ROLLUP_SUMS: tuple[str, ...] = (
-    "requests",
-    "errors",
-    "unpriced_requests",
-    *TOKEN_COLUMNS,
-    *COST_COLUMNS,
-)
+KIND_TOKEN_COLUMNS = TOKEN_COLUMNS[:5]  # the five token kinds: the blended $/MTok denominator
+_UNPRICED = "cost_usd IS NULL"
+# Rollup counts not summed from a column of the same name: rollup column -> aggregate over a set
+# of ``usage_events`` rows, in SQL that SQLite and PostgreSQL both run (schema names only).
+COUNTED_SUMS: dict[str, str] = {
+    "requests": "count(*)",
+    "errors": "coalesce(sum(CASE WHEN status <> 'ok' THEN 1 ELSE 0 END), 0)",
+    "unpriced_requests": f"coalesce(sum(CASE WHEN {_UNPRICED} THEN 1 ELSE 0 END), 0)",
+    "unpriced_tokens": f"coalesce(sum(CASE WHEN {_UNPRICED}"
+    f" THEN {' + '.join(KIND_TOKEN_COLUMNS)} ELSE 0 END), 0)",
+}
+ROLLUP_SUMS: tuple[str, ...] = (*COUNTED_SUMS, *TOKEN_COLUMNS, *COST_COLUMNS)
 
 
 def _text(name: str) -> Column[str | None]:
@@ -108,6 +122,8 @@ usage_events = Table(
     *(_money(n) for n in COST_COLUMNS),
     _text("price_version"),
     _text("catalog_model"),
+    *(_text(n) for n in ("stop_reason", "usage_problem")),
+    Column("iterations", Text, nullable=True),
     Index(None, "ts"),
     Index(None, "task"),
     Index(None, "user", "ts"),
@@ -125,7 +141,7 @@ def _rollup_table(name: str, time_key: str) -> Table:
         metadata,
         Column(time_key, UTCDateTime(), primary_key=True),
         *(Column(n, String, primary_key=True) for n in ROLLUP_KEY[1:]),
-        *(Column(n, BigInteger, nullable=False) for n in ROLLUP_SUMS[:3]),
+        *(Column(n, BigInteger, nullable=False) for n in COUNTED_SUMS),
         *(_tokens(n) for n in TOKEN_COLUMNS),
         *(_money(n, nullable=False) for n in COST_COLUMNS),
         postgresql_with={"fillfactor": ROLLUP_FILLFACTOR},

@@ -37,6 +37,7 @@ from proxy.store.rows import Row
 from proxy.store.sqlite_write import write_sqlite
 from proxy.store.tables import (
     COST_COLUMNS,
+    COUNTED_SUMS,
     DAILY_KEY,
     ROLLUP_KEY,
     ROLLUP_SUMS,
@@ -154,7 +155,7 @@ def _insert_new_events() -> str:
         f"${i}::text::{_array_type(column)}"
         for i, column in enumerate(usage_events.columns, start=1)
     )
-    returned = ("ts", "provider", "model", "user", "team", "status", *ROLLUP_SUMS[3:])
+    returned = ("ts", "provider", "model", "user", "team", "status", *TOKEN_COLUMNS, *COST_COLUMNS)
     return (
         f"INSERT INTO usage_events ({_names(_EVENT_COLUMNS)})"  # noqa: S608
         f" SELECT * FROM unnest({arrays}) AS batch({_names(_EVENT_COLUMNS)})"
@@ -166,9 +167,7 @@ def _sum_new_by_hour() -> str:
     hour = "date_trunc('hour', ts AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
     keys = [hour, "provider", *(f"coalesce({_q(n)}, '')" for n in ROLLUP_KEY[2:])]
     sums = [
-        "count(*)",
-        "count(*) FILTER (WHERE status <> 'ok')",
-        "count(*) FILTER (WHERE cost_usd IS NULL)",
+        *COUNTED_SUMS.values(),
         *(f"coalesce(sum({_q(n)}), 0)" for n in (*TOKEN_COLUMNS, *COST_COLUMNS)),
     ]
     named = [f"{expr} AS {_q(name)}" for expr, name in zip(keys + sums, _ROLLED, strict=True)]

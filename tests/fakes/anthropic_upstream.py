@@ -6,8 +6,22 @@ it, pauses between events, a mid-stream ``error`` event and a connection cut mid
 
 A test picks the behaviour per request with headers the proxy forwards untouched:
 ``x-fake-scenario`` (text | tool_use | thinking | web_search | error_529 | error_400 |
-mid_stream_error | cut | slow | hang | stall | count_tokens) and ``x-fake-usage`` (a JSON usage
-object).
+mid_stream_error | cut | slow | hang | stall | count_tokens | refusal | refusal_mid_stream |
+fallback | no_final_blank) and ``x-fake-usage`` (a JSON usage object).
+
+The beta shapes of shared/api-facts.md §1.4, as Anthropic's pages show them:
+- ``usage.iterations`` (compaction, advisor, fallback): sent as given in ``x-fake-usage``, on the
+  JSON message and, streamed, on the final ``message_delta`` only (``message_start`` carries the
+  top-level counts without it, as a stream knows its iterations only at the end).
+- ``refusal``: ``stop_reason: "refusal"`` with ``stop_details``, no content; streamed, no content
+  block at all. ``refusal_mid_stream``: the text streams, then the refusal stops it.
+- ``fallback``: the model of the ``fallback_message`` iteration answered; ``model`` names it
+  and a ``fallback`` block (start/stop, no deltas) comes first. When the declined ``message``
+  iteration has output (a mid-output decline), a stream starts as the requested model, streams
+  its partial text, then the ``fallback`` block and the fallback model's text; a JSON answer
+  leaves the partial text out (the refusals-and-fallback page, "Streaming").
+- ``no_final_blank``: the stream ends right after its final ``message_delta``, whose blank line
+  never comes (no ``message_stop``), as a proxy that trims the body would send it.
 Every request received is kept in ``requests`` so tests can compare what arrived byte for byte.
 """
 
@@ -83,9 +97,10 @@ class FakeAnthropic:
             await _error(send, 400)
             return
         usage = json.loads(req.header("x-fake-usage") or "null") or dict(DEFAULT_USAGE)
-        message = _message(request.get("model", "claude-opus-4-8"), scenario, usage)
+        requested = request.get("model", "claude-opus-4-8")
+        message = _message(_serving_model(requested, scenario, usage), scenario, usage)
         if request.get("stream"):
-            await self._stream(send, message, scenario)
+            await self._stream(send, _as_streamed(message, requested, scenario), scenario)
         else:
             await _json(send, 200, message, req)
 
@@ -111,10 +126,40 @@ class FakeAnthropic:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
+def _serving_model(requested: str, scenario: str, usage: dict[str, Any]) -> str:
+    """The model that produced the message: the fallback model when one served."""
+    if scenario != "fallback":
+        return requested
+    served = [it["model"] for it in usage.get("iterations", []) if it["type"] == "fallback_message"]
+    return served[-1] if served else requested
+
+
+def _as_streamed(message: dict[str, Any], requested: str, scenario: str) -> dict[str, Any]:
+    """A mid-output fallback streams as the requested model until the fallback block."""
+    declined = [it for it in message["usage"].get("iterations", []) if it["type"] == "message"]
+    if scenario != "fallback" or not any(it.get("output_tokens") for it in declined):
+        return message
+    partial = {"type": "text", "text": "Sure, here"}
+    return {**message, "model": requested, "content": [partial, *message["content"]]}
+
+
 def _message(model: str, scenario: str, usage: dict[str, Any]) -> dict[str, Any]:
     content: list[dict[str, Any]] = [{"type": "text", "text": "Hi! How can I help?"}]
     stop = "end_turn"
-    if scenario == "tool_use":
+    stop_details = None
+    if scenario in {"refusal", "refusal_mid_stream"}:
+        content = [] if scenario == "refusal" else content
+        stop = "refusal"
+        stop_details = {
+            "type": "refusal",
+            "category": "cyber",
+            "explanation": "This request was declined because it could enable cyber harm.",
+        }
+    elif scenario == "fallback":
+        declined = [it for it in usage.get("iterations", []) if it["type"] == "message"]
+        source = declined[0].get("model", model) if declined else model
+        content.insert(0, {"type": "fallback", "from": {"model": source}, "to": {"model": model}})
+    elif scenario == "tool_use":
         content = [
             {"type": "text", "text": "Let me run that."},
             {
@@ -138,6 +183,7 @@ def _message(model: str, scenario: str, usage: dict[str, Any]) -> dict[str, Any]
         "content": content,
         "stop_reason": stop,
         "stop_sequence": None,
+        **({"stop_details": stop_details} if stop_details else {}),
         "usage": usage,
     }
 
@@ -148,8 +194,9 @@ def _sse(name: str, data: dict[str, Any]) -> bytes:
 
 def _events(message: dict[str, Any], scenario: str) -> list[bytes]:
     usage = message["usage"]
-    start_usage = {**usage, "output_tokens": 1}
+    start_usage = {k: v for k, v in usage.items() if k != "iterations"} | {"output_tokens": 1}
     start = {**message, "content": [], "stop_reason": None, "usage": start_usage}
+    start.pop("stop_details", None)
     events = [_sse("message_start", {"type": "message_start", "message": start})]
     events.append(_sse("ping", {"type": "ping"}))
     for index, block in enumerate(message["content"]):
@@ -167,13 +214,20 @@ def _events(message: dict[str, Any], scenario: str) -> list[bytes]:
             )
         )
         return events
-    events.append(_delta(message["stop_reason"], final))
+    events.append(_delta(message["stop_reason"], final, message.get("stop_details")))
+    if scenario == "no_final_blank":
+        events[-1] = events[-1].removesuffix(b"\n\n")
+        return events
     events.append(_sse("message_stop", {"type": "message_stop"}))
     return events
 
 
-def _delta(stop_reason: str | None, usage: dict[str, Any]) -> bytes:
-    delta = {"stop_reason": stop_reason, "stop_sequence": None}
+def _delta(
+    stop_reason: str | None, usage: dict[str, Any], stop_details: dict[str, Any] | None = None
+) -> bytes:
+    delta: dict[str, Any] = {"stop_reason": stop_reason, "stop_sequence": None}
+    if stop_details:
+        delta["stop_details"] = stop_details
     return _sse("message_delta", {"type": "message_delta", "delta": delta, "usage": usage})
 
 
@@ -185,6 +239,8 @@ def _block_events(index: int, block: dict[str, Any]) -> list[bytes]:
         empty["text"] = ""
         text = block["text"]
         deltas = [{"type": "text_delta", "text": text[i : i + 5]} for i in range(0, len(text), 5)]
+    elif kind == "fallback":  # a start/stop pair with no deltas
+        empty, deltas = dict(block), []
     elif kind == "tool_use":
         empty.update(id=block["id"], name=block["name"], input={})
         raw = json.dumps(block["input"])

@@ -19,8 +19,11 @@ fixed), so two answers to the same question can be compared byte for byte.
 
 Per-request behaviour, chosen by headers the proxy forwards untouched: ``x-fake-scenario``
 (text | tool_calls | error_400 | error_401 | error_429 | error_500 | error_503 | cut | slow |
-incomplete | failed), ``x-fake-usage`` (a JSON usage object), ``x-fake-compress`` (gzip | br |
-zstd: compress the SSE answer). ``requests`` keeps every request as received.
+incomplete | failed | cut_before_usage: the connection drops just before the usage chunk |
+no_usage_chunk: ``include_usage`` ignored and no usage in a JSON answer, as some compatible
+servers do), ``x-fake-usage``
+(a JSON usage object), ``x-fake-compress`` (gzip | br | zstd: compress the SSE answer).
+``requests`` keeps every request as received.
 """
 
 from __future__ import annotations
@@ -134,6 +137,8 @@ class FakeOpenAI:
             finish = "tool_calls"
         choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
         answer = {**_head(ident, "chat.completion", model), "choices": [choice], "usage": usage}
+        if scenario == "no_usage_chunk":  # a compatible server that reports no usage at all
+            del answer["usage"]
         await _json(send, answer, req)
 
     async def _completion(
@@ -165,7 +170,7 @@ class FakeOpenAI:
     ) -> None:
         """Chat/completion chunks as OpenAI streams them, shaped by ``stream_options``."""
         options = request.get("stream_options") or {}
-        with_usage = options.get("include_usage") is True
+        with_usage = options.get("include_usage") is True and scenario != "no_usage_chunk"
         obfuscate = options.get("include_obfuscation", True) is not False
         if with_usage:
             chunks = [{**chunk, "usage": None} for chunk in chunks]
@@ -215,6 +220,8 @@ class FakeOpenAI:
         for index, event in enumerate(events):
             if scenario == "cut" and index == len(events) // 2:
                 raise ConnectionAbortedError("fake upstream cuts the stream")
+            if scenario == "cut_before_usage" and index == len(events) - 2:
+                raise ConnectionAbortedError("fake upstream cuts the stream before its usage")
             if scenario == "slow" and index:
                 await asyncio.sleep(self.pause_s)
             body = compressor.send(event) if compressor else event

@@ -139,6 +139,8 @@ def test_tasks_roi_after_setting_hours_and_rate(seeded: Proxy) -> None:
     assert roi["total"] == {
         "tasks": 2,
         "cost_usd": "2300.000000",
+        "task_cost_usd": "2300.000000",  # no window: the window is the whole task
+        "cost_complete": True,
         "value_usd": "5400",
         "roi": "2.35",
     }

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from proxy.pricing import Pricer
+from proxy.pricing import Pricer, load_overrides
 from proxy.repricing import reprice
 from proxy.store.rows import event_to_row
 from proxy.store.tables import usage_events
 from proxy.store.writes import write_batch
-from proxy.usage import Cost, Usage
+from proxy.usage import Cost, Iteration, ResponseFacts, Usage, UsageEvent
 from tests.dbfixtures import (
     daily_rows,
     hourly_summed_by_day,
@@ -114,3 +115,48 @@ async def test_reprice_fixes_costs_and_rollup_and_is_idempotent(engine: AsyncEng
     assert second.before.cost_usd == second.after.cost_usd == 6 * RIGHT
     assert await rollup_totals(engine) == raw
     assert await daily_rows(engine) == await hourly_summed_by_day(engine)
+
+
+def _live(facts: ResponseFacts, minute: int) -> UsageEvent:
+    """An event as the proxy records it: priced by the live pricer."""
+    event = make_event(started_at=T0 + timedelta(minutes=minute), usage=facts.usage)
+    event.facts = facts
+    event.cost = Pricer().price(event)
+    return event
+
+
+ADVISED = ResponseFacts(
+    Usage(input=2_583, cache_read=412, output=2_143),
+    "claude-sonnet-4-6",
+    iterations=(
+        Iteration("message", "claude-sonnet-4-6", Usage(input=412, output=89)),
+        Iteration("advisor_message", "claude-opus-4-8", Usage(input=823, output=1_612)),
+        Iteration("message", "claude-sonnet-4-6", Usage(input=1_348, cache_read=412, output=442)),
+    ),
+)
+REFUSED = ResponseFacts(Usage(input=412), "claude-fable-5", stop_reason="refusal")
+CAPPED = ResponseFacts(
+    Usage(input=3, output=10**12), "claude-opus-4-8", problems=("usage_over_cap",)
+)
+ADVISOR_PART = Decimal(823 * 5 + 1_612 * 25) / 1_000_000  # claude-opus-4-8 at list prices
+
+
+async def test_reprice_replays_iterations_refusals_and_flags_exactly(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    events = [_live(facts, i) for i, facts in enumerate((ADVISED, REFUSED, CAPPED))]
+    await write_batch(engine, [event_to_row(event) for event in events])
+    assert [e.cost.total if e.cost else None for e in events][1:] == [Decimal(0), None]
+    same = await reprice(engine, Pricer(), T0)
+    assert (same.events, same.cost_changed) == (3, 0)  # the stored columns say it all
+    prices = tmp_path / "prices.toml"
+    prices.write_text(
+        '[[discount]]\nprovider = "anthropic"\nmodels = "claude-opus-*"\npercent = 50\n'
+        'effective_from = 2026-01-01\nsource = "test"\n'
+    )
+    cheaper = await reprice(engine, Pricer(load_overrides(prices)), T0)
+    assert cheaper.cost_changed == 1
+    assert events[0].cost is not None
+    assert cheaper.after.cost_usd == events[0].cost.total - ADVISOR_PART / 2  # the advisor step
+    assert cheaper.after.unpriced == 1  # the capped event stays unknown
+    assert await rollup_totals(engine) == await raw_totals(engine)

@@ -67,7 +67,8 @@ async def test_purge_removes_old_raw_events_and_keeps_the_rollup(engine: AsyncEn
 async def test_reports_over_purged_months_still_count_every_request(engine: AsyncEngine) -> None:
     await _seed(engine, NOW)
     await Retention(engine, 30, clock=_clock).purge()
-    rows = await reports.usage(engine, "user", reports.Filters(NOW - timedelta(days=365), NOW))
+    window = reports.Filters(NOW - timedelta(days=365), NOW + timedelta(minutes=1))
+    rows = await reports.usage(engine, "user", window)  # the last event is at NOW: inside
     total = reports.total_of(rows)
     assert total.requests == 9
     assert total.cost_usd == 9 * sample_cost().total

@@ -23,7 +23,7 @@ from proxy.store.recorder import Recorder
 from proxy.store.rollup import purge_raw, rebuild_rollups
 from proxy.store.rows import Row, event_to_row
 from proxy.store.spool import Spool
-from proxy.store.tables import ROLLUP_SUMS, usage_daily, usage_hourly
+from proxy.store.tables import ROLLUP_SUMS, usage_daily, usage_events, usage_hourly
 from proxy.store.writes import write_batch
 from proxy.usage import Status, UsageEvent
 from tests.dbfixtures import (
@@ -36,6 +36,8 @@ from tests.dbfixtures import (
 )
 
 T0 = datetime(2026, 11, 2, tzinfo=UTC)
+OLD_SUMS = [name for name in ROLLUP_SUMS if name != "unpriced_tokens"]  # before 0003
+NEW_EVENT_COLUMNS = ("stop_reason", "usage_problem", "iterations")  # added by 0003
 USERS = ("ada", "bob", None)
 MODELS = ("claude-sonnet-4-5", "claude-opus-4-5")
 
@@ -56,20 +58,20 @@ def _rows(events: list[UsageEvent]) -> list[Row]:
     return [event_to_row(event) for event in events]
 
 
-async def _hourly_only(engine: AsyncEngine, group_by: str, f: Filters) -> list[tuple[str, Any]]:
-    """The report as it was computed before the daily rollup: ``usage_hourly`` alone."""
-    h = usage_hourly.c
+async def _raw_only(engine: AsyncEngine, group_by: str, f: Filters) -> list[tuple[str, Any]]:
+    """The report over raw events alone: exactly the events with ``start <= ts < end``."""
+    e = usage_events.c
     if group_by == "day":
         key: sa.ColumnElement[Any] = (
-            sa.func.substr(h.hour, 1, 10)
+            sa.func.substr(e.ts, 1, 10)
             if engine.dialect.name == "sqlite"
-            else sa.func.to_char(sa.func.timezone("UTC", h.hour), "YYYY-MM-DD")
+            else sa.func.to_char(sa.func.timezone("UTC", e.ts), "YYYY-MM-DD")
         )
     else:
-        key = h[group_by]
-    query = sa.select(key, *sum_columns(usage_hourly)).group_by(key).order_by(key)
+        key = sa.func.coalesce(e[group_by], "")
+    query = sa.select(key, *sum_columns(usage_events)).group_by(key).order_by(key)
     async with engine.connect() as conn:
-        rows = (await conn.execute(query.where(*conditions(usage_hourly, f)))).all()
+        rows = (await conn.execute(query.where(*conditions(usage_events, f)))).all()
     return [("(none)" if row[0] == "" else str(row[0]), totals_of(row, 1)) for row in rows]
 
 
@@ -101,13 +103,15 @@ async def test_daily_rollup_is_the_hourly_one_summed_per_day(engine: AsyncEngine
     assert {row["day"].day for row in daily} == set(range(2, 12))
 
 
-async def test_reports_from_days_and_edge_hours_equal_the_hourly_rollup(
+async def test_reports_from_rollups_and_raw_edges_count_exactly_the_window(
     engine: AsyncEngine,
 ) -> None:
+    """Whole days daily, whole hours hourly, partial edge hours from raw events: the same
+    totals as raw events alone over exactly ``[start, end)``, for every range shape."""
     await write_batch(engine, _rows(_spread_events()))
     for filters in _ranges():
         for group_by in ("user", "model", "day"):
-            expected = await _hourly_only(engine, group_by, filters)
+            expected = await _raw_only(engine, group_by, filters)
             got = await usage(engine, group_by, filters)
             assert [(k, t.as_json()) for k, t in got] == [(k, t.as_json()) for k, t in expected], (
                 group_by,
@@ -149,7 +153,7 @@ async def test_upgrade_backfills_the_daily_rollup_from_the_hourly_one(db_url: st
     hours = [T0 + timedelta(hours=5 * i) for i in range(12)]
     hourly = [
         {"hour": hour, "provider": "anthropic", "model": "m", "user": user, "team": ""}
-        | dict.fromkeys(ROLLUP_SUMS, 0)
+        | dict.fromkeys(OLD_SUMS, 0)
         | {"requests": 2, "cost_usd": Decimal("1.25")}
         for hour in hours
         for user in ("ada", "")
@@ -161,6 +165,48 @@ async def test_upgrade_backfills_the_daily_rollup_from_the_hourly_one(db_url: st
         await asyncio.to_thread(upgrade, db_url)
         assert await daily_rows(engine) == await hourly_summed_by_day(engine)
         assert len(await daily_rows(engine)) == 2 * 3  # 60 hours from midnight: three days
+    finally:
+        await engine.dispose()
+
+
+async def test_upgrade_backfills_unpriced_tokens_from_raw_events_where_it_can(db_url: str) -> None:
+    """0003: an hour with raw events gets its unpriced tokens summed from them; a purged hour
+    whose requests were all unpriced gets all its tokens; a purged mixed hour cannot know (0)."""
+    await asyncio.to_thread(upgrade, db_url, "0002")
+    raw_hour, all_unpriced, mixed = T0 + timedelta(hours=3), T0 + timedelta(hours=5), T0
+    old = [c.name for c in usage_events.columns if c.name not in NEW_EVENT_COLUMNS]
+    events = []
+    for i, cost in enumerate((None, Decimal("2"), None)):
+        row = event_to_row(make_event(started_at=raw_hour + timedelta(minutes=i), user=None))
+        events.append({name: row[name] for name in old} | {"cost_usd": cost})
+    unpriced_tokens = 2 * (120 + 2000 + 30_000 + 450)  # two unpriced make_event's, five kinds
+
+    def hourly(hour: datetime, requests: int, unpriced: int, tokens: int) -> dict[str, Any]:
+        key = {"hour": hour, "provider": "anthropic", "model": "claude-sonnet-4-5"}
+        sums = dict.fromkeys(OLD_SUMS, 0) | {"requests": requests, "unpriced_requests": unpriced}
+        return key | {"user": "", "team": "core"} | sums | {"input_tokens": tokens}
+
+    engine = make_engine(db_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(sa.insert(usage_events), events)
+            await conn.execute(
+                sa.insert(usage_hourly),
+                [
+                    hourly(raw_hour, 3, 2, 0),
+                    hourly(all_unpriced, 4, 4, 900),
+                    hourly(mixed, 4, 1, 9),
+                ],
+            )
+            await conn.execute(sa.delete(usage_daily))
+            day = {k: v for k, v in hourly(T0, 11, 7, 909).items() if k != "hour"}
+            await conn.execute(sa.insert(usage_daily), [day | {"day": T0}])
+        await asyncio.to_thread(upgrade, db_url)
+        got = {row["hour"]: row["unpriced_tokens"] for row in await rollup_rows(engine)}
+        assert got == {raw_hour: unpriced_tokens, all_unpriced: 900, mixed: 0}
+        assert [row["unpriced_tokens"] for row in await daily_rows(engine)] == [
+            unpriced_tokens + 900
+        ]
     finally:
         await engine.dispose()
 

@@ -99,7 +99,8 @@ def test_report_blended_table(database: str, capsys: pytest.CaptureFixture[str])
     code, out, _ = _run(capsys, "report", "blended", "--since", "2026-10-31", "--by", "user")
     lines = out.splitlines()
     assert code == 0
-    assert lines[0].split()[:3] == ["user", "requests", "tokens"]
+    assert lines[0].startswith("window 2026-10-31T00:00:00+00:00 .. now")
+    assert lines[1].split()[:3] == ["user", "requests", "tokens"]
     ada = next(line.split() for line in lines if line.startswith("ada"))
     assert ada[1:3] == ["3", "3,000,000"]
     assert "75.0%" in ada
@@ -147,3 +148,67 @@ def test_prices_missing_and_reprice_dry_run(
     total = out.splitlines()[-1].split()
     assert total[:2] == ["total", "5099.000000"]  # the seeded test prices, before repricing
     assert total[-2:] == ["1", "1"]  # mystery-9 has no price before or after
+
+
+async def _seed_window(url: str) -> None:
+    from tests.integration.test_reports_window import SEED, _event
+
+    engine = make_engine(url)
+    try:
+        await write_batch(engine, [event_to_row(_event(*row)) for row in SEED])
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+def window_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    url = f"sqlite+aiosqlite:///{tmp_path}/window.db"
+    upgrade(url)
+    asyncio.run(_seed_window(url))
+    monkeypatch.setenv("TOKENMETER_DATABASE_URL", url)
+    return url
+
+
+ODD = ("--since", "2026-11-20T10:37", "--until", "2026-11-20T13:05")
+
+
+def test_the_same_odd_window_gives_the_same_totals_everywhere(
+    window_database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    totals = {}
+    for argv in (
+        ("usage", "--by", "user"),
+        ("usage", "--by", "task"),
+        ("usage", "--by", "day"),
+        ("report", "blended", "--by", "model"),
+    ):
+        code, out, _ = _run(capsys, *argv, *ODD, "--json")
+        data = json.loads(out)
+        assert code == 0
+        assert (data["start"], data["end"]) == (
+            "2026-11-20T10:37:00+00:00",
+            "2026-11-20T13:05:00+00:00",
+        )
+        total = data["total"]
+        totals[argv] = (total["requests"], total["cost_usd"], total["unpriced_requests"])
+    assert set(totals.values()) == {(6, "0.134440", 2)}  # 4 priced × $0.03361, 2 unpriced
+    code, out, _ = _run(capsys, "report", "tasks", *ODD, "--json")
+    assert sum(row["requests"] for row in json.loads(out)["rows"]) == 5  # 1 event has no task
+
+
+def test_tables_mark_unknown_and_partial_dollars(
+    window_database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = _run(capsys, "report", "blended", "--by", "model", *ODD)
+    lines = out.splitlines()
+    assert lines[0] == "window 2026-11-20T10:37:00+00:00 .. 2026-11-20T13:05:00+00:00"
+    mystery = next(line.split() for line in lines if line.startswith("mystery-9"))
+    assert mystery[5:7] == ["?", "?"]  # cost and sticker: unknown, not $0
+    total = next(line.split() for line in lines if line.startswith("total"))
+    assert total[5] == "0.134440*"
+    assert total[-2] == "1.031931*"  # $/MTok over priced tokens: not pulled down to 0.687954
+    assert lines[-1].startswith("* some requests have no known price")
+    code, out, _ = _run(capsys, "task", "show", "T-D")
+    total = next(line.split() for line in out.splitlines() if line.startswith("total"))
+    assert total[5] == "?"
+    assert "ROI: unknown" in out

@@ -319,7 +319,7 @@ def test_a_corrupt_event_is_skipped_and_counted_without_raising():
     )
     tap = tap_of(stream)
     assert tap.result().usage == Usage(input=9, output=1)
-    assert tap.problems == 1
+    assert tap.problems == ("unparseable",)
 
 
 JSON_MESSAGE = {
@@ -381,13 +381,13 @@ def test_a_corrupt_gzip_body_does_not_raise_and_meters_nothing():
     tap = tap_of(b"\x1f\x8b this is not gzip" * 10, JSON, "gzip", size=7)
     facts = tap.result()
     assert (facts.complete, facts.saw_usage, facts.usage) == (False, False, Usage())
-    assert tap.problems == 1
+    assert tap.problems == ("undecodable_body",)
 
 
 def test_an_unsupported_encoding_does_not_raise_and_meters_nothing():
     tap = tap_of(b"\x00\x01\x02", JSON, "compress")
     assert tap.result().usage == Usage()
-    assert tap.problems == 1
+    assert tap.problems == ("undecodable_body",)
 
 
 def test_a_json_body_past_the_cap_is_dropped_without_holding_it():
@@ -396,7 +396,7 @@ def test_a_json_body_past_the_cap_is_dropped_without_holding_it():
     for _ in range(MAX_JSON_BODY_BYTES // len(piece) + 1):
         tap.feed(piece)
     assert not tap.result().complete
-    assert tap.problems == 1
+    assert tap.problems == ("oversized_body",)
 
 
 def test_an_unrelated_content_type_is_ignored():
@@ -443,3 +443,112 @@ def test_the_provider_meters_only_posts_to_messages_and_builds_taps():
     tap.feed(TEXT_STREAM)
     assert tap.result().usage == CLAUDE_CODE_TOKENS
     assert anthropic.error_body is error_body
+
+
+# --- usage beyond the top level, the end of a stream, absurd numbers ---------------------------
+
+ADVISED = {
+    "input_tokens": 1760,
+    "cache_read_input_tokens": 412,
+    "cache_creation_input_tokens": 0,
+    "output_tokens": 531,
+    "iterations": [
+        {
+            "type": "message",
+            "input_tokens": 412,
+            "cache_read_input_tokens": 0,
+            "cache_creation_input_tokens": 0,
+            "output_tokens": 89,
+        },
+        {
+            "type": "advisor_message",
+            "model": "claude-opus-4-8",
+            "input_tokens": 823,
+            "cache_read_input_tokens": 0,
+            "cache_creation_input_tokens": 0,
+            "output_tokens": 1612,
+        },
+        {
+            "type": "message",
+            "input_tokens": 1348,
+            "cache_read_input_tokens": 412,
+            "cache_creation_input_tokens": 0,
+            "output_tokens": 442,
+        },
+    ],
+}  # fmt: skip  (the advisor-tool page's example, as it prints it)
+
+
+@pytest.mark.parametrize("as_stream", [False, True], ids=["json", "sse"])
+def test_iterations_are_kept_with_their_models_and_summed(as_stream: bool) -> None:
+    if as_stream:
+        top = {k: v for k, v in ADVISED.items() if k != "iterations"}
+        body = sse(start({**top, "output_tokens": 1}, "claude-sonnet-4-6"), delta(ADVISED), STOP)
+        facts = tap_of(body, size=7).result()
+    else:
+        answer = {**JSON_MESSAGE, "model": "claude-sonnet-4-6", "usage": ADVISED}
+        facts = tap_of(json.dumps(answer).encode(), JSON).result()
+    assert [(i.kind, i.model) for i in facts.iterations] == [
+        ("message", "claude-sonnet-4-6"),  # an executor step names no model: the response's
+        ("advisor_message", "claude-opus-4-8"),
+        ("message", "claude-sonnet-4-6"),
+    ]
+    assert facts.iterations[2].usage == Usage(input=1348, cache_read=412, output=442)
+    assert facts.usage == Usage(input=2583, cache_read=412, output=2143)
+    assert facts.model == "claude-sonnet-4-6"
+    assert facts.problems == ()
+
+
+def test_the_fallback_model_that_served_is_the_events_model() -> None:
+    iterations = [
+        {"type": "message", "model": "claude-fable-5", "input_tokens": 535, "output_tokens": 120},
+        {"type": "fallback_message", "model": "claude-opus-4-8", "input_tokens": 655,
+         "output_tokens": 264},
+    ]  # fmt: skip
+    usage = {"input_tokens": 655, "output_tokens": 264, "iterations": iterations}
+    body = sse(start({"input_tokens": 535, "output_tokens": 1}, "claude-fable-5"), delta(usage))
+    facts = tap_of(body + sse(STOP)).result()
+    assert facts.model == "claude-opus-4-8"  # message_start named the model that declined
+    assert [i.model for i in facts.iterations] == ["claude-fable-5", "claude-opus-4-8"]
+
+
+def test_finish_reads_a_last_event_whose_blank_line_never_came() -> None:
+    body = sse(start({**CLAUDE_CODE_USAGE, "output_tokens": 1}), delta({"output_tokens": 7}))
+    tap = tap_of(body.removesuffix(b"\n\n"), size=5)
+    assert tap.result().usage.output == 1  # the placeholder: the delta is still pending
+    tap.finish()
+    tap.finish()  # idempotent
+    assert tap.result().usage == CLAUDE_CODE_TOKENS
+
+
+def test_finish_flushes_a_compressed_stream_too() -> None:
+    body = gzip.compress(sse(start(CLAUDE_CODE_USAGE), delta({"output_tokens": 9})).rstrip())
+    tap = tap_of(body, SSE, "gzip", size=3)
+    tap.finish()
+    assert tap.result().usage.output == 9
+
+
+@pytest.mark.parametrize(
+    ("reported", "recorded", "problems"),
+    [
+        (
+            {"output_tokens": 666_666_666_666_666},
+            Usage(input=3, output=10**12),
+            ("usage_over_cap",),
+        ),
+        ({"output_tokens": 10**30}, Usage(input=3, output=10**12), ("usage_over_cap",)),
+        ({"output_tokens": 1e30}, Usage(input=3, output=10**12), ("usage_over_cap",)),
+        ({"output_tokens": -5}, Usage(input=3), ("usage_negative",)),
+        ({"output_tokens": 7.5}, Usage(input=3, output=7), ("usage_not_integer",)),
+        ({"output_tokens": 7.0}, Usage(input=3, output=7), ()),  # JSON's 7.0 is the integer 7
+        ({"output_tokens": "7"}, Usage(input=3), ("usage_not_integer",)),
+        ({"output_tokens": True}, Usage(input=3), ("usage_not_integer",)),
+        ({"iterations": {"type": "message"}}, Usage(input=3), ("bad_iterations",)),
+        ({"iterations": [{"input_tokens": 5}]}, Usage(input=3), ("bad_iterations",)),
+    ],
+)
+def test_absurd_numbers_are_made_safe_and_named(reported, recorded, problems) -> None:
+    answer = {**JSON_MESSAGE, "usage": {"input_tokens": 3, **reported}}
+    facts = tap_of(json.dumps(answer).encode(), JSON).result()
+    assert (facts.usage, facts.problems) == (recorded, problems)
+    assert facts.distrusted == bool(problems)

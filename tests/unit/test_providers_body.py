@@ -19,7 +19,7 @@ class RecordingTap(BodyTap):
         super().__init__(content_type, content_encoding, body or JsonBody(1024), wanted)
         self.events: list[SSEEvent] = []
 
-    def result(self) -> ResponseFacts:
+    def _read(self) -> ResponseFacts:
         return ResponseFacts()
 
     def _on_event(self, event: SSEEvent) -> None:
@@ -32,7 +32,7 @@ def test_sse_events_are_decoded_and_routed_with_the_wanted_filter():
     tap = RecordingTap("text/event-stream; charset=utf-8", "gzip", wanted=frozenset({"keep"}))
     tap.feed(gzip.compress(STREAM))
     assert tap.events == [SSEEvent("keep", "1"), SSEEvent(None, "3")]
-    assert tap.problems == 0
+    assert tap.problems == ()
 
 
 def test_a_fault_in_the_reading_stops_the_tap_instead_of_raising():
@@ -40,7 +40,7 @@ def test_a_fault_in_the_reading_stops_the_tap_instead_of_raising():
     tap.feed(b"data: boom\n\n")
     tap.feed(b"data: after\n\n")
     assert tap.events == []
-    assert tap.problems == 1
+    assert tap.problems == ("unparseable",)
 
 
 def test_a_json_body_is_held_for_the_reader_and_other_media_types_are_ignored():
@@ -61,7 +61,7 @@ def test_a_body_past_a_limit_without_edges_overflows_and_stops_the_tap():
     tap.feed(b'{"b": 2}')
     assert body.overflowed
     assert body.parse() is None
-    assert tap.problems == 1
+    assert tap.problems == ("oversized_body",)
 
 
 def test_a_body_past_a_limit_with_edges_keeps_its_head_and_tail():

@@ -298,7 +298,7 @@ def test_large_embeddings_answer_reads_usage_from_its_tail() -> None:
 
 def test_corrupt_compressed_body_is_a_problem_not_a_crash() -> None:
     tap = tap_of(b"not gzip at all", JSON, "gzip")
-    assert tap.problems == 1
+    assert tap.problems == ("undecodable_body",)
     assert tap.result().usage == Usage()
 
 
@@ -450,3 +450,24 @@ def test_filter_flushes_a_last_event_without_its_blank_line() -> None:
     chunk_filter = UsageChunkFilter()
     assert chunk_filter.filter(b'data: {"choices":[1],"usage":null}') == b""
     assert chunk_filter.flush() == b'data: {"choices":[1]}'
+
+
+def test_absurd_counts_are_capped_and_named() -> None:
+    problems: set[str] = set()
+    usage = usage_from({"prompt_tokens": 10**15, "completion_tokens": -3}, problems)
+    assert usage == Usage(input=10**12)
+    assert problems == {"usage_over_cap", "usage_negative"}
+
+
+def test_a_chat_stream_cut_before_its_usage_chunk_says_nothing_of_usage() -> None:
+    chunk = {"id": "c1", "object": "chat.completion.chunk", "model": "gpt-5", "choices": []}
+    tap = OpenAITap("text/event-stream", None)
+    tap.feed(f"data: {json.dumps(chunk)}\n\n".encode())
+    tap.finish()
+    facts = tap.result()
+    assert (facts.model, facts.saw_usage, facts.metered, facts.complete) == (
+        "gpt-5",
+        False,
+        True,
+        False,
+    )

@@ -7,10 +7,16 @@ from decimal import Decimal
 
 import pytest
 
-from proxy.store.rows import event_to_row, json_to_row, row_to_json
+from proxy.store.rows import (
+    event_to_row,
+    iterations_from_json,
+    json_to_row,
+    problems_from_text,
+    row_to_json,
+)
 from proxy.store.tables import COST_COLUMNS, usage_events
 from proxy.store.types import from_scaled, to_scaled
-from proxy.usage import Cost, Status, Usage
+from proxy.usage import Cost, Iteration, Status, Usage
 from tests.dbfixtures import make_event, sample_cost
 
 
@@ -84,3 +90,29 @@ def test_torn_spool_line_is_refused() -> None:
 )
 def test_sqlite_money_encoding_is_exact(dollars: Decimal, stored: Decimal) -> None:
     assert from_scaled(to_scaled(dollars)) == stored
+
+
+def test_iterations_stop_reason_and_problems_survive_the_row_and_the_spool() -> None:
+    event = make_event(usage=Usage(input=5, cache_write_5m=2, output=3))
+    event.facts.stop_reason = "refusal"
+    event.facts.problems = ("usage_negative", "usage_over_cap")
+    event.facts.iterations = (
+        Iteration("compaction", "claude-opus-4-8", Usage(input=4, output=1)),
+        Iteration("advisor_message", "claude-fable-5", Usage(input=1, cache_write_5m=2, output=2)),
+    )
+    row = json_to_row(row_to_json(event_to_row(event)))
+    assert (row["stop_reason"], row["usage_problem"]) == (
+        "refusal",
+        "usage_negative,usage_over_cap",
+    )
+    assert iterations_from_json(row["iterations"]) == event.facts.iterations
+    assert problems_from_text(row["usage_problem"]) == event.facts.problems
+    assert event_to_row(make_event())["iterations"] is None  # the usual answer: no detail
+
+
+def test_a_line_spooled_before_migration_0003_still_replays() -> None:
+    row = event_to_row(make_event())
+    old = {k: v for k, v in row.items() if k not in ("stop_reason", "usage_problem", "iterations")}
+    replayed = json_to_row(row_to_json(old))
+    assert set(replayed) == set(row)
+    assert (replayed["stop_reason"], replayed["iterations"]) == (None, None)
