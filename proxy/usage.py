@@ -56,7 +56,7 @@ DISTRUSTED: frozenset[str] = frozenset(
     }
 )
 
-# Iteration kinds of Anthropic's ``usage.iterations`` (api-facts.md §1.4).
+# Iteration kinds of Anthropic's ``usage.iterations`` (its compaction, advisor and fallback pages).
 MESSAGE = "message"  # a sampling step of the executor, or a hop that declined (fallback)
 COMPACTION = "compaction"  # summarising the context; not in the top-level counts
 ADVISOR = "advisor_message"  # the advisor tool's sub-inference, at the advisor model's rates

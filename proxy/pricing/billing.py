@@ -1,7 +1,7 @@
 """What of an answer is charged: the parts (model, tokens) pricing multiplies by rates.
 
-Rules (shared/api-facts.md §1.4, from Anthropic's compaction, advisor-tool and
-refusals-and-fallback pages):
+Rules (from Anthropic's compaction, advisor-tool and refusals-and-fallback pages,
+platform.claude.com/docs/en/build-with-claude/compaction and its neighbours):
 
 - Without ``usage.iterations``: the top-level usage at the response's model; a refusal that
   arrived before any output (``stop_reason`` ``refusal``, no output tokens) is not charged at

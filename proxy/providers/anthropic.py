@@ -25,11 +25,11 @@ usage is cumulative, so its non-null fields replace (never add to) what is known
 split into 5 min / 1 h by ``usage.cache_creation``; whatever the split does not explain (no
 split at all, or a later ``message_delta`` total, which carries no split) counts as 5 min.
 
-``usage.iterations`` (beta: compaction, advisor tool, server-side fallback; api-facts.md §1.4)
-is what is billed when present: the top-level counts leave compaction and advisor steps out, or
-describe only the attempt that served. Each entry is kept with its model (``facts.iterations``;
-pricing bills each at its own model's rates and leaves out attempts declined before output) and
-the event's tokens are the entries' sum. Every number is read by ``body.count``: capped at
+``usage.iterations`` (beta: compaction, advisor tool, server-side fallback) is what is billed
+when present: the top-level counts leave compaction and advisor steps out, or describe only the
+attempt that served. Each entry is kept with its model (``facts.iterations``; pricing bills each
+at its own model's rates and leaves out attempts declined before output) and the event's tokens
+are the entries' sum. Every number is read by ``body.count``: capped at
 ``TOKEN_CAP``, never negative, its problem named.
 """
 
@@ -186,7 +186,7 @@ def _iterations(value: object, problems: set[str]) -> tuple[Iteration, ...] | No
 def _with_iterations(
     facts: ResponseFacts, iterations: tuple[Iteration, ...], problems: set[str]
 ) -> None:
-    """Bill what the iterations say (api-facts.md §1.4): the event's tokens are their sum, each
+    """Bill what the iterations say (README, "How it works"): the event's tokens are their sum, each
     entry names its model (the response's own where it names none), and the event's model is
     the one that produced the returned message: the fallback model when one served."""
     own = facts.model

@@ -27,8 +27,8 @@ where its API puts the facts; with ``edge`` 0 it keeps nothing and has ``overflo
 
 Also here: the JSON value helpers both taps use to read a payload without trusting its types,
 and ``count``, the one reading of a usage number: absent or null is None; a negative, fractional
-or absurd (> ``TOKEN_CAP``) value is made safe and its problem named (shared/api-facts.md
-knows no such values; an upstream that sends them must not crash pricing or poison a rollup).
+or absurd (> ``TOKEN_CAP``) value is made safe and its problem named (no provider
+documents such values; an upstream that sends them must not crash pricing or poison a rollup).
 """
 
 from __future__ import annotations

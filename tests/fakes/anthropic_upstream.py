@@ -9,7 +9,7 @@ A test picks the behaviour per request with headers the proxy forwards untouched
 mid_stream_error | cut | slow | hang | stall | count_tokens | refusal | refusal_mid_stream |
 fallback | no_final_blank) and ``x-fake-usage`` (a JSON usage object).
 
-The beta shapes of shared/api-facts.md §1.4, as Anthropic's pages show them:
+The beta shapes of Anthropic's compaction, advisor and fallback pages:
 - ``usage.iterations`` (compaction, advisor, fallback): sent as given in ``x-fake-usage``, on the
   JSON message and, streamed, on the final ``message_delta`` only (``message_start`` carries the
   top-level counts without it, as a stream knows its iterations only at the end).

@@ -2,9 +2,10 @@
 against the fakes, each answer once as JSON and once streamed.
 
 Expected dollars are priced here by hand from the published $/MTok rates of
-shared/api-facts.md §4.2, with the billing rules of §1.4 (compaction and advisor iterations on
-top of the top-level usage, each at its own model; declined attempts and refusals before output
-free; a mid-stream refusal billed for what streamed).
+Anthropic's pricing page (platform.claude.com/docs/en/about-claude/pricing), with the
+billing rules of its compaction, advisor-tool and refusals-and-fallback pages (compaction and
+advisor iterations on top of the top-level usage, each at its own model; declined attempts and
+refusals before output free; a mid-stream refusal billed for what streamed).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from tests.servers import ServerThread
 
 TOKEN_CAP = 10**12  # issue 12: more than this of one kind in one answer is absurd
 
-# $/MTok: input, 5-min cache write, 1-h cache write, cache read, output (api-facts.md §4.2).
+# $/MTok: input, 5-min cache write, 1-h cache write, cache read, output (Anthropic's pricing page).
 RATES: dict[str, tuple[str, str, str, str, str]] = {
     "claude-opus-4-8": ("5", "6.25", "10", "0.5", "25"),
     "claude-sonnet-4-6": ("3", "3.75", "6", "0.3", "15"),

@@ -63,7 +63,7 @@ def test_cli_from_another_directory_reads_the_running_proxys_default_database(
     assert (done.returncode, done.stdout) == (0, "imported 1 people records from pay.csv\n")
     done = cli("usage", "--by", "user", cwd=finance)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[1].split()[:2] == ["alice", "1"]
+    assert done.stdout.splitlines()[2].split()[:2] == ["alice", "1"]  # after window, header
     assert sorted(p.name for p in finance.iterdir()) == ["pay.csv"]
 
 
@@ -138,8 +138,8 @@ def test_usage_answers_csv_and_refuses_start_after_end(proxy: Proxy) -> None:
         answer = proxy.http.get("/api/v1/usage", **request)  # type: ignore[arg-type]
         assert answer.headers["content-type"].startswith("text/csv")
         lines = answer.text.splitlines()
-        assert lines[0].startswith("user,requests,errors,unpriced_requests,tokens.input,")
-        assert lines[1].startswith("alice,1,0,0,11,")
+        assert lines[0].startswith("user,requests,errors,unpriced_requests,unpriced_tokens,tokens.input,")
+        assert lines[1].startswith("alice,1,0,0,0,11,")
         assert lines[2].startswith("(total),1,")
     params = {"start": "2026-11-02T00:00:00", "end": "2026-11-01T00:00:00"}
     for route in (

@@ -118,7 +118,7 @@ def test_cli_fingerprint_usage_by_key_and_reattribute(
     keymap.write_text(json.dumps({ALICE: {"user": "alice", "team": "core"}}))
     monkeypatch.setenv("TOKENMETER_KEY_MAP_FILE", str(keymap))
     assert main(["usage", "--by", "key", "--since", "2026-11-01"]) == 0
-    out = capsys.readouterr().out.splitlines()
+    out = capsys.readouterr().out.splitlines()[1:]  # after the window line
     assert (out[0].split()[0], out[0].split()[-1]) == ("key", "owner")
     rows = {line.split()[0]: line.split() for line in out[1:-1]}
     assert rows[ALICE][-2:] == ["alice", "(core)"]
@@ -130,5 +130,5 @@ def test_cli_fingerprint_usage_by_key_and_reattribute(
     assert main(["reattribute", "--since", "2026-11-20"]) == 0
     assert "4 events of mapped keys: 0 re-attributed" in capsys.readouterr().out
     assert main(["usage", "--by", "user", "--since", "2026-11-19"]) == 0
-    users = [line.split()[:2] for line in capsys.readouterr().out.splitlines()[1:-1]]
+    users = [line.split()[:2] for line in capsys.readouterr().out.splitlines()[2:-1]]
     assert users == [["(none)", "1"], ["alice", "3"], ["carol", "1"]]

@@ -1,7 +1,7 @@
 """What of an answer is charged (pricing/billing.py), and a pricer that never raises.
 
-Each case is priced by hand from the $/MTok rates of api-facts.md §4.2: claude-opus-4-8 $5 in,
-$0.50 read, $25 out; claude-sonnet-4-6 $3 / $0.30 / $15; claude-fable-5 $10 / $1 / $50.
+Each case is priced by hand from the $/MTok rates of Anthropic's pricing page: claude-opus-4-8
+$5 in, $0.50 read, $25 out; claude-sonnet-4-6 $3 / $0.30 / $15; claude-fable-5 $10 / $1 / $50.
 """
 
 from datetime import UTC, datetime
