@@ -44,8 +44,14 @@ _OWN_PREFIXES = ("/api/", "/docs", "/redoc", "/openapi.json", "/healthz", "/metr
 
 # How the ASGI server runs this app, for `tokenmeter serve` and the tests alike: a pass-through
 # adds no headers of its own. With uvicorn's `server` and `date` on, agents got both twice:
-# uvicorn's, then upstream's forwarded ones.
-SERVER_OPTIONS: dict[str, Any] = {"server_header": False, "date_header": False}
+# uvicorn's, then upstream's forwarded ones. Proxy headers off: the client address is the TCP
+# peer, never what X-Forwarded-For says (whatever FORWARDED_ALLOW_IPS is set to), because the
+# API's loopback-only rule judges it (proxy/api/auth.py).
+SERVER_OPTIONS: dict[str, Any] = {
+    "server_header": False,
+    "date_header": False,
+    "proxy_headers": False,
+}
 
 
 @dataclass
