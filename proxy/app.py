@@ -101,6 +101,9 @@ def build_parts(
     metrics = Metrics(
         registry or CollectorRegistry(),
         per_user=settings.metrics_per_user,
+        personal_pay=settings.metrics_personal_pay,
+        max_users=settings.metrics_max_users,
+        max_teams=settings.metrics_max_teams,
         multiprocess_dir=settings.prometheus_multiproc_dir,
     )
     overrides = load_overrides(settings.prices_file) if settings.prices_file else None
@@ -148,9 +151,10 @@ def _lifespan(parts: Parts) -> Any:
             await asyncio.to_thread(upgrade, parts.settings.database_url)
         await parts.recorder.start()
         await parts.retention.start()
-        await people.refresh_gauge_at_start(
+        await people.refresh_gauge_quietly(
             parts.engine, parts.metrics, parts.settings.usd_per_currency
         )
+        _warn_if_metrics_are_open(parts.settings)
         _freeze_startup_heap()
         log.info("tokenmeter ready; upstream %s", parts.settings.anthropic_upstream)
         try:
@@ -165,6 +169,14 @@ def _lifespan(parts: Parts) -> Any:
                 mark_process_dead(os.getpid(), path)  # type: ignore[no-untyped-call]
 
     return lifespan
+
+
+def _warn_if_metrics_are_open(settings: Settings) -> None:
+    if settings.admin_token is not None and settings.metrics_token is None:
+        log.warning(
+            "/api/ needs the admin token but /metrics is open to anyone who reaches this port "
+            "(per-person spend, team pay totals): set TOKENMETER_METRICS_TOKEN"
+        )
 
 
 def _freeze_startup_heap() -> None:

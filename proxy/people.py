@@ -16,6 +16,7 @@ Errors: ``ValueError`` ← ``PeopleImportError`` (a file), ``PersonError`` (one 
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import logging
@@ -259,16 +260,23 @@ def gauge_rows(
 async def refresh_gauge(
     engine: AsyncEngine, gauge: CompensationGauge, usd_per: Mapping[str, Decimal], today: date
 ) -> None:
-    """Set ``tokenmeter_annual_compensation_usd`` from the people table (after each write)."""
+    """Set the pay series of ``/metrics`` from the people table (after each write)."""
     gauge.set_compensation(gauge_rows(await load_people(engine), today, usd_per))
 
 
-async def refresh_gauge_at_start(
-    engine: AsyncEngine, gauge: CompensationGauge, usd_per: Mapping[str, Decimal]
-) -> None:
-    """``refresh_gauge`` for today, never stopping the proxy from starting: a database that is
-    away now only leaves the gauge empty until the next people write."""
+async def refresh_gauge_quietly(
+    engine: AsyncEngine,
+    gauge: CompensationGauge,
+    usd_per: Mapping[str, Decimal],
+    timeout_s: float = 2.0,
+) -> bool:
+    """``refresh_gauge`` for today that never raises and never waits more than ``timeout_s``
+    (at start, and before a scrape): a database that is away or hanging leaves the last rows
+    in place and costs a scrape two seconds at most. False when the rows were not refreshed."""
     try:
-        await refresh_gauge(engine, gauge, usd_per, datetime.now(UTC).date())
-    except (SQLAlchemyError, OSError) as exc:
-        log.warning("compensation gauge not loaded at start: %r", exc)
+        today = datetime.now(UTC).date()
+        await asyncio.wait_for(refresh_gauge(engine, gauge, usd_per, today), timeout_s)
+    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        log.warning("compensation for /metrics not refreshed: %r", exc)
+        return False
+    return True

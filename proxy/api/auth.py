@@ -1,7 +1,8 @@
-"""Guarding ``/api/``; proxy traffic itself is never affected.
+"""Guarding ``/api/`` and ``/metrics``; proxy traffic itself is never affected.
 
 - ``/api/``: a bearer admin token when ``TOKENMETER_ADMIN_TOKEN`` is set, else loopback callers
   only. Compensation and per-person spend are sensitive.
+- ``/metrics``: a bearer token when ``TOKENMETER_METRICS_TOKEN`` is set, else open.
 
 "Loopback" is judged on the TCP peer alone. The server never rewrites it from
 ``X-Forwarded-For`` (``SERVER_OPTIONS`` turns uvicorn's proxy headers off), the ``Host`` header
@@ -37,6 +38,13 @@ def require_admin(request: Request) -> None:
         _require_local_caller(request)
     else:
         _require_bearer(request, token, "admin")
+
+
+def require_metrics_token(request: Request) -> None:
+    """FastAPI dependency: 401 without the metrics token when one is set."""
+    token = request.app.state.parts.settings.metrics_token
+    if token is not None:
+        _require_bearer(request, token, "metrics")
 
 
 def _require_local_caller(request: Request) -> None:
