@@ -20,7 +20,7 @@ import asyncio
 import csv
 import io
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -30,17 +30,18 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from proxy import text
 from proxy.currencies import is_currency
 from proxy.store.rollup import dialect_insert
 from proxy.store.tables import people
+from proxy.store.types import FIXED_MAX
 
 log = logging.getLogger("tokenmeter")
 
 REQUIRED = ("user", "team", "annual_compensation", "currency")
 OPTIONAL = ("name", "effective_from")
 MAX_REPORTED_ERRORS = 50
-_LIMIT = Decimal("1e10")  # NUMERIC(20, 10): ten digits before the point
-_UNIT = Decimal("1e-10")
+_UNIT = Decimal("1e-10")  # NUMERIC(20, 10): ten digits after the point
 
 
 class PersonError(ValueError):
@@ -80,13 +81,19 @@ def check(person: Person) -> Person:
     """``person`` if every field is acceptable, else ``PersonError`` naming the field."""
     if not person.user.strip():
         raise PersonError("user must not be empty")
+    for field, value in (("user", person.user), ("team", person.team), ("name", person.name)):
+        wrong = text.problem(value or "")
+        if wrong:
+            raise PersonError(f"{field} {(value or '')[:40]!r} {wrong}")
     if not is_currency(person.currency):
         raise PersonError(f"unknown currency {person.currency!r} (expected an ISO 4217 code)")
     amount = person.annual_compensation
     if not amount.is_finite() or amount < 0:
         raise PersonError(f"annual_compensation must be a non-negative number, got {amount}")
-    if amount >= _LIMIT or amount != amount.quantize(_UNIT):
-        raise PersonError(f"annual_compensation {amount} does not fit NUMERIC(20, 10)")
+    if amount > FIXED_MAX:
+        raise PersonError(f"annual_compensation {amount} is too large (at most {FIXED_MAX})")
+    if amount != amount.quantize(_UNIT):
+        raise PersonError(f"annual_compensation {amount} has more than 10 decimals")
     return person
 
 
@@ -96,15 +103,12 @@ def parse_csv(content: str, today: date) -> list[Person]:
     Columns: user, team, annual_compensation, currency (required); name, effective_from
     (optional; a blank or absent ``effective_from`` means ``today``). One row per (user,
     effective_from)."""
-    reader = csv.DictReader(io.StringIO(content.removeprefix("\ufeff")))
-    header_errors = _header_errors(reader.fieldnames)
-    if header_errors:
-        raise PeopleImportError([(1, message) for message in header_errors])
+    # newline="": the csv module's own line handling (quoted newlines, \r\n, a lone \r)
+    reader = csv.DictReader(io.StringIO(content.removeprefix("\ufeff"), newline=""))
     found: list[Person] = []
     errors: list[tuple[int, str]] = []
     first_line: dict[tuple[str, date], int] = {}
-    for row in reader:
-        line = reader.line_num
+    for line, row in _records(reader):
         try:
             person = _person(row, today)
         except PersonError as exc:
@@ -127,6 +131,20 @@ def parse_csv(content: str, today: date) -> list[Person]:
     if not found:
         raise PeopleImportError([(1, "the file has a header but no rows")])
     return found
+
+
+def _records(reader: csv.DictReader[str]) -> Iterator[tuple[int, dict[str | Any, str | Any]]]:
+    """(line number, row) for each row after a valid header; ``PeopleImportError`` for a bad
+    header or a file the csv module cannot read (a field over its size limit, ...)."""
+    try:
+        header_errors = _header_errors(reader.fieldnames)
+        if header_errors:
+            raise PeopleImportError([(1, message) for message in header_errors])
+        for row in reader:
+            yield reader.line_num, row
+    except csv.Error as exc:
+        line = reader.line_num + 1  # the line it was reading
+        raise PeopleImportError([(line, f"not a valid CSV file: {exc}")]) from None
 
 
 def _header_errors(fieldnames: Sequence[str] | None) -> list[str]:

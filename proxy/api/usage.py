@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from proxy import reports
-from proxy.api.params import Moment
+from proxy.api.params import Moment, Name
 
 router = APIRouter(tags=["usage"])
 
@@ -18,9 +18,9 @@ async def get_usage(
     group_by: Annotated[str, Query(description="one of " + ", ".join(reports.GROUPS))] = "user",
     start: Moment | None = None,
     end: Moment | None = None,
-    user: str | None = None,
-    team: str | None = None,
-    model: str | None = None,
+    user: Name | None = None,
+    team: Name | None = None,
+    model: Name | None = None,
 ) -> dict[str, Any]:
     filters = reports.Filters(start, end, user, team, model)
     try:

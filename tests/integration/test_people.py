@@ -36,6 +36,23 @@ MALFORMED = {
         + "ada,Ada,core,1,USD,2026-01-01\nbob,B,core,2,USD,\nada,Ada,core,3,USD,2026-01-01\n",
         [(4, "duplicate user 'ada' effective 2026-01-01 (first on line 2)")],
     ),
+    # Each of these was a 500 from POST /api/v1/people/import (found by schemathesis).
+    "a carriage return inside a field": (
+        HEADER + "ada,Ada,co\rre,1,USD,2026-01-01\n",
+        [(2, "annual_compensation"), (3, "annual_compensation '2026-01-01' is not a number")],
+    ),
+    "a field over the csv module's limit": (
+        HEADER + "ada," + "A" * 200_000 + ",core,1,USD,\n",
+        [(2, "not a valid CSV file: field larger than field limit")],
+    ),
+    "control characters and a pay too large": (
+        HEADER + "a\x00da,Ada,core,1,USD,\nbob,B\x85b,core,1,USD,\ncyd,,core,1e9,USD,\n",
+        [
+            (2, "user 'a\\x00da' contains the control character '\\x00'"),
+            (3, "name 'B\\x85b' contains the control character '\\x85'"),
+            (4, "is too large (at most 922337203.6854775807)"),
+        ],
+    ),
     "negative pay and a bad date": (
         HEADER + "ada,Ada,core,-5,USD,2026-01-01\nbob,Bob,core,5,USD,01/02/2026\n",
         [(2, "must be a non-negative number"), (3, "effective_from '01/02/2026' is not a date")],
