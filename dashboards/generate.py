@@ -30,16 +30,17 @@ COST = "tokenmeter_cost_usd_total"
 STICKER = "tokenmeter_sticker_cost_usd_total"
 UNPRICED_TOKENS = "tokenmeter_unpriced_tokens_total"
 REQUESTS = "tokenmeter_requests_total"
-COMPENSATION = "tokenmeter_annual_compensation_usd"
+# Pay as /metrics exports it by default: team totals, and who is in which team without an
+# amount (proxy/paymetrics.py); never a person's pay. Their team is the person's team in the
+# people table, not the team the traffic was tagged with. Every replica exports the same
+# values: take the max across replicas, never the sum.
+TEAM_PAY = "tokenmeter_team_annual_compensation_usd"
+PERSON_TEAM = "tokenmeter_person_team_info"
 
 # The Token economics filters; every usage counter carries these labels.
 ECON = 'provider=~"$provider", model=~"$model", team=~"$team", user=~"$user"'
 HEALTH = 'provider=~"$provider", instance=~"$instance"'
 PEOPLE = 'team=~"$team"'
-# Compensation rows are per person (user empty only when per-user metrics are off) and their
-# team is the person's team in the people table, not the team the traffic was tagged with.
-PERSON = 'user!=""'
-PAID = f'{PERSON}, team=~"$team"'
 ANNUALIZE = "365 / 30"  # 30 days of spend, annualized
 
 
@@ -96,23 +97,22 @@ def spend_30d_by_user(filters: str = "") -> str:
     return over("increase", COST, filters, "30d", "user")
 
 
+def people_teams() -> str:
+    """One series per person with a compensation record, labelled (user, people-table team);
+    ``topk`` keeps one team per person while replicas disagree for a scrape after a move."""
+    return f"topk by (user) (1, group by (user, team) ({sel(PERSON_TEAM, PEOPLE)}))"
+
+
 def spend_30d_by_person_team() -> str:
     """``spend_30d_by_user`` for people with a compensation record, labelled with their people
     team: a join on ``user`` only, since the counter's own team is the traffic's."""
-    teams = f"group by (user, team) ({sel(COMPENSATION, PAID)})"
-    return f"{spend_30d_by_user()} * on (user) group_left (team) {teams}"
+    return f"{spend_30d_by_user()} * on (user) group_left (team) {people_teams()}"
 
 
 def pay(by: str = "") -> str:
-    """Annual compensation in USD, summed [by (..)], selected by the people table's team."""
-    grouping = f" by ({by})" if by else ""
-    return f"sum{grouping} ({sel(COMPENSATION, PAID)})"
-
-
-def spend_to_pay_by_person() -> str:
-    """Annualized 30-day spend / annual compensation, one series per person (user, team)."""
-    pay_of = f"max by (user, team) ({sel(COMPENSATION, PAID)})"
-    return f"{spend_30d_by_user()} * {ANNUALIZE} / on (user) group_left (team) {pay_of}"
+    """Annual compensation in USD of the selected people-table teams, per team or in all."""
+    teams = f"max by (team) ({sel(TEAM_PAY, PEOPLE)})"
+    return teams if by == "team" else f"sum({teams})"
 
 
 def spend_to_pay_by_team() -> str:
@@ -129,7 +129,7 @@ def spend_to_pay_overall() -> str:
 
 def compensation_covered() -> str:
     """Share of the last 30 days' spend made by people who have a compensation record."""
-    known = f"sum({spend_30d_by_user(PEOPLE)} and on (user) {sel(COMPENSATION, PERSON)})"
+    known = f"sum({spend_30d_by_user(PEOPLE)} and on (user) {PERSON_TEAM})"
     return f"({known} or vector(0)) / {over('increase', COST, PEOPLE, '30d')}"
 
 
@@ -829,19 +829,19 @@ def people_roi() -> Json:
         ),
         *spend_vs_compensation(),
     ]
-    teams_from = f'{{__name__=~"{TOKENS}|{COMPENSATION}"}}'
+    teams_from = f'{{__name__=~"{TOKENS}|{TEAM_PAY}"}}'
     return dashboard(
         "tokenmeter-people",
         "tokenmeter / People and ROI",
         "Spend per person and team, tokens per person per month, how spend is spread across "
-        "people, and annualized spend over annual compensation per person, team and overall.",
+        "people, and annualized spend over annual compensation per team and overall.",
         [variable("team", "Team", teams_from)],
         items,
     )
 
 
 def spend_vs_compensation() -> list[Panel | Row]:
-    """The last 30 days' spend x 365/30 over tokenmeter_annual_compensation_usd.
+    """The last 30 days' spend x 365/30 over the people table's annual compensation.
 
     The team filter selects people by their team in the people table here; the traffic's own
     team label only narrows "Compensation covered".
@@ -867,7 +867,7 @@ def spend_vs_compensation() -> list[Panel | Row]:
         stat(
             "People with a compensation record",
             "People in effect today in the people table.",
-            f"count({sel(COMPENSATION, PAID)})",
+            f"count({people_teams()})",
             "none",
         ),
         stat(
@@ -880,35 +880,29 @@ def spend_vs_compensation() -> list[Panel | Row]:
             thresholds=_red_below(0.999),
         ),
         bars(
-            "Spend ÷ compensation per person",
-            "Each person's annualized spend over their annual compensation, labelled"
-            ' "person (team in the people table)".',
-            spend_to_pay_by_person(),
-            "{{user}} ({{team}})",
-            "percentunit",
-            defaults=ratio,
-        ),
-        bars(
             "Spend ÷ compensation per team",
             "The annualized spend of a team's people over the annual compensation of everyone"
             " in it (people table teams); 0% for a team whose people spent nothing.",
             spend_to_pay_by_team(),
             "{{team}}",
             "percentunit",
+            w=24,
             defaults=ratio,
         ),
         table(
-            "People: spend vs compensation",
-            "One row per person with a compensation record: spend over pay, annualized spend"
-            " and annual compensation.",
+            "Teams: spend vs compensation",
+            "One row per people-table team: spend over pay, its people's annualized spend, the"
+            " team's annual compensation and how many people it has. Per person: the"
+            " compensation report of the API (admin token).",
             [
-                ("Spend ÷ compensation", "percentunit", spend_to_pay_by_person()),
-                ("Annualized spend", "currencyUSD", f"{spend_30d_by_person_team()} * {ANNUALIZE}"),
+                ("Spend ÷ compensation", "percentunit", spend_to_pay_by_team()),
                 (
-                    "Annual compensation",
+                    "Annualized spend",
                     "currencyUSD",
-                    f"max by (user, team) ({sel(COMPENSATION, PAID)})",
+                    f"sum by (team) ({spend_30d_by_person_team()}) * {ANNUALIZE}",
                 ),
+                ("Annual compensation", "currencyUSD", pay("team")),
+                ("People", "none", f"count by (team) ({people_teams()})"),
             ],
         ),
     ]

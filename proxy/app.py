@@ -45,8 +45,14 @@ _OWN_PREFIXES = ("/api/", "/docs", "/redoc", "/openapi.json", "/healthz", "/metr
 
 # How the ASGI server runs this app, for `tokenmeter serve` and the tests alike: a pass-through
 # adds no headers of its own. With uvicorn's `server` and `date` on, agents got both twice:
-# uvicorn's, then upstream's forwarded ones.
-SERVER_OPTIONS: dict[str, Any] = {"server_header": False, "date_header": False}
+# uvicorn's, then upstream's forwarded ones. Proxy headers off: the client address is the TCP
+# peer, never what X-Forwarded-For says (whatever FORWARDED_ALLOW_IPS is set to), because the
+# API's loopback-only rule judges it (proxy/api/auth.py).
+SERVER_OPTIONS: dict[str, Any] = {
+    "server_header": False,
+    "date_header": False,
+    "proxy_headers": False,
+}
 
 
 @dataclass
@@ -106,6 +112,9 @@ def build_parts(
     metrics = Metrics(
         registry or CollectorRegistry(),
         per_user=settings.metrics_per_user,
+        personal_pay=settings.metrics_personal_pay,
+        max_users=settings.metrics_max_users,
+        max_teams=settings.metrics_max_teams,
         multiprocess_dir=settings.prometheus_multiproc_dir,
     )
     overrides = load_overrides(settings.prices_file) if settings.prices_file else None
@@ -154,9 +163,10 @@ def _lifespan(parts: Parts) -> Any:
             await asyncio.to_thread(upgrade, parts.settings.database_url)
         await parts.recorder.start()
         await parts.retention.start()
-        await people.refresh_gauge_at_start(
+        await people.refresh_gauge_quietly(
             parts.engine, parts.metrics, parts.settings.usd_per_currency
         )
+        _warn_if_metrics_are_open(parts.settings)
         _freeze_startup_heap()
         log.info("%s", startup_summary(parts.settings))
         try:
@@ -192,6 +202,14 @@ def startup_summary(settings: Settings) -> str:
         f"tokenmeter ready (pid {os.getpid()}): {_routes(settings)}; database {database}; "
         f"spool {settings.spool_dir}; /api/: {api}; access log {settings.access_log}"
     )
+
+
+def _warn_if_metrics_are_open(settings: Settings) -> None:
+    if settings.admin_token is not None and settings.metrics_token is None:
+        log.warning(
+            "/api/ needs the admin token but /metrics is open to anyone who reaches this port "
+            "(per-person spend, team pay totals): set TOKENMETER_METRICS_TOKEN"
+        )
 
 
 def _freeze_startup_heap() -> None:

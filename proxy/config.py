@@ -36,7 +36,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, FilePath, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    FilePath,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -51,6 +58,10 @@ ENV_PREFIX = "TOKENMETER_"
 _SECRET = re.compile(r"token|secret|salt|password")
 CONFIG_VARIABLE = "TOKENMETER_CONFIG"
 CONFIG_NAME = "tokenmeter.toml"
+MIN_TOKEN_CHARS = 16
+# What example files and tutorials put where a secret belongs: refused, so a copied example
+# never becomes a live token.
+_PLACEHOLDERS = ("change-me", "changeme", "change_me", "replace-me", "your-token")
 
 
 class SettingsError(ValueError):
@@ -142,6 +153,12 @@ class Settings(BaseSettings):
     retention_days: int | None = Field(default=None, ge=1)
 
     metrics_per_user: bool = True
+    # First-come user/team label values per process; later ones are counted as "other".
+    metrics_max_users: int = Field(default=1000, ge=1)
+    metrics_max_teams: int = Field(default=1000, ge=1)
+    # Per-person pay on /metrics only when asked for (and then only behind a metrics token).
+    metrics_personal_pay: bool = False
+    metrics_token: str | None = None
     # prometheus_client's own variable; `serve --workers N` sets it (a fresh temporary dir).
     prometheus_multiproc_dir: Path | None = Field(
         default=None, validation_alias="PROMETHEUS_MULTIPROC_DIR"
@@ -204,12 +221,25 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("admin_token")
+    @field_validator("admin_token", "metrics_token")
     @classmethod
-    def _admin_token_is_strong(cls, value: str | None) -> str | None:
-        if value is not None and len(value) < 16:
-            raise ValueError("admin_token must be at least 16 characters")
+    def _token_is_strong(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if len(value) < MIN_TOKEN_CHARS:
+            raise ValueError(f"must be at least {MIN_TOKEN_CHARS} characters")
+        if any(word in value.lower() for word in _PLACEHOLDERS):
+            raise ValueError("is a placeholder from an example: generate a random token")
         return value
+
+    @model_validator(mode="after")
+    def _personal_pay_is_guarded(self) -> Settings:
+        if self.metrics_personal_pay and self.metrics_token is None:
+            raise ValueError(
+                "TOKENMETER_METRICS_PERSONAL_PAY=true puts each person's pay on /metrics: "
+                "set TOKENMETER_METRICS_TOKEN too"
+            )
+        return self
 
     @field_validator("usd_per_currency")
     @classmethod

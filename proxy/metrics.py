@@ -4,7 +4,11 @@
 recorder reports its queue, batches, spool and drops through the ``RecorderMetrics`` methods.
 Labels (README, "Metrics"): tokens and dollars by ``provider, model, kind, user, team`` (user and
 team are exported empty when ``per_user`` is off, for huge orgs); never a task or session label
-(unbounded cardinality).
+(unbounded cardinality). User and team values are client-controlled, so each is bounded: the
+first ``max_users`` (``max_teams``) distinct values seen by this process keep their name, later
+ones are counted as ``"other"`` (the database still has every name). People with a compensation
+record are admitted first, so the pay joins of the dashboards find them. Pay itself is exported
+by ``proxy.paymetrics.PayCollector`` (team totals by default, per person only when asked for).
 
 The names are a contract with ``deploy/prometheus/rules/`` and ``dashboards/*.json``, which
 ``tests/integration/test_prometheus.py`` checks against a real Prometheus scraping a real proxy:
@@ -14,7 +18,6 @@ rename a collector here and that test names every panel and rule that broke.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from decimal import Decimal
 from pathlib import Path
 from typing import TypeVar
 
@@ -22,6 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from proxy.paymetrics import PayCollector, Row
 from proxy.usage import TOKEN_KINDS, UsageEvent
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -30,6 +34,7 @@ _ADDED_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.
 _BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000)
 _COST_KINDS = frozenset((*TOKEN_KINDS, "web_search"))
 _USAGE_LABELS = ("provider", "model", "kind", "user", "team")
+OVERFLOW = "other"  # the label of every user (team) past the bound
 
 _M = TypeVar("_M", bound=MetricWrapperBase)
 _Children = dict[tuple[str, ...], _M]
@@ -47,6 +52,28 @@ def _child(metric: _M, children: _Children[_M], labels: tuple[str, ...]) -> _M:
     return child
 
 
+class BoundedLabel:
+    """Label values admitted first-come up to ``limit``; every later value maps to ``"other"``.
+
+    ``labels`` is the hot path's dict (value -> label); values past the bound are not stored,
+    so a client sending a million names costs no memory."""
+
+    def __init__(self, limit: int) -> None:
+        self.labels: dict[str, str] = {"": ""}
+        self._room = limit
+
+    def admit(self, value: str) -> str:
+        """The label for ``value``, admitting it while there is room."""
+        label = self.labels.get(value)
+        if label is not None:
+            return label
+        if self._room <= 0:
+            return OVERFLOW
+        self._room -= 1
+        self.labels[value] = value
+        return value
+
+
 class Metrics:
     """The collectors, created on ``registry`` (never the global one)."""
 
@@ -55,11 +82,16 @@ class Metrics:
         registry: CollectorRegistry,
         *,
         per_user: bool = True,
+        personal_pay: bool = False,
+        max_users: int = 1000,
+        max_teams: int = 1000,
         multiprocess_dir: Path | None = None,
     ) -> None:
         self.registry = registry
         self._per_user = per_user
         self._multiprocess_dir = multiprocess_dir
+        self.users = BoundedLabel(max_users)
+        self.teams = BoundedLabel(max_teams)
         self._build_usage(registry)
         self._build_latency(registry)
         self._build_recorder(registry)
@@ -75,13 +107,8 @@ class Metrics:
         self._upstream_headers: _Children[Histogram] = {}
         self._first_token: _Children[Histogram] = {}
         self._added: _Children[Histogram] = {}
-        self.compensation = Gauge(
-            "tokenmeter_annual_compensation_usd",
-            "Annual compensation in USD in effect today, from the people table.",
-            ("user", "team"),
-            registry=registry,
-            multiprocess_mode="max",  # every worker sets the same value from the table
-        )
+        self.pay = PayCollector(personal=personal_pay, per_user=per_user)
+        registry.register(self.pay)
 
     def exposition(self) -> bytes:
         """The Prometheus text of this process, or of all workers in multiprocess mode.
@@ -94,6 +121,7 @@ class Metrics:
             return generate_latest(self.registry)
         merged = CollectorRegistry()
         MultiProcessCollector(merged, path=str(self._multiprocess_dir))  # type: ignore[no-untyped-call]
+        merged.register(self.pay)  # this worker's rows, fresh from the table, never from files
         return generate_latest(merged)
 
     def _build_usage(self, registry: CollectorRegistry) -> None:
@@ -222,7 +250,13 @@ class Metrics:
         if not self._per_user:
             return "", ""
         attribution = event.attribution
-        return attribution.user or "", attribution.team or ""
+        user = self.users.labels.get(attribution.user or "")
+        if user is None:
+            user = self.users.admit(attribution.user or "")
+        team = self.teams.labels.get(attribution.team or "")
+        if team is None:
+            team = self.teams.admit(attribution.team or "")
+        return user, team
 
     def _observe_cost(self, event: UsageEvent, model: str, user: str, team: str) -> None:
         cost = event.cost
@@ -253,16 +287,15 @@ class Metrics:
             first = _child(self.first_token, self._first_token, key)
             first.observe(event.first_token_ms / 1000)
 
-    def set_compensation(self, rows: Iterable[tuple[str, str, Decimal]]) -> None:
-        """Replace the compensation gauge with (user, team, USD) rows; summed per team (user
-        empty) when ``per_user`` is off."""
-        values: dict[tuple[str, str], Decimal] = {}
-        for user, team, usd in rows:
-            key = (user if self._per_user else "", team)
-            values[key] = values.get(key, Decimal(0)) + usd
-        self.compensation.clear()
-        for (user, team), usd in values.items():
-            self.compensation.labels(user, team).set(float(usd))
+    def set_compensation(self, rows: Iterable[Row]) -> None:
+        """Replace the pay rows (user, people-table team, USD) and give their people and teams
+        label names first (see ``BoundedLabel``), so spend joins to pay."""
+        rows = list(rows)
+        if self._per_user:
+            for user, team, _ in rows:
+                self.users.admit(user)
+                self.teams.admit(team)
+        self.pay.set_rows(rows)
 
     # RecorderMetrics (see proxy/store/recorder.py)
     def set_queue_depth(self, n: int) -> None:

@@ -16,10 +16,11 @@ Errors: ``ValueError`` ← ``PeopleImportError`` (a file), ``PersonError`` (one 
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -29,17 +30,18 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from proxy import text
 from proxy.currencies import is_currency
 from proxy.store.rollup import dialect_insert
 from proxy.store.tables import people
+from proxy.store.types import FIXED_MAX
 
 log = logging.getLogger("tokenmeter")
 
 REQUIRED = ("user", "team", "annual_compensation", "currency")
 OPTIONAL = ("name", "effective_from")
 MAX_REPORTED_ERRORS = 50
-_LIMIT = Decimal("1e10")  # NUMERIC(20, 10): ten digits before the point
-_UNIT = Decimal("1e-10")
+_UNIT = Decimal("1e-10")  # NUMERIC(20, 10): ten digits after the point
 
 
 class PersonError(ValueError):
@@ -87,13 +89,18 @@ def problems(person: Person) -> list[str]:
     found = []
     if not person.user.strip():
         found.append("user must not be empty")
+    for field, value in (("user", person.user), ("team", person.team), ("name", person.name)):
+        if wrong := text.problem(value or ""):
+            found.append(f"{field} {(value or '')[:40]!r} {wrong}")
     if not is_currency(person.currency):
         found.append(f"unknown currency {person.currency!r} (expected an ISO 4217 code)")
     amount = person.annual_compensation
     if not amount.is_finite() or amount < 0:
         found.append(f"annual_compensation must be a non-negative number, got {amount}")
-    elif amount >= _LIMIT or amount != amount.quantize(_UNIT):
-        found.append(f"annual_compensation {amount} does not fit NUMERIC(20, 10)")
+    elif amount > FIXED_MAX:
+        found.append(f"annual_compensation {amount} is too large (at most {FIXED_MAX})")
+    elif amount != amount.quantize(_UNIT):
+        found.append(f"annual_compensation {amount} has more than 10 decimals")
     return found
 
 
@@ -103,15 +110,12 @@ def parse_csv(content: str, today: date) -> list[Person]:
     Columns: user, team, annual_compensation, currency (required); name, effective_from
     (optional; a blank or absent ``effective_from`` means ``today``). One row per (user,
     effective_from)."""
-    reader = csv.DictReader(io.StringIO(content.removeprefix("\ufeff")))
-    header_errors = _header_errors(reader.fieldnames)
-    if header_errors:
-        raise PeopleImportError([(1, message) for message in header_errors])
+    # newline="": the csv module's own line handling (quoted newlines, \r\n, a lone \r)
+    reader = csv.DictReader(io.StringIO(content.removeprefix("\ufeff"), newline=""))
     found: list[Person] = []
     errors: list[tuple[int, str]] = []
     first_line: dict[tuple[str, date], int] = {}
-    for row in reader:
-        line = reader.line_num
+    for line, row in _records(reader):
         person, wrong = _person(row, today)
         errors += [(line, message) for message in wrong]
         if person is None:
@@ -133,6 +137,20 @@ def parse_csv(content: str, today: date) -> list[Person]:
     if not found:
         raise PeopleImportError([(1, "the file has a header but no rows")])
     return found
+
+
+def _records(reader: csv.DictReader[str]) -> Iterator[tuple[int, dict[str | Any, str | Any]]]:
+    """(line number, row) for each row after a valid header; ``PeopleImportError`` for a bad
+    header or a file the csv module cannot read (a field over its size limit, ...)."""
+    try:
+        header_errors = _header_errors(reader.fieldnames)
+        if header_errors:
+            raise PeopleImportError([(1, message) for message in header_errors])
+        for row in reader:
+            yield reader.line_num, row
+    except csv.Error as exc:
+        line = reader.line_num + 1  # the line it was reading
+        raise PeopleImportError([(line, f"not a valid CSV file: {exc}")]) from None
 
 
 def _header_errors(fieldnames: Sequence[str] | None) -> list[str]:
@@ -279,16 +297,23 @@ def gauge_rows(
 async def refresh_gauge(
     engine: AsyncEngine, gauge: CompensationGauge, usd_per: Mapping[str, Decimal], today: date
 ) -> None:
-    """Set ``tokenmeter_annual_compensation_usd`` from the people table (after each write)."""
+    """Set the pay series of ``/metrics`` from the people table (after each write)."""
     gauge.set_compensation(gauge_rows(await load_people(engine), today, usd_per))
 
 
-async def refresh_gauge_at_start(
-    engine: AsyncEngine, gauge: CompensationGauge, usd_per: Mapping[str, Decimal]
-) -> None:
-    """``refresh_gauge`` for today, never stopping the proxy from starting: a database that is
-    away now only leaves the gauge empty until the next people write."""
+async def refresh_gauge_quietly(
+    engine: AsyncEngine,
+    gauge: CompensationGauge,
+    usd_per: Mapping[str, Decimal],
+    timeout_s: float = 2.0,
+) -> bool:
+    """``refresh_gauge`` for today that never raises and never waits more than ``timeout_s``
+    (at start, and before a scrape): a database that is away or hanging leaves the last rows
+    in place and costs a scrape two seconds at most. False when the rows were not refreshed."""
     try:
-        await refresh_gauge(engine, gauge, usd_per, datetime.now(UTC).date())
-    except (SQLAlchemyError, OSError) as exc:
-        log.warning("compensation gauge not loaded at start: %r", exc)
+        today = datetime.now(UTC).date()
+        await asyncio.wait_for(refresh_gauge(engine, gauge, usd_per, today), timeout_s)
+    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        log.warning("compensation for /metrics not refreshed: %r", exc)
+        return False
+    return True

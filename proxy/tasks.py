@@ -18,15 +18,18 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from proxy import text
 from proxy.store.rollup import dialect_insert
 from proxy.store.tables import tasks
+from proxy.store.types import FIXED_MAX
 
 EDITABLE = ("title", "human_hours", "hourly_rate_usd", "value_usd")
 ROI_QUANTUM = Decimal("0.01")
 
 
 class TaskRecordError(ValueError):
-    """A task record was given a value that cannot be right (negative hours or dollars)."""
+    """A task record was given a value that cannot be right (negative or absurdly large hours
+    or dollars, a title with control characters)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +74,15 @@ def _text(value: Decimal | None) -> str | None:
 
 
 def _check(record: TaskRecord) -> None:
+    wrong = record.title and text.problem(record.title, text.TEXT_MAX_CHARS)
+    if wrong:
+        raise TaskRecordError(f"title {wrong}")
     for name in EDITABLE[1:]:
         value = getattr(record, name)
         if value is not None and value < 0:
             raise TaskRecordError(f"{name} must not be negative, got {value}")
+        if value is not None and value > FIXED_MAX:
+            raise TaskRecordError(f"{name} {value} is too large (at most {FIXED_MAX})")
 
 
 async def task_records(engine: AsyncEngine, task_ids: Iterable[str]) -> dict[str, TaskRecord]:

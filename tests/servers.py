@@ -31,14 +31,20 @@ def dead_port() -> Iterator[int]:
 
 
 class ServerThread:
-    """uvicorn serving ``app`` on 127.0.0.1:<free port>; ``url`` is its base URL."""
+    """uvicorn serving ``app`` on 127.0.0.1:<free port> (or ``host``); ``url`` is its base URL.
 
-    def __init__(self, app: Any, port: int | None = None, **options: Any) -> None:
+    uvicorn's proxy headers are off unless a test turns them on: a test's client address is
+    the real TCP peer, as with ``tokenmeter serve`` (``SERVER_OPTIONS``)."""
+
+    def __init__(
+        self, app: Any, port: int | None = None, host: str = "127.0.0.1", **options: Any
+    ) -> None:
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{host}:{self.port}"
+        options.setdefault("proxy_headers", False)
         config = uvicorn.Config(
             app,
-            host="127.0.0.1",
+            host=host,
             port=self.port,
             log_level="warning",
             lifespan="on",

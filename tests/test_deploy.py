@@ -6,7 +6,9 @@ compose file through ``docker compose config`` (or Debian's ``docker-compose con
 Kubernetes manifest against the API's own OpenAPI schemas (kubernetes-validate, strict, offline).
 The one CRD, ServiceMonitor, has no schema there: it is checked against the fields of the
 Prometheus Operator's monitoring.coreos.com/v1 ServiceMonitor it uses (``SERVICE_MONITOR``).
-Then the pieces are checked against each other: ports, labels, paths, user ids, settings names.
+Then the pieces are checked against each other: ports, labels, paths, user ids, settings names,
+and nothing ships a usable secret: compose refuses to start until each one is set, the example
+Secret's empty values are refused by the settings, Prometheus reads the metrics token from a file.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -25,6 +28,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from kubernetes_validate.utils import latest_version
+from pydantic import ValidationError
 
 from proxy.config import Settings
 
@@ -35,6 +39,14 @@ RULE_TESTS = PROM / "tests" / "tokenmeter.test.yml"
 K8S = ROOT / "deploy" / "kubernetes"
 GRAFANA = ROOT / "deploy" / "grafana" / "provisioning"
 DASHBOARDS = sorted((ROOT / "dashboards").glob("*.json"))
+METRICS_TOKEN_FILE = "/run/tokenmeter/metrics-token"
+# Every secret compose needs; none has a default, so compose refuses to start without each.
+COMPOSE_SECRETS = (
+    "POSTGRES_PASSWORD",
+    "TOKENMETER_ADMIN_TOKEN",
+    "TOKENMETER_METRICS_TOKEN",
+    "GRAFANA_ADMIN_PASSWORD",
+)
 
 DURATION = (
     "^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
@@ -75,6 +87,23 @@ SERVICE_MONITOR: dict[str, Any] = {
                             "path": {"type": "string"},
                             "interval": {"type": "string", "pattern": DURATION},
                             "scrapeTimeout": {"type": "string", "pattern": DURATION},
+                            "authorization": {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "properties": {
+                                    "type": {"type": "string"},
+                                    "credentials": {
+                                        "type": "object",
+                                        "required": ["key"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "name": {"type": "string"},
+                                            "key": {"type": "string"},
+                                            "optional": {"type": "boolean"},
+                                        },
+                                    },
+                                },
+                            },
                         },
                     },
                 },
@@ -116,7 +145,7 @@ def load(path: Path) -> Any:
 def test_rules_pass_promtool_check() -> None:
     result = run([*tool(["promtool", "--version"]), "check", "rules", str(RULES)])
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 19 rules found" in result.stdout
+    assert "SUCCESS: 18 rules found" in result.stdout
 
 
 def test_rule_unit_tests_pass() -> None:
@@ -143,12 +172,23 @@ def test_every_recording_rule_has_a_unit_test() -> None:
     assert {record for record in records if record not in tested} == set()
 
 
-def test_compose_prometheus_config_is_valid_and_loads_the_rules() -> None:
-    result = run(
-        [*tool(["promtool", "--version"]), "check", "config", str(PROM / "prometheus.yml")]
-    )
+def test_compose_prometheus_config_is_valid_and_loads_the_rules(tmp_path: Path) -> None:
+    # promtool checks that the credentials file exists: the container writes it at start.
+    shutil.copytree(PROM, tmp_path / "prometheus")
+    config = tmp_path / "prometheus" / "prometheus.yml"
+    token = tmp_path / "metrics-token"
+    token.write_text(secrets.token_hex(32))
+    config.write_text(config.read_text().replace(METRICS_TOKEN_FILE, str(token)))
+    result = run([*tool(["promtool", "--version"]), "check", "config", str(config)])
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 19 rules found" in result.stdout
+    assert "SUCCESS: 18 rules found" in result.stdout
+
+
+def test_rules_and_dashboards_never_read_a_persons_pay() -> None:
+    # Personal pay is exported only with TOKENMETER_METRICS_PERSONAL_PAY=true: nothing shipped
+    # may need it (tests/integration/test_prometheus.py runs every panel without it).
+    shipped = [RULES, *DASHBOARDS]
+    assert [p.name for p in shipped if "tokenmeter_annual_compensation_usd" in p.read_text()] == []
 
 
 # ---------------------------------------------------------------- dashboards
@@ -226,10 +266,48 @@ def compose() -> dict[str, Any]:
     return data
 
 
-def test_compose_file_passes_docker_compose_config() -> None:
+def compose_config(environment: dict[str, str]) -> subprocess.CompletedProcess[str]:
     command = tool(["docker", "compose", "version"], ["docker-compose", "version"])
-    result = run([*command, "-f", "docker-compose.yml", "config", "--quiet"])
+    env = {k: v for k, v in os.environ.items() if k not in COMPOSE_SECRETS} | environment
+    return subprocess.run(  # noqa: S603
+        [*command, "-f", "docker-compose.yml", "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+        env=env,
+    )
+
+
+def secret_values() -> dict[str, str]:
+    return {name: secrets.token_hex(24) for name in COMPOSE_SECRETS}
+
+
+def test_compose_file_passes_docker_compose_config() -> None:
+    result = compose_config(secret_values())
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("missing", COMPOSE_SECRETS)
+def test_compose_refuses_to_start_without_each_secret(missing: str) -> None:
+    environment = secret_values()
+    del environment[missing]
+    result = compose_config(environment)
+    assert result.returncode != 0
+    assert f"set {missing}" in result.stdout + result.stderr
+
+
+def test_compose_ships_no_default_secret_and_no_anonymous_viewer() -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    defaults = re.findall(r"\$\{(\w+):-", text)
+    secret = re.compile("PASSWORD|TOKEN|SECRET|SALT")
+    assert defaults  # the check below sees the file's defaults
+    assert [n for n in defaults if secret.search(n.removeprefix("TOKENMETER_"))] == []
+    for name in COMPOSE_SECRETS:
+        assert f"${{{name}:?" in text, name
+    grafana = compose()["services"]["grafana"]["environment"]
+    assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert "GF_AUTH_ANONYMOUS_ORG_ROLE" not in grafana
 
 
 def test_compose_runs_proxy_postgres_prometheus_and_grafana() -> None:
@@ -251,13 +329,22 @@ def test_compose_runs_proxy_postgres_prometheus_and_grafana() -> None:
 
 def test_compose_proxy_environment_is_valid_settings() -> None:
     environment = compose()["services"]["proxy"]["environment"]
+    given = secret_values()
+
+    def interpolate(value: str) -> str:
+        value = re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", value)
+        return re.sub(r"\$\{(\w+):\?[^}]*\}", lambda m: given[m.group(1)], value)
+
     values = {
-        key.removeprefix("TOKENMETER_").lower(): re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(value))
+        key.removeprefix("TOKENMETER_").lower(): interpolate(str(value))
         for key, value in environment.items()
     }
     assert set(values) <= set(Settings.model_fields)
     settings = Settings(**values)
     assert settings.workers == 1  # one process per container: its /metrics sees every request
+    assert settings.admin_token == given["TOKENMETER_ADMIN_TOKEN"]
+    assert settings.metrics_token == given["TOKENMETER_METRICS_TOKEN"]
+    assert settings.metrics_personal_pay is False
 
 
 def test_grafana_provisioning_matches_the_compose_mounts() -> None:
@@ -275,12 +362,23 @@ def test_grafana_provisioning_matches_the_compose_mounts() -> None:
     assert home == f"{provider['options']['path']}/token-economics.json"
 
 
-def test_compose_prometheus_scrapes_the_proxy_as_job_tokenmeter() -> None:
+def test_compose_prometheus_scrapes_the_proxy_as_job_tokenmeter_with_the_token() -> None:
     prometheus = compose()["services"]["prometheus"]
     assert "./deploy/prometheus:/etc/prometheus:ro" in prometheus["volumes"]
     (job,) = load(PROM / "prometheus.yml")["scrape_configs"]
     assert job["job_name"] == "tokenmeter"
     assert job["static_configs"] == [{"targets": ["proxy:8080"]}]
+    # The token comes from a file (never inline in this file, which is in git) ...
+    assert job["authorization"] == {"type": "Bearer", "credentials_file": METRICS_TOKEN_FILE}
+    # ... that the container writes from the variable the proxy gets, on a private tmpfs.
+    assert prometheus["environment"]["TOKENMETER_METRICS_TOKEN"].startswith(
+        "${TOKENMETER_METRICS_TOKEN:?"
+    )
+    assert str(Path(METRICS_TOKEN_FILE).parent) in prometheus["tmpfs"]
+    (script,) = prometheus["command"]
+    assert f'"$$TOKENMETER_METRICS_TOKEN" > {METRICS_TOKEN_FILE}' in script
+    assert script.startswith("umask 077")
+    assert "exec /bin/prometheus --config.file=/etc/prometheus/prometheus.yml" in script
 
 
 # ---------------------------------------------------------------- Dockerfile
@@ -402,6 +500,10 @@ def test_deployment_spools_to_a_volume_and_never_migrates() -> None:
         "key": "database-url",
     }
     assert secrets["TOKENMETER_ADMIN_TOKEN"] == {"name": "tokenmeter-secrets", "key": "admin-token"}
+    assert secrets["TOKENMETER_METRICS_TOKEN"] == {
+        "name": "tokenmeter-secrets",
+        "key": "metrics-token",
+    }
 
 
 def test_configmap_holds_valid_settings() -> None:
@@ -433,8 +535,26 @@ def test_service_pdb_hpa_and_servicemonitor_point_at_the_deployment() -> None:
     assert monitor["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     assert monitor["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
     assert monitor["endpoints"][0]["path"] == "/metrics"
+    # The operator sends the token the pods check, from the same Secret key.
+    assert monitor["endpoints"][0]["authorization"] == {
+        "type": "Bearer",
+        "credentials": {"name": "tokenmeter-secrets", "key": "metrics-token"},
+    }
     # Prometheus names the job after the Service: the rules select up{job="tokenmeter"}.
     assert service["metadata"]["name"] == "tokenmeter"
+
+
+def test_the_example_secret_holds_no_usable_value() -> None:
+    example = load(K8S / "secret.example.yaml")
+    values = example["stringData"]
+    (container,) = manifests()["Deployment"]["spec"]["template"]["spec"]["containers"]
+    read = {e["valueFrom"]["secretKeyRef"]["key"]: e["name"] for e in container["env"]}
+    assert set(values) == set(read)  # every key the pods read, and no other
+    assert set(values.values()) == {""}
+    fields = {read[key].removeprefix("TOKENMETER_").lower(): value for key, value in values.items()}
+    with pytest.raises(ValidationError) as refused:
+        Settings(**fields)
+    assert {error["loc"][0] for error in refused.value.errors()} == set(fields)
 
 
 def test_migration_job_runs_tokenmeter_db_upgrade_once() -> None:

@@ -1,30 +1,70 @@
-"""Guarding ``/api/``: a bearer admin token when configured, else loopback clients only.
+"""Guarding ``/api/`` and ``/metrics``; proxy traffic itself is never affected.
 
-Compensation and per-person spend are sensitive. Proxy traffic itself is never affected.
+- ``/api/``: a bearer admin token when ``TOKENMETER_ADMIN_TOKEN`` is set, else loopback callers
+  only. Compensation and per-person spend are sensitive.
+- ``/metrics``: a bearer token when ``TOKENMETER_METRICS_TOKEN`` is set, else open.
+
+"Loopback" is judged on the TCP peer alone. The server never rewrites it from
+``X-Forwarded-For`` (``SERVER_OPTIONS`` turns uvicorn's proxy headers off), the ``Host`` header
+plays no part, and a request carrying any forwarding header is refused: a reverse proxy on this
+host relays strangers from 127.0.0.1, so a relayed request is never a local caller.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 
 from fastapi import HTTPException, Request
 
-_LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip", "true-client-ip")
+
+
+def is_loopback(host: str) -> bool:
+    """True for an IP address in 127.0.0.0/8 or ::1 (also IPv4-mapped); never for a name."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
 
 
 def require_admin(request: Request) -> None:
     """FastAPI dependency: 401 without the admin token; 403 off loopback when none is set."""
     token = request.app.state.parts.settings.admin_token
     if token is None:
-        client = request.client.host if request.client else ""
-        if client not in _LOOPBACK and not client.startswith("127."):
-            raise HTTPException(
-                403, "the API serves loopback only unless TOKENMETER_ADMIN_TOKEN is set"
-            )
-        return
+        _require_local_caller(request)
+    else:
+        _require_bearer(request, token, "admin")
+
+
+def require_metrics_token(request: Request) -> None:
+    """FastAPI dependency: 401 without the metrics token when one is set."""
+    token = request.app.state.parts.settings.metrics_token
+    if token is not None:
+        _require_bearer(request, token, "metrics")
+
+
+def _require_local_caller(request: Request) -> None:
+    relayed = [name for name in FORWARDING_HEADERS if name in request.headers]
+    if relayed:
+        raise HTTPException(
+            403,
+            f"a request relayed by a proxy ({relayed[0]} header) needs TOKENMETER_ADMIN_TOKEN: "
+            "without it the API serves callers on this host only",
+        )
+    if not is_loopback(request.client.host if request.client else ""):
+        raise HTTPException(
+            403, "the API serves loopback only unless TOKENMETER_ADMIN_TOKEN is set"
+        )
+
+
+def _require_bearer(request: Request, token: str, name: str) -> None:
     given = request.headers.get("authorization", "")
     expected = f"Bearer {token}"
     if not hmac.compare_digest(given.encode(), expected.encode()):
         raise HTTPException(
-            401, "missing or wrong admin token", headers={"WWW-Authenticate": "Bearer"}
+            401, f"missing or wrong {name} token", headers={"WWW-Authenticate": "Bearer"}
         )

@@ -7,14 +7,14 @@ Each write refreshes the ``tokenmeter_annual_compensation_usd`` gauge.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from proxy import people
+from proxy.api.params import Amount, Name
 from proxy.api.tabular import respond
 
 router = APIRouter(prefix="/people", tags=["people"])
@@ -25,10 +25,10 @@ class PersonIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = None
-    team: str | None = None
-    annual_compensation: Decimal
-    currency: str = "USD"
+    name: Name | None = None
+    team: Name | None = None
+    annual_compensation: Amount
+    currency: str = Field(default="USD", max_length=3)
     effective_from: date | None = None
 
 
@@ -57,8 +57,8 @@ async def list_people(
     return respond(request, {"rows": data}, data, "people")
 
 
-@router.put("/{user}", summary="Set a person's team and compensation from a date")
-async def put_person(user: str, body: PersonIn, request: Request) -> dict[str, Any]:
+@router.put("/{user:path}", summary="Set a person's team and compensation from a date")
+async def put_person(user: Name, body: PersonIn, request: Request) -> dict[str, Any]:
     fields = body.model_dump()
     fields["effective_from"] = body.effective_from or _today()
     fields["currency"] = body.currency.upper()

@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from proxy import reports
-from proxy.api.params import Moment
+from proxy.api.params import Moment, Name
 from proxy.api.tabular import respond
 
 router = APIRouter(prefix="/reports", tags=["reports"])
@@ -25,9 +25,9 @@ async def get_blended(
     by: Annotated[str, Query(description="one of " + ", ".join(reports.BLENDED_GROUPS))] = "model",
     start: Moment | None = None,
     end: Moment | None = None,
-    user: str | None = None,
-    team: str | None = None,
-    model: str | None = None,
+    user: Name | None = None,
+    team: Name | None = None,
+    model: Name | None = None,
 ) -> Response:
     engine = request.app.state.parts.engine
     filters = await reports.resolve(engine, reports.Filters(start, end, user, team, model))
@@ -44,8 +44,8 @@ async def get_compensation(
     request: Request, days: Days = 30, end: Moment | None = None
 ) -> Response:
     parts = request.app.state.parts
-    window = reports.trailing(days, end)
     try:
+        window = reports.trailing(days, end)
         report = await reports.compensation_report(
             parts.engine, window, parts.settings.usd_per_currency
         )
@@ -62,9 +62,9 @@ async def get_distribution(
     metric: Annotated[str, Query(description="tokens or cost_usd")] = "tokens",
     top: Annotated[list[int] | None, Query(description="N for top-N shares")] = None,
 ) -> Response:
-    window = reports.trailing(days, end)
     engine = request.app.state.parts.engine
     try:
+        window = reports.trailing(days, end)
         found = await reports.distribution(engine, window, metric, top or [1, 5, 10])
     except reports.ReportError as exc:
         raise HTTPException(400, str(exc)) from exc
@@ -76,8 +76,8 @@ async def get_roi(
     request: Request,
     start: Moment | None = None,
     end: Moment | None = None,
-    user: str | None = None,
-    team: str | None = None,
+    user: Name | None = None,
+    team: Name | None = None,
 ) -> Response:
     engine = request.app.state.parts.engine
     filters = await reports.resolve(engine, reports.Filters(start, end, user, team))

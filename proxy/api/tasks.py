@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from proxy import reports
-from proxy.api.params import Moment
+from proxy.api.params import Amount, Moment, Name, Text
 from proxy.api.tabular import respond
 from proxy.tasks import TaskRecordError, update_task
 
@@ -21,17 +20,17 @@ class TaskPatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    title: str | None = None
-    human_hours: Decimal | None = Field(default=None, ge=0)
-    hourly_rate_usd: Decimal | None = Field(default=None, ge=0)
-    value_usd: Decimal | None = Field(default=None, ge=0)
+    title: Text | None = None
+    human_hours: Amount | None = None
+    hourly_rate_usd: Amount | None = None
+    value_usd: Amount | None = None
 
 
 @router.get("/tasks", summary="Tasks with their cost and ROI, sorted by cost, roi or recent")
 async def get_tasks(
     request: Request,
-    user: str | None = None,
-    team: str | None = None,
+    user: Name | None = None,
+    team: Name | None = None,
     start: Moment | None = None,
     end: Moment | None = None,
     sort: Annotated[str, Query(description="cost | roi | recent")] = "cost",
@@ -48,16 +47,18 @@ async def get_tasks(
     return respond(request, answer, data, "tasks")
 
 
-@router.get("/tasks/{task_id}", summary="One task's tokens, dollars, blended $/MTok and ROI")
-async def get_task(task_id: str, request: Request) -> dict[str, Any]:
+@router.get("/tasks/{task_id:path}", summary="One task's tokens, dollars, blended $/MTok and ROI")
+async def get_task(task_id: Name, request: Request) -> dict[str, Any]:
     view = await reports.task_view(request.app.state.parts.engine, task_id)
     if view is None:
         raise HTTPException(404, f"no usage recorded for task {task_id!r}")
     return view.as_json()
 
 
-@router.patch("/tasks/{task_id}", summary="Set a task's title, human hours, hourly rate or value")
-async def patch_task(task_id: str, patch: TaskPatch, request: Request) -> dict[str, Any]:
+@router.patch(
+    "/tasks/{task_id:path}", summary="Set a task's title, human hours, hourly rate or value"
+)
+async def patch_task(task_id: Name, patch: TaskPatch, request: Request) -> dict[str, Any]:
     engine = request.app.state.parts.engine
     try:
         record = await update_task(engine, task_id, patch.model_dump(exclude_unset=True))

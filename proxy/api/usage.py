@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from proxy import reports
-from proxy.api.params import Moment
+from proxy.api.params import Moment, Name
 from proxy.api.tabular import respond
 
 router = APIRouter(tags=["usage"])
@@ -23,9 +23,9 @@ async def get_usage(
     group_by: Annotated[str, Query(description="one of " + ", ".join(reports.GROUPS))] = "user",
     start: Moment | None = None,
     end: Moment | None = None,
-    user: str | None = None,
-    team: str | None = None,
-    model: str | None = None,
+    user: Name | None = None,
+    team: Name | None = None,
+    model: Name | None = None,
 ) -> Response:
     engine = request.app.state.parts.engine
     filters = await reports.resolve(engine, reports.Filters(start, end, user, team, model))

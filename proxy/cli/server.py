@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import shutil
 import tempfile
 from typing import Any
 
@@ -64,22 +65,28 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     for name, value in args.settings_overrides.items():
         os.environ[env_name(name)] = str(value)
     os.environ["TOKENMETER_MIGRATE_ON_START"] = "false"  # done above, or not wanted
+    own_dir = None
     if settings.workers > 1 and settings.prometheus_multiproc_dir is None:
         # Workers are separate processes: their counters meet in prometheus_client's
         # multiprocess files, which must exist before any worker imports prometheus_client.
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="tokenmeter-metrics-")
-    uvicorn.run(
-        "proxy.app:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        access_log=False,  # uvicorn's; tokenmeter's own is TOKENMETER_ACCESS_LOG
-        log_config=_log_config(),
-        log_level="info",
-        timeout_graceful_shutdown=30,
-        **SERVER_OPTIONS,
-    )
+        own_dir = tempfile.mkdtemp(prefix="tokenmeter-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_dir
+    try:
+        uvicorn.run(
+            "proxy.app:create_app",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            access_log=False,  # uvicorn's; tokenmeter's own is TOKENMETER_ACCESS_LOG
+            log_config=_log_config(),
+            log_level="info",
+            timeout_graceful_shutdown=30,
+            **SERVER_OPTIONS,
+        )
+    finally:
+        if own_dir is not None:  # a directory the user chose is theirs to keep
+            shutil.rmtree(own_dir, ignore_errors=True)
     return 0
 
 

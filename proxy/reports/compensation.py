@@ -74,7 +74,10 @@ def trailing(days: int, end: datetime | None = None) -> Window:
     if days < 1:
         raise ReportError(f"days must be at least 1, got {days}")
     end = end or datetime.now(UTC)
-    return Window(end - timedelta(days=days), end)
+    try:
+        return Window(end - timedelta(days=days), end)
+    except OverflowError:
+        raise ReportError(f"{days} days before {end.isoformat()} is before year 1") from None
 
 
 @dataclass(slots=True)

@@ -24,6 +24,9 @@ from sqlalchemy.types import TypeEngine
 SCALE = 10
 PRECISION = 20
 _UNIT = Decimal(1).scaleb(-SCALE)
+# The largest value ``Fixed`` holds on both databases: SQLite's 64-bit integer of 10⁻¹⁰ units
+# ($922,337,203.68...) is the tighter bound (NUMERIC(20, 10) would go to 10¹⁰ - 10⁻¹⁰).
+FIXED_MAX = Decimal(2**63 - 1).scaleb(-SCALE)
 
 
 def to_scaled(value: Decimal | int | None) -> int | None:

@@ -138,7 +138,9 @@ def test_usage_answers_csv_and_refuses_start_after_end(proxy: Proxy) -> None:
         answer = proxy.http.get("/api/v1/usage", **request)  # type: ignore[arg-type]
         assert answer.headers["content-type"].startswith("text/csv")
         lines = answer.text.splitlines()
-        assert lines[0].startswith("user,requests,errors,unpriced_requests,unpriced_tokens,tokens.input,")
+        assert lines[0].startswith(
+            "user,requests,errors,unpriced_requests,unpriced_tokens,tokens.input,"
+        )
         assert lines[1].startswith("alice,1,0,0,0,11,")
         assert lines[2].startswith("(total),1,")
     params = {"start": "2026-11-02T00:00:00", "end": "2026-11-01T00:00:00"}

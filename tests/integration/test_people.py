@@ -36,6 +36,23 @@ MALFORMED = {
         + "ada,Ada,core,1,USD,2026-01-01\nbob,B,core,2,USD,\nada,Ada,core,3,USD,2026-01-01\n",
         [(4, "duplicate user 'ada' effective 2026-01-01 (first on line 2)")],
     ),
+    # Each of these was a 500 from POST /api/v1/people/import (found by schemathesis).
+    "a carriage return inside a field": (
+        HEADER + "ada,Ada,co\rre,1,USD,2026-01-01\n",
+        [(2, "annual_compensation"), (3, "annual_compensation '2026-01-01' is not a number")],
+    ),
+    "a field over the csv module's limit": (
+        HEADER + "ada," + "A" * 200_000 + ",core,1,USD,\n",
+        [(2, "not a valid CSV file: field larger than field limit")],
+    ),
+    "control characters and a pay too large": (
+        HEADER + "a\x00da,Ada,core,1,USD,\nbob,B\x85b,core,1,USD,\ncyd,,core,1e9,USD,\n",
+        [
+            (2, "user 'a\\x00da' contains the control character '\\x00'"),
+            (3, "name 'B\\x85b' contains the control character '\\x85'"),
+            (4, "is too large (at most 922337203.6854775807)"),
+        ],
+    ),
     "negative pay and a bad date": (
         HEADER + "ada,Ada,core,-5,USD,2026-01-01\nbob,Bob,core,5,USD,01/02/2026\n",
         [(2, "must be a non-negative number"), (3, "effective_from '01/02/2026' is not a date")],
@@ -108,15 +125,57 @@ def test_api_import_put_list_and_the_compensation_gauge(make_proxy: Callable[...
         "cyd",
         "dee",
     ]  # eve starts today, ada's raise in December
-    assert proxy.metric("tokenmeter_annual_compensation_usd", user="eve", team="web") == 90000.5
-    assert proxy.metric("tokenmeter_annual_compensation_usd", user="dee", team="web") == 108000.0
-    assert proxy.metric("tokenmeter_annual_compensation_usd", user="ada", team="core") == 200000.0
+    team_pay = "tokenmeter_team_annual_compensation_usd"
+    assert proxy.metric(team_pay, team="core") == 350_000.0  # ada 200,000 + bob 150,000
+    assert proxy.metric(team_pay, team="web") == 318_000.5  # cyd + dee's €100,000 + eve
+    assert proxy.metric("tokenmeter_person_team_info", user="eve", team="web") == 1
+    scraped = proxy.http.get("/metrics").text
+    assert "tokenmeter_annual_compensation_usd" not in scraped
+    assert "90000.5" not in scraped  # eve's pay
     refused = proxy.http.put("/api/v1/people/x", json={"annual_compensation": 1, "currency": "ZZZ"})
     assert refused.status_code == 422
     assert "unknown currency 'ZZZ'" in refused.text
 
 
 ADMIN = "s3cret-admin-token-0123"
+METRICS = "s3cret-metrics-token-4567"
+
+
+def test_metrics_token_guards_metrics_and_personal_pay_is_opt_in(
+    make_proxy: Callable[..., Proxy],
+) -> None:
+    proxy = make_proxy(metrics_token=METRICS, metrics_personal_pay=True, admin_token=ADMIN)
+    admin = {"authorization": f"Bearer {ADMIN}"}
+    put = proxy.http.put(
+        "/api/v1/people/eve", json={"team": "web", "annual_compensation": "90000.50"}, headers=admin
+    )
+    assert put.status_code == 200, put.text
+    for headers in ({}, admin, {"authorization": "Bearer not-the-metrics-token"}):
+        refused = proxy.http.get("/metrics", headers=headers)
+        assert refused.status_code == 401, headers
+        assert refused.headers["www-authenticate"] == "Bearer"
+        assert "90000.5" not in refused.text
+    scraped = proxy.http.get("/metrics", headers={"authorization": f"Bearer {METRICS}"})
+    assert scraped.status_code == 200
+    assert 'tokenmeter_annual_compensation_usd{team="web",user="eve"} 90000.5' in scraped.text
+    assert proxy.http.get("/healthz").status_code == 200  # liveness stays open for probes
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ({"metrics_personal_pay": True}, "set TOKENMETER_METRICS_TOKEN too"),
+        ({"metrics_token": "short"}, "at least 16 characters"),
+        ({"metrics_token": "CHANGE-ME-TO-A-LONG-RANDOM-TOKEN"}, "placeholder"),
+        ({"admin_token": "change-me-please-to-a-long-random-token"}, "placeholder"),
+        ({"admin_token": ""}, "at least 16 characters"),
+    ],
+)
+def test_settings_refuse_unguarded_pay_and_placeholder_tokens(
+    fields: dict[str, object], error: str
+) -> None:
+    with pytest.raises(ValueError, match=error):
+        Settings(**fields)  # type: ignore[arg-type]
 
 
 def test_admin_token_guards_every_api_route_but_not_proxy_traffic(

@@ -1,11 +1,13 @@
 """Every dashboard panel and every rule, evaluated by a real Prometheus scraping a real proxy.
 
 Debian's ``/usr/bin/prometheus`` runs on a loopback port with the repo's rules loaded, scraping
-the proxy (``proxy`` fixture: tokenmeter in front of the fake Anthropic) every second while the
-real anthropic SDK sends traffic from several people, teams and models, with errors, a mid-stream
-error and a model that has no price. Before the traffic, people and their compensation are
-registered through the proxy's API (a CSV import and a PUT), which sets the
-``tokenmeter_annual_compensation_usd`` gauge. Then:
+the proxy (``proxy`` fixture: tokenmeter in front of the fake Anthropic, ``/metrics`` behind a
+metrics token, sent as the shipped ``deploy/prometheus/prometheus.yml`` sends it: from a
+credentials file) every second while the real anthropic SDK sends traffic from several people,
+teams and models, with errors, a mid-stream error and a model that has no price. Before the
+traffic, people and their compensation are registered through the proxy's API (a CSV import and
+a PUT), which sets the pay series: team totals and who is in which team, by default never a
+person's pay. Then:
 
 * every ``expr`` in ``dashboards/*.json`` and every rule expression must be valid PromQL and
   return at least one series with a real number; alert comparisons are evaluated with ``bool``
@@ -14,9 +16,11 @@ registered through the proxy's API (a CSV import and a PUT), which sets the
   hide a typo), every dashboard variable must list values, every rule must evaluate healthy;
 * tokens, dollars and sticker dollars in Prometheus must equal what the proxy recorded in its
   database (GET /api/v1/usage?group_by=model);
-* the spend-vs-compensation panels join spend to pay on the person, count it in the person's
-  people-table team (not the team the traffic was tagged with), and leave out spend of people
-  without a compensation record, which "Compensation covered" reports.
+* the spend-vs-compensation panels join spend to people on the person, count it in the
+  person's people-table team (not the team the traffic was tagged with), and leave out spend of
+  people without a compensation record, which "Compensation covered" reports;
+* no one's pay reached Prometheus: ``tokenmeter_annual_compensation_usd`` has no series and no
+  stored sample equals a person's pay (only team totals; search is one person, see README).
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ pytestmark = pytest.mark.prometheus
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = Path("/usr/bin/prometheus")
 RULES = ROOT / "deploy" / "prometheus" / "rules" / "tokenmeter.rules.yml"
+SHIPPED_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+METRICS_TOKEN = "prometheus-scrapes-with-this-token"
 # Grafana's built-in variables, as Grafana would set them for a 1-hour view of 1 s scrapes.
 GRAFANA_BUILTINS = {"__rate_interval": "1m", "__interval": "15s", "__range": "1h"}
 METRIC_NAME = re.compile(r"\b(tokenmeter_[a-z0-9_]+|up)\b(?=\s*[{\[)])")
@@ -72,13 +78,14 @@ erin,research,100000,EUR,2026-01-01
 """
 DAVE = {"team": "search", "annual_compensation": "180000", "currency": "USD"}
 USD_PER_EUR = Decimal("1.1")
-# (user, people team) -> annual compensation in USD, as the gauge must show it.
+# (user, people team) -> annual compensation in USD: what the team totals add up from.
 PAY = {
     ("alice", "platform"): 200000.0,
     ("bob", "platform"): 150000.0,
     ("dave", "search"): 180000.0,
     ("erin", "research"): 110000.0,
 }
+TEAM_PAY = {("platform",): 350000.0, ("search",): 180000.0, ("research",): 110000.0}
 PER_YEAR = 365 / 30
 
 
@@ -145,15 +152,17 @@ def _rules_every_second(tmp_path: Path) -> Path:
 
 
 def _config(tmp_path: Path, proxy_url: str) -> Path:
+    """The shipped scrape job, pointed at the proxy under test; its token file holds the
+    proxy's metrics token (the container writes it from TOKENMETER_METRICS_TOKEN)."""
+    (shipped,) = yaml.safe_load(SHIPPED_CONFIG.read_text())["scrape_configs"]
+    token_file = tmp_path / "metrics-token"
+    token_file.write_text(METRICS_TOKEN)
+    job = shipped | {"static_configs": [{"targets": [proxy_url.removeprefix("http://")]}]}
+    job["authorization"] = shipped["authorization"] | {"credentials_file": str(token_file)}
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(_rules_every_second(tmp_path))],
-        "scrape_configs": [
-            {
-                "job_name": "tokenmeter",
-                "static_configs": [{"targets": [proxy_url.removeprefix("http://")]}],
-            }
-        ],
+        "scrape_configs": [job],
     }
     path = tmp_path / "prometheus.yml"
     path.write_text(yaml.safe_dump(config))
@@ -162,8 +171,8 @@ def _config(tmp_path: Path, proxy_url: str) -> Path:
 
 @pytest.fixture
 def proxy(make_proxy: Callable[..., Proxy]) -> Proxy:
-    """The proxy, converting euros at the company's own rate for the compensation gauge."""
-    return make_proxy(usd_per_currency={"EUR": USD_PER_EUR})
+    """The proxy, converting euros at the company's own rate for the pay series."""
+    return make_proxy(usd_per_currency={"EUR": USD_PER_EUR}, metrics_token=METRICS_TOKEN)
 
 
 @pytest.fixture
@@ -361,6 +370,7 @@ def test_every_dashboard_panel_and_rule_answers_from_a_real_prometheus(
 
     _assert_same_numbers(prometheus, recorded)
     _assert_spend_over_pay(prometheus)
+    _assert_no_personal_pay(prometheus)
 
 
 def _wait_rules_evaluated(prometheus: Prometheus) -> None:
@@ -429,7 +439,10 @@ def _assert_spend_over_pay(prometheus: Prometheus) -> None:
     """The People and ROI panels' ratios, from the same instant's per-person 30-day spend."""
     at = time.time()  # one instant for every query: increase() extrapolation moves with time
     time.sleep(1.5)  # so every scrape that started before it is stored
-    assert _by(prometheus, "tokenmeter_annual_compensation_usd", "user", "team") == PAY
+    team_pay = "tokenmeter_team_annual_compensation_usd"
+    assert _by(prometheus, team_pay, "team") == TEAM_PAY
+    people = _by(prometheus, "tokenmeter_person_team_info", "user", "team")
+    assert people == dict.fromkeys(PAY, 1.0)
     spend = {
         user: value
         for (user,), value in _by(
@@ -439,14 +452,6 @@ def _assert_spend_over_pay(prometheus: Prometheus) -> None:
     assert spend["carol"] > 0  # spend without a compensation record: not in any ratio
     assert "erin" not in spend  # a compensation record without spend
     panel = _people_panel(prometheus, at)
-    person = panel("Spend ÷ compensation per person", "user", "team")
-    expected = {key: spend[key[0]] * PER_YEAR / pay for key, pay in PAY.items() if key[0] in spend}
-    assert (
-        person.keys()
-        == expected.keys()
-        == {("alice", "platform"), ("bob", "platform"), ("dave", "search")}
-    )
-    assert all(math.isclose(person[key], value) for key, value in expected.items())
     team = panel("Spend ÷ compensation per team", "team")
     platform = (spend["alice"] + spend["bob"]) * PER_YEAR / 350000
     assert team.keys() == {("platform",), ("search",), ("research",)}
@@ -459,6 +464,23 @@ def _assert_spend_over_pay(prometheus: Prometheus) -> None:
     (covered,) = panel("Compensation covered").values()
     assert math.isclose(covered, known / sum(spend.values()))
     assert 0 < covered < 1
+    table = panel("Teams: spend vs compensation", "team")
+    assert table == team
+
+
+def _assert_no_personal_pay(prometheus: Prometheus) -> None:
+    """Prometheus never received a person's pay: no such series, and no stored pay sample
+    equals the pay of a person who shares a team (alone in a team, a total is one person's)."""
+    assert prometheus.query("tokenmeter_annual_compensation_usd") == []
+    assert prometheus.label_values("__name__", '{__name__=~".*compensation.*"}') == [
+        "org:tokenmeter_spend_to_compensation:ratio30d",
+        "team:tokenmeter_spend_to_compensation:ratio30d",
+        "tokenmeter_team_annual_compensation_usd",
+    ]
+    stored = prometheus.query("tokenmeter_team_annual_compensation_usd[1h]")
+    values = {float(v) for series in stored for _, v in series["values"]}
+    assert values == set(TEAM_PAY.values())
+    assert not values & {PAY[("alice", "platform")], PAY[("bob", "platform")]}
 
 
 def _people_panel(prometheus: Prometheus, at: float) -> Callable[..., dict[tuple[str, ...], float]]:

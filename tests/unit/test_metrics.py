@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -79,7 +80,7 @@ def test_unpriced_exchange_counts_as_unpriced_never_as_zero_dollars() -> None:
 
 
 def test_compensation_resets_leave_the_usage_series_counting() -> None:
-    # Usage children are cached per label values; only the compensation gauge is ever cleared.
+    # Usage children are cached per label values; pay rows are replaced wholesale.
     metrics = Metrics(CollectorRegistry())
     metrics.observe(event(COST, input=11, output=6))
     metrics.set_compensation([("alice", "platform", Decimal(100_000))])
@@ -88,11 +89,86 @@ def test_compensation_resets_leave_the_usage_series_counting() -> None:
     metrics.observe(event(None, input=1))
     assert sample(metrics, "tokenmeter_tokens_total", kind="input", **WHO) == 23
     assert sample(metrics, "tokenmeter_cost_usd_total", kind="input", **WHO) == 0.00011
-    people = "tokenmeter_annual_compensation_usd"
-    assert sample(metrics, people, user="alice", team="platform") is None
-    assert sample(metrics, people, user="bob", team="platform") == 90_000
+    info = "tokenmeter_person_team_info"
+    assert sample(metrics, info, user="alice", team="platform") is None
+    assert sample(metrics, info, user="bob", team="platform") == 1
+    assert sample(metrics, "tokenmeter_team_annual_compensation_usd", team="platform") == 90_000
     model = {"provider": "anthropic", "model": "claude-opus-4-8"}
     assert sample(metrics, "tokenmeter_unpriced_requests_total", **model) == 1
+
+
+PAY_ROWS = [
+    ("alice", "platform", Decimal("200000.50")),
+    ("bob", "platform", Decimal(150_000)),
+    ("dave", "search", Decimal(180_000)),
+]
+
+
+def exposition(metrics: Metrics) -> str:
+    return metrics.exposition().decode()
+
+
+def test_pay_is_exported_as_team_totals_and_membership_never_per_person_by_default() -> None:
+    metrics = Metrics(CollectorRegistry())
+    metrics.set_compensation(PAY_ROWS)
+    team_pay = "tokenmeter_team_annual_compensation_usd"
+    assert sample(metrics, team_pay, team="platform") == 350_000.5
+    assert sample(metrics, team_pay, team="search") == 180_000
+    assert sample(metrics, "tokenmeter_person_team_info", user="dave", team="search") == 1
+    text = exposition(metrics)
+    assert "tokenmeter_annual_compensation_usd" not in text
+    assert "200000.5" not in text  # alice's pay appears nowhere
+    assert "180000" in text  # dave is alone in search: his team total is his pay (README says so)
+
+
+def test_personal_pay_exports_each_persons_pay_when_asked_for() -> None:
+    metrics = Metrics(CollectorRegistry(), personal_pay=True)
+    metrics.set_compensation(PAY_ROWS)
+    pay = "tokenmeter_annual_compensation_usd"
+    assert sample(metrics, pay, user="alice", team="platform") == 200_000.5
+    assert sample(metrics, pay, user="dave", team="search") == 180_000
+    assert sample(metrics, "tokenmeter_team_annual_compensation_usd", team="platform") == 350_000.5
+
+
+def test_per_user_off_exports_team_pay_totals_only() -> None:
+    metrics = Metrics(CollectorRegistry(), per_user=False, personal_pay=True)
+    metrics.set_compensation(PAY_ROWS)
+    text = exposition(metrics)
+    assert "alice" not in text
+    assert "tokenmeter_person_team_info" not in text
+    assert sample(metrics, "tokenmeter_team_annual_compensation_usd", team="platform") == 350_000.5
+
+
+def test_user_and_team_labels_past_the_bound_are_counted_as_other() -> None:
+    metrics = Metrics(CollectorRegistry(), max_users=3, max_teams=2)
+    metrics.set_compensation([("zoe", "platform", Decimal(1))])  # people with pay come first
+    for n in range(10):
+        metrics.observe(event_of(f"user-{n}", f"team-{n % 4}"))
+    metrics.observe(event_of("zoe", "team-3"))
+    metrics.observe(event_of(None, None))  # unattributed: empty labels, never "other"
+    tokens = {
+        (s.labels["user"], s.labels["team"]): s.value
+        for family in metrics.registry.collect()
+        if family.name == "tokenmeter_tokens"
+        for s in family.samples
+        if s.name == "tokenmeter_tokens_total"
+    }
+    assert tokens == {
+        ("user-0", "team-0"): 5,
+        ("user-1", "other"): 5,
+        ("other", "team-0"): 10,
+        ("other", "other"): 30,
+        ("zoe", "other"): 5,
+        ("", ""): 5,
+    }
+    assert sum(tokens.values()) == 12 * 5
+    for n in range(10_000):  # names past the bound cost no memory
+        metrics.observe(event_of(f"flood-{n}", f"flood-{n}"))
+    assert len(metrics.users.labels) == 1 + 3 and len(metrics.teams.labels) == 1 + 2
+
+
+def event_of(user: str | None, team: str | None) -> UsageEvent:
+    return replace(event(None, input=5), attribution=Attribution(user=user, team=team))
 
 
 def test_latencies_land_in_their_histograms_in_seconds() -> None:
