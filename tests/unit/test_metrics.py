@@ -164,7 +164,8 @@ def test_user_and_team_labels_past_the_bound_are_counted_as_other() -> None:
     assert sum(tokens.values()) == 12 * 5
     for n in range(10_000):  # names past the bound cost no memory
         metrics.observe(event_of(f"flood-{n}", f"flood-{n}"))
-    assert len(metrics.users.labels) == 1 + 3 and len(metrics.teams.labels) == 1 + 2
+    assert len(metrics.users.labels) == 1 + 3
+    assert len(metrics.teams.labels) == 1 + 2
 
 
 def event_of(user: str | None, team: str | None) -> UsageEvent:
