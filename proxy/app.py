@@ -90,6 +90,7 @@ def build_parts(
     *,
     upstream: Upstream | None = None,
     registry: CollectorRegistry | None = None,
+    spool: Spool | None = None,
 ) -> Parts:
     """Build every part from settings. Creates objects only: no connection, no I/O."""
     metrics = Metrics(
@@ -102,11 +103,13 @@ def build_parts(
     engine = make_engine(settings.database_url)
     recorder = Recorder(
         engine,
-        Spool(settings.spool_dir),
+        spool or Spool(settings.spool_dir),
         metrics,
         batch_size=settings.recorder_batch_size,
         flush_interval_s=settings.recorder_flush_interval_s,
         queue_max=settings.recorder_queue_max,
+        write_timeout_s=settings.db_write_timeout_s,
+        retry_max_s=settings.recorder_retry_max_s,
     )
     owners = load_key_owners(settings.key_map_file) if settings.key_map_file else None
     timeouts = Timeouts(settings.connect_timeout_s, settings.read_timeout_s)
@@ -127,10 +130,12 @@ def create_app(
     *,
     upstream: Upstream | None = None,
     registry: CollectorRegistry | None = None,
+    spool: Spool | None = None,
 ) -> TokenmeterApp:
-    """Build the whole proxy. Nothing connects until the ASGI lifespan starts."""
+    """Build the whole proxy. Nothing connects until the ASGI lifespan starts. ``upstream``,
+    ``registry`` and ``spool`` replace the parts settings would build (tests inject fakes)."""
     settings = settings or Settings()
-    parts = build_parts(settings, upstream=upstream, registry=registry)
+    parts = build_parts(settings, upstream=upstream, registry=registry, spool=spool)
     api_app = api.build(parts, lifespan=_lifespan(parts))
     return TokenmeterApp(parts, api_app)
 
@@ -153,12 +158,20 @@ def _lifespan(parts: Parts) -> Any:
             await parts.retention.stop()
             await parts.recorder.stop()
             await parts.client.aclose()
-            await parts.engine.dispose()
+            await _dispose(parts.engine, parts.settings.db_write_timeout_s)
             if parts.settings.prometheus_multiproc_dir is not None:
                 path = str(parts.settings.prometheus_multiproc_dir)
                 mark_process_dead(os.getpid(), path)  # type: ignore[no-untyped-call]
 
     return lifespan
+
+
+async def _dispose(engine: AsyncEngine, timeout_s: float) -> None:
+    """Close the pool, but never let a hung database hold up the process's exit."""
+    try:
+        await asyncio.wait_for(engine.dispose(), timeout_s)
+    except Exception as exc:  # TimeoutError, or the server went away: nothing left to save
+        log.warning("database connections not closed cleanly at shutdown: %r", exc)
 
 
 def _freeze_startup_heap() -> None:

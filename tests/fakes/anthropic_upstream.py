@@ -8,7 +8,8 @@ A test picks the behaviour per request with headers the proxy forwards untouched
 ``x-fake-scenario`` (text | tool_use | thinking | web_search | error_529 | error_400 |
 mid_stream_error | cut | slow | hang | stall | count_tokens) and ``x-fake-usage`` (a JSON usage
 object).
-Every request received is kept in ``requests`` so tests can compare what arrived byte for byte.
+Every request received is kept in ``requests`` so tests can compare what arrived byte for byte;
+every message answered to its end is kept in ``served``, so tests can count what was delivered.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class FakeAnthropic:
     """The ASGI app. ``pause_s`` is the gap between SSE events in the ``slow`` scenario."""
 
     requests: list[Received] = field(default_factory=list)
+    served: list[dict[str, Any]] = field(default_factory=list)  # messages sent to their end
     pause_s: float = 0.3
     sent_at: list[float] = field(default_factory=list)  # monotonic time each SSE event went out
 
@@ -87,6 +89,7 @@ class FakeAnthropic:
             await self._stream(send, message, scenario)
         else:
             await _json(send, 200, message, req)
+        self.served.append(message)
 
     async def _stream(self, send: Any, message: dict[str, Any], scenario: str) -> None:
         await send(
