@@ -404,6 +404,32 @@ def test_deployment_spools_to_a_volume_and_never_migrates() -> None:
     assert secrets["TOKENMETER_ADMIN_TOKEN"] == {"name": "tokenmeter-secrets", "key": "admin-token"}
 
 
+def test_termination_grace_covers_prestop_stream_grace_and_the_last_flush() -> None:
+    """Kubernetes kills the pod after terminationGracePeriodSeconds: it must cover preStop,
+    the streams' grace (TOKENMETER_SHUTDOWN_GRACE_S) and the recorder's last write timeout,
+    and not much more (a rollout waits for it)."""
+    kinds = manifests()
+    pod = kinds["Deployment"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    pre_stop = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert pre_stop[0] == "sleep"
+    values = {
+        k.removeprefix("TOKENMETER_").lower(): v for k, v in kinds["ConfigMap"]["data"].items()
+    }
+    settings = Settings(**values)
+    assert "shutdown_grace_s" in values and "db_write_timeout_s" in values  # stated, not implied
+    needed = int(pre_stop[1]) + settings.shutdown_grace_s + settings.db_write_timeout_s
+    assert needed < pod["terminationGracePeriodSeconds"] <= needed + 10
+
+
+def test_compose_stop_grace_covers_the_stream_grace_and_the_last_flush() -> None:
+    proxy = compose()["services"]["proxy"]
+    grace = float(proxy["environment"]["TOKENMETER_SHUTDOWN_GRACE_S"])
+    stop = proxy["stop_grace_period"]
+    assert stop.endswith("s")
+    assert float(stop[:-1]) > grace + Settings().db_write_timeout_s
+
+
 def test_configmap_holds_valid_settings() -> None:
     data = manifests()["ConfigMap"]["data"]
     values = {key.removeprefix("TOKENMETER_").lower(): value for key, value in data.items()}
