@@ -417,7 +417,7 @@ def test_termination_grace_covers_prestop_stream_grace_and_the_last_flush() -> N
         k.removeprefix("TOKENMETER_").lower(): v for k, v in kinds["ConfigMap"]["data"].items()
     }
     settings = Settings(**values)
-    assert "shutdown_grace_s" in values and "db_write_timeout_s" in values  # stated, not implied
+    assert {"shutdown_grace_s", "db_write_timeout_s"} <= set(values)  # stated, not implied
     needed = int(pre_stop[1]) + settings.shutdown_grace_s + settings.db_write_timeout_s
     assert needed < pod["terminationGracePeriodSeconds"] <= needed + 10
 

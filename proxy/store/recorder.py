@@ -175,6 +175,7 @@ class Recorder:
             "database": "ok" if self._db_ok else "unavailable",
             "spool": "failing" if self._spool_failing else "ok",
             "pending_events": self.queue_depth,
+            "in_memory_events": self._held + len(self._active.rows),
             "recorder": "running" if alive else "stopped",
             **({"last_error": self._last_error} if not self._db_ok else {}),
         }
@@ -364,7 +365,7 @@ class Recorder:
         except _PastDeadline:
             return False
         except Exception as exc:
-            self._on_outage(exc, segment)
+            self._on_outage(exc)
             return False
         self._forget(segment)
         if not self._db_ok:
@@ -405,8 +406,9 @@ class Recorder:
         if segment.spooled:
             self._metrics.add_replayed(segment.count)
 
-    def _on_outage(self, exc: BaseException, segment: Segment) -> None:
-        self._mark_spooled(segment)
+    def _on_outage(self, exc: BaseException) -> None:
+        for waiting in self._pending:  # every pending segment now waits for the database
+            self._mark_spooled(waiting)
         code = error_code(exc)
         text = (str(exc) or repr(exc)).splitlines()[0][:300]
         self._last_error = f"[{code}] {text}" if code else text

@@ -192,6 +192,11 @@ class Spool:
             fd = self._fd
             if fd is None:
                 return None
+            if self._size == 0 and not self._torn:  # every write failed: nothing to keep
+                self._fd = None
+                os.close(fd)
+                self._active_path().unlink(missing_ok=True)
+                return None
             sealed = self._free_name(time.time_ns())
             os.rename(self._active_path(), sealed)  # on failure the active segment stays open
             self._fd, self._size, self._torn = None, 0, False
@@ -250,7 +255,7 @@ class Spool:
         try:
             fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             try:
-                _write_all(fd, b"".join(lines))
+                self._write_all(fd, b"".join(lines))
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -262,6 +267,14 @@ class Spool:
             raise
         _fsync_dir(self.directory)
         return target
+
+    def _write_all(self, fd: int, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = self._write(fd, view)  # type: ignore[arg-type]  # a memoryview is bytes-like
+            if written <= 0:
+                raise SpoolWriteError(errno.ENOSPC, "short write")
+            view = view[written:]
 
     # -- adoption -----------------------------------------------------------------------------
 
@@ -323,12 +336,3 @@ class Spool:
         except FileNotFoundError:  # another live owner took it first
             return None
         return target
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        if written <= 0:
-            raise SpoolWriteError(errno.ENOSPC, "short write")
-        view = view[written:]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import sqlite3
 from collections.abc import AsyncIterator, Callable
@@ -383,3 +384,68 @@ async def test_killed_postgres_connections_lose_and_double_nothing(
     assert sorted(await _stored_ids(engine)) == sorted(e.event_id for e in events)
     assert (await rollup_totals(engine))["requests"] == 200
     await engine.dispose()
+
+
+async def test_a_long_outage_holds_at_most_queue_max_events_in_memory(
+    outage: Outage, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """While the database is away the backlog lives on disk, not in memory; when it is back
+    every event is read back from the spool and written once."""
+    faulty = make_engine(outage.url, sqlite_busy_timeout_ms=50)
+    metrics = FakeMetrics()
+    recorder = _recorder(faulty, tmp_path / "spool", metrics, batch_size=10, queue_max=25)
+    await recorder.start()
+    await outage.down()
+    events = _submit(recorder, 200)
+    await recorder.flush()
+    assert not recorder.database_ok
+    assert recorder.health()["in_memory_events"] <= 25
+    assert recorder.health()["pending_events"] == 200
+    await outage.up()
+    await _wait_until(lambda: recorder.database_ok and recorder.queue_depth == 0)
+    await recorder.stop()
+    await faulty.dispose()
+    assert sorted(await _stored_ids(engine)) == sorted(e.event_id for e in events)
+    assert (metrics.spooled, metrics.replayed, metrics.dropped) == (200, 200, 0)
+
+
+async def test_spool_failing_while_the_database_is_away_keeps_events_until_one_takes_them(
+    outage: Outage, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """Disk full and database away at once: the events stay in memory (counted as spool
+    errors, never as written); when the disk has room again they are written as a whole
+    segment, and the database gets them once it is back."""
+    failing = {"on": True}
+
+    def disk(fd: int, data: bytes) -> int:
+        if failing["on"]:
+            raise OSError(28, "No space left on device")
+        return os.write(fd, data)
+
+    faulty = make_engine(outage.url, sqlite_busy_timeout_ms=50)
+    metrics = FakeMetrics()
+    recorder = Recorder(
+        faulty,
+        Spool(tmp_path / "spool", write=disk),
+        metrics,
+        batch_size=10,
+        flush_interval_s=0.02,
+        retry_initial_s=0.02,
+        retry_max_s=0.1,
+    )
+    await recorder.start()
+    await outage.down()
+    events = _submit(recorder, 30)
+    await recorder.flush()
+    assert metrics.spool_errors == 30
+    assert recorder.health()["spool"] == "failing"
+    assert Spool(tmp_path / "spool").segments() == []
+    failing["on"] = False  # room again: the next failed write ships them to disk whole
+    await recorder.flush()
+    assert sum(1 for _ in Spool(tmp_path / "spool").segments()) >= 1
+    await outage.up()
+    await _wait_until(lambda: recorder.database_ok and recorder.queue_depth == 0)
+    await recorder.stop()
+    await faulty.dispose()
+    assert sorted(await _stored_ids(engine)) == sorted(e.event_id for e in events)
+    assert metrics.dropped == 0

@@ -12,6 +12,8 @@ run on a private one (``tests/pgserver.py``).
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import sqlite3
 import subprocess
 from collections.abc import Callable, Iterator
@@ -22,9 +24,13 @@ import anthropic
 import asyncpg
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
 from sqlalchemy.engine import make_url
 
+from proxy.app import SERVER_OPTIONS, create_app
+from proxy.config import Settings
 from proxy.store.quarantine import Quarantine
+from proxy.store.spool import Spool
 from tests.conftest import Proxy
 from tests.dbfixtures import terminate_backends
 from tests.fakes.anthropic_upstream import FakeAnthropic
@@ -355,3 +361,49 @@ async def test_sqlite_locked_loses_nothing(
     url = f"sqlite+aiosqlite:///{tmp_path}/tokenmeter.db"
     proxy = make_proxy(database_url=url, **FAST)
     await survive("sqlite_locked", SqliteLocked(url), proxy, fake)
+
+
+class FillingDisk:
+    """``os.write`` on a disk that keeps filling up: every 3rd write is short, every 5th fails
+    with ENOSPC (what a full spool volume does)."""
+
+    def __init__(self) -> None:
+        self.calls = self.failures = 0
+        self.append_failures = 0  # of one-line appends (a whole segment comes as a memoryview)
+
+    def __call__(self, fd: int, data: bytes) -> int:
+        self.calls += 1
+        failed = self.calls % 5 == 0 or self.calls % 3 == 0
+        self.failures += failed
+        self.append_failures += failed and isinstance(data, bytes)
+        if self.calls % 5 == 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        if self.calls % 3 == 0:
+            return os.write(fd, data[: len(data) // 2])
+        return os.write(fd, data)
+
+
+@pytest.mark.postgres
+async def test_short_and_failed_spool_writes_are_counted_and_lose_nothing(
+    pg_url: str, tmp_path: Path, upstream: tuple[FakeAnthropic, ServerThread]
+) -> None:
+    """A spool write that fails or is short is an error, counted, never taken as written:
+    with the database away at the same time, those events wait in memory, not nowhere."""
+    disk = FillingDisk()
+    settings = Settings(
+        database_url=pg_url,
+        anthropic_upstream=upstream[1].url,
+        spool_dir=tmp_path / "spool",
+        **FAST,
+    )
+    app = create_app(
+        settings, registry=CollectorRegistry(), spool=Spool(settings.spool_dir, write=disk)
+    )
+    with ServerThread(app, **SERVER_OPTIONS) as server:
+        proxy = Proxy(server, app)
+        await survive("spool_writes_short_or_failing", NotAccepting(pg_url), proxy, upstream[0])
+        proxy.http.close()
+    assert disk.append_failures > 10
+    assert proxy.metric("tokenmeter_recorder_spool_write_errors_total") == disk.append_failures
+    for segment in Spool(tmp_path / "spool").segments():
+        assert None not in list(Spool(segment.parent).read(segment))  # no torn line anywhere
