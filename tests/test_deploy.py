@@ -116,7 +116,7 @@ def load(path: Path) -> Any:
 def test_rules_pass_promtool_check() -> None:
     result = run([*tool(["promtool", "--version"]), "check", "rules", str(RULES)])
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 19 rules found" in result.stdout
+    assert "SUCCESS: 20 rules found" in result.stdout
 
 
 def test_rule_unit_tests_pass() -> None:
@@ -148,7 +148,7 @@ def test_compose_prometheus_config_is_valid_and_loads_the_rules() -> None:
         [*tool(["promtool", "--version"]), "check", "config", str(PROM / "prometheus.yml")]
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 19 rules found" in result.stdout
+    assert "SUCCESS: 20 rules found" in result.stdout
 
 
 # ---------------------------------------------------------------- dashboards
