@@ -78,6 +78,10 @@ class PrivatePostgres:
         waits for every session to end)."""
         self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w" if wait else "-W", "stop")
 
+    def stopped(self) -> bool:
+        """True once the server is down (``pg_ctl status`` exits 3 when no server runs)."""
+        return self._run("pg_ctl", "-D", str(self.data), "status", check=False).returncode == 3
+
     def url(self, database: str = "postgres", user: str = "postgres") -> str:
         return f"postgresql+asyncpg://{user}@127.0.0.1:{self.port}/{database}"
 

@@ -194,7 +194,11 @@ class SmartStop(NotListening):
     async def during(self, proxy: Proxy) -> None:
         assert self.admin is not None
         await self.admin.close()  # the last session: the smart shutdown completes
-        await asyncio.to_thread(self.server.stop, "fast")
+        for _ in range(100):
+            if await asyncio.to_thread(self.server.stopped):
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError("the smart shutdown did not complete after the last session")
 
     async def up(self) -> None:
         await asyncio.to_thread(self.server.start)
