@@ -333,19 +333,23 @@ class Recorder:
     async def _ship_pending(self) -> None:
         """Ship pending segments oldest first, until none is left, the database fails, or
         shutdown's deadline passes; ``max_in_flight`` at once (one, as a probe, while the
-        database is away)."""
+        database is away). Segments sealed meanwhile join at once: no gap between rounds."""
         async with self._ship_lock:
-            queue = deque(self._pending)
-            in_flight: set[asyncio.Task[bool]] = set()
+            in_flight: dict[asyncio.Task[bool], Segment] = {}
             failed = False
-            while (queue or in_flight) and not failed:
+            while not failed:
                 limit = self._max_in_flight if self._db_ok else 1
-                while queue and len(in_flight) < limit and not self._past_deadline():
-                    in_flight.add(asyncio.create_task(self._ship(queue.popleft())))
+                for segment in self._pending:
+                    if len(in_flight) >= limit or self._past_deadline():
+                        break
+                    if segment not in in_flight.values():
+                        in_flight[asyncio.create_task(self._ship(segment))] = segment
                 if not in_flight:
                     break
-                done, in_flight = await asyncio.wait(in_flight, return_when="FIRST_COMPLETED")
-                failed = not all(task.result() for task in done)
+                done, _ = await asyncio.wait(in_flight, return_when="FIRST_COMPLETED")
+                for task in done:
+                    failed |= not task.result()
+                    del in_flight[task]
             if in_flight:
                 await asyncio.wait(in_flight)
             if failed:
