@@ -12,7 +12,7 @@ import asyncio
 import gc
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -155,10 +155,11 @@ def _lifespan(parts: Parts) -> Any:
         try:
             yield
         finally:
-            await parts.retention.stop()
-            await parts.recorder.stop()
+            timeout = parts.settings.db_write_timeout_s
+            await _bounded(parts.retention.stop(), timeout, "retention's last purge")
+            await parts.recorder.stop()  # bounded by the write timeout itself
             await parts.client.aclose()
-            await _dispose(parts.engine, parts.settings.db_write_timeout_s)
+            await _bounded(parts.engine.dispose(), timeout, "closing database connections")
             if parts.settings.prometheus_multiproc_dir is not None:
                 path = str(parts.settings.prometheus_multiproc_dir)
                 mark_process_dead(os.getpid(), path)  # type: ignore[no-untyped-call]
@@ -166,12 +167,16 @@ def _lifespan(parts: Parts) -> Any:
     return lifespan
 
 
-async def _dispose(engine: AsyncEngine, timeout_s: float) -> None:
-    """Close the pool, but never let a hung database hold up the process's exit."""
-    try:
-        await asyncio.wait_for(engine.dispose(), timeout_s)
-    except Exception as exc:  # TimeoutError, or the server went away: nothing left to save
-        log.warning("database connections not closed cleanly at shutdown: %r", exc)
+async def _bounded(work: Coroutine[Any, Any, None], timeout_s: float, what: str) -> None:
+    """Shutdown steps that talk to the database: a hung one is left behind (cancelled, not
+    awaited), so SIGTERM always finishes; the recorder's spool keeps what was not written."""
+    task = asyncio.ensure_future(work)
+    done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    if task not in done:
+        task.cancel()
+        log.warning("shutdown: %s took longer than %.1f s; left behind", what, timeout_s)
+    elif task.exception() is not None:
+        log.warning("shutdown: %s failed: %r", what, task.exception())
 
 
 def _freeze_startup_heap() -> None:
