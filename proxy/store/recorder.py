@@ -11,13 +11,14 @@ Contract:
   + rollups, one transaction, idempotent by event id), up to ``max_in_flight`` at once, and its
   file removed only once every row of it is committed. Whatever is in the spool at start (this
   process's earlier life, a crashed worker's files) is adopted and shipped first.
-- Every write has a timeout (``write_timeout_s``). A timeout, or any database error that is not
-  certainly the rows' fault, is an outage: the segment stays on disk, the store is degraded
-  (``health()``, ``/healthz``), and the oldest segment is retried with exponential backoff
-  (``retry_initial_s`` .. ``retry_max_s``) until the database answers; then the rest follows.
+- Every write has a timeout (``write_timeout_s``; ``batches.BatchWriter``). A timeout, or any
+  database error that is not certainly the rows' fault, is an outage: the segment stays on
+  disk, the store is degraded (``health()``, ``/healthz``), and the oldest segment is retried
+  with exponential backoff (``retry_initial_s`` .. ``retry_max_s``) until the database
+  answers; then the rest follows.
 - Rows the database refuses for what they hold (SQLSTATE classes 22/23: ``writes.is_rows_fault``)
-  are found by halving the batch and go to the quarantine file (``quarantine.Quarantine``),
-  counted; never dropped. The rest of their batch is written.
+  go to the quarantine file (``quarantine.Quarantine``, through ``BatchWriter``), counted; never
+  dropped. The rest of their batch is written.
 - Memory is bounded: at most ``queue_max`` rows are held; beyond that, segments that are wholly on
   disk are released and read back when their turn comes. Only rows that reached neither the
   database nor the disk are ever lost: counted as dropped and logged at ERROR.
@@ -32,34 +33,31 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from proxy.store.batches import BatchMetrics, BatchWriter
 from proxy.store.quarantine import Quarantine, describe
 from proxy.store.rows import Row, event_to_row, missing_columns, row_to_line
 from proxy.store.spool import Spool
-from proxy.store.writes import error_code, is_rows_fault, write_batch
+from proxy.store.writes import error_code
 from proxy.usage import UsageEvent
 
 log = logging.getLogger(__name__)
 
-_T = TypeVar("_T")
 ADOPT_EVERY_S = 30.0  # look for segments of workers that died since
 
 
-class RecorderMetrics(Protocol):
+class RecorderMetrics(BatchMetrics, Protocol):
     """What the recorder reports; ``proxy.metrics`` implements it with Prometheus collectors."""
 
     def set_queue_depth(self, n: int) -> None: ...
-    def observe_batch(self, size: int, seconds: float) -> None: ...
     def add_spooled(self, n: int) -> None: ...
     def add_dropped(self, n: int) -> None: ...
     def add_replayed(self, n: int) -> None: ...
-    def add_quarantined(self, n: int) -> None: ...
     def add_spool_errors(self, n: int) -> None: ...
 
 
@@ -84,10 +82,6 @@ class _NoMetrics:
 
     def add_spool_errors(self, n: int) -> None:
         pass
-
-
-class WriteTimeout(TimeoutError):
-    """The database did not finish a write within the write timeout."""
 
 
 class _PastDeadline(Exception):
@@ -130,10 +124,11 @@ class Recorder:
         max_in_flight: int = 2,
         sync_interval_s: float = 0.1,
     ) -> None:
-        self._engine = engine
         self._spool = spool
-        self._quarantine = quarantine or Quarantine(spool.directory)
         self._metrics: RecorderMetrics = metrics or _NoMetrics()
+        self._writer = BatchWriter(
+            engine, quarantine or Quarantine(spool.directory), self._metrics, write_timeout_s
+        )
         self._batch_size = batch_size
         self._flush_interval_s = flush_interval_s
         self._queue_max = queue_max
@@ -141,7 +136,6 @@ class Recorder:
         self._retry = (retry_initial_s, retry_max_s)
         self._max_in_flight = max(1, max_in_flight)
         self._sync_interval_s = sync_interval_s
-        self._one_writer = asyncio.Lock() if engine.dialect.name == "sqlite" else None
         self._ship_lock = asyncio.Lock()
         self._active = _Active()
         self._pending: deque[Segment] = deque()
@@ -154,7 +148,6 @@ class Recorder:
         self._spool_failing = False
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
-        self._abandoned: set[asyncio.Task[Any]] = set()
 
     # -- what it reports ----------------------------------------------------------------------
 
@@ -365,7 +358,7 @@ class Recorder:
             for start in range(0, len(rows), self._batch_size):
                 if start and self._past_deadline():
                     raise _PastDeadline
-                await self._store(rows[start : start + self._batch_size])
+                await self._writer.store(rows[start : start + self._batch_size])
         except _PastDeadline:
             return False
         except Exception as exc:
@@ -394,7 +387,7 @@ class Recorder:
         broken = [row for row in rows if missing_columns(row)]
         if broken:
             why = f"missing columns: {', '.join(missing_columns(broken[0]))}"
-            await self._to_quarantine(broken, describe(why))
+            await self._writer.set_aside(broken, describe(why))
         return [row for row in rows if not missing_columns(row)]
 
     def _forget(self, segment: Segment) -> None:
@@ -440,64 +433,9 @@ class Recorder:
             segment.path, segment.on_disk = path, True
         self._release_memory()
 
-    # -- writing ------------------------------------------------------------------------------
-
-    async def _store(self, rows: Sequence[Row]) -> None:
-        """Write ``rows``; quarantine those the database refuses (halving the batch to find
-        them). Raises on an outage, with whatever was written so far committed."""
-        try:
-            await self._write(rows)
-        except Exception as exc:
-            if not is_rows_fault(exc):
-                raise
-            if len(rows) == 1:
-                log.error("database refused event %s: %s", rows[0]["event_id"], exc)
-                await self._to_quarantine(rows, describe(exc))
-                return
-            half = len(rows) // 2
-            await self._store(rows[:half])
-            await self._store(rows[half:])
-
-    async def _to_quarantine(self, rows: Sequence[Row], reason: dict[str, Any]) -> None:
-        await asyncio.to_thread(self._quarantine.add, rows, reason)  # OSError: kept, retried
-        self._metrics.add_quarantined(len(rows))
-
-    async def _write(self, rows: Sequence[Row]) -> None:
-        began = time.perf_counter()
-        await self._within_timeout(self._write_turn(rows))
-        self._metrics.observe_batch(len(rows), time.perf_counter() - began)
-
-    async def _write_turn(self, rows: Sequence[Row]) -> None:
-        if self._one_writer is None:
-            await write_batch(self._engine, rows)
-            return
-        async with self._one_writer:  # SQLite has one writer: take turns here, not in its lock
-            await write_batch(self._engine, rows)
-
-    async def _within_timeout(self, work: Awaitable[_T]) -> _T:
-        """``work`` within the write timeout. On expiry it is cancelled but not waited for (a
-        hung connection may not even finish cancelling), so the caller is never held longer."""
-        task = asyncio.ensure_future(work)
-        done, _ = await asyncio.wait({task}, timeout=self._write_timeout_s)
-        if task in done:
-            return task.result()
-        task.cancel()
-        self._abandoned.add(task)
-        task.add_done_callback(_forget_abandoned(self._abandoned))
-        raise WriteTimeout(f"database write took longer than {self._write_timeout_s} s")
-
     def _drop(self, n: int, why: str) -> None:
         self._metrics.add_dropped(n)
         log.error("DROPPED %d usage events (their cost is lost): %s", n, why)
-
-
-def _forget_abandoned(tasks: set[asyncio.Task[Any]]) -> Any:
-    def forget(task: asyncio.Task[Any]) -> None:
-        tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:  # retrieved: no loop warning
-            log.debug("abandoned database write ended with %r", task.exception())
-
-    return forget
 
 
 def _count_lines(path: Path) -> int:
