@@ -201,6 +201,12 @@ class Counted:
     def add_replayed(self, n: int) -> None:
         pass
 
+    def add_quarantined(self, n: int) -> None:
+        self.dropped += n  # refused rows are not ingested: the run fails its check
+
+    def add_spool_errors(self, n: int) -> None:
+        pass
+
 
 async def _feed(recorder: Recorder, events: Sequence[UsageEvent], chunk: int) -> None:
     """Submit as fast as the recorder takes them, keeping its queue below a few batches."""

@@ -8,7 +8,11 @@ no I/O, what every proxied request does when it ends (``Forwarder._finish``):
 - ``price``: ``Pricer.price`` (real catalog, rate cards warm in their LRU cache);
 - ``observe``: ``Metrics.observe`` on a fresh ``CollectorRegistry`` (label children warm);
 - ``meter``: ``Meter.__call__`` with that pricer and metrics and a recorder stub that appends to
-  a list: pricing + metrics + submit, the whole step.
+  a list: pricing + metrics, the step without the recorder;
+- ``submit``: the real ``Recorder.submit`` on priced events, into a spool in a temporary
+  directory (the write-ahead path: the row, its JSON line, one ``write()``, sealing a segment
+  every ``batch_size`` events); no database is touched, shipping is not measured;
+- ``meter+submit``: ``Meter.__call__`` with the real recorder: the whole end-of-exchange step.
 
 Events are Claude Code-like (1,000 users in 30 teams, 6 models of two providers, cache reads
 and writes, a few web searches, long-context requests above 200k input tokens, and some
@@ -20,10 +24,14 @@ from __future__ import annotations
 
 import argparse
 import random
+import shutil
 import statistics
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
@@ -33,6 +41,9 @@ from proxy.meter import Meter
 from proxy.metrics import Metrics
 from proxy.pricing.engine import Pricer
 from proxy.providers import anthropic
+from proxy.store.engine import make_engine
+from proxy.store.recorder import Recorder
+from proxy.store.spool import Spool
 from proxy.usage import Attribution, ResponseFacts, Status, Usage, UsageEvent
 
 USERS, TEAMS = 1000, 30
@@ -153,6 +164,27 @@ def median_us(step: Callable[[UsageEvent], object], events: Sequence[UsageEvent]
     return statistics.median(per_event_us(step, events) for _ in range(n))
 
 
+@contextmanager
+def wal_recorder() -> Iterator[Recorder]:
+    """A real recorder over a spool in a fresh temporary directory (removed afterwards)."""
+    directory = Path(tempfile.mkdtemp(prefix="tokenmeter-bench-wal-"))
+    try:
+        yield Recorder(make_engine(f"sqlite+aiosqlite:///{directory}/unused.db"), Spool(directory))
+    finally:
+        shutil.rmtree(directory)
+
+
+def wal_us(
+    step: Callable[[Recorder], Callable[[UsageEvent], object]], events: Sequence[UsageEvent], n: int
+) -> float:
+    """Like ``median_us``, each pass (and the warm-up) on a fresh spool directory."""
+    passes = []
+    for _ in range(n + 1):
+        with wal_recorder() as recorder:
+            passes.append(per_event_us(step(recorder), events))
+    return statistics.median(passes[1:])
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--events", type=int, default=20_000)
@@ -176,6 +208,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     rows["price"] = median_us(pricer.price, events, args.repeats)
     rows["observe"] = median_us(metrics.observe, events, args.repeats)
     rows["build_event"] = median_us(build, events, args.repeats)
+    rows["submit"] = wal_us(lambda recorder: recorder.submit, events, args.repeats)
+    rows["meter+submit"] = wal_us(
+        lambda recorder: Meter(pricer, metrics, recorder), events, args.repeats
+    )
     print(f"{len(events):,} events, median of {args.repeats} passes, µs per event:")
     for name, us in rows.items():
         print(f"  {name:<12} {us:8.2f}")

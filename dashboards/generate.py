@@ -715,9 +715,10 @@ def proxy_health() -> Json:
             w=8,
         ),
         series(
-            "Spooled, replayed and dropped events per second",
-            "Spooled: the database failed and events went to the local spool. Replayed: spooled"
-            " events written back. Dropped: lost.",
+            "Spooled, replayed, quarantined and dropped events per second",
+            "Spooled: the database failed or hung and events wait in the local spool. Replayed:"
+            " spooled events written later. Quarantined: refused by the database for what they"
+            " hold, kept for `tokenmeter db quarantine`. Dropped: lost.",
             [
                 target(
                     over(
@@ -728,7 +729,7 @@ def proxy_health() -> Json:
                     ),
                     name,
                 )
-                for name in ("spooled", "replayed", "dropped")
+                for name in ("spooled", "replayed", "quarantined", "dropped")
             ],
             "short",
             w=24,

@@ -12,7 +12,7 @@ import asyncio
 import gc
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -107,6 +107,7 @@ def build_parts(
     *,
     upstream: Upstream | None = None,
     registry: CollectorRegistry | None = None,
+    spool: Spool | None = None,
 ) -> Parts:
     """Build every part from settings. Creates objects only: no connection, no I/O."""
     metrics = Metrics(
@@ -122,11 +123,13 @@ def build_parts(
     engine = make_engine(settings.database_url)
     recorder = Recorder(
         engine,
-        Spool(settings.spool_dir),
+        spool or Spool(settings.spool_dir),
         metrics,
         batch_size=settings.recorder_batch_size,
         flush_interval_s=settings.recorder_flush_interval_s,
         queue_max=settings.recorder_queue_max,
+        write_timeout_s=settings.db_write_timeout_s,
+        retry_max_s=settings.recorder_retry_max_s,
     )
     owners = load_key_owners(settings.key_map_file) if settings.key_map_file else None
     timeouts = Timeouts(settings.connect_timeout_s, settings.read_timeout_s)
@@ -147,10 +150,12 @@ def create_app(
     *,
     upstream: Upstream | None = None,
     registry: CollectorRegistry | None = None,
+    spool: Spool | None = None,
 ) -> TokenmeterApp:
-    """Build the whole proxy. Nothing connects until the ASGI lifespan starts."""
+    """Build the whole proxy. Nothing connects until the ASGI lifespan starts. ``upstream``,
+    ``registry`` and ``spool`` replace the parts settings would build (tests inject fakes)."""
     settings = settings or Settings()
-    parts = build_parts(settings, upstream=upstream, registry=registry)
+    parts = build_parts(settings, upstream=upstream, registry=registry, spool=spool)
     api_app = api.build(parts, lifespan=_lifespan(parts))
     return TokenmeterApp(parts, api_app)
 
@@ -172,10 +177,11 @@ def _lifespan(parts: Parts) -> Any:
         try:
             yield
         finally:
-            await parts.retention.stop()
-            await parts.recorder.stop()
+            timeout = parts.settings.db_write_timeout_s
+            await _bounded(parts.retention.stop(), timeout, "retention's last purge")
+            await parts.recorder.stop()  # bounded by the write timeout itself
             await parts.client.aclose()
-            await parts.engine.dispose()
+            await _bounded(parts.engine.dispose(), timeout, "closing database connections")
             if parts.settings.prometheus_multiproc_dir is not None:
                 path = str(parts.settings.prometheus_multiproc_dir)
                 mark_process_dead(os.getpid(), path)  # type: ignore[no-untyped-call]
@@ -210,6 +216,18 @@ def _warn_if_metrics_are_open(settings: Settings) -> None:
             "/api/ needs the admin token but /metrics is open to anyone who reaches this port "
             "(per-person spend, team pay totals): set TOKENMETER_METRICS_TOKEN"
         )
+
+
+async def _bounded(work: Coroutine[Any, Any, None], timeout_s: float, what: str) -> None:
+    """Shutdown steps that talk to the database: a hung one is left behind (cancelled, not
+    awaited), so SIGTERM always finishes; the recorder's spool keeps what was not written."""
+    task = asyncio.ensure_future(work)
+    done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    if task not in done:
+        task.cancel()
+        log.warning("shutdown: %s took longer than %.1f s; left behind", what, timeout_s)
+    elif task.exception() is not None:
+        log.warning("shutdown: %s failed: %r", what, task.exception())
 
 
 def _freeze_startup_heap() -> None:

@@ -150,6 +150,12 @@ class Settings(BaseSettings):
     recorder_batch_size: int = Field(default=1000, ge=1)
     recorder_flush_interval_s: float = Field(default=0.5, gt=0)
     recorder_queue_max: int = Field(default=100_000, ge=1)
+    # Longest the recorder waits for one database write before it counts the database as away.
+    db_write_timeout_s: float = Field(default=5.0, gt=0)
+    # Longest wait between two tries to reach a database that is away.
+    recorder_retry_max_s: float = Field(default=5.0, gt=0)
+    # On SIGTERM, how long open exchanges (streams) may take to finish before they are cut.
+    shutdown_grace_s: float = Field(default=30.0, ge=0)
     retention_days: int | None = Field(default=None, ge=1)
 
     metrics_per_user: bool = True

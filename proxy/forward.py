@@ -4,8 +4,11 @@ Contract: the request goes upstream byte for byte (hop-by-hop and ``x-tokenmeter
 aside, ``anthropic-*`` never filtered); the response comes back chunk by chunk as it arrives,
 status and headers as upstream sent them, each chunk also fed to the provider's usage tap. When
 the exchange ends, however it ends (done, upstream error, client hang-up, timeout), exactly one
-``UsageEvent`` is built in a ``finally`` and handed to pricing, metrics and the recorder; nothing
-in that step may fail the response, and nothing on this path awaits the database.
+``UsageEvent`` is handed to pricing, metrics and the recorder; nothing in that step may fail the
+response, and nothing on this path awaits the database. A body relayed to its end is metered
+before the client has all of it (before the chunk that completes a Content-Length body, else
+before the final empty chunk), so the event is in the recorder's write-ahead file before the
+agent has its answer; every other ending is metered in a ``finally``.
 
 This is a raw ASGI app rather than a FastAPI route: the framework's request/response objects cost
 more CPU per request than the whole metering step, and this path runs on every agent turn.
@@ -114,6 +117,7 @@ class _Exchange:
     request_id: str | None = None
     facts: ResponseFacts = field(default_factory=ResponseFacts)
     body: bytes = b""  # the request as received: read only to name the model of an error
+    metered: bool = False
 
 
 class Forwarder:
@@ -273,6 +277,7 @@ class Forwarder:
 
     async def _pump(self, ex: _Exchange, response: UpstreamResponse, send: Send) -> None:
         tap, chunk_filter = ex.tap, ex.chunk_filter
+        left = _content_length(response) if chunk_filter is None else None
         async for chunk in response.chunks():
             if ex.first_chunk_at is None:
                 ex.first_chunk_at = time.perf_counter()
@@ -280,11 +285,19 @@ class Forwarder:
                 tap.feed(chunk)
             if chunk_filter is not None:
                 chunk = chunk_filter.filter(chunk)
+            if left is not None:
+                left -= len(chunk)
+                if left <= 0:  # this chunk completes the client's answer: meter first
+                    self._finish(ex)
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         tail = chunk_filter.flush() if chunk_filter is not None else b""
+        self._finish(ex)  # before the last byte goes out (see module doc)
         await send({"type": "http.response.body", "body": tail, "more_body": False})
 
     def _finish(self, ex: _Exchange) -> None:
+        if ex.metered:
+            return
+        ex.metered = True
         try:
             self._sink(_build_event(ex))
         except Exception:  # the response is already on its way; metering must never break it
@@ -349,6 +362,11 @@ def _added_ms(ex: _Exchange) -> float | None:
 
 def _ms(t0: float, t: float | None) -> float | None:
     return None if t is None else (t - t0) * 1000
+
+
+def _content_length(response: UpstreamResponse) -> int | None:
+    value = response.header("content-length")
+    return int(value) if value is not None and value.isdigit() else None
 
 
 def _upstream_url(provider: Provider, path: str, query: bytes) -> str:

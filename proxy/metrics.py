@@ -1,7 +1,8 @@
 """Every Prometheus collector of tokenmeter, on an injected registry.
 
 ``Metrics(registry)`` builds the collectors; ``observe(event)`` counts one finished exchange; the
-recorder reports its queue, batches, spool and drops through the ``RecorderMetrics`` methods.
+recorder reports its backlog, batches, spool, quarantine and drops through the
+``RecorderMetrics`` methods.
 Labels (README, "Metrics"): tokens and dollars by ``provider, model, kind, user, team`` (user and
 team are exported empty when ``per_user`` is off, for huge orgs); never a task or session label
 (unbounded cardinality). User and team values are client-controlled, so each is bounded: the
@@ -190,7 +191,7 @@ class Metrics:
     def _build_recorder(self, registry: CollectorRegistry) -> None:
         self.queue_depth = Gauge(
             "tokenmeter_recorder_queue_depth",
-            "Events waiting to be written.",
+            "Events not yet committed to the database (held in memory or in the spool).",
             registry=registry,
             multiprocess_mode="livesum",  # the workers' queues add up
         )
@@ -207,17 +208,27 @@ class Metrics:
         )
         self.spooled = Counter(
             "tokenmeter_recorder_spooled_events",
-            "Events written to the local spool because the database failed.",
+            "Events left waiting in the local spool because the database failed or hung.",
             registry=registry,
         )
         self.replayed = Counter(
             "tokenmeter_recorder_replayed_events",
-            "Spooled events replayed into the database.",
+            "Spooled events written to the database later (after an outage or a restart).",
             registry=registry,
         )
         self.dropped = Counter(
             "tokenmeter_recorder_dropped_events",
             "Events lost because neither the database nor the spool took them.",
+            registry=registry,
+        )
+        self.quarantined = Counter(
+            "tokenmeter_recorder_quarantined_events",
+            "Events the database refused for what they hold, kept in the quarantine file.",
+            registry=registry,
+        )
+        self.spool_errors = Counter(
+            "tokenmeter_recorder_spool_write_errors",
+            "Spool writes or fsyncs that failed or were short (events kept in memory instead).",
             registry=registry,
         )
 
@@ -313,3 +324,9 @@ class Metrics:
 
     def add_replayed(self, n: int) -> None:
         self.replayed.inc(n)
+
+    def add_quarantined(self, n: int) -> None:
+        self.quarantined.inc(n)
+
+    def add_spool_errors(self, n: int) -> None:
+        self.spool_errors.inc(n)

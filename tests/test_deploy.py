@@ -145,7 +145,7 @@ def load(path: Path) -> Any:
 def test_rules_pass_promtool_check() -> None:
     result = run([*tool(["promtool", "--version"]), "check", "rules", str(RULES)])
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 18 rules found" in result.stdout
+    assert "SUCCESS: 19 rules found" in result.stdout
 
 
 def test_rule_unit_tests_pass() -> None:
@@ -181,7 +181,7 @@ def test_compose_prometheus_config_is_valid_and_loads_the_rules(tmp_path: Path) 
     config.write_text(config.read_text().replace(METRICS_TOKEN_FILE, str(token)))
     result = run([*tool(["promtool", "--version"]), "check", "config", str(config)])
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 18 rules found" in result.stdout
+    assert "SUCCESS: 19 rules found" in result.stdout
 
 
 def test_rules_and_dashboards_never_read_a_persons_pay() -> None:
@@ -504,6 +504,32 @@ def test_deployment_spools_to_a_volume_and_never_migrates() -> None:
         "name": "tokenmeter-secrets",
         "key": "metrics-token",
     }
+
+
+def test_termination_grace_covers_prestop_stream_grace_and_the_last_flush() -> None:
+    """Kubernetes kills the pod after terminationGracePeriodSeconds: it must cover preStop,
+    the streams' grace (TOKENMETER_SHUTDOWN_GRACE_S) and the recorder's last write timeout,
+    and not much more (a rollout waits for it)."""
+    kinds = manifests()
+    pod = kinds["Deployment"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    pre_stop = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert pre_stop[0] == "sleep"
+    values = {
+        k.removeprefix("TOKENMETER_").lower(): v for k, v in kinds["ConfigMap"]["data"].items()
+    }
+    settings = Settings(**values)
+    assert {"shutdown_grace_s", "db_write_timeout_s"} <= set(values)  # stated, not implied
+    needed = int(pre_stop[1]) + settings.shutdown_grace_s + settings.db_write_timeout_s
+    assert needed < pod["terminationGracePeriodSeconds"] <= needed + 10
+
+
+def test_compose_stop_grace_covers_the_stream_grace_and_the_last_flush() -> None:
+    proxy = compose()["services"]["proxy"]
+    grace = float(proxy["environment"]["TOKENMETER_SHUTDOWN_GRACE_S"])
+    stop = proxy["stop_grace_period"]
+    assert stop.endswith("s")
+    assert float(stop[:-1]) > grace + Settings().db_write_timeout_s
 
 
 def test_configmap_holds_valid_settings() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import os
 import shutil
 import tempfile
@@ -45,6 +46,16 @@ def add_commands(sub: Any) -> None:
     purge = db.add_parser("purge", help="drop raw events older than N days (rollup kept)")
     purge.add_argument("--older-than-days", type=_positive, required=True, metavar="N")
     purge.set_defaults(handler=_db_purge)
+    quarantine = db.add_parser(
+        "quarantine", help="usage events the database refused (in the spool directory)"
+    ).add_subparsers(title="quarantine commands")
+    listing = quarantine.add_parser("list", help="show every quarantined event and why")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    listing.set_defaults(handler=_quarantine_list)
+    replay = quarantine.add_parser(
+        "replay", help="write quarantined events again; those still refused stay"
+    )
+    replay.set_defaults(handler=_quarantine_replay)
 
 
 def _positive(text: str) -> int:
@@ -81,7 +92,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             access_log=False,  # uvicorn's; tokenmeter's own is TOKENMETER_ACCESS_LOG
             log_config=_log_config(),
             log_level="info",
-            timeout_graceful_shutdown=30,
+            # SIGTERM: open exchanges (streams) get this long to finish, then the recorder
+            # flushes.
+            timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s),
             **SERVER_OPTIONS,
         )
     finally:
@@ -179,3 +192,18 @@ def _db_purge(args: argparse.Namespace, settings: Settings) -> int:
     removed = run_with_engine(settings, lambda engine: purge_raw(engine, days))
     print(f"removed {removed} raw events older than {days} days; the rollup keeps their totals")
     return 0
+
+
+def _quarantine_list(args: argparse.Namespace, settings: Settings) -> int:
+    from proxy.cli.quarantine import show
+
+    print(show(settings, as_json=args.json))
+    return 0
+
+
+def _quarantine_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from proxy.cli.quarantine import replay
+
+    written, kept = replay(settings)
+    print(f"{written} event(s) written to the database; {kept} still in quarantine")
+    return 0 if kept == 0 else 1

@@ -1,24 +1,29 @@
-"""The recorder: takes usage events off the hot path and gets every one into the database once.
+"""The recorder: every usage event on local disk first, then in the database exactly once.
 
 Contract:
-- ``submit(event)`` is synchronous and never awaits the database. It appends to a bounded queue;
-  when the queue is full the event goes straight to the spool; when that fails too the event is
-  counted as dropped and logged at ERROR. ``submit`` never raises.
-- A writer task flushes the queue every ``flush_interval_s`` or as soon as ``batch_size`` events
-  wait, with ``writes.write_batch`` (one INSERT + rollup upsert, one transaction, idempotent).
-  Up to ``max_in_flight`` batches (default 2) are written at once, each on its own connection
-  and transaction, so building the next batch's rows in Python overlaps the database's work on
-  the previous one. Concurrent batches cannot deadlock on the rollups (``writes`` upserts in key
-  order). SQLite has a single writer: there the writes themselves take turns (an asyncio lock,
-  not SQLite's busy wait) while the row building still overlaps.
-- When the database is away, batches go to the spool and a replay loop retries with exponential
-  backoff; once the database answers it replays the spool oldest first and removes each segment
-  only after its rows are committed. While a replay is pending the writer spools too, so the
-  database sees events roughly in the order they happened.
-- Rows the database *refuses* (not a connection problem) are written one by one so a single bad
-  row cannot block its batch forever; the refused ones are dropped, counted and logged.
-- ``start()`` replays what an earlier process left in the spool, then starts the writer;
-  ``stop()`` flushes the queue (to the database, else the spool) before returning.
+- ``submit(event)`` is synchronous, never awaits and never raises. It turns the event into its
+  row and appends it to the write-ahead spool (``spool.Spool``: one ``write()``, in the page
+  cache before the exchange's last byte goes out, so a killed process loses nothing that was
+  answered). A write that fails or is short is counted (``add_spool_errors``) and the row is
+  kept in memory instead; it is never taken as written.
+- Rows are shipped in segments: the active spool segment is sealed every ``flush_interval_s`` or
+  at ``batch_size`` rows, and each sealed segment is written with ``writes.write_batch`` (insert
+  + rollups, one transaction, idempotent by event id), up to ``max_in_flight`` at once, and its
+  file removed only once every row of it is committed. Whatever is in the spool at start (this
+  process's earlier life, a crashed worker's files) is adopted and shipped first.
+- Every write has a timeout (``write_timeout_s``; ``batches.BatchWriter``). A timeout, or any
+  database error that is not certainly the rows' fault, is an outage: the segment stays on
+  disk, the store is degraded (``health()``, ``/healthz``), and the oldest segment is retried
+  with exponential backoff (``retry_initial_s`` .. ``retry_max_s``) until the database
+  answers; then the rest follows.
+- Rows the database refuses for what they hold (SQLSTATE classes 22/23: ``writes.is_rows_fault``)
+  go to the quarantine file (``quarantine.Quarantine``, through ``BatchWriter``), counted; never
+  dropped. The rest of their batch is written.
+- Memory is bounded: at most ``queue_max`` rows are held; beyond that, segments that are wholly on
+  disk are released and read back when their turn comes. Only rows that reached neither the
+  database nor the disk are ever lost: counted as dropped and logged at ERROR.
+- ``stop()`` ships what it can within one write timeout and leaves the rest in the spool for
+  the next start; a hung database cannot keep it from returning.
 """
 
 from __future__ import annotations
@@ -28,30 +33,32 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from proxy.store.rows import Row, event_to_row
+from proxy.store.batches import BatchMetrics, BatchWriter
+from proxy.store.quarantine import Quarantine, describe
+from proxy.store.rows import Row, event_to_row, missing_columns, row_to_line
 from proxy.store.spool import Spool
-from proxy.store.writes import is_transient, write_batch
+from proxy.store.writes import error_code
 from proxy.usage import UsageEvent
 
 log = logging.getLogger(__name__)
 
-_BUILD_SLICE = 200  # events turned into rows between two yields to the event loop
+ADOPT_EVERY_S = 30.0  # look for segments of workers that died since
 
 
-class RecorderMetrics(Protocol):
+class RecorderMetrics(BatchMetrics, Protocol):
     """What the recorder reports; ``proxy.metrics`` implements it with Prometheus collectors."""
 
     def set_queue_depth(self, n: int) -> None: ...
-    def observe_batch(self, size: int, seconds: float) -> None: ...
     def add_spooled(self, n: int) -> None: ...
     def add_dropped(self, n: int) -> None: ...
     def add_replayed(self, n: int) -> None: ...
+    def add_spool_errors(self, n: int) -> None: ...
 
 
 class _NoMetrics:
@@ -70,21 +77,36 @@ class _NoMetrics:
     def add_replayed(self, n: int) -> None:
         pass
 
+    def add_quarantined(self, n: int) -> None:
+        pass
 
-async def _settle(tasks: set[asyncio.Task[None]], when: str) -> set[asyncio.Task[None]]:
-    """Wait for ``tasks`` as ``asyncio.wait`` does; log what a finished one raised (batch
-    writers handle their own failures, so this is a bug, not an outage). Returns those pending."""
-    if not tasks:
-        return tasks
-    done, pending = await asyncio.wait(tasks, return_when=when)
-    for task in done:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("recorder batch writer failed", exc_info=task.exception())
-    return pending
+    def add_spool_errors(self, n: int) -> None:
+        pass
+
+
+class _PastDeadline(Exception):
+    """Shutdown's time to ship is over: the rest stays in the spool for the next start."""
+
+
+@dataclass(eq=False, slots=True)
+class Segment:
+    """Rows that travel together: one sealed spool file, or rows that never reached the disk."""
+
+    path: Path | None
+    rows: list[Row] | None  # None: released from memory, read back from ``path``
+    count: int
+    on_disk: bool = True  # every row is in ``path`` (False: a spool write failed)
+    spooled: bool = False  # waited on disk for the database: counted spooled, then replayed
+
+
+@dataclass(slots=True)
+class _Active:
+    rows: list[Row] = field(default_factory=list)
+    on_disk: bool = True
 
 
 class Recorder:
-    """Batched, spool-backed writer of usage events (see module doc)."""
+    """Write-ahead, batched, outage-proof writer of usage events (see module doc)."""
 
     def __init__(
         self,
@@ -95,232 +117,331 @@ class Recorder:
         flush_interval_s: float = 0.5,
         queue_max: int = 100_000,
         *,
-        retry_initial_s: float = 0.5,
-        retry_max_s: float = 30.0,
+        quarantine: Quarantine | None = None,
+        write_timeout_s: float = 5.0,
+        retry_initial_s: float = 0.25,
+        retry_max_s: float = 5.0,
         max_in_flight: int = 2,
+        sync_interval_s: float = 0.1,
     ) -> None:
-        self._engine = engine
         self._spool = spool
         self._metrics: RecorderMetrics = metrics or _NoMetrics()
+        self._writer = BatchWriter(
+            engine, quarantine or Quarantine(spool.directory), self._metrics, write_timeout_s
+        )
         self._batch_size = batch_size
         self._flush_interval_s = flush_interval_s
         self._queue_max = queue_max
+        self._write_timeout_s = write_timeout_s
         self._retry = (retry_initial_s, retry_max_s)
-        self._queue: deque[UsageEvent] = deque()
-        self._wake = asyncio.Event()
-        self._write_lock = asyncio.Lock()
         self._max_in_flight = max(1, max_in_flight)
-        self._one_writer = asyncio.Lock() if engine.dialect.name == "sqlite" else None
-        self._replay_lock = asyncio.Lock()
+        self._sync_interval_s = sync_interval_s
+        self._ship_lock = asyncio.Lock()
+        self._active = _Active()
+        self._pending: deque[Segment] = deque()
+        self._held = 0  # rows held in memory by pending segments
+        self._wake = asyncio.Event()
+        self._stop_requested = asyncio.Event()
+        self._deadline: float | None = None  # set by stop(): ship nothing new after it
         self._db_ok = True
+        self._last_error: str | None = None
+        self._spool_failing = False
         self._stopping = False
-        self._writer: asyncio.Task[None] | None = None
-        self._replayer: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- what it reports ----------------------------------------------------------------------
 
     @property
     def queue_depth(self) -> int:
-        return len(self._queue)
+        """Events not yet committed to the database (in memory or in the spool)."""
+        return len(self._active.rows) + sum(segment.count for segment in self._pending)
 
     @property
     def database_ok(self) -> bool:
-        """False while the database is away and events go to the spool."""
+        """False while the database is away or hangs, and events wait in the spool."""
         return self._db_ok
 
-    # -- hot path ---------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        """The store's state for ``/healthz``."""
+        alive = all(not task.done() for task in self._tasks) or self._stopping
+        return {
+            "database": "ok" if self._db_ok else "unavailable",
+            "spool": "failing" if self._spool_failing else "ok",
+            "pending_events": self.queue_depth,
+            "in_memory_events": self._held + len(self._active.rows),
+            "recorder": "running" if alive else "stopped",
+            **({"last_error": self._last_error} if not self._db_ok else {}),
+        }
+
+    # -- hot path -----------------------------------------------------------------------------
 
     def submit(self, event: UsageEvent) -> None:
-        """Queue ``event`` for writing. Never blocks on the database, never raises."""
-        if len(self._queue) >= self._queue_max:
-            self._spool_now(self._rows([event]), why="queue full")
+        """Append ``event`` to the spool and queue it for the database. Never raises."""
+        try:
+            row = event_to_row(event)
+            line = row_to_line(row)
+        except Exception as exc:  # a bug, not an outage: say so loudly, keep serving
+            self._drop(1, f"unstorable event {event.event_id}: {exc!r}")
             return
-        self._queue.append(event)
-        self._metrics.set_queue_depth(len(self._queue))
-        if len(self._queue) >= self._batch_size:
+        try:
+            self._spool.append(line)
+        except OSError as exc:
+            self._on_spool_error(exc)
+        else:
+            if self._spool_failing:
+                self._spool_failing = False
+                log.warning("spool writable again")
+        active = self._active
+        active.rows.append(row)
+        if len(active.rows) >= self._batch_size:
+            self._seal()
             self._wake.set()
 
-    # -- lifecycle --------------------------------------------------------------------------
+    def _on_spool_error(self, exc: OSError) -> None:
+        self._active.on_disk = False
+        self._metrics.add_spool_errors(1)
+        if not self._spool_failing:
+            self._spool_failing = True
+            log.error("spool write failed, keeping events in memory until written: %r", exc)
+
+    # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Replay what the spool holds from earlier runs, then start the writer task."""
-        await asyncio.to_thread(self._spool.adopt_orphans)
-        try:
-            await self.replay()
-        except Exception as exc:
-            self._on_db_failure(exc, "replay at start")
-        self._writer = asyncio.create_task(self._write_loop(), name="tokenmeter-recorder")
+        """Adopt what the spool holds from earlier runs, then start shipping and syncing."""
+        await self._adopt()
+        self._tasks = [
+            asyncio.create_task(self._ship_loop(), name="tokenmeter-recorder"),
+            asyncio.create_task(self._sync_loop(), name="tokenmeter-spool-sync"),
+        ]
 
     async def stop(self) -> None:
-        """Stop the background tasks and flush every queued event to the database or spool."""
+        """Ship what the database takes within one write timeout; keep the rest in the spool."""
         self._stopping = True
+        self._deadline = time.monotonic() + self._write_timeout_s
+        self._stop_requested.set()
         self._wake.set()
-        if self._writer is not None:
-            await self._writer
-        if self._replayer is not None:
-            self._replayer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._replayer
-        await self.flush()
+        for task in self._tasks[1:]:  # the spool's syncer; the shipper finishes its round
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._seal()
+        if self._db_ok:
+            await self._ship_pending()
+        await self._save_unsaved(final=True)
+        self._metrics.set_queue_depth(self.queue_depth)
+        try:
+            await asyncio.to_thread(self._spool.close)
+        except OSError as exc:
+            log.error("could not sync and close the spool: %r", exc)
 
     async def flush(self) -> None:
-        """Write everything queued now (to the database, or the spool if it is away), up to
-        ``max_in_flight`` batches at once; returns when every batch is committed or spooled."""
-        async with self._write_lock:
-            in_flight: set[asyncio.Task[None]] = set()
-            try:
-                while self._queue:
-                    rows = await self._next_batch()
-                    while len(in_flight) >= self._max_in_flight:
-                        in_flight = await _settle(in_flight, asyncio.FIRST_COMPLETED)
-                    in_flight.add(asyncio.create_task(self._write_rows(rows)))
-                    await asyncio.sleep(0)  # let it start talking to the database
-            finally:
-                await _settle(in_flight, asyncio.ALL_COMPLETED)
-            self._metrics.set_queue_depth(len(self._queue))
+        """Seal what was submitted and ship every pending segment now (or until an outage)."""
+        self._seal()
+        await self._ship_pending()
 
-    # -- writer -----------------------------------------------------------------------------
+    async def _adopt(self) -> None:
+        try:
+            paths = await asyncio.to_thread(self._spool.adopt)
+        except OSError as exc:
+            log.error("cannot adopt spooled events in %s: %r", self._spool.directory, exc)
+            return
+        for path in paths:
+            count = await asyncio.to_thread(_count_lines, path)
+            self._pending.appendleft(Segment(path, None, count, spooled=True))
+        if paths:
+            log.info("replaying %d spooled segment(s) from earlier runs", len(paths))
+            self._pending = deque(sorted(self._pending, key=_age))
 
-    async def _write_loop(self) -> None:
+    # -- background tasks ---------------------------------------------------------------------
+
+    async def _ship_loop(self) -> None:
+        delay = self._retry[0]
+        adopted_at = time.monotonic()
         while not self._stopping:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._flush_interval_s)
+            await self._pause(delay)
             self._wake.clear()
             try:
                 await self.flush()
+                if time.monotonic() - adopted_at > ADOPT_EVERY_S:
+                    adopted_at = time.monotonic()
+                    await self._adopt()
             except Exception:
-                log.exception("recorder writer failed; it keeps running")
-            if self._db_ok and self._spool.dirty:
-                self._ensure_replayer()
+                log.exception("recorder failed; it keeps running")
+            self._metrics.set_queue_depth(self.queue_depth)
+            delay = self._retry[0] if self._db_ok else min(delay * 2, self._retry[1])
 
-    async def _next_batch(self) -> list[Row]:
-        """The next ``batch_size`` queued events as rows, built in slices with a yield between
-        them so batches already in flight keep talking to the database meanwhile."""
-        count = min(self._batch_size, len(self._queue))
-        events = [self._queue.popleft() for _ in range(count)]
-        rows: list[Row] = []
-        for start in range(0, count, _BUILD_SLICE):
-            rows += self._rows(events[start : start + _BUILD_SLICE])
-            await asyncio.sleep(0)
-        return rows
+    async def _pause(self, backoff: float) -> None:
+        """Until the next round: the flush interval (or a full batch) while the database
+        answers; the backoff while it does not (a full batch does not hurry a retry)."""
+        event, timeout = (
+            (self._wake, self._flush_interval_s) if self._db_ok else (self._stop_requested, backoff)
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout)
 
-    async def _write_rows(self, rows: list[Row]) -> None:
-        """Write ``rows`` to the database, or spool them while it is away. Never raises."""
+    async def _sync_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._sync_interval_s)
+            if self._spool.needs_sync:
+                try:
+                    await asyncio.to_thread(self._spool.sync)
+                except OSError as exc:
+                    self._metrics.add_spool_errors(1)
+                    log.error("spool fsync failed (a power cut could lose events): %r", exc)
+
+    # -- segments -----------------------------------------------------------------------------
+
+    def _seal(self) -> None:
+        """Close the active segment; its rows go to the end of the pending queue."""
+        active = self._active
+        if not active.rows:
+            return
+        self._active = _Active()
+        path = None
+        try:
+            path = self._spool.seal()
+        except OSError as exc:  # the rows stay in the active file too: shipped twice, once
+            self._on_spool_error(exc)
+            active.on_disk = False
+        segment = Segment(path, active.rows, len(active.rows), active.on_disk and path is not None)
         if not self._db_ok:
-            await self._spool_async(rows)
-            return
-        try:
-            await self._store(rows)
-        except Exception as exc:
-            self._on_db_failure(exc, "write")
-            await self._spool_async(rows)
+            self._mark_spooled(segment)
+        self._pending.append(segment)
+        self._held += segment.count
+        self._release_memory()
 
-    def _rows(self, events: Sequence[UsageEvent]) -> list[Row]:
-        rows = []
-        for event in events:
-            try:
-                rows.append(event_to_row(event))
-            except Exception as exc:
-                self._drop([{"event_id": event.event_id}], f"unstorable event: {exc!r}")
-        return rows
-
-    async def _store(self, rows: Sequence[Row]) -> None:
-        """Write ``rows``; if the database refuses the batch, write them one by one and drop
-        the refused ones. Raises only when the database is unavailable (``is_transient``)."""
-        try:
-            await self._write(rows)
-        except Exception as exc:
-            if is_transient(exc):
-                raise
-            log.error("database refused a batch of %d usage rows: %s", len(rows), exc)
-            for row in rows:
-                await self._store_one(row)
-
-    async def _store_one(self, row: Row) -> None:
-        try:
-            await self._write([row])
-        except Exception as exc:
-            if is_transient(exc):
-                raise
-            self._drop([row], f"database refused event {row['event_id']}: {exc}")
-
-    async def _write(self, rows: Sequence[Row]) -> None:
-        if self._one_writer is None:
-            await self._timed_write(rows)
-            return
-        async with self._one_writer:
-            await self._timed_write(rows)
-
-    async def _timed_write(self, rows: Sequence[Row]) -> None:
-        began = time.perf_counter()
-        await write_batch(self._engine, rows)
-        self._metrics.observe_batch(len(rows), time.perf_counter() - began)
-
-    # -- spool ------------------------------------------------------------------------------
-
-    def _spool_now(self, rows: Sequence[Row], why: str) -> None:
-        try:
-            self._spool.append(rows)
-        except OSError as exc:
-            self._drop(rows, f"{why} and spool failed: {exc}")
-            return
-        self._metrics.add_spooled(len(rows))
-
-    async def _spool_async(self, rows: Sequence[Row]) -> None:
-        try:
-            await asyncio.to_thread(self._spool.append, rows)
-        except OSError as exc:
-            self._drop(rows, f"database unavailable and spool failed: {exc}")
-            return
-        self._metrics.add_spooled(len(rows))
-
-    def _drop(self, rows: Sequence[Row], why: str) -> None:
-        self._metrics.add_dropped(len(rows))
-        log.error("DROPPED %d usage events (their cost is lost): %s", len(rows), why)
-
-    def _on_db_failure(self, exc: BaseException, during: str) -> None:
-        if self._db_ok:
-            log.warning("database unavailable during %s, spooling usage events: %r", during, exc)
-        self._db_ok = False
-        if not self._stopping:
-            self._ensure_replayer()
-
-    # -- replay -----------------------------------------------------------------------------
-
-    def _ensure_replayer(self) -> None:
-        if self._replayer is None or self._replayer.done():
-            self._replayer = asyncio.create_task(self._replay_loop(), name="tokenmeter-replay")
-
-    async def _replay_loop(self) -> None:
-        delay, ceiling = self._retry
-        while not self._stopping:
-            try:
-                await self.replay()
-            except Exception as exc:
-                log.warning("spool replay failed, retrying in %.1fs: %r", delay, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, ceiling)
-                continue
-            if not self._spool.dirty:
-                self._db_ok = True
-                log.info("database back; spool replayed")
+    def _release_memory(self) -> None:
+        """Hold at most ``queue_max`` rows: release the newest segments that are on disk."""
+        for segment in reversed(self._pending):
+            if self._held <= self._queue_max:
                 return
+            if segment.rows is not None and segment.on_disk and segment.path is not None:
+                segment.rows = None
+                self._held -= segment.count
 
-    async def replay(self) -> int:
-        """Write every sealed and active spooled row to the database, oldest first; return how
-        many rows were replayed. Raises if the database fails (the spool is kept)."""
-        async with self._replay_lock:
-            await asyncio.to_thread(self._spool.seal)
-            replayed = 0
-            for segment in await asyncio.to_thread(self._spool.segments):
-                replayed += await self._replay_segment(segment)
-            return replayed
+    def _mark_spooled(self, segment: Segment) -> None:
+        if not segment.spooled:
+            segment.spooled = True
+            self._metrics.add_spooled(segment.count)
 
-    async def _replay_segment(self, segment: Path) -> int:
+    async def _ship_pending(self) -> None:
+        """Ship pending segments oldest first, until none is left, the database fails, or
+        shutdown's deadline passes; ``max_in_flight`` at once (one, as a probe, while the
+        database is away). Segments sealed meanwhile join at once: no gap between rounds."""
+        async with self._ship_lock:
+            in_flight: dict[asyncio.Task[bool], Segment] = {}
+            failed = False
+            while not failed:
+                limit = self._max_in_flight if self._db_ok else 1
+                for segment in self._pending:
+                    if len(in_flight) >= limit or self._past_deadline():
+                        break
+                    if segment not in in_flight.values():
+                        in_flight[asyncio.create_task(self._ship(segment))] = segment
+                if not in_flight:
+                    break
+                done, _ = await asyncio.wait(in_flight, return_when="FIRST_COMPLETED")
+                for task in done:
+                    failed |= not task.result()
+                    del in_flight[task]
+            if in_flight:
+                await asyncio.wait(in_flight)
+            if failed:
+                await self._save_unsaved(final=False)
+
+    def _past_deadline(self) -> bool:
+        return self._deadline is not None and time.monotonic() > self._deadline
+
+    async def _ship(self, segment: Segment) -> bool:
+        """Write one segment and forget it; False (segment kept) when the database failed."""
         try:
-            rows = await asyncio.to_thread(lambda: list(self._spool.read(segment)))
+            rows = segment.rows if segment.rows is not None else await self._load(segment)
+            for start in range(0, len(rows), self._batch_size):
+                if start and self._past_deadline():
+                    raise _PastDeadline
+                await self._writer.store(rows[start : start + self._batch_size])
+        except _PastDeadline:
+            return False
+        except Exception as exc:
+            self._on_outage(exc)
+            return False
+        self._forget(segment)
+        if not self._db_ok:
+            self._db_ok, self._last_error = True, None
+            log.info("database back; shipping the events spooled meanwhile")
+        return True
+
+    async def _load(self, segment: Segment) -> list[Row]:
+        """A released segment's rows, read back from its file; lines that cannot be written
+        (torn, or missing columns) are quarantined or counted."""
+        path = segment.path
+        assert path is not None  # only segments wholly on disk are released
+        try:
+            read = await asyncio.to_thread(lambda: list(self._spool.read(path)))
         except FileNotFoundError:
-            return 0  # another replica replayed it first
-        for start in range(0, len(rows), self._batch_size):
-            await self._store(rows[start : start + self._batch_size])
-        await asyncio.to_thread(self._spool.remove, segment)
-        self._metrics.add_replayed(len(rows))
-        return len(rows)
+            self._drop(segment.count, f"spool segment {path} was removed before it was written")
+            return []
+        torn = read.count(None)
+        if torn:
+            self._drop(torn, f"{torn} unreadable line(s) in {segment.path}")
+        rows = [row for row in read if row is not None]
+        broken = [row for row in rows if missing_columns(row)]
+        if broken:
+            why = f"missing columns: {', '.join(missing_columns(broken[0]))}"
+            await self._writer.set_aside(broken, describe(why))
+        return [row for row in rows if not missing_columns(row)]
+
+    def _forget(self, segment: Segment) -> None:
+        with contextlib.suppress(ValueError):
+            self._pending.remove(segment)
+        if segment.rows is not None:
+            self._held -= segment.count
+        if segment.path is not None:
+            try:
+                self._spool.remove(segment.path)
+            except OSError as exc:  # replayed again later: harmless, writes are idempotent
+                log.warning("could not remove committed segment %s: %r", segment.path, exc)
+        if segment.spooled:
+            self._metrics.add_replayed(segment.count)
+
+    def _on_outage(self, exc: BaseException) -> None:
+        for waiting in self._pending:  # every pending segment now waits for the database
+            self._mark_spooled(waiting)
+        code = error_code(exc)
+        text = (str(exc) or repr(exc)).splitlines()[0][:300]
+        self._last_error = f"[{code}] {text}" if code else text
+        if self._db_ok:
+            self._db_ok = False
+            log.warning("database unavailable, usage events wait in the spool: %r", exc)
+
+    async def _save_unsaved(self, *, final: bool) -> None:
+        """Write segments that never fully reached the disk as whole spool segments; at the
+        end of the process, whatever still cannot be written is lost, and counted."""
+        for segment in list(self._pending):
+            if segment.on_disk or segment.rows is None:
+                continue
+            lines = [row_to_line(row) for row in segment.rows]
+            try:
+                path = await asyncio.to_thread(self._spool.write_segment, lines)
+            except OSError as exc:
+                if final or self._held > self._queue_max:
+                    self._pending.remove(segment)
+                    self._held -= segment.count
+                    self._drop(segment.count, f"database unavailable and spool failed: {exc}")
+                continue
+            if segment.path is not None:
+                self._spool.remove(segment.path)
+            segment.path, segment.on_disk = path, True
+        self._release_memory()
+
+    def _drop(self, n: int, why: str) -> None:
+        self._metrics.add_dropped(n)
+        log.error("DROPPED %d usage events (their cost is lost): %s", n, why)
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as file:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: file.read(1 << 20), b""))
+
+
+def _age(segment: Segment) -> str:
+    return "" if segment.path is None else segment.path.name

@@ -21,7 +21,7 @@ from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Column
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from proxy.store.rows import Row
 from proxy.store.tables import (
@@ -113,14 +113,14 @@ _HOURLY = _upsert("usage_hourly", "hour", "strftime('%Y-%m-%d %H:00:00.000000', 
 _DAILY = _upsert("usage_daily", "day", "substr(ts, 1, 10) || ' 00:00:00.000000'")
 
 
-async def write_sqlite(engine: AsyncEngine, rows: Sequence[Row]) -> int:
-    """Store ``rows`` (unique event ids) and their rollups atomically; return how many were new."""
-    async with engine.begin() as conn:
-        await conn.exec_driver_sql(_CREATE_BATCH)
-        await conn.exec_driver_sql(_CLEAR_BATCH)  # an aborted earlier batch left nothing behind
-        await conn.exec_driver_sql(_FILL_BATCH, _encode(rows))
-        await conn.exec_driver_sql(_DROP_KNOWN)
-        result = await conn.exec_driver_sql(_INSERT)
-        for statement in (_HOURLY, _DAILY, _CLEAR_BATCH):
-            await conn.exec_driver_sql(statement)
+async def write_sqlite(conn: AsyncConnection, rows: Sequence[Row]) -> int:
+    """Store ``rows`` (unique event ids) and their rollups, in ``conn``'s transaction; return
+    how many were new."""
+    await conn.exec_driver_sql(_CREATE_BATCH)
+    await conn.exec_driver_sql(_CLEAR_BATCH)  # an aborted earlier batch left nothing behind
+    await conn.exec_driver_sql(_FILL_BATCH, _encode(rows))
+    await conn.exec_driver_sql(_DROP_KNOWN)
+    result = await conn.exec_driver_sql(_INSERT)
+    for statement in (_HOURLY, _DAILY, _CLEAR_BATCH):
+        await conn.exec_driver_sql(statement)
     return int(result.rowcount)

@@ -16,13 +16,21 @@ crash between commit and spool removal.
 - SQLite: ``sqlite_write.write_sqlite``: the batch as one JSON parameter, the insert and both
   rollup upserts in SQL (SQLAlchemy's executemany cost ~150 µs of Python per row there).
 
-``is_transient`` tells a database that is away (retry later, spool meanwhile) from rows the
-database refuses (retrying would never succeed).
+``is_rows_fault`` tells rows the database refuses (retrying them would never succeed: they go to
+quarantine) from everything else, which is an outage (keep the rows, retry later). The default
+is the outage: a refusal counts as the rows' fault only when its SQLSTATE is in class 22 (data
+exception) or 23 (integrity constraint violation), or SQLite's result code is CONSTRAINT or
+MISMATCH, or the driver cannot bind a value at all; decided by code, never by exception class
+(an outage such as 57P01 admin_shutdown, 57P03 cannot_connect_now, 53300 too_many_connections,
+25006 read_only_sql_transaction or 55000 arrives as a plain ``DBAPIError``). A connection that
+failed for any other reason is invalidated, so the next try connects afresh (after a failover a
+pooled connection to the old primary would stay read-only).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from functools import cache
 from operator import itemgetter
@@ -30,8 +38,8 @@ from typing import Any
 
 from sqlalchemy import Column
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from proxy.store.rows import Row
 from proxy.store.sqlite_write import write_sqlite
@@ -54,7 +62,7 @@ async def write_batch(engine: AsyncEngine, rows: Sequence[Row]) -> int:
     unique = _unique(rows)
     if engine.dialect.name == "postgresql":
         return await _write_postgresql(engine, unique)
-    return await write_sqlite(engine, unique)
+    return int(await _in_transaction(engine, lambda conn: write_sqlite(conn, unique)))
 
 
 def _unique(rows: Sequence[Row]) -> list[Row]:
@@ -65,20 +73,71 @@ def _unique(rows: Sequence[Row]) -> list[Row]:
     return list(first.values())
 
 
-def is_transient(exc: BaseException) -> bool:
-    """True when the database is unreachable or busy, rather than refusing the rows."""
-    if isinstance(exc, OperationalError | InterfaceError | OSError | TimeoutError):
-        return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+ROWS_FAULT_SQLSTATE_CLASSES = frozenset({"22", "23"})
+_ROWS_FAULT_SQLITE_CODES = frozenset({sqlite3.SQLITE_CONSTRAINT, sqlite3.SQLITE_MISMATCH})
+
+
+def is_rows_fault(exc: BaseException) -> bool:
+    """True only when the database refused these rows for what they hold (see module doc)."""
+    code = error_code(exc)
+    if code is None:
+        return False
+    if code.startswith("sqlite:"):
+        return int(code.removeprefix("sqlite:")) & 0xFF in _ROWS_FAULT_SQLITE_CODES
+    return code[:2] in ROWS_FAULT_SQLSTATE_CLASSES
+
+
+def error_code(exc: BaseException) -> str | None:
+    """The SQLSTATE of a database error (``"sqlite:<result code>"`` for SQLite; ``"22003"`` when
+    the driver could not bind a value at all), or None when it carries none."""
+    for error in _causes(exc):
+        sqlstate = getattr(error, "sqlstate", None)
+        if isinstance(sqlstate, str) and len(sqlstate) == 5:
+            return sqlstate
+        code = getattr(error, "sqlite_errorcode", None)
+        if isinstance(code, int):
+            return f"sqlite:{code}"
+        if isinstance(error, OverflowError):  # sqlite3 binds 64-bit integers at most
+            return "22003"
+    return None
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, the DBAPI error SQLAlchemy wrapped, and what each was raised from."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        error = pending.pop(0)
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        yield error
+        pending += [getattr(error, "orig", None), error.__cause__]
+
+
+async def _in_transaction(engine: AsyncEngine, write: Callable[[AsyncConnection], Any]) -> Any:
+    """``write(conn)`` in one transaction; on an outage the connection is invalidated."""
+    async with engine.connect() as conn:
+        try:
+            async with conn.begin():
+                return await write(conn)
+        except DBAPIError as exc:
+            if not is_rows_fault(exc) and not conn.invalidated:
+                await conn.invalidate()
+            raise
 
 
 # -- PostgreSQL: insert + rollup in one statement -----------------------------------------------
 
 
 async def _write_postgresql(engine: AsyncEngine, rows: Sequence[Row]) -> int:
-    async with engine.begin() as conn:
-        result = await conn.exec_driver_sql(_postgresql_write_sql(), _arrays(rows))
+    arrays = _arrays(rows)
+
+    async def write(conn: AsyncConnection) -> int:
+        result = await conn.exec_driver_sql(_postgresql_write_sql(), arrays)
         return int(result.scalar_one())
+
+    return int(await _in_transaction(engine, write))
 
 
 _EVENT_COLUMNS = tuple(column.name for column in usage_events.columns)

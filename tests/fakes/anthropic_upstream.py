@@ -22,7 +22,8 @@ The beta shapes of Anthropic's compaction, advisor and fallback pages:
   leaves the partial text out (the refusals-and-fallback page, "Streaming").
 - ``no_final_blank``: the stream ends right after its final ``message_delta``, whose blank line
   never comes (no ``message_stop``), as a proxy that trims the body would send it.
-Every request received is kept in ``requests`` so tests can compare what arrived byte for byte.
+Every request received is kept in ``requests`` so tests can compare what arrived byte for byte;
+every message answered to its end is kept in ``served``, so tests can count what was delivered.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class FakeAnthropic:
     """The ASGI app. ``pause_s`` is the gap between SSE events in the ``slow`` scenario."""
 
     requests: list[Received] = field(default_factory=list)
+    served: list[dict[str, Any]] = field(default_factory=list)  # messages sent to their end
     pause_s: float = 0.3
     sent_at: list[float] = field(default_factory=list)  # monotonic time each SSE event went out
 
@@ -103,6 +105,7 @@ class FakeAnthropic:
             await self._stream(send, _as_streamed(message, requested, scenario), scenario)
         else:
             await _json(send, 200, message, req)
+        self.served.append(message)
 
     async def _stream(self, send: Any, message: dict[str, Any], scenario: str) -> None:
         await send(

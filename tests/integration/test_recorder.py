@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import sqlite3
 from collections.abc import AsyncIterator, Callable
@@ -15,8 +16,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy.store.engine import make_engine, upgrade
+from proxy.store.quarantine import Quarantine
 from proxy.store.recorder import Recorder
-from proxy.store.rows import event_to_row
+from proxy.store.rows import event_to_row, row_to_line
 from proxy.store.spool import Spool
 from proxy.store.tables import usage_events
 from proxy.store.writes import write_batch
@@ -36,7 +38,7 @@ class FakeMetrics:
     def __init__(self) -> None:
         self.depth = 0
         self.batches: list[int] = []
-        self.spooled = self.dropped = self.replayed = 0
+        self.spooled = self.dropped = self.replayed = self.quarantined = self.spool_errors = 0
 
     def set_queue_depth(self, n: int) -> None:
         self.depth = n
@@ -52,6 +54,12 @@ class FakeMetrics:
 
     def add_replayed(self, n: int) -> None:
         self.replayed += n
+
+    def add_quarantined(self, n: int) -> None:
+        self.quarantined += n
+
+    def add_spool_errors(self, n: int) -> None:
+        self.spool_errors += n
 
 
 async def _stored_ids(engine: AsyncEngine) -> list[str]:
@@ -263,9 +271,11 @@ async def test_replaying_already_inserted_events_counts_them_once(
     """A crash after the replay committed but before it removed the spool segment."""
     rows = [event_to_row(make_event()) for _ in range(40)]
     await write_batch(engine, rows[:25])
-    spool = Spool(tmp_path / "spool")
-    spool.append(rows)
+    spool = Spool(tmp_path / "spool")  # an earlier run's spool, left with one sealed segment
+    for row in rows:
+        spool.append(row_to_line(row))
     spool.seal()
+    spool.close()
     metrics = FakeMetrics()
     recorder = _recorder(engine, tmp_path / "spool", metrics)
     await recorder.start()
@@ -281,16 +291,21 @@ async def test_torn_spool_line_is_skipped_and_the_rest_replayed(
     engine: AsyncEngine, tmp_path: Path
 ) -> None:
     spool = Spool(tmp_path / "spool")
-    spool.append([event_to_row(make_event()) for _ in range(3)])
+    for _ in range(3):
+        spool.append(row_to_line(event_to_row(make_event())))
+    assert spool.active_path is not None
     with spool.active_path.open("a") as active:
         active.write('{"event_id": "torn", "ts": "2026-11')
-    recorder = _recorder(engine, tmp_path / "spool", FakeMetrics())
+    spool.close()
+    metrics = FakeMetrics()
+    recorder = _recorder(engine, tmp_path / "spool", metrics)
     await recorder.start()
     await recorder.stop()
     assert await _count(engine) == 3
+    assert metrics.dropped == 1  # the torn line: counted, never silent
 
 
-async def test_row_the_database_refuses_is_dropped_alone(
+async def test_row_the_database_refuses_is_quarantined_alone(
     engine: AsyncEngine, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     metrics = FakeMetrics()
@@ -299,18 +314,20 @@ async def test_row_the_database_refuses_is_dropped_alone(
     broken = make_event()
     broken.provider = None  # type: ignore[assignment]  # a bug upstream: NOT NULL violated
     recorder.submit(broken)
+    good += _submit(recorder, 3)
     with caplog.at_level(logging.ERROR):
         await recorder.flush()
     assert sorted(await _stored_ids(engine)) == sorted(e.event_id for e in good)
-    assert metrics.dropped == 1
+    assert (metrics.dropped, metrics.quarantined) == (0, 1)
     assert recorder.database_ok
-    assert (
-        f"DROPPED 1 usage events (their cost is lost): database refused event {broken.event_id}"
-        in caplog.text
-    )
+    (entry,) = Quarantine(tmp_path / "spool").entries()
+    assert entry.row == event_to_row(broken)
+    assert entry.reason["code"] in {"23502", "sqlite:1299"}  # not_null_violation
+    assert f"database refused event {broken.event_id}" in caplog.text
+    assert Spool(tmp_path / "spool").segments() == []
 
 
-async def test_unwritable_spool_counts_drops_and_submit_never_raises(
+async def test_unwritable_spool_is_counted_and_the_events_still_reach_the_database(
     engine: AsyncEngine, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     not_a_dir = tmp_path / "file"
@@ -318,11 +335,12 @@ async def test_unwritable_spool_counts_drops_and_submit_never_raises(
     metrics = FakeMetrics()
     recorder = _recorder(engine, not_a_dir / "spool", metrics, queue_max=2)
     with caplog.at_level(logging.ERROR):
-        kept = _submit(recorder, 5)[:2]
-    assert metrics.dropped == 3
-    assert "DROPPED 1 usage events" in caplog.text
+        events = _submit(recorder, 5)
+    assert metrics.spool_errors == 5
+    assert "spool write failed" in caplog.text
     await recorder.flush()
-    assert sorted(await _stored_ids(engine)) == sorted(e.event_id for e in kept)
+    assert sorted(await _stored_ids(engine)) == sorted(e.event_id for e in events)
+    assert metrics.dropped == 0
 
 
 async def test_database_down_and_spool_unwritable_drops_loudly(
@@ -351,11 +369,13 @@ async def test_killed_postgres_connections_lose_and_double_nothing(
     recorder = _recorder(engine, tmp_path / "spool", FakeMetrics(), batch_size=20)
     await recorder.start()
     events: list[UsageEvent] = []
+    killed = 0
     for round_ in range(10):
         events += _submit(recorder, 20)
         await asyncio.sleep(0.01)
-        if round_ % 3 == 1:
-            assert await terminate_backends(pg_url) >= 1
+        if round_ % 3 == 1:  # the recorder may be between connections (reconnecting): count
+            killed += await terminate_backends(pg_url)
+    assert killed >= 1
     await _wait_until(lambda: recorder.database_ok and recorder.queue_depth == 0)
     await recorder.stop()
     restarted = _recorder(engine, tmp_path / "spool", FakeMetrics())
@@ -364,3 +384,68 @@ async def test_killed_postgres_connections_lose_and_double_nothing(
     assert sorted(await _stored_ids(engine)) == sorted(e.event_id for e in events)
     assert (await rollup_totals(engine))["requests"] == 200
     await engine.dispose()
+
+
+async def test_a_long_outage_holds_at_most_queue_max_events_in_memory(
+    outage: Outage, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """While the database is away the backlog lives on disk, not in memory; when it is back
+    every event is read back from the spool and written once."""
+    faulty = make_engine(outage.url, sqlite_busy_timeout_ms=50)
+    metrics = FakeMetrics()
+    recorder = _recorder(faulty, tmp_path / "spool", metrics, batch_size=10, queue_max=25)
+    await recorder.start()
+    await outage.down()
+    events = _submit(recorder, 200)
+    await recorder.flush()
+    assert not recorder.database_ok
+    assert recorder.health()["in_memory_events"] <= 25
+    assert recorder.health()["pending_events"] == 200
+    await outage.up()
+    await _wait_until(lambda: recorder.database_ok and recorder.queue_depth == 0)
+    await recorder.stop()
+    await faulty.dispose()
+    assert sorted(await _stored_ids(engine)) == sorted(e.event_id for e in events)
+    assert (metrics.spooled, metrics.replayed, metrics.dropped) == (200, 200, 0)
+
+
+async def test_spool_failing_while_the_database_is_away_keeps_events_until_one_takes_them(
+    outage: Outage, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """Disk full and database away at once: the events stay in memory (counted as spool
+    errors, never as written); when the disk has room again they are written as a whole
+    segment, and the database gets them once it is back."""
+    failing = {"on": True}
+
+    def disk(fd: int, data: bytes) -> int:
+        if failing["on"]:
+            raise OSError(28, "No space left on device")
+        return os.write(fd, data)
+
+    faulty = make_engine(outage.url, sqlite_busy_timeout_ms=50)
+    metrics = FakeMetrics()
+    recorder = Recorder(
+        faulty,
+        Spool(tmp_path / "spool", write=disk),
+        metrics,
+        batch_size=10,
+        flush_interval_s=0.02,
+        retry_initial_s=0.02,
+        retry_max_s=0.1,
+    )
+    await recorder.start()
+    await outage.down()
+    events = _submit(recorder, 30)
+    await recorder.flush()
+    assert metrics.spool_errors == 30
+    assert recorder.health()["spool"] == "failing"
+    assert Spool(tmp_path / "spool").segments() == []
+    failing["on"] = False  # room again: the next failed write ships them to disk whole
+    await recorder.flush()
+    assert sum(1 for _ in Spool(tmp_path / "spool").segments()) >= 1
+    await outage.up()
+    await _wait_until(lambda: recorder.database_ok and recorder.queue_depth == 0)
+    await recorder.stop()
+    await faulty.dispose()
+    assert sorted(await _stored_ids(engine)) == sorted(e.event_id for e in events)
+    assert metrics.dropped == 0

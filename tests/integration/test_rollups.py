@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy.reports.totals import sum_columns, totals_of
 from proxy.reports.usage import Filters, conditions, usage
-from proxy.store import recorder as recorder_module
+from proxy.store import batches
 from proxy.store.engine import make_engine, upgrade
 from proxy.store.recorder import Recorder
 from proxy.store.rollup import purge_raw, rebuild_rollups
@@ -250,7 +250,7 @@ async def test_recorder_keeps_two_batches_in_flight(
         finally:
             busy -= 1
 
-    monkeypatch.setattr(recorder_module, "write_batch", slow_write)
+    monkeypatch.setattr(batches, "write_batch", slow_write)
     recorder = Recorder(engine, Spool(tmp_path / "spool"), batch_size=20, flush_interval_s=0.01)
     await recorder.start()
     events = _spread_events(200, seed=5)

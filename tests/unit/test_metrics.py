@@ -183,13 +183,17 @@ def test_latencies_land_in_their_histograms_in_seconds() -> None:
     assert sample(metrics, "tokenmeter_proxy_added_seconds_bucket", le="0.0005", **provider) == 1
 
 
-def test_recorder_reports_queue_batches_spool_and_drops() -> None:
+def test_recorder_reports_queue_batches_spool_quarantine_and_drops() -> None:
     metrics = Metrics(CollectorRegistry())
     metrics.set_queue_depth(7)
     metrics.observe_batch(250, 0.02)
     metrics.add_spooled(3)
     metrics.add_replayed(3)
     metrics.add_dropped(1)
+    metrics.add_quarantined(2)
+    metrics.add_spool_errors(4)
+    assert sample(metrics, "tokenmeter_recorder_quarantined_events_total") == 2
+    assert sample(metrics, "tokenmeter_recorder_spool_write_errors_total") == 4
     assert sample(metrics, "tokenmeter_recorder_queue_depth") == 7
     assert sample(metrics, "tokenmeter_recorder_batch_size_sum") == 250
     assert sample(metrics, "tokenmeter_recorder_flush_seconds_count") == 1
