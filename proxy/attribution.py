@@ -10,6 +10,14 @@ no set-up. Raw keys and prompt text are never kept: only the fingerprint leaves 
 The request body is parsed only when no header names the session and the body is small enough to
 be worth it; Claude Code (v2.1.86+) always sends the session header, so its 100 KB bodies are never
 parsed on the hot path.
+
+Explicit values (the three headers and the path prefix) are stored exactly as sent, whatever
+printable text they hold (``/``, quotes, spaces inside, any script): a header value is decoded as
+UTF-8 and stripped of the blanks around it; a path segment is percent-decoded, then the same.
+A value that is not UTF-8, is longer than ``MAX_VALUE_CHARS`` characters or holds a control
+character (``CONTROL``) raises ``AttributionError`` naming where it came from: the forwarder
+answers 400 and forwards nothing, instead of recording the request unattributed. What the client
+says about itself (session and agent ids) is only ever used when it is a plain label.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote_to_bytes
 
 from proxy.usage import Attribution
 
@@ -30,9 +39,19 @@ SESSION_HEADER = b"x-claude-code-session-id"
 AGENT_HEADER = b"x-claude-code-agent-id"
 OWN_HEADER_PREFIX = b"x-tokenmeter-"
 
+MAX_VALUE_CHARS = 256
+# C0, DEL and C1 controls, the line and paragraph separators, and the bidirectional controls that
+# make a table or a terminal show something other than what is stored ("Trojan Source").
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
 _MAX_BODY_SCAN = 4 * 1024 * 1024
 _LEGACY_USER_ID = re.compile(r"_session_([0-9A-Za-z-]+)$")
 _LABEL = re.compile(r"^[A-Za-z0-9._@+:=-]{1,128}$")
+_BLANKS = " \t"
+
+
+class AttributionError(ValueError):
+    """An explicit attribution value that cannot be stored as sent; the message names its source."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +70,10 @@ class RoutedPath:
 
 
 def split_path(path: str) -> RoutedPath:
-    """Remove a leading ``/u/{user}`` and/or ``/t/{task}`` prefix (either optional, that order)."""
+    """Remove a leading ``/u/{user}`` and/or ``/t/{task}`` prefix (either optional, that order).
+
+    ``path`` is the raw (percent-encoded) path; user and task come back still encoded.
+    """
     user = task = None
     rest = path
     if rest.startswith("/u/"):
@@ -99,7 +121,43 @@ def _session_from_body(body: bytes) -> str | None:
     return session_from_metadata(user_id) if isinstance(user_id, str) else None
 
 
-def _clean(value: bytes | str | None) -> str | None:
+def explicit_value(value: bytes | str | None, source: str) -> str | None:
+    """An attribution value as stored: UTF-8 text without surrounding blanks, or None if blank.
+
+    ``source`` names where it came from, for the error (a header name, or the path prefix).
+    """
+    if value is None:
+        return None
+    try:
+        text = value.decode("utf-8") if isinstance(value, bytes) else value
+    except UnicodeDecodeError:
+        raise AttributionError(f"{source}: the value is not UTF-8") from None
+    text = text.strip(_BLANKS)
+    if len(text) > MAX_VALUE_CHARS:
+        raise AttributionError(
+            f"{source}: the value is {len(text)} characters long, more than {MAX_VALUE_CHARS}"
+        )
+    control = CONTROL.search(text)
+    if control is not None:
+        raise AttributionError(
+            f"{source}: the value holds the control character U+{ord(control.group()):04X}"
+        )
+    return text or None
+
+
+def _path_value(segment: str | None, source: str) -> str | None:
+    if segment is None:
+        return None
+    return explicit_value(unquote_to_bytes(segment.encode("latin-1")), source)
+
+
+def _header_value(headers: Mapping[bytes, bytes], name: bytes) -> str | None:
+    value = headers.get(name)
+    return None if value is None else explicit_value(value, name.decode())
+
+
+def _label(value: bytes | str | None) -> str | None:
+    """What a client says about itself (session, agent), if it is a plain label; else ignored."""
     if value is None:
         return None
     text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
@@ -128,20 +186,25 @@ class Identifier:
     def identify(
         self, headers: Mapping[bytes, bytes], routed: RoutedPath, body: bytes = b""
     ) -> Attribution:
-        """Decide who pays. ``headers`` has lower-case names; ``body`` is read only if needed."""
+        """Decide who pays. ``headers`` has lower-case names; ``body`` is read only if needed.
+
+        Raises ``AttributionError`` for an explicit value that cannot be stored as sent.
+        """
         fp = self._fingerprint(headers)
-        user, team = _clean(headers.get(USER_HEADER)), _clean(headers.get(TEAM_HEADER))
-        task = _clean(headers.get(TASK_HEADER))
+        user, team = _header_value(headers, USER_HEADER), _header_value(headers, TEAM_HEADER)
+        task = _header_value(headers, TASK_HEADER)
+        path_user = _path_value(routed.user, "the path prefix /u/{user}")
+        path_task = _path_value(routed.task, "the path prefix /t/{task}")
         source = "header" if (user or team or task) else "none"
-        if source == "none" and (routed.user or routed.task):
-            user, task, source = _clean(routed.user), _clean(routed.task), "path"
+        if source == "none" and (path_user or path_task):
+            user, task, source = path_user, path_task, "path"
         owner = self._owners.get(fp) if fp else None
         if owner is not None:
             user, team = user or owner.user, team or owner.team
             source = source if source != "none" else "key_map"
-        session = _clean(headers.get(SESSION_HEADER))
+        session = _label(headers.get(SESSION_HEADER))
         if session is None and task is None:
-            session = _clean(_session_from_body(body))
+            session = _label(_session_from_body(body))
         if source == "none" and session:
             source = "client"
         return Attribution(
@@ -149,7 +212,7 @@ class Identifier:
             team=team,
             task=task or session,
             session=session,
-            agent=_clean(headers.get(AGENT_HEADER)),
+            agent=_label(headers.get(AGENT_HEADER)),
             key_fingerprint=fp,
             source=source,
         )
@@ -179,5 +242,13 @@ def load_key_owners(path: Path) -> dict[str, KeyOwner]:
     for fp, entry in raw.items():
         if not isinstance(entry, dict) or not isinstance(entry.get("user"), str):
             raise ValueError(f"{path}: entry {fp!r} needs a string 'user'")
-        owners[fp] = KeyOwner(user=entry["user"], team=entry.get("team"))
+        team = entry.get("team")
+        try:
+            user = explicit_value(entry["user"], f"{path}: {fp} user")
+            team = explicit_value(team, f"{path}: {fp} team") if isinstance(team, str) else None
+        except AttributionError as exc:
+            raise ValueError(str(exc)) from None
+        if user is None:
+            raise ValueError(f"{path}: entry {fp!r} needs a non-blank 'user'")
+        owners[fp] = KeyOwner(user=user, team=team)
     return owners

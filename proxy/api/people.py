@@ -57,7 +57,7 @@ async def list_people(
     return respond(request, {"rows": data}, data, "people")
 
 
-@router.put("/{user}", summary="Set a person's team and compensation from a date")
+@router.put("/{user:path}", summary="Set a person's team and compensation from a date")
 async def put_person(user: str, body: PersonIn, request: Request) -> dict[str, Any]:
     fields = body.model_dump()
     fields["effective_from"] = body.effective_from or _today()

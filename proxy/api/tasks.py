@@ -46,7 +46,7 @@ async def get_tasks(
     return respond(request, {"sort": sort, "rows": data}, data, "tasks")
 
 
-@router.get("/tasks/{task_id}", summary="One task's tokens, dollars, blended $/MTok and ROI")
+@router.get("/tasks/{task_id:path}", summary="One task's tokens, dollars, blended $/MTok and ROI")
 async def get_task(task_id: str, request: Request) -> dict[str, Any]:
     view = await reports.task_view(request.app.state.parts.engine, task_id)
     if view is None:
@@ -54,7 +54,9 @@ async def get_task(task_id: str, request: Request) -> dict[str, Any]:
     return view.as_json()
 
 
-@router.patch("/tasks/{task_id}", summary="Set a task's title, human hours, hourly rate or value")
+@router.patch(
+    "/tasks/{task_id:path}", summary="Set a task's title, human hours, hourly rate or value"
+)
 async def patch_task(task_id: str, patch: TaskPatch, request: Request) -> dict[str, Any]:
     engine = request.app.state.parts.engine
     try:
