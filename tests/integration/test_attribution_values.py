@@ -4,11 +4,13 @@ Before the fix a value with ``/``, quotes, a space or a non-ASCII letter, or lon
 characters, was silently dropped and the request recorded unattributed. Now any printable value
 up to 256 characters is stored exactly as sent, and the rest is refused naming the header,
 with nothing forwarded. The stored values then travel to Prometheus labels (escaped by
-prometheus_client: checked by scraping) and the API.
+prometheus_client: checked by scraping), the CSV export (defused as formulas) and the API.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 from typing import Any
 from urllib.parse import quote
 
@@ -24,6 +26,7 @@ from tests.servers import ServerThread
 USER = 'O\'Brien "OB" al/ice \\ 中文'
 TEAM = "R&D, Zoë's (EMEA)"
 TASK = 'feat/login: fix "remember me" #42'
+FORMULA_USER = '=HYPERLINK("http://evil.example/x","click")'
 
 Fake = tuple[FakeAnthropic, ServerThread]
 
@@ -117,3 +120,15 @@ def test_label_values_survive_a_prometheus_scrape(proxy: Proxy) -> None:
     ]
     assert samples
     assert {(s.labels["user"], s.labels["team"]) for s in samples} == {(USER, TEAM)}
+
+
+def test_a_formula_is_exported_to_csv_as_text(proxy: Proxy) -> None:
+    headers = {"x-tokenmeter-user": FORMULA_USER.encode(), "x-tokenmeter-task": b"csv"}
+    assert ask(proxy, headers).status_code == 200
+    proxy.task("csv", 1)  # recorded
+    params = {"by": "user", "format": "csv"}
+    exported = proxy.http.get("/api/v1/reports/blended", params=params).text
+    rows = list(csv.DictReader(io.StringIO(exported)))
+    assert [row["user"] for row in rows] == ["'" + FORMULA_USER, "(total)"]
+    assert float(rows[0]["cost_usd"]) > 0  # numbers stay numbers
+    assert [row["user"] for row in usage_by(proxy, "user").json()["rows"]] == [FORMULA_USER]

@@ -147,3 +147,16 @@ def test_prices_missing_and_reprice_dry_run(
     total = out.splitlines()[-1].split()
     assert total[:2] == ["total", "5099.000000"]  # the seeded test prices, before repricing
     assert total[-2:] == ["1", "1"]  # mystery-9 has no price before or after
+
+
+def test_tables_align_wide_names_and_never_print_a_control_character() -> None:
+    from proxy.cli.common import table
+
+    rows = [("user", "cost"), ("中文用户", "1.50"), ("Zoë", "12.00"), ("evil\x1b[2J\u202e", "3")]
+    lines = table(rows).splitlines()
+    # the escaped name is the widest, 17 columns; 中文用户 takes 8 columns, Zoë 3
+    assert lines[0] == "user" + " " * 13 + "   cost"
+    assert lines[1] == "中文用户" + " " * 9 + "   1.50"
+    assert lines[2] == "Zoë" + " " * 14 + "  12.00"
+    assert lines[3] == "evil\\x1b[2J\\u202e" + "      3"
+    assert all(line.isprintable() for line in lines)
