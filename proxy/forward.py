@@ -172,7 +172,7 @@ class Forwarder:
         try:
             admitted = await self._admit(provider, scope, routed, headers, receive)
         except Refusal as refusal:
-            await self._refuse(provider, send, refusal)
+            await self._refuse(provider, send, refusal, headers)
             return
         if admitted is None:
             return
@@ -226,11 +226,18 @@ class Forwarder:
             raise Refusal(400, "invalid_request_error", message, "bad_attribution") from None
         return ex, body
 
-    async def _refuse(self, provider: Provider, send: Send, refusal: Refusal) -> None:
+    async def _refuse(
+        self, provider: Provider, send: Send, refusal: Refusal, headers: Mapping[bytes, bytes]
+    ) -> None:
+        """Answer a refusal. The connection stays open (the server reads and drops whatever is
+        left of the body, so a client still sending it gets this answer, not a reset), unless
+        the client waits for ``100 Continue`` before it sends: its next request would be read
+        as the body it never sent."""
         self._count_refused(refusal.reason)
         log.info("refused (%s): %s", refusal.reason, refusal.message)
         body = provider.error_body(refusal.status, refusal.kind, refusal.message)
-        await _send_local(send, refusal.status, body)
+        close = headers.get(b"expect", b"").lower() == b"100-continue"
+        await _send_local(send, refusal.status, body, close=close)
 
     def _count_refused(self, reason: str) -> None:
         if self._refusals is not None:
@@ -419,8 +426,10 @@ async def _wait_disconnect(receive: Receive) -> None:
         pass
 
 
-async def _send_local(send: Send, status: int, body: bytes) -> None:
+async def _send_local(send: Send, status: int, body: bytes, *, close: bool = False) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    if close:
+        headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

@@ -1,11 +1,12 @@
 """uvicorn's httptools protocol with the connection limits a proxy on every agent's path needs.
 
-What uvicorn 0.30-0.54's ``HttpToolsProtocol`` enforces by itself, read in its source: a
-keep-alive timeout (``timeout_keep_alive``), armed only when a response completes. Nothing
-else: llhttp has no limit on the size of a request head, so a 10 MB header was buffered and
-forwarded; no timer runs on a connection that has not finished a request head, so a socket that
-never sends a byte, or sends half a head, stays open for ever (1,000 such sockets were all open
-after 125 s); and nothing bounds how long a request body may take.
+What uvicorn's ``HttpToolsProtocol`` enforces by itself (read in 0.54's source): a keep-alive
+timeout (``timeout_keep_alive``), armed only when a response completes, and request-body flow
+control (reading pauses past 64 KB unread). Nothing else: llhttp has no limit on the size of a
+request head, so a 10 MB header was buffered and forwarded; no timer runs on a connection that
+has not finished a request head, so a socket that never sends a byte, or sends half a head,
+stays open for ever (1,000 such sockets were all open after 125 s); and nothing bounds how long a
+request body may take.
 
 ``GuardedHttpToolsProtocol`` (``SERVER_OPTIONS["http"]`` in ``proxy/app.py``, for ``tokenmeter
 serve`` and the tests alike) closes those gaps at the layer that sees them:
@@ -21,9 +22,12 @@ serve`` and the tests alike) closes those gaps at the layer that sees them:
 Each cut is counted (``tokenmeter_client_timeouts_total{phase}``), each refusal too
 (``tokenmeter_requests_refused_total{reason}``), and every answer is the provider's error JSON
 for the path asked for. The app supplies limits, counters and error bodies as ``ServerHooks``,
-found on the ASGI app uvicorn loaded (through uvicorn's own middleware). The common request pays
-for one timer (armed at the head's first byte, cancelled at its end); a body that arrives in the
-same read as its head arms none.
+found on the ASGI app uvicorn loaded (through uvicorn's own middleware).
+
+Cost: every deadline of a connection (head, body, keep-alive) is one phase and one clock reading
+checked by a single timer per connection, re-armed at most once per shortest timeout; this also
+replaces uvicorn's keep-alive ``call_later`` per response. A request arms no timer and starts no
+task (measured: about 1 µs per request over uvicorn's own protocol, in-process).
 """
 
 from __future__ import annotations

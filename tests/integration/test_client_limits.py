@@ -143,6 +143,18 @@ def test_after_a_413_the_connection_drains_the_body_and_serves_the_next_request(
     assert [(r.method, r.path) for r in upstream[0].requests] == [("GET", "/v1/models")]
 
 
+def test_a_client_waiting_for_100_continue_gets_the_413_and_a_closed_connection(
+    small: Proxy, upstream: Fake
+) -> None:
+    with connect(small) as sock:
+        sock.sendall(HEAD + b"expect: 100-continue\r\ncontent-length: %d\r\n\r\n" % (2 * MB))
+        sock.settimeout(5)
+        answer = read_answer(sock)  # the server closes: the body it never got is not awaited
+    assert answer.startswith(b"HTTP/1.1 413 ")  # no 100 Continue first
+    assert b"\r\nconnection: close\r\n" in answer
+    assert upstream[0].requests == []
+
+
 def test_an_openai_body_over_the_cap_is_refused_in_openai_format(
     make_proxy: Callable[..., Proxy], openai_upstream: tuple[object, ServerThread]
 ) -> None:
