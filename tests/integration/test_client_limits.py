@@ -310,6 +310,43 @@ def test_an_idle_keep_alive_connection_is_closed(strict: Proxy) -> None:
     assert strict.metric("tokenmeter_client_timeouts_total", phase="keepalive") == 1
 
 
+def test_deadlines_run_from_each_request_not_from_the_connection(strict: Proxy) -> None:
+    request = b"GET /healthz HTTP/1.1\r\nhost: tokenmeter\r\n\r\n"
+    with connect(strict) as sock:
+        sock.sendall(request)
+        assert status_of(sock.recv(65536)) == 200
+        time.sleep(0.7)  # idle, under the keep-alive timeout
+        sock.sendall(request[:20])  # a second head starts 0.7 s in...
+        time.sleep(0.6)  # ... and ends 1.3 s after the connection opened, 0.6 s after it began
+        sock.sendall(request[20:])
+        assert status_of(sock.recv(65536)) == 200
+        # two requests in one write (pipelining) are both answered, in order
+        sock.sendall(request + request)
+        answers = b""
+        while answers.count(b"HTTP/1.1 200 OK") < 2:
+            answers += sock.recv(65536)
+    assert strict.metric("tokenmeter_client_timeouts_total", phase="head") == 0
+
+
+def test_a_refused_body_that_keeps_coming_slowly_is_cut(
+    make_proxy: Callable[..., Proxy], upstream: Fake
+) -> None:
+    proxy = make_proxy(max_body_mb=1, client_body_timeout_s=1)
+    with connect(proxy) as sock:
+        sock.sendall(HEAD + b"content-length: %d\r\n\r\n" % (2 * MB))
+        assert status_of(sock.recv(65536)) == 413
+        started = time.monotonic()
+        try:
+            while time.monotonic() - started < 5:
+                sock.sendall(b"x" * 1024)
+                time.sleep(0.05)
+        except OSError:  # closed by the body timeout
+            pass
+        assert time.monotonic() - started < 3
+    assert proxy.metric("tokenmeter_client_timeouts_total", phase="body") == 1
+    assert upstream[0].requests == []
+
+
 def test_a_slow_body_to_the_api_is_cut_too(strict: Proxy) -> None:
     with connect(strict) as sock:
         head = b"POST /api/v1/people/import HTTP/1.1\r\nhost: t\r\ncontent-length: 50\r\n\r\n"
