@@ -130,6 +130,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._tick = min(limits.header_timeout_s, limits.body_timeout_s, limits.keepalive_timeout_s)
         self.url = b""  # uvicorn sets it per request; an error before the first needs it too
         self._in_head = True  # the next bytes belong to a request head
+        self._begun = False  # a request has begun and not ended (llhttp's message begin..end)
         self._in_body = False
         self._head_bytes = 0  # raw bytes received since this head began (a few more at most)
         self._phase: str | None = None  # head | body | keepalive: what the deadline is for
@@ -187,6 +188,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._begun = True
         self._expect("head", self._limits.header_timeout_s)
 
     def on_headers_complete(self) -> None:
@@ -202,6 +204,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._phase == "body":
             self._phase = None
         self._in_head, self._in_body, self._head_bytes = True, False, 0
+        self._begun = False
         cycle = self.cycle
         if cycle is not None and cycle.response_complete and not self.pipeline:
             self._expect("keepalive", self._limits.keepalive_timeout_s)  # answered, now drained
@@ -257,7 +260,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._answer_and_close(status, kind, message + "; nothing was forwarded")
 
     def _head_late(self) -> None:
-        if self._head_bytes == 0:  # nothing of a request came: nothing to answer
+        if not self._begun:  # nothing of a request came: nothing to answer
             self.transport.close()
             return
         timeout = self._limits.header_timeout_s
@@ -278,7 +281,17 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._answer_and_close(408, "timeout_error", message)
 
     def _answer_and_close(self, status: int, kind: str, message: str) -> None:
+        """Answer and close, unless an answer now would be read as part of another one."""
         self._phase = None
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            if self._in_head:  # a request pipelined behind one still being answered
+                cycle.keep_alive = False  # that answer ends the connection; nothing more is read
+                self.flow.pause_reading()
+                return
+            if cycle.response_started:  # this request's own answer is on the wire: cut it
+                self.transport.close()
+                return
         body = self._hooks.error_body(self.url, status, kind, message)
         head = b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
         self.transport.write(STATUS_LINE[status] + head % len(body) + body)

@@ -328,6 +328,23 @@ def test_deadlines_run_from_each_request_not_from_the_connection(strict: Proxy) 
     assert strict.metric("tokenmeter_client_timeouts_total", phase="head") == 0
 
 
+def test_a_late_pipelined_head_never_breaks_the_answer_streaming_before_it(
+    strict: Proxy, upstream: Fake
+) -> None:
+    body = json.dumps(
+        {"model": "claude-opus-4-8", "max_tokens": 8, "stream": True, "messages": []}
+    ).encode()
+    stream = HEAD + b"x-fake-scenario: slow\r\ncontent-length: %d\r\n\r\n" % len(body) + body
+    with connect(strict) as sock:
+        sock.sendall(stream + b"GET /v1/models HTTP/1.1\r\nhost: t")  # ...and never the rest
+        answer = read_answer(sock)  # the stream takes ~3 s, the head timeout is 1 s
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert b"event: message_stop" in answer[-200:]
+    assert answer.endswith(b"0\r\n\r\n")  # the stream ended cleanly, then the connection
+    assert b"HTTP/1.1 408" not in answer
+    assert strict.metric("tokenmeter_client_timeouts_total", phase="head") == 1
+
+
 def test_a_refused_body_that_keeps_coming_slowly_is_cut(
     make_proxy: Callable[..., Proxy], upstream: Fake
 ) -> None:
