@@ -181,7 +181,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         elif self._in_body:  # answered before the body ended (a refusal): the body deadline holds
             if self._phase is None:
                 self._expect("body", self._limits.body_timeout_s)
-        else:
+        elif not self._begun:  # (a request that has begun keeps its head deadline)
             self._expect("keepalive", self._limits.keepalive_timeout_s)
 
     # -- parser callbacks ---------------------------------------------------------------------
