@@ -152,7 +152,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         if self._in_head:
-            self._head_bytes += len(data)
+            self._count_head(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -238,6 +238,17 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
 
     # -- refusals -----------------------------------------------------------------------------
+
+    def _count_head(self, data: bytes) -> None:
+        """Add what ``data`` holds of the request head, or more, never less: a chunk that would
+        pass the limit counts up to its first blank line (a head's end: the 100 KB body that
+        comes with Claude Code's head must not look like head), else all of it."""
+        size = len(data)
+        if self._head_bytes + size > self._limits.max_header_bytes:
+            end = data.find(b"\r\n\r\n")
+            if end >= 0:
+                size = end + 4
+        self._head_bytes += size
 
     def _head_size(self) -> int:
         """The request line and headers as received, give or take the separators."""
