@@ -12,12 +12,16 @@ be worth it; Claude Code (v2.1.86+) always sends the session header, so its 100 
 parsed on the hot path.
 
 Explicit values (the three headers and the path prefix) are stored exactly as sent, whatever
-printable text they hold (``/``, quotes, spaces inside, any script): a header value is decoded as
-UTF-8 and stripped of the blanks around it; a path segment is percent-decoded, then the same.
-A value that is not UTF-8, is longer than ``MAX_VALUE_CHARS`` characters or holds a control
-character (``CONTROL``) raises ``AttributionError`` naming where it came from: the forwarder
-answers 400 and forwards nothing, instead of recording the request unattributed. What the client
-says about itself (session and agent ids) is only ever used when it is a plain label.
+printable text they hold (``/``, quotes, spaces inside, any script), without the blanks around
+them. Header bytes are read as UTF-8 when they are valid UTF-8, else as ISO-8859-1: HTTP's
+historical charset, and what Node sends (Claude Code's ``fetch`` writes ``José`` as the single
+byte 0xE9 and refuses characters beyond U+00FF), so ``José`` arrives as ``José`` either way. A path
+segment is percent-decoded and must be UTF-8 (RFC 3986). A value that is longer than
+``MAX_VALUE_CHARS`` characters, holds a control character (``CONTROL``; C1 controls included,
+which is what stray bytes 0x80-0x9F decode to) or, in the path, is not UTF-8 raises
+``AttributionError`` naming where it came from: the forwarder answers 400 and forwards nothing,
+instead of recording the request unattributed. What the client says about itself (session and
+agent ids) is only ever used when it is a plain label.
 """
 
 from __future__ import annotations
@@ -121,18 +125,14 @@ def _session_from_body(body: bytes) -> str | None:
     return session_from_metadata(user_id) if isinstance(user_id, str) else None
 
 
-def explicit_value(value: bytes | str | None, source: str) -> str | None:
-    """An attribution value as stored: UTF-8 text without surrounding blanks, or None if blank.
+def explicit_value(value: str | None, source: str) -> str | None:
+    """An attribution value as stored: the text without surrounding blanks, or None if blank.
 
     ``source`` names where it came from, for the error (a header name, or the path prefix).
     """
     if value is None:
         return None
-    try:
-        text = value.decode("utf-8") if isinstance(value, bytes) else value
-    except UnicodeDecodeError:
-        raise AttributionError(f"{source}: the value is not UTF-8") from None
-    text = text.strip(_BLANKS)
+    text = value.strip(_BLANKS)
     if len(text) > MAX_VALUE_CHARS:
         raise AttributionError(
             f"{source}: the value is {len(text)} characters long, more than {MAX_VALUE_CHARS}"
@@ -148,12 +148,22 @@ def explicit_value(value: bytes | str | None, source: str) -> str | None:
 def _path_value(segment: str | None, source: str) -> str | None:
     if segment is None:
         return None
-    return explicit_value(unquote_to_bytes(segment.encode("latin-1")), source)
+    try:
+        text = unquote_to_bytes(segment.encode("latin-1")).decode("utf-8")
+    except UnicodeDecodeError:
+        raise AttributionError(f"{source}: the value is not UTF-8") from None
+    return explicit_value(text, source)
 
 
 def _header_value(headers: Mapping[bytes, bytes], name: bytes) -> str | None:
     value = headers.get(name)
-    return None if value is None else explicit_value(value, name.decode())
+    if value is None:
+        return None
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:  # ISO-8859-1, as Node and browsers send it (module doc)
+        text = value.decode("latin-1")
+    return explicit_value(text, name.decode())
 
 
 def _label(value: bytes | str | None) -> str | None:

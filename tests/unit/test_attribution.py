@@ -122,13 +122,19 @@ def test_any_printable_value_is_kept_as_sent(value: str) -> None:
         ("evil\u202egnp.exe".encode(), "control character U+202E"),
         ("line\u2028break".encode(), "control character U+2028"),
         ("c1\u0085".encode(), "control character U+0085"),
-        (b"\xff\xfe", "not UTF-8"),
+        (b"stray \x85 byte", "control character U+0085"),  # not UTF-8: read as ISO-8859-1
         (b"x" * (MAX_VALUE_CHARS + 1), f"{MAX_VALUE_CHARS + 1} characters long"),
     ],
 )
 def test_values_that_cannot_be_stored_as_sent_are_refused(raw: bytes, problem: str) -> None:
     with pytest.raises(AttributionError, match=f"^x-tokenmeter-team: .*{re.escape(problem)}"):
         Identifier("salt").identify({b"x-tokenmeter-team": raw}, RoutedPath("/v1/m"))
+
+
+def test_a_header_that_is_not_utf8_is_read_as_iso_8859_1_as_node_sends_it() -> None:
+    node = {b"x-tokenmeter-user": b"Jos\xe9", b"x-tokenmeter-team": "Équipe".encode()}
+    got = Identifier("salt").identify(node, RoutedPath("/v1/m"))
+    assert (got.user, got.team) == ("José", "Équipe")
 
 
 def test_blanks_around_a_value_are_not_part_of_it() -> None:
