@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
 import os
 from collections.abc import AsyncIterator, Coroutine
@@ -33,6 +34,7 @@ from proxy.pricing import Pricer, load_overrides
 from proxy.providers import Provider
 from proxy.providers import anthropic as anthropic_provider
 from proxy.providers import openai as openai_provider
+from proxy.serving import ServerLimits
 from proxy.store.engine import make_engine, upgrade
 from proxy.store.recorder import Recorder
 from proxy.store.retention import Retention
@@ -47,11 +49,14 @@ _OWN_PREFIXES = ("/api/", "/docs", "/redoc", "/openapi.json", "/healthz", "/metr
 # adds no headers of its own. With uvicorn's `server` and `date` on, agents got both twice:
 # uvicorn's, then upstream's forwarded ones. Proxy headers off: the client address is the TCP
 # peer, never what X-Forwarded-For says (whatever FORWARDED_ALLOW_IPS is set to), because the
-# API's loopback-only rule judges it (proxy/api/auth.py).
+# API's loopback-only rule judges it (proxy/api/auth.py). The HTTP protocol is uvicorn's
+# httptools one with head size, head, body and keep-alive limits (proxy/serving.py), read from
+# the app's settings.
 SERVER_OPTIONS: dict[str, Any] = {
     "server_header": False,
     "date_header": False,
     "proxy_headers": False,
+    "http": "proxy.serving:GuardedHttpToolsProtocol",
 }
 
 
@@ -70,18 +75,34 @@ class Parts:
 
 
 class TokenmeterApp:
-    """The ASGI entry point: routes by path prefix, nothing else."""
+    """The ASGI entry point: routes by path prefix, nothing else. Also the ``ServerHooks`` of
+    the HTTP protocol (proxy/serving.py): its limits, counters and error bodies."""
 
     def __init__(self, parts: Parts, api_app: FastAPI) -> None:
         self.parts = parts
         self.api = api_app
         self._forward = parts.forwarder
+        self.server_hooks = self
+        self.limits = ServerLimits.from_settings(parts.settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not scope["path"].startswith(_OWN_PREFIXES):
             await self._forward(scope, receive, send)
         else:
             await self.api(scope, receive, send)
+
+    def error_body(self, target: bytes, status: int, kind: str, message: str) -> bytes:
+        """An error the server protocol answers itself, in the format of the path asked for."""
+        path = target.decode("latin-1")
+        if path.startswith(_OWN_PREFIXES):
+            return json.dumps({"detail": message}).encode()
+        return self._forward.error_body(path, status, kind, message)
+
+    def count_timeout(self, phase: str) -> None:
+        self.parts.metrics.count_client_timeout(phase)
+
+    def count_refused(self, reason: str) -> None:
+        self.parts.metrics.count_refused(reason)
 
 
 def providers_for(settings: Settings) -> list[Provider]:
@@ -140,6 +161,8 @@ def build_parts(
         Identifier(settings.key_salt, owners),
         Meter(pricer, metrics, recorder, AccessLog() if settings.access_log == "json" else None),
         max_in_flight=settings.max_in_flight,
+        max_body_bytes=settings.max_body_mb * 1024 * 1024,
+        refusals=metrics,
     )
     retention = Retention(engine, settings.retention_days)
     return Parts(settings, client, engine, metrics, pricer, recorder, forwarder, retention)

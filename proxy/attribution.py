@@ -10,6 +10,18 @@ no set-up. Raw keys and prompt text are never kept: only the fingerprint leaves 
 The request body is parsed only when no header names the session and the body is small enough to
 be worth it; Claude Code (v2.1.86+) always sends the session header, so its 100 KB bodies are never
 parsed on the hot path.
+
+Explicit values (the three headers and the path prefix) are stored exactly as sent, whatever
+printable text they hold (``/``, quotes, spaces inside, any script), without the blanks around
+them. Header bytes are read as UTF-8 when they are valid UTF-8, else as ISO-8859-1: HTTP's
+historical charset, and what Node sends (Claude Code's ``fetch`` writes ``José`` as the single
+byte 0xE9 and refuses characters beyond U+00FF), so ``José`` arrives as ``José`` either way. A path
+segment is percent-decoded and must be UTF-8 (RFC 3986). A value that is longer than
+``MAX_VALUE_CHARS`` characters, holds a control character (``CONTROL``; C1 controls included,
+which is what stray bytes 0x80-0x9F decode to) or, in the path, is not UTF-8 raises
+``AttributionError`` naming where it came from: the forwarder answers 400 and forwards nothing,
+instead of recording the request unattributed. What the client says about itself (session and
+agent ids) is only ever used when it is a plain label.
 """
 
 from __future__ import annotations
@@ -20,7 +32,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote_to_bytes
 
+from proxy.text import CONTROL, NAME_MAX_CHARS
 from proxy.usage import Attribution
 
 USER_HEADER = b"x-tokenmeter-user"
@@ -30,9 +44,16 @@ SESSION_HEADER = b"x-claude-code-session-id"
 AGENT_HEADER = b"x-claude-code-agent-id"
 OWN_HEADER_PREFIX = b"x-tokenmeter-"
 
+MAX_VALUE_CHARS = NAME_MAX_CHARS  # the name rule of proxy/text.py
+
 _MAX_BODY_SCAN = 4 * 1024 * 1024
 _LEGACY_USER_ID = re.compile(r"_session_([0-9A-Za-z-]+)$")
 _LABEL = re.compile(r"^[A-Za-z0-9._@+:=-]{1,128}$")
+_BLANKS = " \t"
+
+
+class AttributionError(ValueError):
+    """An explicit attribution value that cannot be stored as sent; the message names its source."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +72,10 @@ class RoutedPath:
 
 
 def split_path(path: str) -> RoutedPath:
-    """Remove a leading ``/u/{user}`` and/or ``/t/{task}`` prefix (either optional, that order)."""
+    """Remove a leading ``/u/{user}`` and/or ``/t/{task}`` prefix (either optional, that order).
+
+    ``path`` is the raw (percent-encoded) path; user and task come back still encoded.
+    """
     user = task = None
     rest = path
     if rest.startswith("/u/"):
@@ -99,7 +123,49 @@ def _session_from_body(body: bytes) -> str | None:
     return session_from_metadata(user_id) if isinstance(user_id, str) else None
 
 
-def _clean(value: bytes | str | None) -> str | None:
+def explicit_value(value: str | None, source: str) -> str | None:
+    """An attribution value as stored: the text without surrounding blanks, or None if blank.
+
+    ``source`` names where it came from, for the error (a header name, or the path prefix).
+    """
+    if value is None:
+        return None
+    text = value.strip(_BLANKS)
+    if len(text) > MAX_VALUE_CHARS:
+        raise AttributionError(
+            f"{source}: the value is {len(text)} characters long, more than {MAX_VALUE_CHARS}"
+        )
+    control = CONTROL.search(text)
+    if control is not None:
+        raise AttributionError(
+            f"{source}: the value holds the control character U+{ord(control.group()):04X}"
+        )
+    return text or None
+
+
+def _path_value(segment: str | None, source: str) -> str | None:
+    if segment is None:
+        return None
+    try:
+        text = unquote_to_bytes(segment.encode("latin-1")).decode("utf-8")
+    except UnicodeDecodeError:
+        raise AttributionError(f"{source}: the value is not UTF-8") from None
+    return explicit_value(text, source)
+
+
+def _header_value(headers: Mapping[bytes, bytes], name: bytes) -> str | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:  # ISO-8859-1, as Node and browsers send it (module doc)
+        text = value.decode("latin-1")
+    return explicit_value(text, name.decode())
+
+
+def _label(value: bytes | str | None) -> str | None:
+    """What a client says about itself (session, agent), if it is a plain label; else ignored."""
     if value is None:
         return None
     text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
@@ -146,19 +212,24 @@ class Identifier:
     def identify(
         self, headers: Mapping[bytes, bytes], routed: RoutedPath, body: bytes = b""
     ) -> Attribution:
-        """Decide who pays. ``headers`` has lower-case names; ``body`` is read only if needed."""
+        """Decide who pays. ``headers`` has lower-case names; ``body`` is read only if needed.
+
+        Raises ``AttributionError`` for an explicit value that cannot be stored as sent.
+        """
         fp = self._fingerprint(headers)
-        user, team = _clean(headers.get(USER_HEADER)), _clean(headers.get(TEAM_HEADER))
-        task = _clean(headers.get(TASK_HEADER))
+        user, team = _header_value(headers, USER_HEADER), _header_value(headers, TEAM_HEADER)
+        task = _header_value(headers, TASK_HEADER)
+        path_user = _path_value(routed.user, "the path prefix /u/{user}")
+        path_task = _path_value(routed.task, "the path prefix /t/{task}")
         source = "header" if (user or team or task) else "none"
-        if source == "none" and (routed.user or routed.task):
-            user, task, source = _clean(routed.user), _clean(routed.task), "path"
+        if source == "none" and (path_user or path_task):
+            user, task, source = path_user, path_task, "path"
         owner = self._owners.get(fp) if fp else None
         if owner is not None:
             user, team, source = with_owner(user, team, source, owner)
-        session = _clean(headers.get(SESSION_HEADER))
+        session = _label(headers.get(SESSION_HEADER))
         if session is None and task is None:
-            session = _clean(_session_from_body(body))
+            session = _label(_session_from_body(body))
         if source == "none" and session:
             source = "client"
         return Attribution(
@@ -166,7 +237,7 @@ class Identifier:
             team=team,
             task=task or session,
             session=session,
-            agent=_clean(headers.get(AGENT_HEADER)),
+            agent=_label(headers.get(AGENT_HEADER)),
             key_fingerprint=fp,
             source=source,
         )
@@ -196,5 +267,13 @@ def load_key_owners(path: Path) -> dict[str, KeyOwner]:
     for fp, entry in raw.items():
         if not isinstance(entry, dict) or not isinstance(entry.get("user"), str):
             raise ValueError(f"{path}: entry {fp!r} needs a string 'user'")
-        owners[fp] = KeyOwner(user=entry["user"], team=entry.get("team"))
+        team = entry.get("team")
+        try:
+            user = explicit_value(entry["user"], f"{path}: {fp} user")
+            team = explicit_value(team, f"{path}: {fp} team") if isinstance(team, str) else None
+        except AttributionError as exc:
+            raise ValueError(str(exc)) from None
+        if user is None:
+            raise ValueError(f"{path}: entry {fp!r} needs a non-blank 'user'")
+        owners[fp] = KeyOwner(user=user, team=team)
     return owners

@@ -142,6 +142,16 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("TOKENMETER_CA_BUNDLE", "SSL_CERT_FILE")
     )
 
+    # What a client may send, and how slowly (README: Limits). Claude Code's requests are a few
+    # hundred KB; Anthropic itself refuses Messages requests over 32 MB.
+    max_body_mb: int = Field(default=64, ge=1, le=4096)
+    max_header_kb: int = Field(default=64, ge=1, le=1024)
+    client_header_timeout_s: float = Field(default=30.0, gt=0)
+    client_body_timeout_s: float = Field(default=60.0, gt=0)
+    # Above the pools of the SDKs (httpx 5 s, Node's undici 4 s, aiohttp 15 s): the client
+    # closes an idle connection first, so it never reuses one the proxy is closing.
+    client_keepalive_timeout_s: float = Field(default=30.0, gt=0)
+
     key_salt: str = "tokenmeter-default-salt"
     key_map_file: Path | None = None
     prices_file: Path | None = None

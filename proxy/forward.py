@@ -1,6 +1,11 @@
 """The pass-through: one ASGI app that forwards provider paths and meters each exchange.
 
-Contract: the request goes upstream byte for byte (hop-by-hop and ``x-tokenmeter-*`` headers
+Contract: a request is admitted first (``proxy/intake.py``): its raw path and query re-validated
+(the upstream request line is built from them, never from a decoded path), its body read whole
+within ``max_body_bytes``, its attribution values checked; a refused request is answered in the
+provider's error format, counted in ``tokenmeter_requests_refused_total{reason}``, makes no
+usage event, and nothing of it goes upstream; a body the client abandoned is never forwarded.
+An admitted request goes upstream byte for byte (hop-by-hop and ``x-tokenmeter-*`` headers
 aside, ``anthropic-*`` never filtered); the response comes back chunk by chunk as it arrives,
 status and headers as upstream sent them, each chunk also fed to the provider's usage tap. When
 the exchange ends, however it ends (done, upstream error, client hang-up, timeout), exactly one
@@ -23,9 +28,16 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
-from proxy.attribution import OWN_HEADER_PREFIX, Identifier, RoutedPath, split_path
+from proxy.attribution import (
+    OWN_HEADER_PREFIX,
+    AttributionError,
+    Identifier,
+    RoutedPath,
+    split_path,
+)
+from proxy.intake import Refusal, check_path, check_query, raw_target, read_body
 from proxy.meter import Sink
 from proxy.providers import ChunkFilter, Provider, UsageTap
 from proxy.upstream import (
@@ -61,6 +73,12 @@ HOP_BY_HOP = frozenset(
     }
 )
 _RESPONSE_DROP = HOP_BY_HOP - {b"content-length"}
+
+
+class RefusalCounter(Protocol):
+    """Where refused requests are counted (``Metrics``)."""
+
+    def count_refused(self, reason: str) -> None: ...
 
 
 class _HangupWatch:
@@ -131,6 +149,8 @@ class Forwarder:
         sink: Sink,
         *,
         max_in_flight: int = 1024,
+        max_body_bytes: int = 64 * 1024 * 1024,
+        refusals: RefusalCounter | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._upstream = upstream
@@ -138,6 +158,8 @@ class Forwarder:
         self._identifier = identifier
         self._sink = sink
         self._max_in_flight = max_in_flight
+        self._max_body_bytes = max_body_bytes
+        self._refusals = refusals
         self._in_flight = 0
         self._now = now
 
@@ -146,15 +168,20 @@ class Forwarder:
         return self._in_flight
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        routed = split_path(scope["path"])
+        routed = split_path(raw_target(scope))
         provider = self._provider_for(routed.path)
         if provider is None:
             await _send_local(send, 404, _not_found(scope["method"], routed.path))
             return
-        path = routed.path[len(provider.prefix) :]
         headers = dict(scope["headers"])
-        body = await _read_body(receive)
-        ex = self._start(provider, scope["method"], path, headers, routed, body)
+        try:
+            admitted = await self._admit(provider, scope, routed, headers, receive)
+        except Refusal as refusal:
+            await self._refuse(provider, send, refusal, headers)
+            return
+        if admitted is None:
+            return
+        ex, body = admitted
         try:
             if self._in_flight >= self._max_in_flight:
                 ex.status, ex.http_status = Status.REJECTED, 503
@@ -174,6 +201,52 @@ class Forwarder:
             if path.startswith(provider.prefix + "/v1/"):
                 return provider
         return None
+
+    def error_body(self, path: str, status: int, kind: str, message: str) -> bytes:
+        """The error JSON of the provider ``path`` is for (the default provider's if none)."""
+        routed = split_path(path.partition("?")[0])
+        provider = self._provider_for(routed.path) or self._providers[-1]
+        return provider.error_body(status, kind, message)
+
+    async def _admit(
+        self,
+        provider: Provider,
+        scope: Scope,
+        routed: RoutedPath,
+        headers: Mapping[bytes, bytes],
+        receive: Receive,
+    ) -> tuple[_Exchange, bytes] | None:
+        """The exchange and body of a request fit to forward; ``Refusal`` if it is not, None
+        if the client hung up before its body was complete (nothing to answer or forward)."""
+        path = check_path(routed.path[len(provider.prefix) :])
+        check_query(scope.get("query_string", b""))
+        body = await read_body(receive, headers, self._max_body_bytes)
+        if body is None:
+            self._count_refused("incomplete_body")
+            return None
+        try:
+            ex = self._start(provider, scope["method"], path, headers, routed, body)
+        except AttributionError as exc:
+            message = f"tokenmeter: {exc}; nothing was forwarded"
+            raise Refusal(400, "invalid_request_error", message, "bad_attribution") from None
+        return ex, body
+
+    async def _refuse(
+        self, provider: Provider, send: Send, refusal: Refusal, headers: Mapping[bytes, bytes]
+    ) -> None:
+        """Answer a refusal. The connection stays open (the server reads and drops whatever is
+        left of the body, so a client still sending it gets this answer, not a reset), unless
+        the client waits for ``100 Continue`` before it sends: its next request would be read
+        as the body it never sent."""
+        self._count_refused(refusal.reason)
+        log.info("refused (%s): %s", refusal.reason, refusal.message)
+        body = provider.error_body(refusal.status, refusal.kind, refusal.message)
+        close = headers.get(b"expect", b"").lower() == b"100-continue"
+        await _send_local(send, refusal.status, body, close=close)
+
+    def _count_refused(self, reason: str) -> None:
+        if self._refusals is not None:
+            self._refusals.count_refused(reason)
 
     def _start(
         self,
@@ -387,33 +460,20 @@ def _response_headers(raw: list[tuple[bytes, bytes]], rewritten: bool) -> list[t
     return [(n.lower(), v) for n, v in raw if n.lower() not in drop]
 
 
-async def _read_body(receive: Receive) -> bytes:
-    message = await receive()
-    body: bytes = message.get("body", b"")
-    if not message.get("more_body", False):
-        return body
-    parts = [body]
-    while message.get("more_body", False):
-        message = await receive()
-        parts.append(message.get("body", b""))
-    return b"".join(parts)
-
-
 async def _wait_disconnect(receive: Receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
 
 
-async def _send_local(send: Send, status: int, body: bytes) -> None:
+async def _send_local(send: Send, status: int, body: bytes, *, close: bool = False) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    if close:
+        headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
 def _not_found(method: str, path: str) -> bytes:
     message = f"tokenmeter forwards provider API paths under /v1/ only; {method} {path} is not one"
-    return (
-        b'{"type":"error","error":{"type":"not_found_error","message":"'
-        + message.replace('"', "'").encode()
-        + b'"}}'
-    )
+    error = {"type": "error", "error": {"type": "not_found_error", "message": message}}
+    return json.dumps(error).encode()

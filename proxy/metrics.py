@@ -36,6 +36,18 @@ _BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000)
 _COST_KINDS = frozenset((*TOKEN_KINDS, "web_search"))
 _USAGE_LABELS = ("provider", "model", "kind", "user", "team")
 OVERFLOW = "other"  # the label of every user (team) past the bound
+# tokenmeter_requests_refused_total{reason}: bad_path (request target), bad_attribution
+# (x-tokenmeter-* or the /u/ /t/ prefix), body_too_large, incomplete_body (the client hung up
+# or was cut before its body was complete), headers_too_large, bad_request (not HTTP).
+REFUSAL_REASONS = (
+    "bad_path",
+    "bad_attribution",
+    "body_too_large",
+    "incomplete_body",
+    "headers_too_large",
+    "bad_request",
+)
+TIMEOUT_PHASES = ("head", "body", "keepalive")
 
 _M = TypeVar("_M", bound=MetricWrapperBase)
 _Children = dict[tuple[str, ...], _M]
@@ -96,6 +108,7 @@ class Metrics:
         self._build_usage(registry)
         self._build_latency(registry)
         self._build_recorder(registry)
+        self._build_clients(registry)
         # Labelled children by label values (see ``_child``), one dict per usage collector.
         self._requests: _Children[Counter] = {}
         self._tokens: _Children[Counter] = {}
@@ -231,6 +244,33 @@ class Metrics:
             "Spool writes or fsyncs that failed or were short (events kept in memory instead).",
             registry=registry,
         )
+
+    def _build_clients(self, registry: CollectorRegistry) -> None:
+        self.refused = Counter(
+            "tokenmeter_requests_refused",
+            "Requests tokenmeter answered itself and never forwarded, by why (README: Limits).",
+            ("reason",),
+            registry=registry,
+        )
+        self.client_timeouts = Counter(
+            "tokenmeter_client_timeouts",
+            "Client connections closed by a timeout: head (request head not complete in time), "
+            "body (request body not complete in time), keepalive (idle between requests).",
+            ("phase",),
+            registry=registry,
+        )
+        for reason in REFUSAL_REASONS:  # zero from the start: an alert sees the first one
+            self.refused.labels(reason)
+        for phase in TIMEOUT_PHASES:
+            self.client_timeouts.labels(phase)
+
+    def count_refused(self, reason: str) -> None:
+        """One request answered by tokenmeter itself and not forwarded."""
+        self.refused.labels(reason).inc()
+
+    def count_client_timeout(self, phase: str) -> None:
+        """One client connection closed because it was too slow (or idle) in ``phase``."""
+        self.client_timeouts.labels(phase).inc()
 
     def observe(self, event: UsageEvent) -> None:
         """Count one finished exchange: request, tokens, dollars and latencies."""

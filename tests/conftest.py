@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import anthropic
 import httpx
@@ -49,7 +50,7 @@ class Proxy:
         """GET /api/v1/tasks/{id} once the recorder has written ``requests`` events for it."""
         deadline = time.monotonic() + timeout
         while True:
-            response = self.http.get(f"/api/v1/tasks/{task_id}")
+            response = self.http.get(f"/api/v1/tasks/{quote(task_id, safe='')}")
             if response.status_code == 200 and response.json()["requests"] >= requests:
                 data: dict[str, Any] = response.json()
                 return data

@@ -2,12 +2,18 @@
 
 A report hands over its JSON and its flat rows; nested objects in a row (``tokens``) become
 dotted columns (``tokens.input``). Money stays the exact decimal string in both forms.
+
+Names in a row come from clients (``x-tokenmeter-user: =HYPERLINK(…)`` is a valid user), and a
+spreadsheet runs a cell that starts with ``= + - @`` (or a tab or CR) as a formula. Such a text
+cell is written with a leading ``'``, which spreadsheets show as text (OWASP's advice for CSV
+injection); numbers, negative ones included, are written as they are.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -15,6 +21,8 @@ from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 
 CSV_TYPE = "text/csv"
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 
 
 def wants_csv(request: Request) -> bool:
@@ -44,8 +52,15 @@ def to_csv(rows: Iterable[Mapping[str, Any]]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(columns), lineterminator="\n")
     writer.writeheader()
-    writer.writerows(flat)
+    writer.writerows({key: _cell(value) for key, value in row.items()} for row in flat)
     return out.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    """A value a spreadsheet shows rather than runs (see the module doc)."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
 
 
 def respond(request: Request, data: Any, rows: Iterable[Mapping[str, Any]], name: str) -> Response:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from proxy.config import Settings
+from proxy.text import CONTROL
 
 USAGE, RUNTIME = 2, 1  # exit statuses: the command line or configuration is wrong / it failed
 
@@ -41,17 +44,50 @@ def refused(*errors: type[Exception], status: int = RUNTIME) -> Iterator[None]:
         raise CliError(str(exc), status) from exc
 
 
+# Controls (and bidirectional overrides) would move the cursor, colour the terminal or reorder
+# the line: shown escaped. Recorded names can't hold them; people and task records might.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
 def table(rows: Sequence[tuple[str, ...]], left: int = 1) -> str:
-    """Aligned columns: the first ``left`` flush left (names), the rest flush right (numbers)."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    """Aligned columns: the first ``left`` flush left (names), the rest flush right (numbers).
+    Alignment counts terminal columns, so names in CJK or with accents line up; control
+    characters are shown escaped."""
+    safe = [tuple(map(_visible, row)) for row in rows]
+    widths = [max(_width(row[i]) for row in safe) for i in range(len(safe[0]))]
     lines = []
-    for row in rows:
+    for row in safe:
         cells = [
-            cell.ljust(width) if i < left else cell.rjust(width)
+            _pad(cell, width, flush_left=i < left)
             for i, (cell, width) in enumerate(zip(row, widths, strict=True))
         ]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
+
+
+def _pad(cell: str, width: int, *, flush_left: bool) -> str:
+    blank = " " * (width - _width(cell))
+    return cell + blank if flush_left else blank + cell
+
+
+def _visible(text: str) -> str:
+    # Controls (and bidirectional overrides) would move the cursor, colour the terminal or
+    # reorder the line: shown escaped. Recorded names can't hold them; older records might.
+    return CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
+
+
+def _width(text: str) -> int:
+    """Terminal columns: wide (CJK) characters take two, combining and format ones none."""
+    if text.isascii():
+        return len(text)
+    return sum(
+        0
+        if unicodedata.combining(c) or unicodedata.category(c) == "Cf"
+        else 2
+        if unicodedata.east_asian_width(c) in "WF"
+        else 1
+        for c in text
+    )
 
 
 UNKNOWN = "?"

@@ -73,6 +73,8 @@ _ERROR_CODES = {  # the forwarder's own error kinds, in OpenAI's vocabulary
     "api_error": "upstream_unreachable",
     "timeout_error": "upstream_timeout",
     "overloaded_error": "proxy_overloaded",
+    "invalid_request_error": None,  # the type says it all
+    "request_too_large": "request_too_large",
 }
 
 
@@ -103,7 +105,10 @@ def error_body(status: int, error_type: str, message: str) -> bytes:
         kind = "requests"
     else:
         kind = "invalid_request_error"
-    code = _ERROR_CODES.get(error_type, error_type or None)
+    if status == 408:  # the client was too slow: not the upstream's timeout
+        code: str | None = "request_timeout"
+    else:
+        code = _ERROR_CODES.get(error_type, error_type or None)
     error = {"message": message, "type": kind, "param": None, "code": code}
     return json.dumps({"error": error}).encode()
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from proxy.attribution import (
+    MAX_VALUE_CHARS,
+    AttributionError,
     Identifier,
     KeyOwner,
     RoutedPath,
@@ -92,9 +95,73 @@ def test_body_is_read_only_without_a_session_header() -> None:
     assert got.session == SESSION
 
 
-def test_labels_that_are_not_labels_are_refused() -> None:
-    got = Identifier("salt").identify(headers(x_tokenmeter_user="a b\tc"), RoutedPath("/v1/m"))
-    assert got.user is None
+@pytest.mark.parametrize(
+    "value",
+    [
+        "al/ice",
+        'say "hi"',
+        "O'Brien, Jr. (platform)",
+        "Zoë Ångström",
+        "中文用户",
+        "👩\u200d💻 dev",  # a zero-width joiner is a format character, not a control
+        "=1+2",
+        "x" * MAX_VALUE_CHARS,
+    ],
+)
+def test_any_printable_value_is_kept_as_sent(value: str) -> None:
+    raw = {b"x-tokenmeter-user": value.encode(), b"x-tokenmeter-task": value.encode()}
+    got = Identifier("salt").identify(raw, RoutedPath("/v1/m"))
+    assert (got.user, got.task, got.source) == (value, value, "header")
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        (b"a b\tc", "control character U+0009"),
+        (b"alice\x1b[31m", "control character U+001B"),
+        ("evil\u202egnp.exe".encode(), "control character U+202E"),
+        ("line\u2028break".encode(), "control character U+2028"),
+        ("c1\u0085".encode(), "control character U+0085"),
+        (b"stray \x85 byte", "control character U+0085"),  # not UTF-8: read as ISO-8859-1
+        (b"x" * (MAX_VALUE_CHARS + 1), f"{MAX_VALUE_CHARS + 1} characters long"),
+    ],
+)
+def test_values_that_cannot_be_stored_as_sent_are_refused(raw: bytes, problem: str) -> None:
+    with pytest.raises(AttributionError, match=f"^x-tokenmeter-team: .*{re.escape(problem)}"):
+        Identifier("salt").identify({b"x-tokenmeter-team": raw}, RoutedPath("/v1/m"))
+
+
+def test_a_header_that_is_not_utf8_is_read_as_iso_8859_1_as_node_sends_it() -> None:
+    node = {b"x-tokenmeter-user": b"Jos\xe9", b"x-tokenmeter-team": "Équipe".encode()}
+    got = Identifier("salt").identify(node, RoutedPath("/v1/m"))
+    assert (got.user, got.team) == ("José", "Équipe")
+
+
+def test_blanks_around_a_value_are_not_part_of_it() -> None:
+    got = Identifier("salt").identify(
+        {b"x-tokenmeter-user": b"  alice ", b"x-tokenmeter-team": b"   "}, RoutedPath("/v1/m")
+    )
+    assert (got.user, got.team) == ("alice", None)
+
+
+def test_path_prefix_values_are_percent_decoded() -> None:
+    routed = split_path("/u/al%2Fice%20%E4%B8%AD/t/feat%2Flogin%22/v1/messages")
+    assert routed == RoutedPath("/v1/messages", "al%2Fice%20%E4%B8%AD", "feat%2Flogin%22")
+    got = Identifier("salt").identify({}, routed)
+    assert (got.user, got.task, got.source) == ("al/ice 中", 'feat/login"', "path")
+
+
+@pytest.mark.parametrize(
+    ("path", "problem"),
+    [
+        ("/u/al%0Aice/v1/m", "/u/{user}: the value holds the control character U+000A"),
+        ("/t/%FF/v1/m", "/t/{task}: the value is not UTF-8"),
+        (f"/t/{'y' * 257}/v1/m", "/t/{task}: the value is 257 characters long"),
+    ],
+)
+def test_a_bad_path_prefix_value_is_refused(path: str, problem: str) -> None:
+    with pytest.raises(AttributionError, match=re.escape(problem)):
+        Identifier("salt").identify({}, split_path(path))
 
 
 def test_captured_claude_code_requests_are_attributed() -> None:
@@ -120,4 +187,7 @@ def test_key_map_file_is_validated(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"fp_1": {"team": "web"}}))
     with pytest.raises(ValueError, match="needs a string 'user'"):
+        load_key_owners(bad)
+    bad.write_text(json.dumps({"fp_1": {"user": "ann\u001b[0m"}}))
+    with pytest.raises(ValueError, match="fp_1 user: the value holds the control character"):
         load_key_owners(bad)

@@ -212,3 +212,16 @@ def test_tables_mark_unknown_and_partial_dollars(
     total = next(line.split() for line in out.splitlines() if line.startswith("total"))
     assert total[5] == "?"
     assert "ROI: unknown" in out
+
+
+def test_tables_align_wide_names_and_never_print_a_control_character() -> None:
+    from proxy.cli.common import table
+
+    rows = [("user", "cost"), ("中文用户", "1.50"), ("Zoë", "12.00"), ("evil\x1b[2J\u202e", "3")]
+    lines = table(rows).splitlines()
+    # the escaped name is the widest, 17 columns; 中文用户 takes 8 columns, Zoë 3
+    assert lines[0] == "user" + " " * 13 + "   cost"
+    assert lines[1] == "中文用户" + " " * 9 + "   1.50"
+    assert lines[2] == "Zoë" + " " * 14 + "  12.00"
+    assert lines[3] == "evil\\x1b[2J\\u202e" + "      3"
+    assert all(line.isprintable() for line in lines)
