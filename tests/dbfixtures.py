@@ -26,17 +26,15 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from proxy.store.engine import make_engine, upgrade
-from proxy.store.tables import (
+from proxy.store.aggregates import (
     COST_COLUMNS,
-    KIND_TOKEN_COLUMNS,
+    COUNT_COLUMNS,
     ROLLUP_KEY,
     ROLLUP_SUMS,
-    TOKEN_COLUMNS,
-    usage_daily,
-    usage_events,
-    usage_hourly,
+    TOKEN_KIND_COLUMNS,
 )
+from proxy.store.engine import make_engine, upgrade
+from proxy.store.tables import usage_daily, usage_events, usage_hourly
 from proxy.usage import Attribution, Cost, ResponseFacts, Status, Usage, UsageEvent
 
 PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
@@ -185,8 +183,8 @@ async def raw_totals(engine: AsyncEngine) -> dict[str, Any]:
         totals["errors"] += row["status"] != "ok"
         totals["unpriced_requests"] += row["cost_usd"] is None
         if row["cost_usd"] is None:
-            totals["unpriced_tokens"] += sum(row[name] for name in KIND_TOKEN_COLUMNS)
-        for name in (*TOKEN_COLUMNS, *COST_COLUMNS):
+            totals["unpriced_tokens"] += sum(row[name] for name in TOKEN_KIND_COLUMNS.values())
+        for name in (*COUNT_COLUMNS, *COST_COLUMNS):
             totals[name] += row[name] or 0
     return totals
 
