@@ -1,5 +1,6 @@
 """The rollups: how raw events are summed into ``usage_hourly`` and ``usage_daily``, live and
-from scratch.
+from scratch. What a rollup row sums, and its time buckets, are declared in ``aggregates``;
+everything here is generated from that (``hourly_sums``, the rebuild, ``rollup_deltas``).
 
 Live: the writer (``writes.py``, ``sqlite_write.py``) sums in SQL exactly the rows its
 ``INSERT … ON CONFLICT DO NOTHING RETURNING`` inserted, in the same transaction, so a row is

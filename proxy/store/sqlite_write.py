@@ -8,7 +8,7 @@ timestamps, money as integer 10⁻¹⁰ units, booleans as 0/1) and, in one tran
 1. the batch goes into a per-connection temporary table with the driver's executemany (C);
 2. rows already in ``usage_events`` are deleted from it (a replayed row: exactly once);
 3. what is left is inserted into ``usage_events`` and summed by hour and by day into
-   ``usage_hourly`` and ``usage_daily`` (the same sums as ``rollup.rebuild_rollups``).
+   ``usage_hourly`` and ``usage_daily`` (``aggregates.SUMS``, as ``rollup.rebuild_rollups``).
 
 SQLite has one writer at a time, so nothing can slip in between steps 2 and 3.
 """

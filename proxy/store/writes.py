@@ -9,10 +9,11 @@ crash between commit and spool removal.
   column, each sent as one array literal string (``$n::text::type[]``, then ``unnest``): far
   cheaper in Python than asyncpg's per-element binary array encoding. The INSERT
   is a data-modifying CTE, what it RETURNED is grouped by hour × provider × model × user × team
-  in SQL (the same sums as ``rollup.rebuild_rollups``), and those hourly sums are upserted into
-  ``usage_hourly`` and, summed again per day, into ``usage_daily``. Every upsert feeds its rows in
-  key order and every writer runs the same statement, so concurrent writers (pipelined batches,
-  replicas) take rollup row locks in one global order and cannot deadlock on them.
+  in SQL (``aggregates.SUMS``, as ``rollup.rebuild_rollups`` sums), and those hourly sums are
+  upserted into ``usage_hourly`` and, summed again per day, into ``usage_daily``. Every upsert
+  feeds its rows in key order and every writer runs the same statement, so concurrent writers
+  (pipelined batches, replicas) take rollup row locks in one global order and cannot deadlock
+  on them.
 - SQLite: ``sqlite_write.write_sqlite``: the batch as one JSON parameter, the insert and both
   rollup upserts in SQL (SQLAlchemy's executemany cost ~150 µs of Python per row there).
 
