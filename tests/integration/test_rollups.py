@@ -30,11 +30,11 @@ from proxy.usage import Status, UsageEvent
 from tests.dbfixtures import (
     daily_rows,
     hourly_summed_by_day,
-    make_event,
     raw_totals,
     rollup_rows,
     rollup_totals,
 )
+from tests.factories import make_event
 
 T0 = datetime(2026, 11, 2, tzinfo=UTC)
 OLD_SUMS = [name for name in ROLLUP_SUMS if name != "unpriced_tokens"]  # before 0003

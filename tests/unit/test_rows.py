@@ -18,7 +18,7 @@ from proxy.store.rows import (
 from proxy.store.tables import usage_events
 from proxy.store.types import from_scaled, to_scaled
 from proxy.usage import Cost, Iteration, Status, Usage
-from tests.dbfixtures import make_event, sample_cost
+from tests.factories import make_event, sample_cost
 
 
 def test_row_fills_every_column_of_usage_events() -> None:
