@@ -52,7 +52,7 @@ from proxy.store.rollup import rebuild_rollups
 from proxy.store.spool import Spool
 from proxy.store.tables import usage_daily, usage_events, usage_hourly
 from proxy.usage import Cost, Usage, UsageEvent, new_event_id
-from tests.factories import make_event
+from tests.factories import bench_user, make_event
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -100,11 +100,7 @@ def synthetic_event(rng: random.Random, hour: datetime) -> UsageEvent:
     model = MODELS[user % len(MODELS)]
     return make_event(
         started_at=hour + timedelta(seconds=rng.random() * 3600),
-        user=f"user-{user:04d}",
-        team=f"team-{user % TEAMS:02d}",
-        task=f"T-{user}-{rng.randrange(20)}",
-        session=f"s-{user}",
-        agent="claude-code",
+        **bench_user(user, rng, TEAMS),
         usage=usage,
         model=model,
         message_id="msg_bench",

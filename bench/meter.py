@@ -45,7 +45,7 @@ from proxy.store.engine import make_engine
 from proxy.store.recorder import Recorder
 from proxy.store.spool import Spool
 from proxy.usage import Attribution, Status, Usage, UsageEvent
-from tests.factories import make_event
+from tests.factories import bench_user, make_event
 
 USERS, TEAMS = 1000, 30
 MODELS = (
@@ -94,11 +94,7 @@ def synthetic_event(rng: random.Random, start: datetime) -> UsageEvent:
         provider=provider,
         path="/v1/messages" if provider == "anthropic" else "/openai/v1/chat/completions",
         started_at=start + timedelta(seconds=rng.random() * 3600),
-        user=f"user-{user:04d}",
-        team=f"team-{user % TEAMS:02d}",
-        task=f"T-{user}-{rng.randrange(20)}",
-        session=f"s-{user}",
-        agent="claude-code",
+        **bench_user(user, rng, TEAMS),
         usage=usage,
         model=model,
         message_id="msg_bench",

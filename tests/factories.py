@@ -10,6 +10,8 @@ keyword, whichever object it lives on:
 - who pays: any ``Attribution`` field (``user``, ``team``, ``task``, ``session``, ``agent``,
   ``key_fingerprint``, ``source``), or a whole ``attribution=``;
 - the price: ``cost=`` a ``Cost``, or ``priced=False`` for an unknown price (cost None).
+``bench_user(n, rng)`` gives the attribution keywords of the ``n``-th of the benches' many
+Claude Code users.
 
 Imports nothing but ``proxy`` and the standard library, so the benches may use it without the
 test extra installed.
@@ -17,6 +19,7 @@ test extra installed.
 
 from __future__ import annotations
 
+import random
 from dataclasses import fields
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -77,6 +80,18 @@ def sample_cost() -> Cost:
         price_version="genai-prices 0.2.3",
         catalog_model="claude-sonnet-4-5",
     )
+
+
+def bench_user(n: int, rng: random.Random, teams: int = 30) -> dict[str, Any]:
+    """``user-0042`` of ``team-12`` (``n`` modulo ``teams``), working in Claude Code on one of
+    20 tasks (drawn from ``rng``) in one session: attribution keywords for ``make_event``."""
+    return {
+        "user": f"user-{n:04d}",
+        "team": f"team-{n % teams:02d}",
+        "task": f"T-{n}-{rng.randrange(20)}",
+        "session": f"s-{n}",
+        "agent": "claude-code",
+    }
 
 
 def make_event(
