@@ -51,15 +51,8 @@ from proxy.store.recorder import Recorder
 from proxy.store.rollup import rebuild_rollups
 from proxy.store.spool import Spool
 from proxy.store.tables import usage_daily, usage_events, usage_hourly
-from proxy.usage import (
-    Attribution,
-    Cost,
-    ResponseFacts,
-    Status,
-    Usage,
-    UsageEvent,
-    new_event_id,
-)
+from proxy.usage import Cost, Usage, UsageEvent, new_event_id
+from tests.factories import bench_user, make_event
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -105,23 +98,12 @@ def synthetic_event(rng: random.Random, hour: datetime) -> UsageEvent:
         output=rng.randrange(1, 2000),
     )
     model = MODELS[user % len(MODELS)]
-    return UsageEvent(
-        provider="anthropic",
-        method="POST",
-        path="/v1/messages",
+    return make_event(
         started_at=hour + timedelta(seconds=rng.random() * 3600),
-        attribution=Attribution(
-            user=f"user-{user:04d}",
-            team=f"team-{user % TEAMS:02d}",
-            task=f"T-{user}-{rng.randrange(20)}",
-            session=f"s-{user}",
-            agent="claude-code",
-            source="header",
-        ),
-        facts=ResponseFacts(usage=usage, model=model, message_id="msg_bench", saw_usage=True),
-        status=Status.OK,
-        http_status=200,
-        stream=True,
+        **bench_user(user, rng, TEAMS),
+        usage=usage,
+        model=model,
+        message_id="msg_bench",
         duration_ms=rng.random() * 30_000,
         upstream_headers_ms=90.0,
         first_token_ms=300.0,

@@ -44,7 +44,8 @@ from proxy.providers import anthropic
 from proxy.store.engine import make_engine
 from proxy.store.recorder import Recorder
 from proxy.store.spool import Spool
-from proxy.usage import Attribution, ResponseFacts, Status, Usage, UsageEvent
+from proxy.usage import Attribution, Status, Usage, UsageEvent
+from tests.factories import bench_user, make_event
 
 USERS, TEAMS = 1000, 30
 MODELS = (
@@ -89,35 +90,25 @@ def synthetic_event(rng: random.Random, start: datetime) -> UsageEvent:
     provider, model = MODELS[user % len(MODELS)]
     usage = synthetic_usage(rng)
     failed = rng.random() < 0.02
-    return UsageEvent(
+    return make_event(
         provider=provider,
-        method="POST",
         path="/v1/messages" if provider == "anthropic" else "/openai/v1/chat/completions",
         started_at=start + timedelta(seconds=rng.random() * 3600),
-        attribution=Attribution(
-            user=f"user-{user:04d}",
-            team=f"team-{user % TEAMS:02d}",
-            task=f"T-{user}-{rng.randrange(20)}",
-            session=f"s-{user}",
-            agent="claude-code",
-            source="header",
-        ),
-        facts=ResponseFacts(
-            usage=usage,
-            model=model,
-            message_id="msg_bench",
-            service_tier="standard",
-            saw_usage=bool(usage.total_tokens()),
-            complete=True,
-        ),
+        **bench_user(user, rng, TEAMS),
+        usage=usage,
+        model=model,
+        message_id="msg_bench",
+        service_tier="standard",
+        saw_usage=bool(usage.total_tokens()),
+        complete=True,
         status=Status.UPSTREAM_ERROR if failed else Status.OK,
         http_status=529 if failed else 200,
-        stream=True,
         duration_ms=rng.random() * 30_000,
         upstream_headers_ms=90.0 + rng.random() * 200,
         first_token_ms=300.0 + rng.random() * 500,
         added_ms=0.2 + rng.random(),
         request_id="req_bench",
+        priced=False,  # the meter prices it
     )
 
 

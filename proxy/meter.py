@@ -30,7 +30,9 @@ class Sink(Protocol):
     def __call__(self, event: UsageEvent) -> None: ...
 
 
-class Pricer(Protocol):
+class EventPricer(Protocol):
+    """What the meter prices an event with (``proxy.pricing.Pricer`` in the app)."""
+
     def price(self, event: UsageEvent) -> Cost | None: ...
 
 
@@ -47,7 +49,7 @@ class Meter:
 
     def __init__(
         self,
-        pricer: Pricer,
+        pricer: EventPricer,
         metrics: Observer,
         recorder: Submitter,
         access_log: Callable[[UsageEvent], None] | None = None,

@@ -27,13 +27,13 @@ from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from proxy.paymetrics import PayCollector, Row
-from proxy.usage import TOKEN_KINDS, UsageEvent
+from proxy.usage import COST_KINDS, TOKEN_KINDS, UsageEvent
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 # The proxy's own work per request is sub-millisecond to a few ms; finer buckets than upstream's.
 _ADDED_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 _BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000)
-_COST_KINDS = frozenset((*TOKEN_KINDS, "web_search"))
+_COST_KINDS = frozenset(COST_KINDS)  # a set: tested per priced kind on the hot path
 _USAGE_LABELS = ("provider", "model", "kind", "user", "team")
 OVERFLOW = "other"  # the label of every user (team) past the bound
 # tokenmeter_requests_refused_total{reason}: bad_path (request target), bad_attribution

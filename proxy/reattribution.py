@@ -22,7 +22,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from proxy.attribution import KeyOwner, with_owner
-from proxy.store.rollup import hour_of, lock_rollups, rebuild_hours
+from proxy.store.aggregates import hour_of
+from proxy.store.rollup import lock_rollups, rebuild_hours
 from proxy.store.tables import usage_events
 
 _CHUNK = 500  # fingerprints per IN (...) list: under every SQLite build's parameter limit

@@ -24,14 +24,21 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from proxy.pricing import Pricer
+from proxy.store.aggregates import (
+    COST_COLUMNS,
+    ROLLUP_KEY,
+    ROLLUP_SUMS,
+    TOKEN_KIND_COLUMNS,
+    sums_reading,
+)
 from proxy.store.rollup import rollup_deltas, upsert_rollups
 from proxy.store.rows import Row, event_to_row, iterations_from_json, problems_from_text
-from proxy.store.tables import COST_COLUMNS, ROLLUP_KEY, ROLLUP_SUMS, usage_events
+from proxy.store.tables import usage_events
 from proxy.usage import Attribution, ResponseFacts, Status, Usage, UsageEvent
 
 BATCH_SIZE = 1000
 _PRICED_COLUMNS = (*COST_COLUMNS, "price_version", "catalog_model")
-_CHANGED_SUMS = ("unpriced_requests", "unpriced_tokens", *COST_COLUMNS)
+_CHANGED_SUMS = sums_reading(_PRICED_COLUMNS)
 
 
 @dataclass(slots=True)
@@ -126,11 +133,7 @@ def _priced(row: Row, pricer: Pricer) -> Row:
 
 def _event(row: Row) -> UsageEvent:
     usage = Usage(
-        input=row["input_tokens"],
-        cache_write_5m=row["cache_write_5m_tokens"],
-        cache_write_1h=row["cache_write_1h_tokens"],
-        cache_read=row["cache_read_tokens"],
-        output=row["output_tokens"],
+        **{kind: row[column] for kind, column in TOKEN_KIND_COLUMNS.items()},
         web_search_requests=row["web_search_requests"],
         reasoning=row["reasoning_tokens"],
     )

@@ -3,7 +3,9 @@
 This module owns the vocabulary. Token kinds are named the same way in tables, metrics, the API
 and dashboards: ``input`` (uncached input), ``cache_write_5m``, ``cache_write_1h``,
 ``cache_read``, ``output``. Counted extras with their own prices (``web_search_requests``) live
-beside them. Nothing here does I/O; everything here is cheap to build on the hot path.
+beside them; ``COST_KINDS`` are the kinds a ``Cost`` breaks dollars into (the token kinds plus
+``web_search``). ``as_utc`` is how every module reads a time: a naive one is UTC. Nothing here
+does I/O; everything here is cheap to build on the hot path.
 """
 
 from __future__ import annotations
@@ -13,18 +15,29 @@ import os
 import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 
 TOKEN_KINDS: tuple[str, ...] = ("input", "cache_write_5m", "cache_write_1h", "cache_read", "output")
 INPUT_KINDS: tuple[str, ...] = TOKEN_KINDS[:4]
+WEB_SEARCH = "web_search"  # priced per search, not per token
+COST_KINDS: tuple[str, ...] = (*TOKEN_KINDS, WEB_SEARCH)  # the keys of ``Cost.by_kind``
 
 # What one response may report per kind before the number is taken as absurd: above it the value
 # is capped and the event flagged (``USAGE_OVER_CAP``), so no upstream answer can overflow a
 # column or a rollup. No real response comes near either (context windows are ~10^6 tokens).
 TOKEN_CAP = 10**12
 REQUEST_CAP = 10**6  # counted extras priced per unit (web searches: 10^6 of them = $10,000)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """``moment`` in UTC; a naive time is taken as UTC (never as the machine's local time).
+    ``ValueError`` when the instant has no UTC form within years 1-9999."""
+    try:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{moment.isoformat()} is outside years 1-9999 in UTC") from None
 
 
 class Problem(StrEnum):
@@ -193,7 +206,7 @@ class Cost:
     """The dollars of one exchange, by kind, and the price versions that made them."""
 
     total: Decimal
-    by_kind: dict[str, Decimal]
+    by_kind: dict[str, Decimal]  # by ``COST_KINDS`` kind; a kind left out cost $0
     sticker: Decimal  # the same tokens at list input/output price with no caching
     price_version: str  # e.g. "genai-prices 0.2.3+overlay 2026-11-26+overrides 3f2a…"
     catalog_model: str | None = None  # the catalog's id for the model that priced it

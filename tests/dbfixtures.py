@@ -6,7 +6,7 @@
   ``TOKENMETER_TEST_PG`` (default ``postgresql://postgres@127.0.0.1:5432/test``) and dropped
   afterwards. If no server answers, the PostgreSQL variant is skipped, or fails when ``CI=true``.
 ``migrated_url`` is the same database after ``upgrade``; ``engine`` an engine on it.
-``make_event`` builds a realistic ``UsageEvent`` for tests to adjust.
+Events to store come from ``tests.factories``.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -26,18 +24,15 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from proxy.store.engine import make_engine, upgrade
-from proxy.store.tables import (
+from proxy.store.aggregates import (
     COST_COLUMNS,
-    KIND_TOKEN_COLUMNS,
+    COUNT_COLUMNS,
     ROLLUP_KEY,
     ROLLUP_SUMS,
-    TOKEN_COLUMNS,
-    usage_daily,
-    usage_events,
-    usage_hourly,
+    TOKEN_KIND_COLUMNS,
 )
-from proxy.usage import Attribution, Cost, ResponseFacts, Status, Usage, UsageEvent
+from proxy.store.engine import make_engine, upgrade
+from proxy.store.tables import usage_daily, usage_events, usage_hourly
 
 PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -116,62 +111,6 @@ async def engine(migrated_url: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-def make_event(
-    *,
-    started_at: datetime | None = None,
-    user: str | None = "ada",
-    team: str | None = "core",
-    model: str | None = "claude-sonnet-4-5",
-    usage: Usage | None = None,
-    priced: bool = True,
-    cost: Cost | None = None,
-    status: Status = Status.OK,
-    **fields: Any,
-) -> UsageEvent:
-    """A priced Anthropic streaming exchange (``priced=False``: unknown price); every part can
-    be overridden."""
-    usage = usage or Usage(
-        input=120, cache_write_5m=2000, cache_read=30_000, output=450, web_search_requests=1
-    )
-    facts = ResponseFacts(usage=usage, model=model, message_id="msg_01", saw_usage=True)
-    return UsageEvent(
-        provider="anthropic",
-        method="POST",
-        path="/v1/messages",
-        started_at=started_at or datetime(2026, 11, 26, 14, 5, 7, 123456, tzinfo=UTC),
-        attribution=Attribution(user=user, team=team, task="T-1", session="s-1", source="header"),
-        facts=facts,
-        status=status,
-        http_status=200 if status is Status.OK else 529,
-        stream=True,
-        duration_ms=812.5,
-        upstream_headers_ms=95.25,
-        first_token_ms=301.0,
-        request_id="req_01",
-        cost=cost or (sample_cost() if priced else None),
-        **fields,
-    )
-
-
-def sample_cost() -> Cost:
-    """Sonnet list prices for ``make_event``'s default usage, to the cent of a micro-dollar."""
-    by_kind = {
-        "input": Decimal("0.000360"),
-        "cache_write_5m": Decimal("0.007500"),
-        "cache_write_1h": Decimal("0"),
-        "cache_read": Decimal("0.009000"),
-        "output": Decimal("0.006750"),
-        "web_search": Decimal("0.010"),
-    }
-    return Cost(
-        total=sum(by_kind.values(), Decimal(0)),
-        by_kind=by_kind,
-        sticker=Decimal("0.112110"),
-        price_version="genai-prices 0.2.3",
-        catalog_model="claude-sonnet-4-5",
-    )
-
-
 SUMMED = ROLLUP_SUMS
 
 
@@ -185,8 +124,8 @@ async def raw_totals(engine: AsyncEngine) -> dict[str, Any]:
         totals["errors"] += row["status"] != "ok"
         totals["unpriced_requests"] += row["cost_usd"] is None
         if row["cost_usd"] is None:
-            totals["unpriced_tokens"] += sum(row[name] for name in KIND_TOKEN_COLUMNS)
-        for name in (*TOKEN_COLUMNS, *COST_COLUMNS):
+            totals["unpriced_tokens"] += sum(row[name] for name in TOKEN_KIND_COLUMNS.values())
+        for name in (*COUNT_COLUMNS, *COST_COLUMNS):
             totals[name] += row[name] or 0
     return totals
 

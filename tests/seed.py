@@ -24,8 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from proxy import people
 from proxy.store.rows import event_to_row
 from proxy.store.writes import write_batch
-from proxy.usage import Attribution, Cost, Usage, UsageEvent
-from tests.dbfixtures import make_event
+from proxy.usage import Cost, Usage, UsageEvent
+from tests.factories import make_event
 
 END = datetime(2026, 11, 30, tzinfo=UTC)
 START = END - timedelta(days=30)
@@ -52,9 +52,15 @@ def event(
 ) -> UsageEvent:
     sticker = Decimal(dollars) * 4
     cost = Cost(Decimal(dollars), {"input": Decimal(dollars)}, sticker, "test-prices")
-    ev = make_event(started_at=at, user=user, team="ignored", usage=usage_of(tokens), cost=cost)
-    ev.attribution = Attribution(user=user, team="ignored", task=task, source="header")
-    return ev
+    return make_event(
+        started_at=at,
+        user=user,
+        team="ignored",
+        task=task,
+        session=None,
+        usage=usage_of(tokens),
+        cost=cost,
+    )
 
 
 def seed_events() -> list[UsageEvent]:

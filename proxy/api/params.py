@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
 
@@ -20,14 +20,7 @@ from pydantic import AfterValidator, Field, StringConstraints
 
 from proxy.store.types import FIXED_MAX
 from proxy.text import CONTROL_FREE, NAME_MAX_CHARS, TEXT_MAX_CHARS
-
-
-def as_utc(moment: datetime) -> datetime:
-    try:
-        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    except OverflowError:
-        raise ValueError(f"{moment.isoformat()} is outside years 1-9999 in UTC") from None
-
+from proxy.usage import as_utc
 
 Moment = Annotated[datetime, AfterValidator(as_utc)]
 Name = Annotated[str, StringConstraints(max_length=NAME_MAX_CHARS, pattern=CONTROL_FREE)]

@@ -23,6 +23,7 @@ from typing import Any
 
 from proxy.config import Settings
 from proxy.text import CONTROL
+from proxy.usage import as_utc
 
 USAGE, RUNTIME = 2, 1  # exit statuses: the command line or configuration is wrong / it failed
 
@@ -130,7 +131,7 @@ def since(text: str | datetime) -> datetime:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a time: use 24h, 7d, 2w, or a date like 2026-11-01"
         ) from None
-    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    moment = as_utc(moment)
     if moment > now:
         raise argparse.ArgumentTypeError(f"{text!r} is in the future")
     return moment

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from proxy.cli.common import SINCE_HELP, USAGE, CliError, refused, run_with_engine, since, table
 from proxy.config import Settings
 from proxy.pricing.overrides import PROVIDERS
+from proxy.usage import as_utc
 
 
 def add_commands(sub: Any) -> None:
@@ -45,7 +46,7 @@ def _moment(text: str) -> datetime:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-11-01") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return as_utc(moment)
 
 
 def _pricer(settings: Settings) -> Any:

@@ -15,16 +15,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy.cli.common import run_with_engine, table
 from proxy.config import Settings
+from proxy.store.aggregates import COUNT_COLUMNS
 from proxy.store.quarantine import Entry, Quarantine
 from proxy.store.rows import Row
-from proxy.store.tables import TOKEN_COLUMNS
 
 _HEADER = ("event_id", "time", "user", "model", "tokens", "cost_usd", "code", "error")
 
 
 def _cells(entry: Entry) -> tuple[str, ...]:
     row, reason = entry.row, entry.reason
-    tokens = sum(v for name in TOKEN_COLUMNS if isinstance(v := row.get(name), int))
+    tokens = sum(v for name in COUNT_COLUMNS if isinstance(v := row.get(name), int))
     cost = row.get("cost_usd")
     return (
         str(row.get("event_id", "?")),

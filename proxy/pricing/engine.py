@@ -22,7 +22,7 @@ part at a model without a price costs None. ``price`` never raises.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from functools import lru_cache
 
@@ -30,8 +30,19 @@ from proxy.pricing import overlay
 from proxy.pricing.billing import Part, charged_parts
 from proxy.pricing.catalog import Catalog, normalize_model
 from proxy.pricing.overrides import Overrides
-from proxy.pricing.rates import RATE_KINDS, WEB_SEARCH, Rate, RateCard, Served
-from proxy.usage import REFUSAL, REQUEST_CAP, TOKEN_CAP, TOKEN_KINDS, Cost, Usage, UsageEvent
+from proxy.pricing.rates import Rate, RateCard, Served
+from proxy.usage import (
+    COST_KINDS,
+    REFUSAL,
+    REQUEST_CAP,
+    TOKEN_CAP,
+    TOKEN_KINDS,
+    WEB_SEARCH,
+    Cost,
+    Usage,
+    UsageEvent,
+    as_utc,
+)
 
 log = logging.getLogger("tokenmeter.pricing")
 
@@ -93,7 +104,7 @@ class Pricer:
             card = self._event_card(event, event.facts.model)
             return Cost(
                 _ZERO,
-                dict.fromkeys(RATE_KINDS, _ZERO),
+                dict.fromkeys(COST_KINDS, _ZERO),
                 _ZERO,
                 self._version,
                 card.catalog_model if card else None,
@@ -188,7 +199,7 @@ def cost_of(card: RateCard, usage: Usage) -> Cost:
 
 def summed_costs(costs: list[Cost], main: Cost) -> Cost:
     """Costs of one event's parts as one ``Cost``, kind by kind; versions from ``main``."""
-    by_kind = {kind: sum((c.by_kind[kind] for c in costs), _ZERO) for kind in RATE_KINDS}
+    by_kind = {kind: sum((c.by_kind[kind] for c in costs), _ZERO) for kind in COST_KINDS}
     sticker = sum((c.sticker for c in costs), _ZERO)
     total = sum(by_kind.values(), _ZERO)
     return Cost(total, by_kind, sticker, main.price_version, main.catalog_model)
@@ -214,4 +225,4 @@ def _dollars(amount: Decimal, exponent: int) -> Decimal:
 
 def _utc_day(at: datetime) -> date:
     """The UTC calendar day of ``at``; naive datetimes are taken as UTC (as the catalog does)."""
-    return (at.astimezone(UTC) if at.tzinfo else at).date()
+    return as_utc(at).date()

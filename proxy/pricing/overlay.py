@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from proxy.pricing.rates import WEB_SEARCH, Rate, Served
-from proxy.usage import TOKEN_KINDS
+from proxy.pricing.rates import Rate, Served
+from proxy.usage import TOKEN_KINDS, WEB_SEARCH
 
 OVERLAY_VERSION = "2026-11-26"
 

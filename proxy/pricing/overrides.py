@@ -40,7 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from proxy.pricing.catalog import normalize_model
-from proxy.pricing.rates import WEB_SEARCH, Rate
+from proxy.pricing.rates import Rate
+from proxy.usage import WEB_SEARCH
 
 PROVIDERS = ("anthropic", "openai")
 PRICE_FIELDS: dict[str, str] = {  # TOML field -> our kind

@@ -14,10 +14,7 @@ from datetime import date
 from decimal import Decimal
 from typing import NamedTuple
 
-from proxy.usage import TOKEN_KINDS
-
-WEB_SEARCH = "web_search"
-RATE_KINDS: tuple[str, ...] = (*TOKEN_KINDS, WEB_SEARCH)
+from proxy.usage import COST_KINDS, WEB_SEARCH
 
 
 class Served(NamedTuple):
@@ -66,7 +63,7 @@ class RateCard:
     catalog_model: str | None  # the catalog's id, None for an override-only model
     on: date  # the UTC day the rates are valid for
     served: Served
-    rates: Mapping[str, Rate]  # RATE_KINDS -> Rate
+    rates: Mapping[str, Rate]  # COST_KINDS -> Rate
     price_version: str
 
     def lines(self) -> list[str]:
@@ -74,7 +71,7 @@ class RateCard:
         head = f"{self.provider} {self.model} on {self.on.isoformat()} ({self.price_version})"
         body = [
             f"  {kind:<15} {rate.describe()} {_unit(kind)}  <- {rate.source}"
-            for kind, rate in ((kind, self.rates[kind]) for kind in RATE_KINDS)
+            for kind, rate in ((kind, self.rates[kind]) for kind in COST_KINDS)
         ]
         return [head, *body]
 

@@ -28,6 +28,7 @@ from proxy.people import Person, in_effect, load_people, missing_rate_message
 from proxy.reports.totals import RATIO, ReportError, Totals, money
 from proxy.reports.totals import add as add_totals
 from proxy.reports.usage import NONE_KEY, Filters, usage
+from proxy.usage import as_utc
 
 NO_RECORD = "(no people record)"
 DAYS_PER_YEAR = 365
@@ -62,7 +63,7 @@ class Window:
     @property
     def last_day(self) -> date:
         """The UTC day the window's last instant falls on: whose compensation applies."""
-        return (self.end - timedelta(microseconds=1)).astimezone(UTC).date()
+        return as_utc(self.end - timedelta(microseconds=1)).date()
 
     def as_json(self) -> dict[str, Any]:
         days = self.days.normalize()

@@ -11,7 +11,7 @@ cost), a multiple; computed over the priced part when some requests have no pric
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -22,6 +22,7 @@ from proxy.reports.totals import ReportError, Totals, money, sum_columns, sum_to
 from proxy.reports.usage import Filters, conditions
 from proxy.store.tables import usage_events
 from proxy.tasks import TaskRecord, roi, task_records
+from proxy.usage import as_utc
 
 SORTS = ("cost", "roi", "recent")
 
@@ -78,16 +79,14 @@ async def task_view(engine: AsyncEngine, task_id: str) -> TaskView | None:
         sessions = await _distinct(conn, c.session, where)
     total = sum_totals(list(by_model.values()))
     record = (await task_records(engine, [task_id])).get(task_id)
-    return TaskView(task_id, _utc(span[0]), _utc(span[1]), users, sessions, total, by_model, record)
+    return TaskView(
+        task_id, as_utc(span[0]), as_utc(span[1]), users, sessions, total, by_model, record
+    )
 
 
 async def _distinct(conn: Any, column: sa.Column[Any], where: Any) -> list[str]:
     rows = await conn.execute(sa.select(column).where(where, column.is_not(None)).distinct())
     return sorted(str(r[0]) for r in rows)
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @dataclass(slots=True)
@@ -143,7 +142,7 @@ async def list_tasks(
     windowed = {row[0]: totals_of(row, 3) for row in rows}
     whole = windowed if filters == Filters() else await _whole_totals(engine, ids)
     found = [
-        TaskRow(task, _utc(first), _utc(last), windowed[task], records.get(task), whole[task])
+        TaskRow(task, as_utc(first), as_utc(last), windowed[task], records.get(task), whole[task])
         for task, first, last, *_ in rows
     ]
     found.sort(key=_SORT_KEYS[sort])

@@ -20,13 +20,18 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from proxy.store.tables import COUNTED_SUMS, usage_events
+from proxy.store.aggregates import SUM_OF, TOKEN_KIND_COLUMNS
+from proxy.store.rollup import summed
+from proxy.store.tables import usage_events
 from proxy.usage import INPUT_KINDS, TOKEN_KINDS
 
 MTOK = Decimal(1_000_000)
 MONEY = Decimal("0.000001")
 RATIO = Decimal("0.0001")
-TOKEN_COLUMNS = {kind: f"{kind}_tokens" for kind in TOKEN_KINDS}
+# The rollup sums a ``Totals`` is made of, in ``sum_columns`` order.
+_COUNTS = ("requests", "errors", "unpriced_requests", "unpriced_tokens", "web_search_requests")
+_DOLLARS = ("cost_usd", "sticker_usd")
+_READ = (*_COUNTS, *TOKEN_KIND_COLUMNS.values(), *_DOLLARS)
 
 
 class ReportError(ValueError):
@@ -154,33 +159,25 @@ class Totals:
 
 
 def sum_columns(table: sa.FromClause) -> list[sa.ColumnElement[Any]]:
-    """The SELECT list ``totals_of`` reads: counts, token sums, web searches, cost, sticker."""
-    c = table.c
-    if table is usage_events:  # the rollup's counts, computed as the writers compute them
-        counts: list[sa.ColumnElement[Any]] = [
-            sa.literal_column(sql) for sql in COUNTED_SUMS.values()
-        ]
-    else:
-        counts = [sa.func.sum(c[name]) for name in COUNTED_SUMS]
-    tokens = [sa.func.sum(c[TOKEN_COLUMNS[k]]) for k in TOKEN_KINDS]
-    dollars = [sa.func.sum(c.cost_usd), sa.func.sum(c.sticker_usd)]
-    return [*counts, *tokens, sa.func.sum(c.web_search_requests), *dollars]
+    """The SELECT list ``totals_of`` reads, over raw events (each summed as a rollup row sums
+    it) or over rows shaped like ``usage_hourly`` (their sums summed)."""
+    if table is usage_events:
+        return [summed(SUM_OF[name]) for name in _READ]
+    return [sa.func.sum(table.c[name]) for name in _READ]
 
 
 def totals_of(row: sa.Row[Any] | tuple[Any, ...], offset: int = 0) -> Totals:
     """A ``Totals`` from a row whose columns from ``offset`` on are ``sum_columns``."""
-    values = list(row)[offset:]
-    n, at = len(TOKEN_KINDS), len(COUNTED_SUMS)
-    requests, errors, unpriced_requests, unpriced_tokens = (int(v or 0) for v in values[:at])
+    n = dict(zip(_READ, (v or 0 for v in tuple(row)[offset:]), strict=True))
     return Totals(
-        requests=requests,
-        errors=errors,
-        unpriced_requests=unpriced_requests,
-        unpriced_tokens=unpriced_tokens,
-        tokens={k: int(v or 0) for k, v in zip(TOKEN_KINDS, values[at : at + n], strict=True)},
-        web_search_requests=int(values[at + n] or 0),
-        cost_usd=Decimal(values[at + n + 1] or 0),
-        sticker_usd=Decimal(values[at + n + 2] or 0),
+        requests=int(n["requests"]),
+        errors=int(n["errors"]),
+        unpriced_requests=int(n["unpriced_requests"]),
+        unpriced_tokens=int(n["unpriced_tokens"]),
+        tokens={kind: int(n[column]) for kind, column in TOKEN_KIND_COLUMNS.items()},
+        web_search_requests=int(n["web_search_requests"]),
+        cost_usd=Decimal(n["cost_usd"]),
+        sticker_usd=Decimal(n["sticker_usd"]),
     )
 
 

@@ -14,15 +14,24 @@ rollup); reports echo the resolved window.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy.reports.totals import ReportError, Totals, sum_columns, sum_totals, totals_of
+from proxy.store.aggregates import (
+    DAY_LABEL_SQL,
+    ROLLUP_KEY,
+    ROLLUP_SUMS,
+    bucket,
+    day_of,
+    hour_of,
+)
 from proxy.store.rollup import hourly_sums, oldest_raw
-from proxy.store.tables import ROLLUP_KEY, ROLLUP_SUMS, usage_daily, usage_events, usage_hourly
+from proxy.store.tables import usage_daily, usage_events, usage_hourly
+from proxy.usage import as_utc
 
 GROUPS = ("user", "team", "model", "provider", "task", "session", "key", "day")
 NONE_KEY = "(none)"
@@ -51,18 +60,18 @@ class Filters:
 
 
 def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else _utc(moment).isoformat()
+    return None if moment is None else as_utc(moment).isoformat()
 
 
 async def resolve(engine: AsyncEngine, f: Filters) -> Filters:
     """The window to answer for (see the module doc): ``f``, or ``f`` with its start at the
     top of its hour when retention purged that hour's raw events."""
-    if f.start is None or _top_of_hour(f.start) == _utc(f.start):
+    if f.start is None or hour_of(f.start) == as_utc(f.start):
         return f
     oldest = await oldest_raw(engine)
-    if oldest is None or _top_of_hour(f.start) >= _top_of_hour(oldest):
+    if oldest is None or hour_of(f.start) >= hour_of(oldest):
         return f
-    return replace(f, start=_top_of_hour(f.start))
+    return replace(f, start=hour_of(f.start))
 
 
 async def usage(engine: AsyncEngine, group_by: str, filters: Filters) -> list[tuple[str, Totals]]:
@@ -133,7 +142,7 @@ def split_range(first: Bound, stop: Bound) -> tuple[Range | None, list[Range]]:
     """Hours ``[first, stop)`` (None: unbounded) as whole days ``[lo, hi)`` (None when there is
     no whole day) plus the hour ranges left at either edge."""
     lo = None if first is None else _day_ceil(first)
-    hi = None if stop is None else _day_floor(stop)
+    hi = None if stop is None else day_of(stop)
     if lo is not None and hi is not None and lo >= hi:
         return None, [(first, stop)]
     edges: list[Range] = []
@@ -170,16 +179,8 @@ def _who(table: sa.Table, f: Filters) -> list[sa.ColumnElement[bool]]:
     return [table.c[name] == value for name, value in values.items() if value is not None]
 
 
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _top_of_hour(moment: datetime) -> datetime:
-    return _utc(moment).replace(minute=0, second=0, microsecond=0)
-
-
 def _hour_floor_of(moment: Bound) -> Bound:
-    return None if moment is None else _top_of_hour(moment)
+    return None if moment is None else hour_of(moment)
 
 
 def _hour_ceil_of(moment: Bound) -> Bound:
@@ -187,26 +188,20 @@ def _hour_ceil_of(moment: Bound) -> Bound:
     when it starts before this."""
     if moment is None:
         return None
-    utc = _utc(moment)
-    floor = utc.replace(minute=0, second=0, microsecond=0)
+    utc = as_utc(moment)
+    floor = hour_of(utc)
     return floor if floor == utc else floor + HOUR
 
 
-def _day_floor(moment: datetime) -> datetime:
-    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
-
-
 def _day_ceil(moment: datetime) -> datetime:
-    floor = _day_floor(moment)
+    floor = day_of(moment)
     return floor if floor == moment else floor + DAY
 
 
 def _group_key(table: sa.FromClause, group_by: str, engine: AsyncEngine) -> sa.ColumnElement[Any]:
     if group_by == "day":
-        column = table.c.ts if table is usage_events else table.c.hour
-        if engine.dialect.name == "sqlite":
-            return sa.func.substr(column, 1, 10)
-        return sa.func.to_char(sa.func.timezone("UTC", column), "YYYY-MM-DD")
+        column = "ts" if table is usage_events else "hour"
+        return sa.literal_column(bucket(DAY_LABEL_SQL, engine.dialect.name, column))
     return table.c[_COLUMNS.get(group_by, group_by)]
 
 

@@ -26,7 +26,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from proxy.store.rollup import hour_of, oldest_raw, purge_raw_before
+from proxy.store.aggregates import hour_of
+from proxy.store.rollup import oldest_raw, purge_raw_before
 
 log = logging.getLogger(__name__)
 

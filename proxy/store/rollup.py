@@ -1,5 +1,6 @@
 """The rollups: how raw events are summed into ``usage_hourly`` and ``usage_daily``, live and
-from scratch.
+from scratch. What a rollup row sums, and its time buckets, are declared in ``aggregates``;
+everything here is generated from that (``hourly_sums``, the rebuild, ``rollup_deltas``).
 
 Live: the writer (``writes.py``, ``sqlite_write.py``) sums in SQL exactly the rows its
 ``INSERT … ON CONFLICT DO NOTHING RETURNING`` inserted, in the same transaction, so a row is
@@ -25,7 +26,6 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Select,
-    String,
     Table,
     and_,
     delete,
@@ -41,19 +41,20 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.dml import Insert
 
-from proxy.store.rows import Row
-from proxy.store.tables import (
-    COST_COLUMNS,
-    COUNTED_SUMS,
+from proxy.store.aggregates import (
     DAILY_KEY,
-    KIND_TOKEN_COLUMNS,
+    DAY_SQL,
     ROLLUP_KEY,
     ROLLUP_SUMS,
-    TOKEN_COLUMNS,
-    usage_daily,
-    usage_events,
-    usage_hourly,
+    SUMS,
+    Sum,
+    bucket,
+    day_of,
+    hour_of,
+    key_sql,
 )
+from proxy.store.rows import Row
+from proxy.store.tables import usage_daily, usage_events, usage_hourly
 
 RollupKey = tuple[datetime, str, str, str, str]
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)
@@ -64,16 +65,6 @@ def dialect_insert(conn: AsyncConnection, table: Table) -> postgresql.Insert | s
     if conn.dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
-
-
-def hour_of(ts: datetime) -> datetime:
-    """The UTC hour an instant falls in: the rollup's time key."""
-    return ts.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-
-
-def day_of(ts: datetime) -> datetime:
-    """The UTC day (midnight) an instant falls in: the daily rollup's time key."""
-    return ts.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def _key(row: Row) -> RollupKey:
@@ -87,20 +78,13 @@ def _key(row: Row) -> RollupKey:
 
 
 def _zero() -> dict[str, Any]:
-    return {name: Decimal(0) if name in COST_COLUMNS else 0 for name in ROLLUP_SUMS}
+    return {s.name: Decimal(0) if s.money else 0 for s in SUMS}
 
 
 def _add(sums: dict[str, Any], row: Row) -> None:
-    """One event into its rollup sums: ``COUNTED_SUMS`` in Python."""
-    sums["requests"] += 1
-    sums["errors"] += row["status"] != "ok"
-    if row["cost_usd"] is None:
-        sums["unpriced_requests"] += 1
-        sums["unpriced_tokens"] += sum(row[name] for name in KIND_TOKEN_COLUMNS)
-    for name in TOKEN_COLUMNS:
-        sums[name] += row[name]
-    for name in COST_COLUMNS:
-        sums[name] += row[name] or 0
+    """One event into its rollup sums (``Sum.of_row``)."""
+    for s in SUMS:
+        sums[s.name] += s.of_row(row)
 
 
 def rollup_deltas(rows: Iterable[Row]) -> list[dict[str, Any]]:
@@ -141,14 +125,6 @@ async def upsert_rollups(
         await conn.execute(upsert, deltas)
 
 
-def _hour_expr(dialect: str) -> ColumnElement[Any]:
-    ts = usage_events.c.ts
-    if dialect == "postgresql":
-        return func.timezone("UTC", func.date_trunc("hour", func.timezone("UTC", ts)))
-    # The text SQLAlchemy stores SQLite DATETIMEs as, truncated to the hour.
-    return func.strftime("%Y-%m-%d %H:00:00.000000", ts)
-
-
 Ranges = list[tuple[datetime, datetime | None]]  # [start, end) each; None: no end
 
 
@@ -167,19 +143,20 @@ def _merged(starts: Iterable[datetime], step: timedelta) -> Ranges:
     return ranges
 
 
+def summed(total: Sum) -> ColumnElement[Any]:
+    """``total`` over the ``usage_events`` rows of a query, typed as its rollup column (so
+    dollars come back as ``Decimal`` on SQLite too)."""
+    return literal_column(total.sql(), type_=usage_hourly.c[total.name].type)
+
+
 def hourly_sums(dialect: str, *where: ColumnElement[bool]) -> Select[Any]:
     """``usage_hourly`` rows (its column names) summed from the raw events matching ``where``:
     what a rollup row is, for ``rebuild_rollups`` and for reports that read the partial hours
     at the edges of a window from raw events."""
-    e = usage_events.c
-    hour = _hour_expr(dialect)
-    keys = [hour, e.provider, *(func.coalesce(e[n], "") for n in ROLLUP_KEY[2:])]
-    sums = [
-        *(literal_column(sql) for sql in COUNTED_SUMS.values()),
-        *(func.coalesce(func.sum(e[n]), 0) for n in TOKEN_COLUMNS + COST_COLUMNS),
-    ]
-    named = zip([*keys, *sums], (*ROLLUP_KEY, *ROLLUP_SUMS), strict=True)
-    return select(*(column.label(name) for column, name in named)).where(*where).group_by(*keys)
+    keys: list[ColumnElement[Any]] = [literal_column(sql) for sql in key_sql(dialect)]
+    named = zip([*keys, *map(summed, SUMS)], (*ROLLUP_KEY, *ROLLUP_SUMS), strict=True)
+    query = select(*(column.label(name) for column, name in named)).select_from(usage_events)
+    return query.where(*where).group_by(*keys)
 
 
 def _rebuild_insert(dialect: str, hours: Ranges) -> Insert:
@@ -187,16 +164,9 @@ def _rebuild_insert(dialect: str, hours: Ranges) -> Insert:
     return usage_hourly.insert().from_select([*ROLLUP_KEY, *ROLLUP_SUMS], query)
 
 
-def _day_expr(dialect: str) -> ColumnElement[Any]:
-    hour = usage_hourly.c.hour
-    if dialect == "postgresql":
-        return func.timezone("UTC", func.date_trunc("day", func.timezone("UTC", hour)))
-    return func.substr(hour, 1, 10, type_=String) + " 00:00:00.000000"
-
-
 def _rebuild_daily_insert(dialect: str, days: Ranges) -> Insert:
     h = usage_hourly.c
-    day = _day_expr(dialect)
+    day: ColumnElement[Any] = literal_column(bucket(DAY_SQL, dialect, "hour"))
     keys = [day, *(h[n] for n in ROLLUP_KEY[1:])]
     query = select(*keys, *(func.sum(h[n]) for n in ROLLUP_SUMS))
     query = query.where(_within(h.hour, days)).group_by(*keys)

@@ -17,15 +17,16 @@ falls back to the standard library only for what orjson refuses (an integer beyo
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import orjson
 
-from proxy.store.tables import COST_KIND_COLUMNS, usage_events
+from proxy.store.aggregates import COST_KIND_COLUMNS
+from proxy.store.tables import usage_events
 from proxy.store.types import Fixed, UTCDateTime
-from proxy.usage import TOKEN_KINDS, Cost, Iteration, Usage, UsageEvent
+from proxy.usage import TOKEN_KINDS, Cost, Iteration, Usage, UsageEvent, as_utc
 
 Row = dict[str, Any]
 
@@ -33,11 +34,6 @@ COLUMNS = frozenset(c.name for c in usage_events.columns)
 _DECIMAL_COLUMNS = frozenset(c.name for c in usage_events.columns if isinstance(c.type, Fixed))
 _TIME_COLUMNS = frozenset(c.name for c in usage_events.columns if isinstance(c.type, UTCDateTime))
 _NULLABLE_COLUMNS = frozenset(c.name for c in usage_events.columns if c.nullable)
-
-
-def _utc(ts: datetime) -> datetime:
-    """Aware UTC; a naive time is taken as UTC (``forward`` uses ``datetime.now(UTC)``)."""
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
 def _cost_columns(cost: Cost | None) -> Row:
@@ -128,7 +124,7 @@ def _attribution_columns(event: UsageEvent) -> Row:
 def _exchange_columns(event: UsageEvent) -> Row:
     return {
         "event_id": event.event_id,
-        "ts": _utc(event.started_at),
+        "ts": as_utc(event.started_at),
         "duration_ms": event.duration_ms,
         "upstream_headers_ms": event.upstream_headers_ms,
         "first_token_ms": event.first_token_ms,

@@ -8,7 +8,7 @@ timestamps, money as integer 10⁻¹⁰ units, booleans as 0/1) and, in one tran
 1. the batch goes into a per-connection temporary table with the driver's executemany (C);
 2. rows already in ``usage_events`` are deleted from it (a replayed row: exactly once);
 3. what is left is inserted into ``usage_events`` and summed by hour and by day into
-   ``usage_hourly`` and ``usage_daily`` (the same sums as ``rollup.rebuild_rollups``).
+   ``usage_hourly`` and ``usage_daily`` (``aggregates.SUMS``, as ``rollup.rebuild_rollups``).
 
 SQLite has one writer at a time, so nothing can slip in between steps 2 and 3.
 """
@@ -16,30 +16,35 @@ SQLite has one writer at a time, so nothing can slip in between steps 2 and 3.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Column
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from proxy.store.rows import Row
-from proxy.store.tables import (
-    COST_COLUMNS,
-    COUNTED_SUMS,
+from proxy.store.aggregates import (
+    DAILY_KEY,
+    DAY_SQL,
+    HOUR_SQL,
     ROLLUP_KEY,
     ROLLUP_SUMS,
-    TOKEN_COLUMNS,
-    usage_events,
+    SUMS,
+    added_sql,
+    key_sql,
+    quoted,
 )
+from proxy.store.rows import Row
+from proxy.store.tables import usage_events
 from proxy.store.types import Fixed, UTCDateTime, to_scaled
+from proxy.usage import as_utc
 
 _COLUMNS = tuple(column.name for column in usage_events.columns)
 
 
 def _stored_time(value: datetime) -> str:
     """The text SQLAlchemy stores an aware datetime as on SQLite (UTC, microseconds)."""
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return as_utc(value).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def _storage(column: Column[Any]) -> Callable[[Any], Any] | None:
@@ -71,12 +76,8 @@ def _encode(rows: Sequence[Row]) -> list[tuple[Any, ...]]:
     return batch
 
 
-def _q(name: str) -> str:
-    return f'"{name}"'
-
-
 def _names(names: Sequence[str]) -> str:
-    return ", ".join(map(_q, names))
+    return ", ".join(map(quoted, names))
 
 
 # Statements are assembled from the schema's own names only, never from data (hence noqa S608).
@@ -92,25 +93,20 @@ _INSERT = f"INSERT INTO usage_events ({_names(_COLUMNS)}) SELECT {_names(_COLUMN
 _CLEAR_BATCH = f"DELETE FROM {_BATCH}"  # noqa: S608
 
 
-def _upsert(table: str, time_key: str, time_expr: str) -> str:
-    keys = [time_expr, "provider", *(f"coalesce({_q(n)}, '')" for n in ROLLUP_KEY[2:])]
-    sums = [
-        *COUNTED_SUMS.values(),
-        *(f"coalesce(sum({_q(n)}), 0)" for n in (*TOKEN_COLUMNS, *COST_COLUMNS)),
-    ]
-    key_names = [time_key, *ROLLUP_KEY[1:]]
+def _upsert(table: str, key_names: Sequence[str], time: dict[str, str]) -> str:
+    keys = key_sql("sqlite", time)
+    sums = [s.sql() for s in SUMS]
     by = ", ".join(str(i) for i in range(1, len(keys) + 1))
-    updates = ", ".join(f"{_q(n)} = {table}.{_q(n)} + excluded.{_q(n)}" for n in ROLLUP_SUMS)
     return (
         f"INSERT INTO {table} ({_names([*key_names, *ROLLUP_SUMS])})"  # noqa: S608
         f" SELECT {', '.join(keys + sums)} FROM {_BATCH} WHERE true"
         f" GROUP BY {by} ORDER BY {by}"
-        f" ON CONFLICT ({_names(key_names)}) DO UPDATE SET {updates}"
+        f" ON CONFLICT ({_names(key_names)}) DO UPDATE SET {added_sql(table)}"
     )
 
 
-_HOURLY = _upsert("usage_hourly", "hour", "strftime('%Y-%m-%d %H:00:00.000000', ts)")
-_DAILY = _upsert("usage_daily", "day", "substr(ts, 1, 10) || ' 00:00:00.000000'")
+_HOURLY = _upsert("usage_hourly", ROLLUP_KEY, HOUR_SQL)
+_DAILY = _upsert("usage_daily", DAILY_KEY, DAY_SQL)
 
 
 async def write_sqlite(conn: AsyncConnection, rows: Sequence[Row]) -> int:

@@ -14,10 +14,9 @@ Change a table here and add a migration in the same change.
   retention, repricing), ``task`` (one task's view), ``(user, ts)`` (raw reports for one user).
   None on ``session``: no query filters by it (grouping by session scans a ``ts`` range).
 - ``usage_hourly``: the rollup; key (hour, provider, model, user, team) with '' standing for
-  NULL so the key is always comparable. Kept when raw events are purged. ``COUNTED_SUMS`` says
-  (in SQL both databases run) how its counts come from raw events, for every writer:
-  ``unpriced_tokens`` sums the five token kinds of events without a price, so blended $/MTok
-  can divide priced dollars by priced tokens only.
+  NULL so the key is always comparable. Kept when raw events are purged. Its sums, and how each
+  comes from raw events, are declared once in ``aggregates`` (``SUMS``), for every writer and
+  reader; so are the event's token and cost columns this module builds ``usage_events`` with.
 - ``usage_daily``: the same sums per UTC day (key ``day``, midnight UTC), written in the same
   statement/transaction as ``usage_hourly``; reports read whole days here and only the edge hours
   of a range from ``usage_hourly``. Kept when raw events are purged.
@@ -42,6 +41,7 @@ from sqlalchemy import (
     Text,
 )
 
+from proxy.store.aggregates import COST_COLUMNS, COUNT_COLUMNS, ROLLUP_KEY, SUMS
 from proxy.store.types import Fixed, UTCDateTime
 
 NAMING = {
@@ -51,40 +51,6 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 metadata = MetaData(naming_convention=NAMING)
-
-TOKEN_COLUMNS: tuple[str, ...] = (
-    "input_tokens",
-    "cache_write_5m_tokens",
-    "cache_write_1h_tokens",
-    "cache_read_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "web_search_requests",
-)
-# ``Cost.by_kind`` key -> column: the TOKEN_KINDS plus pricing's ``web_search`` (per search).
-COST_KIND_COLUMNS: dict[str, str] = {
-    "input": "cost_input_usd",
-    "cache_write_5m": "cost_cache_write_5m_usd",
-    "cache_write_1h": "cost_cache_write_1h_usd",
-    "cache_read": "cost_cache_read_usd",
-    "output": "cost_output_usd",
-    "web_search": "cost_web_search_usd",
-}
-COST_COLUMNS: tuple[str, ...] = ("cost_usd", "sticker_usd", *COST_KIND_COLUMNS.values())
-ROLLUP_KEY: tuple[str, ...] = ("hour", "provider", "model", "user", "team")
-DAILY_KEY: tuple[str, ...] = ("day", *ROLLUP_KEY[1:])
-KIND_TOKEN_COLUMNS = TOKEN_COLUMNS[:5]  # the five token kinds: the blended $/MTok denominator
-_UNPRICED = "cost_usd IS NULL"
-# Rollup counts not summed from a column of the same name: rollup column -> aggregate over a set
-# of ``usage_events`` rows, in SQL that SQLite and PostgreSQL both run (schema names only).
-COUNTED_SUMS: dict[str, str] = {
-    "requests": "count(*)",
-    "errors": "coalesce(sum(CASE WHEN status <> 'ok' THEN 1 ELSE 0 END), 0)",
-    "unpriced_requests": f"coalesce(sum(CASE WHEN {_UNPRICED} THEN 1 ELSE 0 END), 0)",
-    "unpriced_tokens": f"coalesce(sum(CASE WHEN {_UNPRICED}"
-    f" THEN {' + '.join(KIND_TOKEN_COLUMNS)} ELSE 0 END), 0)",
-}
-ROLLUP_SUMS: tuple[str, ...] = (*COUNTED_SUMS, *TOKEN_COLUMNS, *COST_COLUMNS)
 
 
 def _text(name: str) -> Column[str | None]:
@@ -117,7 +83,7 @@ usage_events = Table(
     _text("error_type"),
     *(_text(n) for n in ("user", "team", "task", "session", "agent", "key_fingerprint")),
     Column("attribution_source", String, nullable=False),
-    *(_tokens(n) for n in TOKEN_COLUMNS),
+    *(_tokens(n) for n in COUNT_COLUMNS),
     *(_text(n) for n in ("service_tier", "inference_geo", "speed")),
     *(_money(n) for n in COST_COLUMNS),
     _text("price_version"),
@@ -141,9 +107,7 @@ def _rollup_table(name: str, time_key: str) -> Table:
         metadata,
         Column(time_key, UTCDateTime(), primary_key=True),
         *(Column(n, String, primary_key=True) for n in ROLLUP_KEY[1:]),
-        *(Column(n, BigInteger, nullable=False) for n in COUNTED_SUMS),
-        *(_tokens(n) for n in TOKEN_COLUMNS),
-        *(_money(n, nullable=False) for n in COST_COLUMNS),
+        *(_money(s.name, nullable=False) if s.money else _tokens(s.name) for s in SUMS),
         postgresql_with={"fillfactor": ROLLUP_FILLFACTOR},
     )
 

@@ -21,6 +21,8 @@ from typing import Any
 from sqlalchemy import DateTime, Dialect, Numeric, TypeDecorator
 from sqlalchemy.types import TypeEngine
 
+from proxy.usage import as_utc
+
 SCALE = 10
 PRECISION = 20
 _UNIT = Decimal(1).scaleb(-SCALE)
@@ -87,8 +89,4 @@ class UTCDateTime(TypeDecorator[datetime]):
         return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        return None if value is None else as_utc(value)

@@ -9,10 +9,11 @@ crash between commit and spool removal.
   column, each sent as one array literal string (``$n::text::type[]``, then ``unnest``): far
   cheaper in Python than asyncpg's per-element binary array encoding. The INSERT
   is a data-modifying CTE, what it RETURNED is grouped by hour × provider × model × user × team
-  in SQL (the same sums as ``rollup.rebuild_rollups``), and those hourly sums are upserted into
-  ``usage_hourly`` and, summed again per day, into ``usage_daily``. Every upsert feeds its rows in
-  key order and every writer runs the same statement, so concurrent writers (pipelined batches,
-  replicas) take rollup row locks in one global order and cannot deadlock on them.
+  in SQL (``aggregates.SUMS``, as ``rollup.rebuild_rollups`` sums), and those hourly sums are
+  upserted into ``usage_hourly`` and, summed again per day, into ``usage_daily``. Every upsert
+  feeds its rows in key order and every writer runs the same statement, so concurrent writers
+  (pipelined batches, replicas) take rollup row locks in one global order and cannot deadlock
+  on them.
 - SQLite: ``sqlite_write.write_sqlite``: the batch as one JSON parameter, the insert and both
   rollup upserts in SQL (SQLAlchemy's executemany cost ~150 µs of Python per row there).
 
@@ -41,17 +42,21 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from proxy.store.rows import Row
-from proxy.store.sqlite_write import write_sqlite
-from proxy.store.tables import (
-    COST_COLUMNS,
-    COUNTED_SUMS,
+from proxy.store.aggregates import (
     DAILY_KEY,
+    DAY_SQL,
     ROLLUP_KEY,
     ROLLUP_SUMS,
-    TOKEN_COLUMNS,
-    usage_events,
+    SUMMED_COLUMNS,
+    SUMS,
+    added_sql,
+    bucket,
+    key_sql,
+    quoted,
 )
+from proxy.store.rows import Row
+from proxy.store.sqlite_write import write_sqlite
+from proxy.store.tables import usage_events
 from proxy.store.types import UTCDateTime
 
 
@@ -191,12 +196,8 @@ def _array_text(encode: Encode | None, column: tuple[Any, ...]) -> str | None:
     return "{" + ",".join(map(encode, column)) + "}"
 
 
-def _q(name: str) -> str:
-    return f'"{name}"'
-
-
 def _names(names: Iterable[str]) -> str:
-    return ", ".join(map(_q, names))
+    return ", ".join(map(quoted, names))
 
 
 def _array_type(column: Column[object]) -> str:
@@ -214,7 +215,7 @@ def _insert_new_events() -> str:
         f"${i}::text::{_array_type(column)}"
         for i, column in enumerate(usage_events.columns, start=1)
     )
-    returned = ("ts", "provider", "model", "user", "team", "status", *TOKEN_COLUMNS, *COST_COLUMNS)
+    returned = ("ts", *ROLLUP_KEY[1:], *SUMMED_COLUMNS)  # what the rollup sums read
     return (
         f"INSERT INTO usage_events ({_names(_EVENT_COLUMNS)})"  # noqa: S608
         f" SELECT * FROM unnest({arrays}) AS batch({_names(_EVENT_COLUMNS)})"
@@ -223,20 +224,16 @@ def _insert_new_events() -> str:
 
 
 def _sum_new_by_hour() -> str:
-    hour = "date_trunc('hour', ts AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
-    keys = [hour, "provider", *(f"coalesce({_q(n)}, '')" for n in ROLLUP_KEY[2:])]
-    sums = [
-        *COUNTED_SUMS.values(),
-        *(f"coalesce(sum({_q(n)}), 0)" for n in (*TOKEN_COLUMNS, *COST_COLUMNS)),
-    ]
-    named = [f"{expr} AS {_q(name)}" for expr, name in zip(keys + sums, _ROLLED, strict=True)]
+    keys = key_sql("postgresql")
+    sums = [s.sql() for s in SUMS]
+    named = [f"{expr} AS {quoted(name)}" for expr, name in zip(keys + sums, _ROLLED, strict=True)]
     by = ", ".join(str(i) for i in range(1, len(keys) + 1))
     return f"SELECT {', '.join(named)} FROM new GROUP BY {by}"  # noqa: S608
 
 
 def _sum_hourly_by_day() -> str:
-    day = "date_trunc('day', hour AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
-    sums = ", ".join(f"sum({_q(n)})" for n in ROLLUP_SUMS)
+    day = bucket(DAY_SQL, "postgresql", "hour")
+    sums = ", ".join(f"sum({quoted(n)})" for n in ROLLUP_SUMS)
     by = ", ".join(str(i) for i in range(1, len(ROLLUP_KEY) + 1))
     return (
         f"SELECT {day}, {_names(ROLLUP_KEY[1:])}, {sums}"  # noqa: S608
@@ -245,15 +242,14 @@ def _sum_hourly_by_day() -> str:
 
 
 def _upsert(table: str, key: Sequence[str], select: str) -> str:
-    added = ", ".join(f"{_q(n)} = {table}.{_q(n)} + excluded.{_q(n)}" for n in ROLLUP_SUMS)
     return (
         f"INSERT INTO {table} ({_names((*key, *ROLLUP_SUMS))}) {select}"
-        f" ON CONFLICT ({_names(key)}) DO UPDATE SET {added}"
+        f" ON CONFLICT ({_names(key)}) DO UPDATE SET {added_sql(table)}"
     )
 
 
 _ROLLED = (*ROLLUP_KEY, *ROLLUP_SUMS)
-_BY_KEY = ", ".join(_q(n) for n in ROLLUP_KEY)
+_BY_KEY = _names(ROLLUP_KEY)
 
 
 @cache

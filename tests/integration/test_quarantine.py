@@ -20,7 +20,8 @@ from proxy.store.quarantine import Quarantine
 from proxy.store.recorder import Recorder
 from proxy.store.spool import Spool
 from proxy.usage import Usage, UsageEvent
-from tests.dbfixtures import make_event, raw_totals, rollup_totals
+from tests.dbfixtures import raw_totals, rollup_totals
+from tests.factories import make_event
 from tests.ledger import recorded
 
 

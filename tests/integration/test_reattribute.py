@@ -19,8 +19,9 @@ from proxy.reattribution import reattribute
 from proxy.store.rollup import rebuild_rollups
 from proxy.store.rows import event_to_row
 from proxy.store.writes import write_batch
-from proxy.usage import Attribution, UsageEvent
-from tests.dbfixtures import daily_rows, hourly_summed_by_day, make_event, rollup_rows
+from proxy.usage import UsageEvent
+from tests.dbfixtures import daily_rows, hourly_summed_by_day, rollup_rows
+from tests.factories import make_event
 
 SALT = "tokenmeter-default-salt"
 ALICE, BOB = fingerprint("sk-alice", SALT), fingerprint("sk-bob", SALT)
@@ -30,11 +31,15 @@ T0 = datetime(2026, 11, 20, 9, 15, tzinfo=UTC)
 def _event(
     at: datetime, fp: str | None, source: str, user: str | None, team: str | None
 ) -> UsageEvent:
-    event = make_event(started_at=at, user=user, team=team)
-    event.attribution = Attribution(
-        user=user, team=team, task="T", session="s", key_fingerprint=fp, source=source
+    return make_event(
+        started_at=at,
+        user=user,
+        team=team,
+        task="T",
+        session="s",
+        key_fingerprint=fp,
+        source=source,
     )
-    return event
 
 
 async def _seed(engine: AsyncEngine) -> None:

@@ -23,13 +23,8 @@ from proxy.store.spool import Spool
 from proxy.store.tables import usage_events
 from proxy.store.writes import write_batch
 from proxy.usage import UsageEvent
-from tests.dbfixtures import (
-    make_event,
-    raw_totals,
-    rollup_totals,
-    sample_cost,
-    terminate_backends,
-)
+from tests.dbfixtures import raw_totals, rollup_totals, terminate_backends
+from tests.factories import make_event, sample_cost
 
 
 class FakeMetrics:

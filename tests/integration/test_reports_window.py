@@ -17,9 +17,9 @@ import pytest
 from proxy.store.engine import make_engine
 from proxy.store.rows import event_to_row
 from proxy.store.writes import write_batch
-from proxy.usage import Attribution, UsageEvent
+from proxy.usage import UsageEvent
 from tests.conftest import Proxy
-from tests.dbfixtures import make_event, sample_cost
+from tests.factories import make_event, sample_cost
 
 DAY = datetime(2026, 11, 20, tzinfo=UTC)
 START, END = DAY.replace(hour=10, minute=37), DAY.replace(hour=13, minute=5)
@@ -54,9 +54,15 @@ INSIDE |= {"total_tokens": 6 * TOKENS, "cost_usd": str((4 * PRICE).quantize(Deci
 
 def _event(at: datetime, user: str, team: str, model: str, task: str | None) -> UsageEvent:
     priced = model != UNKNOWN
-    event = make_event(started_at=at, user=user, team=team, model=model, priced=priced)
-    event.attribution = Attribution(user, team, task, session=f"s-{user}", source="header")
-    return event
+    return make_event(
+        started_at=at,
+        user=user,
+        team=team,
+        model=model,
+        priced=priced,
+        task=task,
+        session=f"s-{user}",
+    )
 
 
 @pytest.fixture

@@ -21,13 +21,8 @@ from proxy.store.rows import event_to_row
 from proxy.store.tables import usage_events
 from proxy.store.writes import write_batch
 from proxy.usage import Cost, Iteration, ResponseFacts, Usage, UsageEvent
-from tests.dbfixtures import (
-    daily_rows,
-    hourly_summed_by_day,
-    make_event,
-    raw_totals,
-    rollup_totals,
-)
+from tests.dbfixtures import daily_rows, hourly_summed_by_day, raw_totals, rollup_totals
+from tests.factories import make_event
 
 T0 = datetime(2026, 11, 20, 10, tzinfo=UTC)
 USAGE = Usage(input=2_000, cache_write_1h=100_000, cache_read=400_000, output=1_000)
@@ -119,8 +114,7 @@ async def test_reprice_fixes_costs_and_rollup_and_is_idempotent(engine: AsyncEng
 
 def _live(facts: ResponseFacts, minute: int) -> UsageEvent:
     """An event as the proxy records it: priced by the live pricer."""
-    event = make_event(started_at=T0 + timedelta(minutes=minute), usage=facts.usage)
-    event.facts = facts
+    event = make_event(started_at=T0 + timedelta(minutes=minute), facts=facts)
     event.cost = Pricer().price(event)
     return event
 

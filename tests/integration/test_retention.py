@@ -18,9 +18,10 @@ from proxy.store.retention import Retention
 from proxy.store.rows import event_to_row
 from proxy.store.tables import usage_events
 from proxy.store.writes import write_batch
-from proxy.usage import Attribution, UsageEvent
+from proxy.usage import UsageEvent
 from tests.conftest import Proxy
-from tests.dbfixtures import make_event, rollup_totals, sample_cost
+from tests.dbfixtures import rollup_totals
+from tests.factories import make_event, sample_cost
 
 NOW = datetime(2026, 11, 26, 14, 35, tzinfo=UTC)
 
@@ -38,9 +39,7 @@ async def _seed(engine: AsyncEngine, now: datetime) -> None:
 
 
 def _event(started_at: datetime, task: str) -> UsageEvent:
-    event = make_event(started_at=started_at)
-    event.attribution = Attribution(user="ada", team="core", task=task, source="header")
-    return event
+    return make_event(started_at=started_at, task=task, session=None)
 
 
 async def _raw_times(engine: AsyncEngine) -> list[datetime]:

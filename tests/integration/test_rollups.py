@@ -18,22 +18,23 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from proxy.reports.totals import sum_columns, totals_of
 from proxy.reports.usage import Filters, conditions, usage
 from proxy.store import batches
+from proxy.store.aggregates import ROLLUP_SUMS
 from proxy.store.engine import make_engine, upgrade
 from proxy.store.recorder import Recorder
 from proxy.store.rollup import purge_raw, rebuild_rollups
 from proxy.store.rows import Row, event_to_row
 from proxy.store.spool import Spool
-from proxy.store.tables import ROLLUP_SUMS, usage_daily, usage_events, usage_hourly
+from proxy.store.tables import usage_daily, usage_events, usage_hourly
 from proxy.store.writes import write_batch
 from proxy.usage import Status, UsageEvent
 from tests.dbfixtures import (
     daily_rows,
     hourly_summed_by_day,
-    make_event,
     raw_totals,
     rollup_rows,
     rollup_totals,
 )
+from tests.factories import make_event
 
 T0 = datetime(2026, 11, 2, tzinfo=UTC)
 OLD_SUMS = [name for name in ROLLUP_SUMS if name != "unpriced_tokens"]  # before 0003

@@ -13,7 +13,8 @@ from proxy.store.rows import event_to_row
 from proxy.store.tables import usage_events, usage_hourly
 from proxy.store.writes import write_batch
 from proxy.usage import Cost, Status, Usage
-from tests.dbfixtures import make_event, raw_totals, rollup_rows, rollup_totals, sample_cost
+from tests.dbfixtures import raw_totals, rollup_rows, rollup_totals
+from tests.factories import make_event, sample_cost
 
 T0 = datetime(2026, 11, 26, 14, 5, tzinfo=UTC)
 

@@ -17,7 +17,7 @@ from proxy.cli import main
 from proxy.store.engine import make_engine, upgrade
 from proxy.store.rows import event_to_row
 from proxy.store.writes import write_batch
-from tests.dbfixtures import make_event
+from tests.factories import make_event
 from tests.seed import PEOPLE_CSV, seed
 
 

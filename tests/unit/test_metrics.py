@@ -3,31 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
 from decimal import Decimal
 
 from prometheus_client import CollectorRegistry
 
 from proxy.metrics import Metrics
-from proxy.usage import Attribution, Cost, ResponseFacts, Status, Usage, UsageEvent
+from proxy.usage import Attribution, Cost, Usage, UsageEvent
+from tests.factories import make_event
 
 
 def event(cost: Cost | None, **usage: int) -> UsageEvent:
-    facts = ResponseFacts(usage=Usage(**usage), model="claude-opus-4-8", complete=True)
-    return UsageEvent(
-        provider="anthropic",
-        method="POST",
-        path="/v1/messages",
-        started_at=datetime(2026, 11, 26, tzinfo=UTC),
-        attribution=Attribution(user="alice", team="platform", task="t-1", session="s-1"),
-        facts=facts,
-        status=Status.OK,
-        http_status=200,
-        stream=True,
+    return make_event(
+        model="claude-opus-4-8",
+        usage=Usage(**usage),
+        complete=True,
+        user="alice",
+        team="platform",
+        task="t-1",
         duration_ms=1500.0,
         upstream_headers_ms=300.0,
         first_token_ms=450.0,
         cost=cost,
+        priced=cost is not None,
     )
 
 

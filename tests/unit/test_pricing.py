@@ -12,7 +12,8 @@ import pytest
 
 from proxy.pricing import Pricer
 from proxy.pricing.catalog import Catalog, normalize_model
-from proxy.usage import Attribution, ResponseFacts, Status, Usage, UsageEvent
+from proxy.usage import Usage
+from tests.factories import make_event
 
 NOV = datetime(2026, 11, 1, 12, tzinfo=UTC)
 SEPT = datetime(2026, 9, 1, 12, tzinfo=UTC)
@@ -34,24 +35,15 @@ def usage(**counts) -> Usage:
 
 
 def event(model, used=None, *, provider="anthropic", at=NOV, tier=None, geo=None, speed=None):
-    facts = ResponseFacts(
-        usage=used or usage(),
+    return make_event(
         model=model,
+        usage=used or usage(),
         service_tier=tier,
         inference_geo=geo,
         speed=speed,
-    )
-    return UsageEvent(
         provider=provider,
-        method="POST",
-        path="/v1/messages",
         started_at=at,
-        attribution=Attribution(),
-        facts=facts,
-        status=Status.OK,
-        http_status=200,
-        stream=False,
-        duration_ms=1.0,
+        priced=False,
     )
 
 

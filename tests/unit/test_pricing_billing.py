@@ -13,13 +13,12 @@ from proxy.meter import Meter
 from proxy.pricing import Pricer
 from proxy.pricing.billing import charged_parts
 from proxy.usage import (
-    Attribution,
     Iteration,
     ResponseFacts,
-    Status,
     Usage,
     UsageEvent,
 )
+from tests.factories import make_event
 
 AT = datetime(2026, 11, 20, 12, tzinfo=UTC)
 OPUS, SONNET, FABLE = "claude-opus-4-8", "claude-sonnet-4-6", "claude-fable-5"
@@ -30,18 +29,7 @@ def mtok(dollars_per_mtok: str, tokens: int) -> D:
 
 
 def event(facts: ResponseFacts, http_status: int = 200) -> UsageEvent:
-    return UsageEvent(
-        provider="anthropic",
-        method="POST",
-        path="/v1/messages",
-        started_at=AT,
-        attribution=Attribution(),
-        facts=facts,
-        status=Status.OK,
-        http_status=http_status,
-        stream=True,
-        duration_ms=1.0,
-    )
+    return make_event(facts=facts, http_status=http_status, started_at=AT, priced=False)
 
 
 def it(kind: str, model: str, input: int = 0, output: int = 0, read: int = 0) -> Iteration:

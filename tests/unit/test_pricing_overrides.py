@@ -8,7 +8,8 @@ from textwrap import dedent
 import pytest
 
 from proxy.pricing import OverridesError, Pricer, load_overrides
-from proxy.usage import Attribution, ResponseFacts, Status, Usage, UsageEvent
+from proxy.usage import Usage
+from tests.factories import make_event
 
 NOV = datetime(2026, 11, 20, 12, tzinfo=UTC)
 MTOK = D(1_000_000)
@@ -23,18 +24,14 @@ USAGE = {
 
 
 def event(model, *, provider="anthropic", at=NOV, tier=None, geo=None):
-    facts = ResponseFacts(usage=Usage(**USAGE), model=model, service_tier=tier, inference_geo=geo)
-    return UsageEvent(
+    return make_event(
+        model=model,
+        usage=Usage(**USAGE),
+        service_tier=tier,
+        inference_geo=geo,
         provider=provider,
-        method="POST",
-        path="/v1/messages",
         started_at=at,
-        attribution=Attribution(),
-        facts=facts,
-        status=Status.OK,
-        http_status=200,
-        stream=False,
-        duration_ms=1.0,
+        priced=False,
     )
 
 

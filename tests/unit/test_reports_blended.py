@@ -22,7 +22,7 @@ from proxy.pricing import Pricer
 from proxy.store.rows import event_to_row
 from proxy.store.writes import write_batch
 from proxy.usage import Usage
-from tests.dbfixtures import make_event
+from tests.factories import make_event
 
 T0 = datetime(2026, 11, 26, 9, tzinfo=UTC)
 TURN = Usage(input=1_500, cache_write_5m=10_500, cache_read=138_000, output=500)

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from proxy.store.aggregates import COST_COLUMNS
 from proxy.store.rows import (
     event_to_row,
     iterations_from_json,
@@ -14,10 +15,10 @@ from proxy.store.rows import (
     problems_from_text,
     row_to_json,
 )
-from proxy.store.tables import COST_COLUMNS, usage_events
+from proxy.store.tables import usage_events
 from proxy.store.types import from_scaled, to_scaled
 from proxy.usage import Cost, Iteration, Status, Usage
-from tests.dbfixtures import make_event, sample_cost
+from tests.factories import make_event, sample_cost
 
 
 def test_row_fills_every_column_of_usage_events() -> None:

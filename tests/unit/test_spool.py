@@ -14,7 +14,7 @@ import pytest
 from proxy.store import spool as spool_module
 from proxy.store.rows import event_to_row, row_to_line
 from proxy.store.spool import Spool, SpoolWriteError, owner_of
-from tests.dbfixtures import make_event
+from tests.factories import make_event
 
 
 def lines(n: int) -> list[bytes]:

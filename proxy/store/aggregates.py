@@ -1,0 +1,164 @@
+"""What a rollup row is, declared once: its key, its sums and its time buckets.
+
+``usage_hourly`` and ``usage_daily`` hold one row per key (the UTC hour or day, provider,
+model, user, team; '' standing for NULL) with one column per ``Sum`` of ``SUMS``: an aggregate
+over the ``usage_events`` rows of that key. Everything that writes or reads those sums is
+generated from ``SUMS``: the rollup tables' columns (``tables``), the live writers (``writes``
+for PostgreSQL, ``sqlite_write``), the rebuild, ``hourly_sums`` and the Python deltas of
+repricing and re-attribution (``rollup``), and what reports read (``reports.totals``). Adding a
+rollup column is one ``Sum`` line here plus its migration.
+
+The event's quantities are declared here too, column by column (``COUNT_COLUMNS``,
+``COST_COLUMNS``): each is summed into the rollups under its own name, so the event and its
+rollups cannot drift apart; ``tables`` builds ``usage_events`` from the same lists.
+
+A ``Sum`` adds up, over the events its ``when`` holds for, its columns ``of`` (1 per event when
+there are none). ``Sum.sql`` renders it in SQL that SQLite and PostgreSQL both run, from schema
+names only; ``Sum.of_row`` is the same for one row in Python (a NULL counts 0, as SQL's ``sum``
+skips it). Every sum is additive, so a daily row is the sum of its hourly rows.
+
+The time buckets (``HOUR_SQL``, ``DAY_SQL``, ``DAY_LABEL_SQL``) are SQL templates per dialect
+over one timestamp column; ``hour_of``/``day_of`` are the same buckets in Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from proxy.usage import COST_KINDS, TOKEN_KINDS, Status, as_utc
+
+# The event's quantities, each summed into the rollups under its own name.
+TOKEN_KIND_COLUMNS: dict[str, str] = {kind: f"{kind}_tokens" for kind in TOKEN_KINDS}
+COUNT_COLUMNS: tuple[str, ...] = (
+    *TOKEN_KIND_COLUMNS.values(),
+    "reasoning_tokens",  # part of output_tokens: observability only
+    "web_search_requests",
+)
+# ``Cost.by_kind`` key -> column.
+COST_KIND_COLUMNS: dict[str, str] = {kind: f"cost_{kind}_usd" for kind in COST_KINDS}
+COST_COLUMNS: tuple[str, ...] = ("cost_usd", "sticker_usd", *COST_KIND_COLUMNS.values())
+
+ROLLUP_KEY: tuple[str, ...] = ("hour", "provider", "model", "user", "team")
+DAILY_KEY: tuple[str, ...] = ("day", *ROLLUP_KEY[1:])
+
+
+def quoted(name: str) -> str:
+    """A schema name as a quoted SQL identifier (``user`` is reserved in PostgreSQL)."""
+    return f'"{name}"'
+
+
+@dataclass(frozen=True, slots=True)
+class When:
+    """A condition on one event's ``column``, in SQL (``test``) and in Python (``holds``)."""
+
+    column: str
+    test: str  # SQL after the column
+    holds: Callable[[Any], bool]
+
+    def sql(self) -> str:
+        return f"{quoted(self.column)} {self.test}"
+
+
+FAILED = When("status", f"<> '{Status.OK}'", lambda status: status != Status.OK)
+UNPRICED = When("cost_usd", "IS NULL", lambda cost: cost is None)
+
+
+@dataclass(frozen=True, slots=True)
+class Sum:
+    """One rollup column: the sum of ``of`` (1 per event when empty) over events ``when``
+    holds for (every event when None). ``money``: dollars (``Fixed``), else a count."""
+
+    name: str
+    of: tuple[str, ...] = ()
+    when: When | None = None
+    money: bool = False
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        """The ``usage_events`` columns this sum reads."""
+        return self.of if self.when is None else (*self.of, self.when.column)
+
+    def sql(self) -> str:
+        """The aggregate over a set of ``usage_events`` rows, never NULL."""
+        added = " + ".join(map(quoted, self.of)) or "1"
+        if self.when is not None:
+            return f"coalesce(sum(CASE WHEN {self.when.sql()} THEN {added} ELSE 0 END), 0)"
+        return f"coalesce(sum({added}), 0)" if self.of else "count(*)"
+
+    def of_row(self, row: Mapping[str, Any]) -> int | Decimal:
+        """What one event adds to this sum."""
+        if self.when is not None and not self.when.holds(row[self.when.column]):
+            return 0
+        if not self.of:
+            return 1
+        values = [row[name] for name in self.of]
+        return 0 if None in values else sum(values)
+
+
+SUMS: tuple[Sum, ...] = (
+    Sum("requests"),
+    Sum("errors", when=FAILED),
+    Sum("unpriced_requests", when=UNPRICED),
+    # Blended $/MTok divides priced dollars by priced tokens only: these are left out.
+    Sum("unpriced_tokens", of=tuple(TOKEN_KIND_COLUMNS.values()), when=UNPRICED),
+    *(Sum(name, of=(name,)) for name in COUNT_COLUMNS),
+    *(Sum(name, of=(name,), money=True) for name in COST_COLUMNS),
+)
+ROLLUP_SUMS: tuple[str, ...] = tuple(s.name for s in SUMS)
+SUM_OF: dict[str, Sum] = {s.name: s for s in SUMS}
+# Every ``usage_events`` column some sum reads, each once.
+SUMMED_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys(c for s in SUMS for c in s.reads))
+
+
+def sums_reading(columns: tuple[str, ...]) -> tuple[str, ...]:
+    """The rollup sums that change when any of ``columns`` of an event changes."""
+    return tuple(s.name for s in SUMS if not set(s.reads).isdisjoint(columns))
+
+
+# The UTC hour (day) a timestamp column falls in, per dialect: on PostgreSQL a timestamptz, on
+# SQLite the text SQLAlchemy stores a UTC DATETIME as ("2026-11-26 14:00:00.000000").
+HOUR_SQL: dict[str, str] = {
+    "postgresql": "date_trunc('hour', {column} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'",
+    "sqlite": "strftime('%Y-%m-%d %H:00:00.000000', {column})",
+}
+DAY_SQL: dict[str, str] = {
+    "postgresql": "date_trunc('day', {column} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'",
+    "sqlite": "substr({column}, 1, 10) || ' 00:00:00.000000'",
+}
+DAY_LABEL_SQL: dict[str, str] = {  # the UTC day as text, YYYY-MM-DD
+    "postgresql": "to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+    "sqlite": "substr({column}, 1, 10)",
+}
+
+
+def bucket(templates: Mapping[str, str], dialect: str, column: str) -> str:
+    """One of the bucket templates above, over ``column``, for ``dialect``."""
+    return templates[dialect].format(column=quoted(column))
+
+
+def key_sql(dialect: str, time: Mapping[str, str] = HOUR_SQL) -> list[str]:
+    """The rollup key of a ``usage_events`` row, in ``ROLLUP_KEY`` order, with ``time`` (the
+    hour, or ``DAY_SQL`` for the daily key) of its ``ts``."""
+    who = (f"coalesce({quoted(name)}, '')" for name in ROLLUP_KEY[2:])
+    return [bucket(time, dialect, "ts"), quoted("provider"), *who]
+
+
+def added_sql(table: str) -> str:
+    """The ``ON CONFLICT … DO UPDATE SET`` list that adds incoming sums to ``table``'s row."""
+    return ", ".join(
+        f"{quoted(n)} = {table}.{quoted(n)} + excluded.{quoted(n)}" for n in ROLLUP_SUMS
+    )
+
+
+def hour_of(ts: datetime) -> datetime:
+    """The UTC hour an instant falls in: the hourly rollup's time key."""
+    return as_utc(ts).replace(minute=0, second=0, microsecond=0)
+
+
+def day_of(ts: datetime) -> datetime:
+    """The UTC day (midnight) an instant falls in: the daily rollup's time key."""
+    return as_utc(ts).replace(hour=0, minute=0, second=0, microsecond=0)
