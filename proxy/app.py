@@ -45,20 +45,6 @@ log = logging.getLogger("tokenmeter")
 
 _OWN_PREFIXES = ("/api/", "/docs", "/redoc", "/openapi.json", "/healthz", "/metrics")
 
-# How the ASGI server runs this app, for `tokenmeter serve` and the tests alike: a pass-through
-# adds no headers of its own. With uvicorn's `server` and `date` on, agents got both twice:
-# uvicorn's, then upstream's forwarded ones. Proxy headers off: the client address is the TCP
-# peer, never what X-Forwarded-For says (whatever FORWARDED_ALLOW_IPS is set to), because the
-# API's loopback-only rule judges it (proxy/api/auth.py). The HTTP protocol is uvicorn's
-# httptools one with head size, head, body and keep-alive limits (proxy/serving.py), read from
-# the app's settings.
-SERVER_OPTIONS: dict[str, Any] = {
-    "server_header": False,
-    "date_header": False,
-    "proxy_headers": False,
-    "http": "proxy.serving:GuardedHttpToolsProtocol",
-}
-
 
 @dataclass
 class Parts:

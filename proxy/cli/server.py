@@ -67,7 +67,7 @@ def _positive(text: str) -> int:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from proxy.app import SERVER_OPTIONS
+    from proxy.serving import SERVER_OPTIONS
 
     _check_files(settings)
     if settings.migrate_on_start:
