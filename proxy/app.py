@@ -41,7 +41,7 @@ from proxy.store.retention import Retention
 from proxy.store.spool import Spool
 from proxy.upstream import Timeouts, Upstream
 
-log = logging.getLogger("tokenmeter")
+log = logging.getLogger("tokenmeter.app")
 
 _OWN_PREFIXES = ("/api/", "/docs", "/redoc", "/openapi.json", "/healthz", "/metrics")
 

@@ -33,7 +33,7 @@ from proxy.pricing.overrides import Overrides
 from proxy.pricing.rates import RATE_KINDS, WEB_SEARCH, Rate, RateCard, Served
 from proxy.usage import REFUSAL, REQUEST_CAP, TOKEN_CAP, TOKEN_KINDS, Cost, Usage, UsageEvent
 
-log = logging.getLogger("tokenmeter.pricing")
+log = logging.getLogger("tokenmeter.pricing.engine")
 
 QUANTUM = Decimal("1e-10")
 _ZERO = Decimal(0).quantize(QUANTUM)  # Decimal("0E-10"): any kind with no tokens

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy.store.rollup import hour_of, oldest_raw, purge_raw_before
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("tokenmeter.store.retention")
 
 HOUR = timedelta(hours=1)
 
