@@ -1,5 +1,6 @@
-"""The package's shape, as the user installs and runs it: one logger tree, no library client
-imported unless selected. (Import layering is import-linter's, in scripts/test.)"""
+"""The package's shape, as the user installs and runs it: one top-level package with the
+migrations inside, one logger tree, no library client imported unless selected. (Import layering
+is import-linter's, in scripts/test.)"""
 
 from __future__ import annotations
 
@@ -8,9 +9,14 @@ import logging
 import pkgutil
 import subprocess
 import sys
+import tomllib
+from importlib.metadata import distribution
+from importlib.resources import files
 from pathlib import Path
 
 import proxy
+
+REPO = Path(__file__).parent.parent
 
 
 def _modules() -> list[str]:
@@ -46,3 +52,22 @@ for client in sys.argv[1:]:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["http11", "aiohttp aiohttp", "httpx aiohttp httpx"]
+
+
+def test_the_install_adds_one_top_level_package_with_the_migrations_inside() -> None:
+    installed = distribution("tokenmeter").read_text("top_level.txt") or ""
+    assert installed.split() == ["proxy"]  # no top-level `migrations` beside it
+    versions = files("proxy.migrations").joinpath("versions")
+    assert {f.name for f in versions.iterdir() if f.name.endswith(".py")} == {
+        f.name for f in (REPO / "migrations" / "versions").glob("*.py")
+    }
+
+
+def test_every_package_of_the_source_tree_is_in_the_wheel_s_list() -> None:
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    packages = {
+        ".".join(init.parent.relative_to(REPO).parts)
+        for init in (REPO / "proxy").rglob("__init__.py")
+    }
+    assert set(setuptools["packages"]) == packages | {"proxy.migrations"}
+    assert setuptools["package-dir"] == {"proxy.migrations": "migrations"}
