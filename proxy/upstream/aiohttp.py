@@ -1,11 +1,9 @@
-"""The aiohttp upstream client, ``TOKENMETER_UPSTREAM_CLIENT=aiohttp``: the contract and error
-tree of ``proxy.upstream.base``, on aiohttp. Kept to compare against and as a fallback (with
-``proxy.upstream.httpx``); imported only when selected.
+"""The aiohttp upstream client (``TOKENMETER_UPSTREAM_CLIENT=aiohttp``), kept to compare against
+and as a fallback; imported only when selected.
 
-It routes and verifies as the ``proxy.egress.Egress`` it is given says, never as the process
-environment says (aiohttp's ``trust_env`` is off): the proxy's credentials travel as a
-``Proxy-Authorization`` header we build, so no library object holds them in a URL that an
-exception's repr could print; a proxy's refusal is reported in ``egress.refusal``'s words."""
+The contract, the error tree and the egress rules are ``proxy.upstream.base``'s. Here they mean:
+aiohttp's ``trust_env`` off; the proxy's credentials sent as ``proxy_headers`` on the CONNECT
+(https) or as a header of the absolute-form request (http), never in a proxy URL."""
 
 from __future__ import annotations
 

@@ -12,7 +12,10 @@ Accept or Accept-Encoding of their own), never follow redirects, never decode th
 (bytes go back to the agent as upstream sent them), and keep connections pooled. All take one
 ``proxy.egress.Egress``: the company's HTTP proxy (a CONNECT tunnel for https, absolute-form
 requests for http, ``NO_PROXY`` honoured) and the certificate authorities that verify upstream
-TLS.
+TLS. They route and verify as it says, never as the process environment says; the proxy's
+credentials travel as a ``Proxy-Authorization`` header built from it, so no library object holds
+them in a URL that an exception's repr could print; a proxy's refusal is reported in
+``egress.refusal``'s words.
 
 Errors form a small tree, so the forwarder needs no client-specific knowledge::
 

@@ -1,11 +1,9 @@
-"""The httpx upstream client, ``TOKENMETER_UPSTREAM_CLIENT=httpx``: the contract and error tree
-of ``proxy.upstream.base``, on httpx, the reference the others were measured against. Kept to
-compare against and as a fallback (with ``proxy.upstream.aiohttp``); imported only when selected.
+"""The httpx upstream client (``TOKENMETER_UPSTREAM_CLIENT=httpx``), the reference the others
+were measured against, kept as a fallback; imported only when selected.
 
-It routes and verifies as the ``proxy.egress.Egress`` it is given says, never as the process
-environment says (httpx's ``trust_env`` is off): the proxy's credentials travel as a
-``Proxy-Authorization`` header we build, so no library object holds them in a URL that an
-exception's repr could print; a proxy's refusal is reported in ``egress.refusal``'s words."""
+The contract, the error tree and the egress rules are ``proxy.upstream.base``'s. Here they mean:
+httpx's ``trust_env`` off; one pooled transport per route (direct, or through the egress proxy
+with its credentials as a ``Proxy-Authorization`` header, never in its URL)."""
 
 from __future__ import annotations
 
