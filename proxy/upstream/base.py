@@ -1,21 +1,22 @@
 """The upstream contract: send a request as received, stream the answer back; and its errors.
 
-A leaf: it imports nothing of the project's, so every client, the forwarder and the tests
-build on it, never the other way round.
-
-Three interchangeable implementations keep it, chosen by ``TOKENMETER_UPSTREAM_CLIENT`` in
-``proxy.app.make_upstream``: ``http11`` (the default, ``proxy.upstream.http11``: a small
-HTTP/1.1 client on asyncio and httptools, measured in ``bench/`` at a fraction of the CPU per
-request), ``aiohttp`` and ``httpx`` (the reference); ``proxy.upstream.mock`` answers in-process,
-for tests. All send exactly the headers and body bytes they are given (no default User-Agent,
-Accept or Accept-Encoding of their own), never follow redirects, never decode the response
-(bytes go back to the agent as upstream sent them), and keep connections pooled. All take one
-``proxy.egress.Egress``: the company's HTTP proxy (a CONNECT tunnel for https, absolute-form
-requests for http, ``NO_PROXY`` honoured) and the certificate authorities that verify upstream
-TLS. They route and verify as it says, never as the process environment says; the proxy's
+Three interchangeable implementations of one small interface, chosen by
+``TOKENMETER_UPSTREAM_CLIENT``: ``http11`` (the default, in ``.http11``: a small HTTP/1.1
+client on asyncio and httptools, measured in ``bench/`` at a fraction of the CPU per request),
+``aiohttp``, and ``httpx`` (the reference). All send exactly the headers and body
+bytes they are given (no default User-Agent, Accept or Accept-Encoding of their own), never
+follow redirects, never decode the response (bytes go back to the agent as upstream sent them),
+and keep connections pooled. All take one ``proxy.egress.Egress``: the company's HTTP proxy
+(a CONNECT tunnel for https, absolute-form requests for http, ``NO_PROXY`` honoured) and the
+certificate authorities that verify upstream TLS.
+They route and verify as it says, never as the process environment says; the proxy's
 credentials travel as a ``Proxy-Authorization`` header built from it, so no library object holds
 them in a URL that an exception's repr could print; a proxy's refusal is reported in
-``egress.refusal``'s words.
+``egress.refusal``'s words. ``proxy.app.make_upstream`` picks the client; ``.mock`` answers
+in-process, for tests.
+
+This module is a leaf: it imports nothing of the project's, so every client, the forwarder and
+the tests build on it, never the other way round.
 
 Errors form a small tree, so the forwarder needs no client-specific knowledge::
 
