@@ -89,7 +89,7 @@ def _command(name: str, port: int, setup: Setup) -> tuple[list[str], dict[str, s
 def _base_env() -> dict[str, str]:
     keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
     env = {k: os.environ[k] for k in keep if k in os.environ}
-    env["PYTHONPATH"] = str(REPO)  # bench.* and, from a source checkout, the migrations package
+    env["PYTHONPATH"] = str(REPO)  # bench.*; proxy.migrations comes with the (editable) install
     env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
     return env
 

@@ -39,25 +39,11 @@ from proxy.store.engine import make_engine, upgrade
 from proxy.store.recorder import Recorder
 from proxy.store.retention import Retention
 from proxy.store.spool import Spool
-from proxy.upstream import Timeouts, Upstream, make_upstream
+from proxy.upstream import Timeouts, Upstream
 
-log = logging.getLogger("tokenmeter")
+log = logging.getLogger("tokenmeter.app")
 
 _OWN_PREFIXES = ("/api/", "/docs", "/redoc", "/openapi.json", "/healthz", "/metrics")
-
-# How the ASGI server runs this app, for `tokenmeter serve` and the tests alike: a pass-through
-# adds no headers of its own. With uvicorn's `server` and `date` on, agents got both twice:
-# uvicorn's, then upstream's forwarded ones. Proxy headers off: the client address is the TCP
-# peer, never what X-Forwarded-For says (whatever FORWARDED_ALLOW_IPS is set to), because the
-# API's loopback-only rule judges it (proxy/api/auth.py). The HTTP protocol is uvicorn's
-# httptools one with head size, head, body and keep-alive limits (proxy/serving.py), read from
-# the app's settings.
-SERVER_OPTIONS: dict[str, Any] = {
-    "server_header": False,
-    "date_header": False,
-    "proxy_headers": False,
-    "http": "proxy.serving:GuardedHttpToolsProtocol",
-}
 
 
 @dataclass
@@ -123,6 +109,26 @@ def egress_of(settings: Settings) -> Egress:
     )
 
 
+def make_upstream(settings: Settings) -> Upstream:
+    """The upstream client ``TOKENMETER_UPSTREAM_CLIENT`` names: ``http11`` (the default),
+    ``aiohttp`` or ``httpx``; built without I/O (connections open on first use). The one place
+    an implementation is imported, on demand: the library clients weigh ~25 MB of RSS that a
+    proxy on the default client never needs."""
+    timeouts = Timeouts(settings.connect_timeout_s, settings.read_timeout_s)
+    egress = egress_of(settings)
+    if settings.upstream_client == "httpx":
+        from proxy.upstream.httpx import HttpxUpstream
+
+        return HttpxUpstream(timeouts, egress)
+    if settings.upstream_client == "aiohttp":
+        from proxy.upstream.aiohttp import AiohttpUpstream
+
+        return AiohttpUpstream(timeouts, egress)
+    from proxy.upstream.http11 import Http11Upstream
+
+    return Http11Upstream(timeouts, egress=egress)
+
+
 def build_parts(
     settings: Settings,
     *,
@@ -153,8 +159,7 @@ def build_parts(
         retry_max_s=settings.recorder_retry_max_s,
     )
     owners = load_key_owners(settings.key_map_file) if settings.key_map_file else None
-    timeouts = Timeouts(settings.connect_timeout_s, settings.read_timeout_s)
-    client = upstream or make_upstream(settings.upstream_client, timeouts, egress_of(settings))
+    client = upstream or make_upstream(settings)
     forwarder = Forwarder(
         client,
         providers_for(settings),

@@ -36,7 +36,7 @@ from proxy.store.rollup import dialect_insert
 from proxy.store.tables import people
 from proxy.store.types import FIXED_MAX
 
-log = logging.getLogger("tokenmeter")
+log = logging.getLogger("tokenmeter.people")
 
 REQUIRED = ("user", "team", "annual_compensation", "currency")
 OPTIONAL = ("name", "effective_from")

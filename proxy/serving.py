@@ -8,8 +8,8 @@ has not finished a request head, so a socket that never sends a byte, or sends h
 stays open for ever (1,000 such sockets were all open after 125 s); and nothing bounds how long a
 request body may take.
 
-``GuardedHttpToolsProtocol`` (``SERVER_OPTIONS["http"]`` in ``proxy/app.py``, for ``tokenmeter
-serve`` and the tests alike) closes those gaps at the layer that sees them:
+``GuardedHttpToolsProtocol`` (``SERVER_OPTIONS["http"]``, for ``tokenmeter serve`` and the tests
+alike) closes those gaps at the layer that sees them:
 
 - head: from the connection's start, or from the first byte of a later request, the request head
   must be complete within ``header_timeout_s``, else 408 (or a silent close if nothing came);
@@ -46,6 +46,20 @@ from uvicorn.server import ServerState
 from proxy.config import Settings
 
 log = logging.getLogger("tokenmeter.serving")
+
+# How uvicorn runs the app (`proxy.app`), for `tokenmeter serve` and the tests alike: a pass-through
+# adds no headers of its own. With uvicorn's `server` and `date` on, agents got both twice:
+# uvicorn's, then upstream's forwarded ones. Proxy headers off: the client address is the TCP
+# peer, never what X-Forwarded-For says (whatever FORWARDED_ALLOW_IPS is set to), because the
+# API's loopback-only rule judges it (proxy/api/auth.py). The HTTP protocol is uvicorn's
+# httptools one with head size, head, body and keep-alive limits (below), read from the app's
+# settings.
+SERVER_OPTIONS: dict[str, Any] = {
+    "server_header": False,
+    "date_header": False,
+    "proxy_headers": False,
+    "http": "proxy.serving:GuardedHttpToolsProtocol",
+}
 
 
 @dataclass(frozen=True, slots=True)

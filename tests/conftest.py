@@ -14,8 +14,9 @@ import openai
 import pytest
 from prometheus_client import CollectorRegistry
 
-from proxy.app import SERVER_OPTIONS, TokenmeterApp, create_app
+from proxy.app import TokenmeterApp, create_app
 from proxy.config import Settings
+from proxy.serving import SERVER_OPTIONS
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.servers import ServerThread, dead_port

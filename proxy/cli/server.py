@@ -3,8 +3,9 @@
 ``serve`` and ``db upgrade`` are the only commands that create a database (the default one's
 directory included); every other command needs it to exist already. ``serve`` checks the files
 its settings name (prices, key map) before starting, so a bad one is one line, not a traceback in
-a worker; it logs a start-up summary (``proxy.app``) and, with ``TOKENMETER_ACCESS_LOG=json``,
-one JSON line per exchange on stdout.
+a worker; it logs a start-up summary and, with ``TOKENMETER_ACCESS_LOG=json``, one JSON line per
+exchange on stdout. Every logger of the proxy is under ``tokenmeter.`` (``proxy.store.recorder``
+logs as ``tokenmeter.store.recorder``), so one entry of the log config routes them all.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def _positive(text: str) -> int:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from proxy.app import SERVER_OPTIONS
+    from proxy.serving import SERVER_OPTIONS
 
     _check_files(settings)
     if settings.migrate_on_start:
@@ -104,7 +105,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _log_config() -> dict[str, Any]:
-    """uvicorn's logging, plus tokenmeter's: messages as uvicorn's, the access log bare."""
+    """uvicorn's logging, plus tokenmeter's: every ``tokenmeter.*`` message as uvicorn's, at INFO
+    and above; the access log (``tokenmeter.access``) bare, on stdout."""
     from uvicorn.config import LOGGING_CONFIG
 
     config: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)

@@ -44,7 +44,7 @@ from proxy.usage import (
     as_utc,
 )
 
-log = logging.getLogger("tokenmeter.pricing")
+log = logging.getLogger("tokenmeter.pricing.engine")
 
 QUANTUM = Decimal("1e-10")
 _ZERO = Decimal(0).quantize(QUANTUM)  # Decimal("0E-10"): any kind with no tokens

@@ -25,7 +25,7 @@ from proxy.store.quarantine import Quarantine, describe
 from proxy.store.rows import Row
 from proxy.store.writes import is_rows_fault, write_batch
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("tokenmeter.store.batches")
 
 _T = TypeVar("_T")
 

@@ -6,9 +6,10 @@ and ``foreign_keys`` off (the schema has none; stated so it never changes under 
 gets a small pool with pre-ping, so a restarted server costs one failed batch, not a dead pool,
 and a connect timeout short enough that an unreachable server fails fast into the spool.
 
-``upgrade``/``downgrade``/``current`` configure Alembic in code: the scripts are the ``migrations``
-package (shipped in the wheel, so they are found installed or from a checkout), and the
-connection is handed to ``migrations/env.py`` through ``Config.attributes``. They are synchronous
+``upgrade``/``downgrade``/``current`` configure Alembic in code: the scripts are the
+``proxy.migrations`` package (``migrations/`` in the repository, installed inside ``proxy``, so
+they are found installed or from an editable checkout), and the connection is handed to its
+``env.py`` through ``Config.attributes``. They are synchronous
 (each runs its own short event loop): call them from the CLI, or ``asyncio.to_thread`` them from
 async code.
 """
@@ -58,9 +59,9 @@ def make_engine(url: str, *, sqlite_busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_M
 
 
 def alembic_config() -> Config:
-    """Alembic's configuration, pointing at the ``migrations`` package."""
+    """Alembic's configuration, pointing at the ``proxy.migrations`` package."""
     config = Config()
-    config.set_main_option("script_location", str(files("migrations")))
+    config.set_main_option("script_location", str(files("proxy.migrations")))
     return config
 
 

@@ -46,7 +46,7 @@ from proxy.store.spool import Spool
 from proxy.store.writes import error_code
 from proxy.usage import UsageEvent
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("tokenmeter.store.recorder")
 
 ADOPT_EVERY_S = 30.0  # look for segments of workers that died since
 

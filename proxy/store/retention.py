@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from proxy.store.aggregates import hour_of
 from proxy.store.rollup import oldest_raw, purge_raw_before
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("tokenmeter.store.retention")
 
 HOUR = timedelta(hours=1)
 

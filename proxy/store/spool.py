@@ -45,7 +45,7 @@ from pathlib import Path
 
 from proxy.store.rows import Row, json_to_row
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("tokenmeter.store.spool")
 
 Write = Callable[[int, bytes], int]
 

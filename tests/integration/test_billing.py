@@ -23,8 +23,9 @@ import pytest
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
 
-from proxy.app import SERVER_OPTIONS, create_app
+from proxy.app import create_app
 from proxy.config import Settings
+from proxy.serving import SERVER_OPTIONS
 from proxy.store.tables import usage_events
 from tests.conftest import Proxy
 from tests.fakes.anthropic_upstream import FakeAnthropic

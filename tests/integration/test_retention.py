@@ -105,7 +105,7 @@ async def test_started_retention_purges_at_once_and_logs_it(
 ) -> None:
     await _seed(engine, NOW)
     retention = Retention(engine, 30, clock=_clock)
-    with caplog.at_level(logging.INFO, logger="proxy.store.retention"):
+    with caplog.at_level(logging.INFO, logger="tokenmeter.store.retention"):
         await retention.start()
         await _wait_until(engine, lambda times: len(times) == 3)
         await retention.stop()
@@ -131,7 +131,7 @@ async def test_an_unreachable_database_is_logged_not_raised(
     engine = make_engine(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/nothing")
     retention = Retention(engine, 30, interval_s=0.05, clock=_clock)
     try:
-        with caplog.at_level(logging.ERROR, logger="proxy.store.retention"):
+        with caplog.at_level(logging.ERROR, logger="tokenmeter.store.retention"):
             await retention.start()
             await asyncio.sleep(0.3)
             await retention.stop()

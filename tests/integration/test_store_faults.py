@@ -27,8 +27,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy.engine import make_url
 
-from proxy.app import SERVER_OPTIONS, create_app
+from proxy.app import create_app
 from proxy.config import Settings
+from proxy.serving import SERVER_OPTIONS
 from proxy.store.quarantine import Quarantine
 from proxy.store.spool import Spool
 from tests.conftest import Proxy

@@ -1,4 +1,4 @@
-"""proxy.http11, the default upstream client, against a scripted HTTP/1.1 server on loopback.
+"""proxy.upstream.http11, the default client, against a scripted HTTP/1.1 server on loopback.
 
 Each test's server reads requests off the socket as they come and answers with raw bytes the test
 chooses, so the wire is exact: framing, keep-alive, a server closing a pooled connection, a
@@ -19,8 +19,7 @@ import pytest
 import trustme
 
 from proxy.egress import Egress
-from proxy.http11 import Http11Upstream, _parse_origin
-from proxy.upstream import (
+from proxy.upstream.base import (
     RawHeaders,
     Timeouts,
     UpstreamBroken,
@@ -28,6 +27,7 @@ from proxy.upstream import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
+from proxy.upstream.http11 import Http11Upstream, _parse_origin
 
 HEADERS: RawHeaders = [(b"x-api-key", b"k"), (b"anthropic-beta", b"a,b"), (b"anthropic-beta", b"c")]
 OK = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"

@@ -1,6 +1,6 @@
-"""proxy.http11 through an egress proxy: the CONNECT tunnel byte for byte, TLS to the origin
-inside it (SNI, verification with the CA bundle), pooling and the keep-alive retry through the
-tunnel, absolute-form requests for http, and each way a proxy can fail us. The proxy is
+"""proxy.upstream.http11 through an egress proxy: the CONNECT tunnel byte for byte, TLS to the
+origin inside it (SNI, verification with the CA bundle), pooling and the keep-alive retry through
+the tunnel, absolute-form requests for http, and each way a proxy can fail us. The proxy is
 tests/fakes/connect_proxy.py; the origins are test_http11's scripted servers."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import pytest
 import trustme
 
 from proxy.egress import Egress
-from proxy.http11 import Http11Upstream
-from proxy.upstream import Timeouts, UpstreamTimeout, UpstreamUnreachable
+from proxy.upstream.base import Timeouts, UpstreamTimeout, UpstreamUnreachable
+from proxy.upstream.http11 import Http11Upstream
 from tests.fakes.connect_proxy import ConnectProxy
 from tests.unit.test_http11 import HEADERS, OK, Request, answer_ok, body_of, client, serving
 

@@ -1,7 +1,7 @@
-"""The one shared upstream HTTP client: send a request as received, stream the answer back.
+"""The upstream contract: send a request as received, stream the answer back; and its errors.
 
 Three interchangeable implementations of one small interface, chosen by
-``TOKENMETER_UPSTREAM_CLIENT``: ``http11`` (the default, in ``proxy.http11``: a small HTTP/1.1
+``TOKENMETER_UPSTREAM_CLIENT``: ``http11`` (the default, in ``.http11``: a small HTTP/1.1
 client on asyncio and httptools, measured in ``bench/`` at a fraction of the CPU per request),
 ``aiohttp``, and ``httpx`` (the reference). All send exactly the headers and body
 bytes they are given (no default User-Agent, Accept or Accept-Encoding of their own), never
@@ -9,6 +9,14 @@ follow redirects, never decode the response (bytes go back to the agent as upstr
 and keep connections pooled. All take one ``proxy.egress.Egress``: the company's HTTP proxy
 (a CONNECT tunnel for https, absolute-form requests for http, ``NO_PROXY`` honoured) and the
 certificate authorities that verify upstream TLS.
+They route and verify as it says, never as the process environment says; the proxy's
+credentials travel as a ``Proxy-Authorization`` header built from it, so no library object holds
+them in a URL that an exception's repr could print; a proxy's refusal is reported in
+``egress.refusal``'s words. ``proxy.app.make_upstream`` picks the client; ``.mock`` answers
+in-process, for tests.
+
+This module is a leaf: it imports nothing of the project's, so every client, the forwarder and
+the tests build on it, never the other way round.
 
 Errors form a small tree, so the forwarder needs no client-specific knowledge::
 
@@ -24,8 +32,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
-
-from proxy.egress import Egress
 
 RawHeaders = list[tuple[bytes, bytes]]
 
@@ -71,22 +77,3 @@ class Upstream(Protocol):
     ) -> UpstreamResponse: ...
 
     async def aclose(self) -> None: ...
-
-
-def make_upstream(kind: str, timeouts: Timeouts, egress: Egress | None = None) -> Upstream:
-    """``http11`` (``proxy.http11``, the default), ``aiohttp`` or ``httpx``; built without I/O
-    (connections open on first use). Without ``egress``: direct, the system's CAs."""
-    egress = egress or Egress()
-    # Imported on demand: they build on this module's types, and the library clients weigh
-    # ~25 MB of RSS that a proxy on the default client never needs.
-    if kind == "httpx":
-        from proxy.upstream_libs import HttpxUpstream
-
-        return HttpxUpstream(timeouts, egress)
-    if kind == "aiohttp":
-        from proxy.upstream_libs import AiohttpUpstream
-
-        return AiohttpUpstream(timeouts, egress)
-    from proxy.http11 import Http11Upstream
-
-    return Http11Upstream(timeouts, egress=egress)

@@ -7,9 +7,10 @@ server side). Most of the difference is per-request bookkeeping this proxy never
 jars, redirects, auto headers, multidict copies, tracing hooks, payload wrappers. The proxy's
 needs are narrow: a handful of upstream origins, requests whose body is already in memory,
 responses passed through undecoded. ``TOKENMETER_UPSTREAM_CLIENT=aiohttp|httpx`` selects the
-library clients instead (``proxy.upstream``); all three keep the same contract and error tree.
+library clients instead (``proxy.upstream.aiohttp``, ``proxy.upstream.httpx``); all three keep
+the contract and error tree of ``proxy.upstream.base``.
 
-Contract (the same as ``proxy.upstream``'s clients):
+Contract (``proxy.upstream.base``'s, as every client keeps it):
 - the request goes out with exactly the given headers plus ``host`` and ``content-length``;
   nothing else is added (no user-agent, accept or accept-encoding of our own), except
   ``proxy-authorization`` for an egress proxy that has credentials, sent to it alone;
@@ -49,7 +50,7 @@ from typing import TypeVar, cast
 import httptools
 
 from proxy.egress import PROXY_AUTH_REQUIRED, Egress, ProxyServer, refusal
-from proxy.upstream import (
+from proxy.upstream.base import (
     RawHeaders,
     Timeouts,
     UpstreamBroken,
