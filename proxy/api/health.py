@@ -19,19 +19,19 @@ from __future__ import annotations
 import asyncio
 import os
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from proxy import people
 from proxy.api.auth import require_metrics_token
+from proxy.api.deps import PartsDep
 
 router = APIRouter()
 
 
 @router.get("/healthz", summary="Liveness: the process serves; the store's state in the body")
-def healthz(request: Request) -> JSONResponse:
-    parts = request.app.state.parts
+def healthz(parts: PartsDep) -> JSONResponse:
     store = parts.recorder.health()
     ok = store["database"] == "ok" and store["spool"] == "ok"
     body = {
@@ -49,8 +49,7 @@ def healthz(request: Request) -> JSONResponse:
     response_class=Response,
     dependencies=[Depends(require_metrics_token)],
 )
-async def metrics(request: Request) -> Response:
-    parts = request.app.state.parts
+async def metrics(parts: PartsDep) -> Response:
     if parts.metrics.pay.due():
         parts.metrics.pay.touch()  # one reload at a time, and none per request if it fails
         usd_per = parts.settings.usd_per_currency
