@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from proxy.cli.common import SINCE_HELP, USAGE, CliError, refused, run_with_engine, since, table
+from proxy.cli.common import SINCE_HELP, USAGE, CliError, refused, run_with_engine, since
 from proxy.cli.tables import (
     BLENDED,
     COST,
@@ -37,14 +37,13 @@ from proxy.cli.tables import (
     render,
     share,
     spent,
+    window_line,
 )
 from proxy.config import Settings
 from proxy.people import Person
-from proxy.reports import CompensationReport, Filters, TaskRow, TaskView, Totals, Window
+from proxy.reports import CompensationReport, TaskRow, TaskView, Totals, Window
 from proxy.reports.compensation import Spend, team_of
 from proxy.reports.totals import money
-
-Rows = list[tuple[str, ...]]
 
 
 def add_commands(sub: Any) -> None:
@@ -152,11 +151,6 @@ def _in_window(settings: Settings, args: argparse.Namespace, report: Any) -> Any
     return _run(settings, work)
 
 
-def _window_line(filters: Filters) -> str:
-    window = filters.window_json()
-    return f"window {window['start'] or 'the beginning'} .. {window['end'] or 'now'}"
-
-
 def _run(settings: Settings, work: Any) -> Any:
     from proxy import reports
 
@@ -170,7 +164,7 @@ def _blended(args: argparse.Namespace, settings: Settings) -> int:
     found = _in_window(settings, args, lambda e, f: reports.blended(e, args.by, f))
     rows = [*found.groups, ("total", found.total)]
     if not args.json:
-        print(_window_line(found.filters))
+        print(window_line(found.filters))
     text = render(keyed(args.by, BLENDED), rows)
     return _print(found.as_json(), args, text, (not t.cost_complete for _, t in rows))
 
@@ -198,7 +192,7 @@ def _tasks(args: argparse.Namespace, settings: Settings) -> int:
     filters, rows = _in_window(settings, args, listed)
     answer = {**filters.window_json(), "rows": [row.as_json() for row in rows]}
     if not args.json:
-        print(_window_line(filters))
+        print(window_line(filters))
     text = render(_task_columns(_TASK_COST), rows)
     return _print(answer, args, text, (not row.totals.cost_complete for row in rows))
 
@@ -210,7 +204,7 @@ def _roi(args: argparse.Namespace, settings: Settings) -> int:
     cost = dollars(money(found.task_cost_usd), complete=found.cost_complete)
     total = Given(("total", "", "", cost, "", entered(found.value_usd), multiple(found.roi)))
     if not args.json:
-        print(_window_line(found.filters))
+        print(window_line(found.filters))
     text = render(_task_columns(_WHOLE_COST), [*found.tasks, total])
     marked = [*(not row.totals.cost_complete for row in found.tasks), not found.cost_complete]
     return _print(found.as_json(), args, text, marked)
@@ -283,14 +277,24 @@ def _distribution(args: argparse.Namespace, settings: Settings) -> int:
 
     window = _window(args.since)
     found = _run(settings, lambda e: reports.distribution(e, window, args.metric))
-    data = found.as_json()
-    rows: Rows = [("statistic", args.metric)]
-    rows += [("people", str(data["people"])), ("total", str(data["total"]))]
-    rows += [(name, str(value)) for name, value in data["percentiles"].items()]
-    rows += [("max", str(data["max"]))]
-    rows += [(f"{name} share", str(value)) for name, value in data["top_share"].items()]
-    rows.append(("gini", str(data["gini"])))
-    return _print(data, args, table(rows))
+    spread = found.spread()
+    rows = [("people", spread.people), ("total", spread.total), *spread.percentiles.items()]
+    rows += [("max", spread.max)]
+    rows += [(f"{name} share", value) for name, value in spread.top_share.items()]
+    rows += [("gini", spread.gini)]
+    columns = [Column("statistic", _name), Column(args.metric, _statistic)]
+    return _print(found.as_json(), args, render(columns, rows))
+
+
+Statistic = tuple[str, str | int | None]
+
+
+def _name(row: Statistic) -> str:
+    return row[0]
+
+
+def _statistic(row: Statistic) -> str:
+    return str(row[1])  # "None" for a statistic of nobody, as before
 
 
 def _task_show(args: argparse.Namespace, settings: Settings) -> int:

@@ -22,6 +22,7 @@ from typing import Generic, TypeVar
 
 from proxy.cli.common import table
 from proxy.reports.totals import Totals, exact, money
+from proxy.reports.usage import Filters
 
 R = TypeVar("R")
 S = TypeVar("S")
@@ -85,6 +86,12 @@ def spent(totals: Totals, amount: Decimal | None, show: Callable[[Decimal], str]
 def footnote(marked: Iterable[bool]) -> str | None:
     """The legend of the marks, when any row is marked (covers part of its requests)."""
     return FOOTNOTE if any(marked) else None
+
+
+def window_line(filters: Filters) -> str:
+    """The window a report counted, above its table."""
+    window = filters.window_json()
+    return f"window {window['start'] or 'the beginning'} .. {window['end'] or 'now'}"
 
 
 def share(ratio: Decimal | None, places: int = 1) -> str:

@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from proxy.cli.common import SINCE_HELP, refused, run_with_engine, since
-from proxy.cli.tables import USAGE, Column, footnote, keyed, render
+from proxy.cli.tables import USAGE, Column, footnote, keyed, render, window_line
 from proxy.config import Settings
 from proxy.reports.totals import Totals
 from proxy.reports.usage import GROUPS
@@ -44,8 +44,7 @@ def _usage(args: argparse.Namespace, settings: Settings) -> int:
         out = {**filters.window_json(), "rows": data, "total": total.as_json()}
         print(json.dumps(out, indent=2))
         return 0
-    window = filters.window_json()
-    print(f"window {window['start'] or 'the beginning'} .. {window['end'] or 'now'}")
+    print(window_line(filters))
     owners = _owners(settings) if args.by == "key" else None
     print(_table(args.by, result, total, owners))
     if note := footnote(not t.cost_complete for _, t in [*result, ("total", total)]):
