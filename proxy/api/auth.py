@@ -33,7 +33,7 @@ def is_loopback(host: str) -> bool:
     return address.is_loopback
 
 
-def require_admin(request: Request, settings: SettingsDep) -> None:
+async def require_admin(request: Request, settings: SettingsDep) -> None:
     """FastAPI dependency: 401 without the admin token; 403 off loopback when none is set."""
     token = settings.admin_token
     if token is None:
@@ -42,7 +42,7 @@ def require_admin(request: Request, settings: SettingsDep) -> None:
         _require_bearer(request, token, "admin")
 
 
-def require_metrics_token(request: Request, settings: SettingsDep) -> None:
+async def require_metrics_token(request: Request, settings: SettingsDep) -> None:
     """FastAPI dependency: 401 without the metrics token when one is set."""
     token = settings.metrics_token
     if token is not None:

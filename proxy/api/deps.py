@@ -7,6 +7,7 @@ app; ``parts_of`` is the one place that reads them back. A route asks for what i
 validated (``params``) and the window resolved as every report resolves it (``reports.resolve``).
 A start after the end is a ``ReportError`` (400, ``errors``).
 
+Each is ``async``, so FastAPI runs it on the event loop rather than in its thread pool.
 ``ApiParts`` is a Protocol declared here, not the wiring type of ``app`` (which imports the API):
 imports flow one way, and the API sees only what it uses.
 """
@@ -62,7 +63,7 @@ def keep_parts(app: FastAPI, parts: ApiParts) -> None:
     app.state.parts = parts
 
 
-def parts_of(request: Request) -> ApiParts:
+async def parts_of(request: Request) -> ApiParts:
     """The parts ``api.build`` was handed."""
     parts: ApiParts = request.app.state.parts
     return parts
@@ -71,11 +72,11 @@ def parts_of(request: Request) -> ApiParts:
 PartsDep = Annotated[ApiParts, Depends(parts_of)]
 
 
-def engine_of(parts: PartsDep) -> AsyncEngine:
+async def engine_of(parts: PartsDep) -> AsyncEngine:
     return parts.engine
 
 
-def settings_of(parts: PartsDep) -> Settings:
+async def settings_of(parts: PartsDep) -> Settings:
     return parts.settings
 
 
@@ -83,7 +84,7 @@ EngineDep = Annotated[AsyncEngine, Depends(engine_of)]
 SettingsDep = Annotated[Settings, Depends(settings_of)]
 
 
-def _asked(
+async def _asked(
     start: Moment | None = None,
     end: Moment | None = None,
     user: Name | None = None,
@@ -92,16 +93,16 @@ def _asked(
     return reports.Filters(start, end, user, team)
 
 
-AskedDep = Annotated[reports.Filters, Depends(_asked)]
+_Asked = Annotated[reports.Filters, Depends(_asked)]
 
 
-async def filters(engine: EngineDep, asked: AskedDep) -> reports.Filters:
+async def filters(engine: EngineDep, asked: _Asked) -> reports.Filters:
     """The window (``start``, ``end``) and people (``user``, ``team``) a report answers for."""
     return await reports.resolve(engine, asked)
 
 
 async def model_filters(
-    engine: EngineDep, asked: AskedDep, model: Name | None = None
+    engine: EngineDep, asked: _Asked, model: Name | None = None
 ) -> reports.Filters:
     """``filters`` and a ``model``."""
     return await reports.resolve(engine, replace(asked, model=model))
