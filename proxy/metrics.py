@@ -125,18 +125,22 @@ class Metrics:
         registry.register(self.pay)
 
     def exposition(self) -> bytes:
-        """The Prometheus text of this process, or of all workers in multiprocess mode.
+        """The Prometheus text of ``exposed()``."""
+        return generate_latest(self.exposed())
+
+    def exposed(self) -> CollectorRegistry:
+        """What ``/metrics`` shows: this process's registry, or all workers' in multiprocess mode.
 
         With ``tokenmeter serve --workers N`` every worker writes its samples to files in
         ``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's own mechanism) and any worker's
-        ``/metrics`` answers for all of them.
+        ``/metrics`` answers for all of them: a registry merging the files, read when collected.
         """
         if self._multiprocess_dir is None:
-            return generate_latest(self.registry)
+            return self.registry
         merged = CollectorRegistry()
         MultiProcessCollector(merged, path=str(self._multiprocess_dir))  # type: ignore[no-untyped-call]
         merged.register(self.pay)  # this worker's rows, fresh from the table, never from files
-        return generate_latest(merged)
+        return merged
 
     def _build_usage(self, registry: CollectorRegistry) -> None:
         self.tokens = Counter(

@@ -1,27 +1,28 @@
 """tokenmeter's own HTTP API: thin FastAPI routers over ``reports`` (documented at ``/docs``).
 
+``build(parts)`` is handed what the API needs (``deps.ApiParts``) by ``create_app``; routes take
+it through typed dependencies (``deps``), and domain errors become answers in one place
+(``errors``).
+
 ``/docs`` is Swagger UI served from the ``swagger-ui-bundle-v2`` package's files under
 ``/docs/assets/``: no CDN, so the docs work offline and behind a firewall.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from proxy import reports as report_logic
-from proxy.api import health, people, reports, tasks, usage
+from proxy.api import errors, health, people, reports, tasks, usage
 from proxy.api.auth import require_admin
-
-if TYPE_CHECKING:
-    from proxy.app import Parts
+from proxy.api.deps import ApiParts, keep_parts
 
 
-def build(parts: Parts, *, lifespan: Any) -> FastAPI:
+def build(parts: ApiParts, *, lifespan: Any) -> FastAPI:
     """The FastAPI app serving /api/v1, /healthz, /metrics and the OpenAPI docs."""
     app = FastAPI(
         title="tokenmeter",
@@ -32,18 +33,13 @@ def build(parts: Parts, *, lifespan: Any) -> FastAPI:
         redoc_url=None,
     )
     _add_docs(app)
-    app.add_exception_handler(report_logic.ReportError, _bad_request)
-    app.state.parts = parts
+    errors.register(app)
+    keep_parts(app, parts)
     app.include_router(health.router)
     guarded = [Depends(require_admin)]
     for module in (usage, tasks, people, reports):
         app.include_router(module.router, prefix="/api/v1", dependencies=guarded)
     return app
-
-
-async def _bad_request(request: Request, exc: Exception) -> JSONResponse:
-    """A report asked for with arguments that make no sense (start after end …): 400."""
-    return JSONResponse({"detail": str(exc)}, status_code=400)
 
 
 def _add_docs(app: FastAPI) -> None:

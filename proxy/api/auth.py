@@ -17,6 +17,8 @@ import ipaddress
 
 from fastapi import HTTPException, Request
 
+from proxy.api.deps import SettingsDep
+
 FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip", "true-client-ip")
 
 
@@ -31,18 +33,18 @@ def is_loopback(host: str) -> bool:
     return address.is_loopback
 
 
-def require_admin(request: Request) -> None:
+async def require_admin(request: Request, settings: SettingsDep) -> None:
     """FastAPI dependency: 401 without the admin token; 403 off loopback when none is set."""
-    token = request.app.state.parts.settings.admin_token
+    token = settings.admin_token
     if token is None:
         _require_local_caller(request)
     else:
         _require_bearer(request, token, "admin")
 
 
-def require_metrics_token(request: Request) -> None:
+async def require_metrics_token(request: Request, settings: SettingsDep) -> None:
     """FastAPI dependency: 401 without the metrics token when one is set."""
-    token = request.app.state.parts.settings.metrics_token
+    token = settings.metrics_token
     if token is not None:
         _require_bearer(request, token, "metrics")
 

@@ -1,7 +1,8 @@
 """People and compensation: list, set one, import a CSV (all rows or none).
 
 Compensation is sensitive: like every ``/api/`` route these need the admin token (or loopback).
-Each write refreshes the ``tokenmeter_annual_compensation_usd`` gauge.
+Each write refreshes the ``tokenmeter_annual_compensation_usd`` gauge. A record or file refused
+is 422 with the reasons (``errors``).
 """
 
 from __future__ import annotations
@@ -9,11 +10,12 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from proxy import people
+from proxy.api.deps import ApiParts, EngineDep, PartsDep
 from proxy.api.params import Amount, Name
 from proxy.api.tabular import respond
 
@@ -36,21 +38,32 @@ def _today() -> date:
     return datetime.now(UTC).date()
 
 
-async def _refresh(request: Request) -> None:
-    parts = request.app.state.parts
+async def _save(parts: ApiParts, rows: list[people.Person]) -> int:
+    """Write ``rows``, then refresh the pay gauge."""
+    count = await people.save_people(parts.engine, rows)
     usd_per = parts.settings.usd_per_currency
     await people.refresh_gauge(parts.engine, parts.metrics, usd_per, _today())
+    return count
+
+
+async def _csv_text(request: Request) -> str:
+    """The request body as text: 400 unless it is UTF-8."""
+    try:
+        return (await request.body()).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise HTTPException(400, f"the file is not UTF-8 text: {exc}") from exc
 
 
 @router.get("", summary="People in effect on a day (default today), or the whole history")
 async def list_people(
     request: Request,
+    engine: EngineDep,
     at: date | None = None,
     history: Annotated[
         bool, Query(description="every dated row, not just those in effect")
     ] = False,
 ) -> Response:
-    rows = await people.load_people(request.app.state.parts.engine)
+    rows = await people.load_people(engine)
     if not history:
         rows = sorted(people.in_effect(rows, at or _today()).values(), key=lambda p: p.user)
     data = [person.as_json() for person in rows]
@@ -58,16 +71,12 @@ async def list_people(
 
 
 @router.put("/{user:path}", summary="Set a person's team and compensation from a date")
-async def put_person(user: Name, body: PersonIn, request: Request) -> dict[str, Any]:
+async def put_person(user: Name, body: PersonIn, parts: PartsDep) -> dict[str, Any]:
     fields = body.model_dump()
     fields["effective_from"] = body.effective_from or _today()
     fields["currency"] = body.currency.upper()
-    try:
-        person = people.check(people.Person(user=user, **fields))
-    except people.PersonError as exc:
-        raise HTTPException(422, str(exc)) from exc
-    await people.save_people(request.app.state.parts.engine, [person])
-    await _refresh(request)
+    person = people.check(people.Person(user=user, **fields))
+    await _save(parts, [person])
     return person.as_json()
 
 
@@ -76,16 +85,6 @@ async def put_person(user: Name, body: PersonIn, request: Request) -> dict[str, 
     summary="Import a CSV (text/csv body); the whole file or nothing",
     openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}}},
 )
-async def import_people(request: Request) -> Response:
-    try:
-        text = (await request.body()).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise HTTPException(400, f"the file is not UTF-8 text: {exc}") from exc
-    try:
-        found = people.parse_csv(text, _today())
-    except people.PeopleImportError as exc:
-        errors = [{"line": line, "error": message} for line, message in exc.errors]
-        return JSONResponse({"detail": "nothing imported", "errors": errors}, status_code=422)
-    count = await people.save_people(request.app.state.parts.engine, found)
-    await _refresh(request)
+async def import_people(parts: PartsDep, text: Annotated[str, Depends(_csv_text)]) -> Response:
+    count = await _save(parts, people.parse_csv(text, _today()))
     return JSONResponse({"imported": count})

@@ -8,9 +8,10 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict
 
 from proxy import reports
-from proxy.api.params import Amount, Moment, Name, Text
+from proxy.api.deps import EngineDep, FiltersDep
+from proxy.api.params import Amount, Name, Text
 from proxy.api.tabular import respond
-from proxy.tasks import TaskRecordError, update_task
+from proxy.tasks import update_task
 
 router = APIRouter(tags=["tasks"])
 
@@ -29,27 +30,20 @@ class TaskPatch(BaseModel):
 @router.get("/tasks", summary="Tasks with their cost and ROI, sorted by cost, roi or recent")
 async def get_tasks(
     request: Request,
-    user: Name | None = None,
-    team: Name | None = None,
-    start: Moment | None = None,
-    end: Moment | None = None,
+    engine: EngineDep,
+    filters: FiltersDep,
     sort: Annotated[str, Query(description="cost | roi | recent")] = "cost",
     limit: Annotated[int | None, Query(ge=1, le=10_000)] = 100,
 ) -> Response:
-    engine = request.app.state.parts.engine
-    filters = await reports.resolve(engine, reports.Filters(start, end, user, team))
-    try:
-        rows = await reports.list_tasks(engine, filters, sort, limit)
-    except reports.ReportError as exc:
-        raise HTTPException(400, str(exc)) from exc
+    rows = await reports.list_tasks(engine, filters, sort, limit)
     data = [row.as_json() for row in rows]
     answer = {**filters.window_json(), "sort": sort, "rows": data}
     return respond(request, answer, data, "tasks")
 
 
 @router.get("/tasks/{task_id:path}", summary="One task's tokens, dollars, blended $/MTok and ROI")
-async def get_task(task_id: Name, request: Request) -> dict[str, Any]:
-    view = await reports.task_view(request.app.state.parts.engine, task_id)
+async def get_task(task_id: Name, engine: EngineDep) -> dict[str, Any]:
+    view = await reports.task_view(engine, task_id)
     if view is None:
         raise HTTPException(404, f"no usage recorded for task {task_id!r}")
     return view.as_json()
@@ -58,12 +52,8 @@ async def get_task(task_id: Name, request: Request) -> dict[str, Any]:
 @router.patch(
     "/tasks/{task_id:path}", summary="Set a task's title, human hours, hourly rate or value"
 )
-async def patch_task(task_id: Name, patch: TaskPatch, request: Request) -> dict[str, Any]:
-    engine = request.app.state.parts.engine
-    try:
-        record = await update_task(engine, task_id, patch.model_dump(exclude_unset=True))
-    except TaskRecordError as exc:
-        raise HTTPException(400, str(exc)) from exc
+async def patch_task(task_id: Name, patch: TaskPatch, engine: EngineDep) -> dict[str, Any]:
+    record = await update_task(engine, task_id, patch.model_dump(exclude_unset=True))
     view = await reports.task_view(engine, task_id)
     if view is None:  # a value entered before the task's first request
         return {"task_id": task_id, **record.as_json(), "roi": None}

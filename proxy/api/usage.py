@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from proxy import reports
-from proxy.api.params import Moment, Name
+from proxy.api.deps import EngineDep, ModelFiltersDep
 from proxy.api.tabular import respond
 
 router = APIRouter(tags=["usage"])
@@ -20,19 +20,11 @@ router = APIRouter(tags=["usage"])
 @router.get("/usage", summary="Usage grouped by user, team, model, provider, task, session or day")
 async def get_usage(
     request: Request,
+    engine: EngineDep,
+    filters: ModelFiltersDep,
     group_by: Annotated[str, Query(description="one of " + ", ".join(reports.GROUPS))] = "user",
-    start: Moment | None = None,
-    end: Moment | None = None,
-    user: Name | None = None,
-    team: Name | None = None,
-    model: Name | None = None,
 ) -> Response:
-    engine = request.app.state.parts.engine
-    filters = await reports.resolve(engine, reports.Filters(start, end, user, team, model))
-    try:
-        rows = await reports.usage(engine, group_by, filters)
-    except reports.ReportError as exc:
-        raise HTTPException(400, str(exc)) from exc
+    rows = await reports.usage(engine, group_by, filters)
     data = [{group_by: key, **totals.as_json()} for key, totals in rows]
     total = reports.total_of(rows).as_json()
     body = {

@@ -1,7 +1,7 @@
-"""Helpers every command shares: the database a command opens, aligned tables, time arguments,
-how a dollar figure is shown (``?`` unknown, ``*`` covers priced requests only), and the one
-exception a handler raises to fail (``CliError``: a one-line message and an exit
-status, printed by the error boundary in ``proxy.cli``).
+"""Helpers every command shares: the database a command opens, aligned tables (``table``; a
+report's figures are formatted by ``tables``), time arguments, and the one exception a handler
+raises to fail (``CliError``: a one-line message and an exit status, printed by the error
+boundary in ``proxy.cli``).
 
 A command opens the database with ``run_with_engine``, which never creates one: a missing SQLite
 file, an unreachable server or an unmigrated schema is a ``CliError`` saying which database was
@@ -89,28 +89,6 @@ def _width(text: str) -> int:
         else 1
         for c in text
     )
-
-
-UNKNOWN = "?"
-PARTIAL = "*"
-FOOTNOTE = (
-    f"{PARTIAL} some requests have no known price: $ and $/MTok cover the priced ones only;"
-    f" {UNKNOWN} no request has a price"
-)
-
-
-def dollars(data: dict[str, Any], key: str) -> str:
-    """A dollar (or $/MTok) figure of a report row: ``?`` when unknown, ``*`` when partial."""
-    value = data.get(key)
-    if value is None:  # unknown dollars, or a ratio with nothing to divide by
-        return UNKNOWN if data.get("requests") and data.get("cost_usd") is None else "-"
-    text = str(value)
-    return text if data.get("cost_complete", True) else text + PARTIAL
-
-
-def footnote(rows: list[dict[str, Any]]) -> str | None:
-    """The legend for ``dollars``' marks, when a row has one."""
-    return FOOTNOTE if any(not row.get("cost_complete", True) for row in rows) else None
 
 
 _UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
@@ -232,18 +210,12 @@ async def check_revision(engine: Any, settings: Settings) -> None:
 
 async def revisions(engine: Any, settings: Settings) -> tuple[str | None, str | None]:
     """(the database's revision, the latest one this tokenmeter ships)."""
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
-
-    from proxy.store.engine import alembic_config
+    from proxy.store.engine import head_revision, revision
 
     try:
-        async with engine.connect() as conn:
-            have = await conn.run_sync(
-                lambda sync: MigrationContext.configure(sync).get_current_revision()
-            )
+        have = await revision(engine)
     except Exception as exc:  # unreachable server, bad credentials, not a database file
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         where = shown_url(settings.database_url)
         raise CliError(f"cannot open {where} ({_came_from()}): {reason}; {_ELSEWHERE}") from exc
-    return have, ScriptDirectory.from_config(alembic_config()).get_current_head()
+    return have, head_revision()

@@ -13,8 +13,10 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from proxy.cli.common import USAGE, CliError, run_with_engine, table
+from proxy.cli.common import USAGE, CliError, run_with_engine
+from proxy.cli.tables import Column, entered, render
 from proxy.config import Settings
+from proxy.people import Person
 
 
 def add_commands(sub: Any) -> None:
@@ -60,20 +62,18 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
 
     history = run_with_engine(settings, people.load_people)
     current = people.in_effect(history, args.at or datetime.now(UTC).date())
-    data = [current[user].as_json() for user in sorted(current)]
+    rows = [current[user] for user in sorted(current)]
     if args.json:
-        print(json.dumps(data, indent=2))
+        print(json.dumps([person.as_json() for person in rows], indent=2))
         return 0
-    rows: list[tuple[str, ...]] = [("user", "name", "team", "compensation", "since")]
-    rows += [
-        (
-            p["user"],
-            p["name"] or "",
-            p["team"] or "",
-            f"{p['annual_compensation']} {p['currency']}",
-            p["effective_from"],
-        )
-        for p in data
-    ]
-    print(table(rows))
+    print(render(_COLUMNS, rows))
     return 0
+
+
+_COLUMNS: list[Column[Person]] = [
+    Column("user", lambda p: p.user),
+    Column("name", lambda p: p.name or ""),
+    Column("team", lambda p: p.team or ""),
+    Column("compensation", lambda p: f"{entered(p.annual_compensation)} {p.currency}"),
+    Column("since", lambda p: p.effective_from.isoformat()),
+]

@@ -13,11 +13,13 @@ import argparse
 from datetime import UTC, datetime
 from typing import Any
 
-import sqlalchemy as sa
-
-from proxy.cli.common import SINCE_HELP, USAGE, CliError, refused, run_with_engine, since, table
+from proxy.cli.common import SINCE_HELP, USAGE, CliError, refused, run_with_engine, since
+from proxy.cli.tables import Column, render
 from proxy.config import Settings
 from proxy.pricing.overrides import PROVIDERS
+from proxy.reports import Unpriced
+from proxy.reports.totals import money
+from proxy.repricing import Side
 from proxy.usage import as_utc
 
 
@@ -70,49 +72,30 @@ def _show(args: argparse.Namespace, settings: Settings) -> int:
     raise CliError(f"no price known for {args.model!r} ({where}) on {at:%Y-%m-%d}")
 
 
-async def _unpriced(engine: Any) -> list[tuple[str, str, int, datetime, datetime]]:
-    from proxy.store.tables import usage_hourly
-
-    h = usage_hourly.c
-    query = (
-        sa.select(
-            h.provider,
-            h.model,
-            sa.func.sum(h.unpriced_requests),
-            sa.func.min(h.hour),
-            sa.func.max(h.hour),
-        )
-        .group_by(h.provider, h.model)
-        .having(sa.func.sum(h.unpriced_requests) > 0)
-        .order_by(sa.func.sum(h.unpriced_requests).desc(), h.model)
-    )
-    async with engine.connect() as conn:
-        return [tuple(row) for row in await conn.execute(query)]
-
-
 def _missing(args: argparse.Namespace, settings: Settings) -> int:
-    found = run_with_engine(settings, _unpriced)
+    from proxy.reports import unpriced_models
+
+    found = run_with_engine(settings, unpriced_models)
     if not found:
         print("every request seen so far had a price")
         return 0
     pricer, now = _pricer(settings), datetime.now(UTC)
-    rows: list[tuple[str, ...]] = [
-        ("model", "provider", "requests", "first hour", "last hour", "priced now")
-    ]
-    for provider, model, count, first, last in found:
-        known = bool(model) and pricer.rate_card(provider, model, now) is not None
-        rows.append(
-            (
-                model or "(no model in response)",
-                provider,
-                str(count),
-                f"{first:%Y-%m-%d %H:00}",
-                f"{last:%Y-%m-%d %H:00}",
-                "yes: run tokenmeter reprice" if known else "no",
-            )
-        )
-    print(table(rows))
+
+    def priced_now(row: Unpriced) -> str:
+        known = bool(row.model) and pricer.rate_card(row.provider, row.model, now) is not None
+        return "yes: run tokenmeter reprice" if known else "no"
+
+    print(render([*_MISSING, Column("priced now", priced_now)], found))
     return 0
+
+
+_MISSING: list[Column[Unpriced]] = [
+    Column("model", lambda row: row.model or "(no model in response)"),
+    Column("provider", lambda row: row.provider),
+    Column("requests", lambda row: str(row.requests)),
+    Column("first hour", lambda row: f"{row.first_hour:%Y-%m-%d %H:00}"),
+    Column("last hour", lambda row: f"{row.last_hour:%Y-%m-%d %H:00}"),
+]
 
 
 def _reprice(args: argparse.Namespace, settings: Settings) -> int:
@@ -128,16 +111,17 @@ def _reprice(args: argparse.Namespace, settings: Settings) -> int:
         f"{result.events} events: {result.changed} repriced (new price version), "
         f"{result.cost_changed} of them with a different cost"
     )
-    rows: list[tuple[str, ...]] = [
-        ("model", "before $", "after $", "change $", "unpriced before", "unpriced after")
-    ]
-    for model, (old, new) in sorted(result.by_model.items()):
-        rows.append(_reprice_row(model, old, new))
-    rows.append(_reprice_row("total", result.before, result.after))
-    print(table(rows))
+    lines = [(model, *sides) for model, sides in sorted(result.by_model.items())]
+    print(render(_REPRICED, [*lines, ("total", result.before, result.after)]))
     return 0
 
 
-def _reprice_row(name: str, old: Any, new: Any) -> tuple[str, ...]:
-    dollars = (old.cost_usd, new.cost_usd, new.cost_usd - old.cost_usd)
-    return (name, *(f"{amount:.6f}" for amount in dollars), str(old.unpriced), str(new.unpriced))
+Repriced = tuple[str, Side, Side]  # a model (or the total), before and after
+_REPRICED: list[Column[Repriced]] = [
+    Column("model", lambda line: line[0]),
+    Column("before $", lambda line: money(line[1].cost_usd)),
+    Column("after $", lambda line: money(line[2].cost_usd)),
+    Column("change $", lambda line: money(line[2].cost_usd - line[1].cost_usd)),
+    Column("unpriced before", lambda line: str(line[1].unpriced)),
+    Column("unpriced after", lambda line: str(line[2].unpriced)),
+]

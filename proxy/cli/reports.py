@@ -12,27 +12,38 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from proxy.cli.common import (
-    SINCE_HELP,
-    USAGE,
-    CliError,
+from proxy.cli.common import SINCE_HELP, USAGE, CliError, refused, run_with_engine, since
+from proxy.cli.tables import (
+    BLENDED,
+    COST,
+    NONE,
+    PER_MTOK,
+    REQUESTS,
+    TOKENS,
+    Column,
+    Given,
+    count,
     dollars,
+    entered,
     footnote,
-    refused,
-    run_with_engine,
-    since,
-    table,
+    keyed,
+    multiple,
+    render,
+    share,
+    spent,
+    window_line,
 )
 from proxy.config import Settings
-
-if TYPE_CHECKING:
-    from proxy.reports import Window
-
-Rows = list[tuple[str, ...]]
+from proxy.people import Person
+from proxy.reports import CompensationReport, TaskRow, TaskView, Totals, Window
+from proxy.reports.compensation import Spend, team_of
+from proxy.reports.totals import money
 
 
 def add_commands(sub: Any) -> None:
@@ -113,13 +124,13 @@ def _window(text: str | datetime) -> Window:
     return reports.Window(start, start + timedelta(seconds=round(span.total_seconds())))
 
 
-def _print(data: Any, args: argparse.Namespace, rows: Rows, marked: Any = ()) -> int:
-    """``data`` as JSON, or ``rows`` as a table with the legend of ``marked``'s dollar marks."""
+def _print(data: Any, args: argparse.Namespace, text: str, marked: Iterable[bool] = ()) -> int:
+    """``data`` as JSON, or the table ``text`` with the legend of its dollar marks."""
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
-    print(table(rows))
-    if note := footnote(list(marked)):
+    print(text)
+    if note := footnote(marked):
         print(note)
     return 0
 
@@ -140,10 +151,6 @@ def _in_window(settings: Settings, args: argparse.Namespace, report: Any) -> Any
     return _run(settings, work)
 
 
-def _window_line(data: dict[str, Any]) -> str:
-    return f"window {data['start'] or 'the beginning'} .. {data['end'] or 'now'}"
-
-
 def _run(settings: Settings, work: Any) -> Any:
     from proxy import reports
 
@@ -151,55 +158,15 @@ def _run(settings: Settings, work: Any) -> Any:
         return run_with_engine(settings, work)
 
 
-_BLENDED: tuple[str, ...] = ("requests", "tokens", "in:out", "cache hit", "cost $", "sticker $")
-_BLENDED += ("saved", "$/MTok", "sticker $/MTok")
-
-
-def _blended_cells(key: str, d: dict[str, Any]) -> tuple[str, ...]:
-    hit, discount = d["cache_hit_rate"], d["cache_discount"]
-    return (
-        key,
-        str(d["requests"]),
-        f"{d['total_tokens']:,}",
-        d["input_output_ratio"] or "-",
-        "-" if hit is None else f"{Decimal(hit):.1%}",
-        dollars(d, "cost_usd"),
-        dollars(d, "sticker_usd"),
-        "-" if discount is None else f"{Decimal(discount):.1%}",
-        dollars(d, "blended_usd_per_mtok"),
-        dollars(d, "sticker_usd_per_mtok"),
-    )
-
-
 def _blended(args: argparse.Namespace, settings: Settings) -> int:
     from proxy import reports
 
     found = _in_window(settings, args, lambda e, f: reports.blended(e, args.by, f))
-    data = found.as_json()
-    rows: Rows = [(args.by, *_BLENDED)]
-    rows += [_blended_cells(row[args.by], row) for row in data["rows"]]
-    rows.append(_blended_cells("total", data["total"]))
+    rows = [*found.groups, ("total", found.total)]
     if not args.json:
-        print(_window_line(data))
-    return _print(data, args, rows, [*data["rows"], data["total"]])
-
-
-_PEOPLE = ("team", "compensation", "spend $", "annualized $", "spend/comp", "tokens/month")
-
-
-def _people_cells(key: str, team: str, pay: str, d: dict[str, Any]) -> tuple[str, ...]:
-    ratio = d["spend_to_compensation"]
-    monthly = d["tokens_per_person_per_month"]
-    spend = {"cost_usd": d["spend_usd"], "cost_complete": d["spend_complete"], **d}
-    return (
-        key,
-        team,
-        pay,
-        dollars(spend, "cost_usd"),
-        dollars(spend, "annualized_spend_usd"),
-        "-" if ratio is None else f"{Decimal(ratio):.2%}",
-        "-" if monthly is None else f"{monthly:,}",
-    )
+        print(window_line(found.filters))
+    text = render(keyed(args.by, BLENDED), rows)
+    return _print(found.as_json(), args, text, (not t.cost_complete for _, t in rows))
 
 
 def _people(args: argparse.Namespace, settings: Settings) -> int:
@@ -208,39 +175,12 @@ def _people(args: argparse.Namespace, settings: Settings) -> int:
     window = _window(args.since)
     usd_per = settings.usd_per_currency
     found = _run(settings, lambda e: reports.compensation_report(e, window, usd_per))
-    data = found.as_json()
-    rows: Rows = [("user", *_PEOPLE)]
-    for p in data["people"]:
-        pay = f"{p['annual_compensation']} {p['currency']}" if p["currency"] else "-"
-        rows.append(_people_cells(p["user"], p["team"], pay, p))
-    rows.append(("", "", "", "", "", "", ""))
-    rows += [
-        _people_cells("team " + t["team"], "", f"{t['annual_compensation_usd']} USD", t)
-        for t in data["teams"]
-    ]
-    org = data["org"]
-    rows.append(_people_cells("org", "", f"{org['annual_compensation_usd']} USD", org))
     if not args.json:
         print(
             f"window {window.start:%Y-%m-%d %H:%M} .. {window.end:%Y-%m-%d %H:%M} UTC, "
-            f"annualized x 365/{data['window']['days']} days"
+            f"annualized x 365/{entered(window.days)} days"
         )
-    return _print(data, args, rows)
-
-
-_TASKS = ("requests", "tokens", "cost $", "$/MTok", "value $", "ROI")
-
-
-def _task_cells(d: dict[str, Any]) -> tuple[str, ...]:
-    return (
-        d["task_id"],
-        str(d.get("requests", "")),
-        f"{d['total_tokens']:,}" if "total_tokens" in d else "",
-        dollars(d, "cost_usd"),
-        dollars(d, "blended_usd_per_mtok"),
-        d["value_usd"] or "-",
-        f"{d['roi']}x" if d["roi"] else "-",
-    )
+    return _print(found.as_json(), args, _compensation_table(found))
 
 
 def _tasks(args: argparse.Namespace, settings: Settings) -> int:
@@ -249,37 +189,87 @@ def _tasks(args: argparse.Namespace, settings: Settings) -> int:
     async def listed(engine: Any, filters: Any) -> tuple[Any, Any]:
         return filters, await reports.list_tasks(engine, filters, args.sort, args.limit)
 
-    found = _in_window(settings, args, listed)
-    data = [row.as_json() for row in found[1]]
-    answer = {**found[0].window_json(), "rows": data}
+    filters, rows = _in_window(settings, args, listed)
+    answer = {**filters.window_json(), "rows": [row.as_json() for row in rows]}
     if not args.json:
-        print(_window_line(answer))
-    return _print(answer, args, [("task", *_TASKS), *map(_task_cells, data)], data)
+        print(window_line(filters))
+    text = render(_task_columns(_TASK_COST), rows)
+    return _print(answer, args, text, (not row.totals.cost_complete for row in rows))
 
 
 def _roi(args: argparse.Namespace, settings: Settings) -> int:
     from proxy import reports
 
-    data = _in_window(settings, args, reports.roi_report).as_json()
-    total = data["total"]
-    whole = {"cost_usd": total["task_cost_usd"], "cost_complete": total["cost_complete"]}
-    cost = dollars(whole | {"requests": 1}, "cost_usd")
-    roi = f"{total['roi']}x" if total["roi"] else "-"
-    total_row = ("total", "", "", cost, "", total["value_usd"] or "-", roi)
-    rows: Rows = [("task", *_ROI), *map(_roi_cells, data["rows"]), total_row]
+    found = _in_window(settings, args, reports.roi_report)
+    cost = dollars(money(found.task_cost_usd), complete=found.cost_complete)
+    total = Given(("total", "", "", cost, "", entered(found.value_usd), multiple(found.roi)))
     if not args.json:
-        print(_window_line(data))
-    return _print(data, args, rows, [*data["rows"], total])
+        print(window_line(found.filters))
+    text = render(_task_columns(_WHOLE_COST), [*found.tasks, total])
+    marked = [*(not row.totals.cost_complete for row in found.tasks), not found.cost_complete]
+    return _print(found.as_json(), args, text, marked)
 
 
-_ROI = ("requests", "tokens", "task cost $", "$/MTok", "value $", "ROI")
+def _window_totals(row: TaskRow) -> Totals:
+    return row.totals
 
 
-def _roi_cells(d: dict[str, Any]) -> tuple[str, ...]:
-    """A task row of the ROI report: ROI divides the value by the task's whole cost."""
-    whole = {"cost_usd": d["task_cost_usd"], "cost_complete": d["task_cost_complete"]}
-    cells = _task_cells(d)
-    return (*cells[:3], dollars(whole | {"requests": 1}, "cost_usd"), *cells[4:])
+_TASK_COST = COST.of(_window_totals)
+# ROI divides a task's value by its whole cost (every event of it, whatever the window).
+_WHOLE_COST: Column[TaskRow] = Column(
+    "task cost $", lambda row: spent(row.whole, row.whole.known_cost_usd)
+)
+
+
+def _task_columns(cost: Column[TaskRow]) -> list[Column[TaskRow]]:
+    """A task list's columns, with ``cost`` as its dollars."""
+    return [
+        Column("task", lambda row: row.task_id),
+        REQUESTS.of(_window_totals),
+        TOKENS.of(_window_totals),
+        cost,
+        PER_MTOK.of(_window_totals),
+        Column("value $", lambda row: entered(row.value_usd)),
+        Column("ROI", lambda row: multiple(row.roi)),
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class _Payroll:
+    """A row of the compensation table: a person, a team or the org."""
+
+    name: str
+    team: str
+    pay: str
+    spend: Spend
+
+
+def _compensation_table(report: CompensationReport) -> str:
+    """People, then (after a blank line) teams and the org: pay against annualized spend."""
+    window = report.window
+    columns: list[Column[_Payroll]] = [
+        Column("user", lambda row: row.name),
+        Column("team", lambda row: row.team),
+        Column("compensation", lambda row: row.pay),
+        Column("spend $", lambda row: spent(row.spend.totals, row.spend.totals.known_cost_usd)),
+        Column(
+            "annualized $",
+            lambda row: spent(row.spend.totals, row.spend.annualized_usd(window), str),
+        ),
+        Column("spend/comp", lambda row: share(row.spend.spend_to_compensation(window), 2)),
+        Column("tokens/month", lambda row: count(row.spend.tokens_per_month(window))),
+    ]
+    people = [_Payroll(s.key, team_of(p), _pay(p), s) for s, p in report.people]
+    groups = [
+        _Payroll(f"team {t.key}", "", f"{t.annual_compensation_usd} USD", t) for t in report.teams
+    ]
+    org = _Payroll("org", "", f"{report.org.annual_compensation_usd} USD", report.org)
+    rows: list[_Payroll | Given] = [*people, Given(("",) * len(columns)), *groups, org]
+    return render(columns, rows)
+
+
+def _pay(person: Person | None) -> str:
+    return NONE if person is None else f"{entered(person.annual_compensation)} {person.currency}"
 
 
 def _distribution(args: argparse.Namespace, settings: Settings) -> int:
@@ -287,14 +277,24 @@ def _distribution(args: argparse.Namespace, settings: Settings) -> int:
 
     window = _window(args.since)
     found = _run(settings, lambda e: reports.distribution(e, window, args.metric))
-    data = found.as_json()
-    rows: Rows = [("statistic", args.metric)]
-    rows += [("people", str(data["people"])), ("total", str(data["total"]))]
-    rows += [(name, str(value)) for name, value in data["percentiles"].items()]
-    rows += [("max", str(data["max"]))]
-    rows += [(f"{name} share", str(value)) for name, value in data["top_share"].items()]
-    rows.append(("gini", str(data["gini"])))
-    return _print(data, args, rows)
+    spread = found.spread()
+    rows = [("people", spread.people), ("total", spread.total), *spread.percentiles.items()]
+    rows += [("max", spread.max)]
+    rows += [(f"{name} share", value) for name, value in spread.top_share.items()]
+    rows += [("gini", spread.gini)]
+    columns = [Column("statistic", _name), Column(args.metric, _statistic)]
+    return _print(found.as_json(), args, render(columns, rows))
+
+
+Statistic = tuple[str, str | int | None]
+
+
+def _name(row: Statistic) -> str:
+    return row[0]
+
+
+def _statistic(row: Statistic) -> str:
+    return str(row[1])  # "None" for a statistic of nobody, as before
 
 
 def _task_show(args: argparse.Namespace, settings: Settings) -> int:
@@ -303,36 +303,34 @@ def _task_show(args: argparse.Namespace, settings: Settings) -> int:
     view = _run(settings, lambda engine: reports.task_view(engine, args.task_id))
     if view is None:
         raise CliError(f"no usage recorded for task {args.task_id!r} (tokenmeter usage --by task)")
-    data = view.as_json()
     if args.json:
-        return _print(data, args, [])
-    title = f" ({data['title']})" if data["title"] else ""
+        return _print(view.as_json(), args, "")
+    title = f" ({view.record.title})" if view.record and view.record.title else ""
     print(
         f"task {view.task_id}{title}: {view.totals.requests} requests, "
         f"users {', '.join(view.users)}"
     )
-    print(f"  {data['first_seen']} .. {data['last_seen']}")
-    rows: Rows = [("model", *_BLENDED)]
-    rows += [_blended_cells(m, t) for m, t in data["by_model"].items()]
-    rows.append(_blended_cells("total", data))
-    print(table(rows))
-    if note := footnote([*data["by_model"].values(), data]):
+    print(f"  {view.first_seen.isoformat()} .. {view.last_seen.isoformat()}")
+    rows = [*view.by_model.items(), ("total", view.totals)]
+    print(render(keyed("model", BLENDED), rows))
+    if note := footnote(not t.cost_complete for _, t in rows):
         print(note)
-    print(_roi_line(data))
+    print(_roi_line(view))
     return 0
 
 
-def _roi_line(data: dict[str, Any]) -> str:
-    if data["value_usd"] is None:
-        return f"ROI: unknown (set it: tokenmeter task set {data['task_id']} --hours H --rate R)"
-    basis = data["value_basis"]
+def _roi_line(view: TaskView) -> str:
+    record = view.record
+    value, basis = record.value() if record else (None, None)
+    if record is None or value is None:
+        return f"ROI: unknown (set it: tokenmeter task set {view.task_id} --hours H --rate R)"
     if basis == "value_usd":
-        how = f"value ${data['value_usd']}"
+        how = f"value ${entered(value)}"
     else:
-        how = f"{data['human_hours']} h x ${data['hourly_rate_usd']}/h = ${data['value_usd']}"
-    roi = f"{data['roi']}x" if data["roi"] else "-"
-    cost = dollars(data, "cost_usd")
-    return f"ROI: {roi}  ({how} of people's time for ${cost} of tokens)"
+        hours, rate = entered(record.human_hours), entered(record.hourly_rate_usd)
+        how = f"{hours} h x ${rate}/h = ${entered(value)}"
+    cost = spent(view.totals, view.totals.known_cost_usd)
+    return f"ROI: {multiple(view.roi)}  ({how} of people's time for ${cost} of tokens)"
 
 
 def _task_set(args: argparse.Namespace, settings: Settings) -> int:
@@ -348,6 +346,6 @@ def _task_set(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError(f"task set: give at least one of {options}", USAGE)
     with refused(TaskRecordError, status=USAGE):
         record = _run(settings, lambda e: update_task(e, args.task_id, changes))
-    value = record.as_json()["value_usd"]  # normalized: no trailing zeros from NUMERIC(20, 10)
-    print(f"task {args.task_id}: value {'unknown' if value is None else f'${value}'}")
+    value = record.value()[0]
+    print(f"task {args.task_id}: value {'unknown' if value is None else f'${entered(value)}'}")
     return 0

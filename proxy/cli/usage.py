@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from decimal import Decimal
 from typing import Any
 
-from proxy.cli.common import SINCE_HELP, dollars, footnote, refused, run_with_engine, since, table
+from proxy.cli.common import SINCE_HELP, refused, run_with_engine, since
+from proxy.cli.tables import USAGE, Column, footnote, keyed, render, window_line
 from proxy.config import Settings
+from proxy.reports.totals import Totals
 from proxy.reports.usage import GROUPS
 
 
@@ -37,42 +38,32 @@ def _usage(args: argparse.Namespace, settings: Settings) -> int:
         return filters, await reports.usage(engine, args.by, filters)
 
     filters, result = run_with_engine(settings, work)
-    total = reports.total_of(result).as_json()
-    data = [{args.by: k, **t.as_json()} for k, t in result]
+    total = reports.total_of(result)
     if args.json:
-        out = {**filters.window_json(), "rows": data, "total": total}
+        data = [{args.by: k, **t.as_json()} for k, t in result]
+        out = {**filters.window_json(), "rows": data, "total": total.as_json()}
         print(json.dumps(out, indent=2))
         return 0
-    window = filters.window_json()
-    print(f"window {window['start'] or 'the beginning'} .. {window['end'] or 'now'}")
+    print(window_line(filters))
     owners = _owners(settings) if args.by == "key" else None
-    extra = ("owner",) if owners is not None else ()
-    rows: list[tuple[str, ...]] = [(args.by, *_HEADINGS, *extra)]
-    for row in data:
-        owner = () if owners is None else (owners.get(row[args.by], "-"),)
-        rows.append((row[args.by], *_cells(row), *owner))
-    rows.append(("total", *_cells(total), *("" for _ in extra)))
-    print(table(rows))
-    if note := footnote([*data, total]):
+    print(_table(args.by, result, total, owners))
+    if note := footnote(not t.cost_complete for _, t in [*result, ("total", total)]):
         print(note)
     if owners is not None:
         print(_unowned_hint(result, owners))
     return 0
 
 
-_HEADINGS = ("requests", "tokens", "cache hit", "cost $", "sticker $", "$/MTok")
-
-
-def _cells(data: dict[str, Any]) -> tuple[str, ...]:
-    hit = data["cache_hit_rate"]
-    return (
-        str(data["requests"]),
-        f"{data['total_tokens']:,}",
-        "-" if hit is None else f"{Decimal(hit):.1%}",
-        dollars(data, "cost_usd"),
-        dollars(data, "sticker_usd"),
-        dollars(data, "blended_usd_per_mtok"),
-    )
+def _table(
+    by: str, result: list[tuple[str, Totals]], total: Totals, owners: dict[str, str] | None
+) -> str:
+    """One row per group, then the total; with ``owners``, who holds each key (``-``: nobody
+    in the key map)."""
+    columns = keyed(by, USAGE)
+    if owners is not None:
+        held = {key: owners.get(key, "-") for key, _ in result}  # keys are fingerprints
+        columns.append(Column("owner", lambda row: held.get(row[0], "")))
+    return render(columns, [*result, ("total", total)])
 
 
 def _owners(settings: Settings) -> dict[str, str]:

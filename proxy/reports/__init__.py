@@ -11,7 +11,8 @@ Unknown dollars are null, never $0 (``totals``). One module per question:
 - ``blended``: real vs sticker $/MTok and cache savings per slice;
 - ``tasks``: one task's view, the task list, and ROI;
 - ``compensation``: annualized spend vs compensation per person, team and org;
-- ``distribution``: percentiles, top-N share and Gini across people.
+- ``distribution``: percentiles, top-N share and Gini across people;
+- ``unpriced``: models seen in traffic without a price.
 """
 
 from proxy.reports.blended import BLENDED_GROUPS, Blended, blended
@@ -27,6 +28,7 @@ from proxy.reports.tasks import (
     task_view,
 )
 from proxy.reports.totals import ReportError, Totals
+from proxy.reports.unpriced import Unpriced, unpriced_models
 from proxy.reports.usage import GROUPS, Filters, resolve, total_of, usage
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "TaskRow",
     "TaskView",
     "Totals",
+    "Unpriced",
     "Window",
     "blended",
     "compensation_report",
@@ -53,5 +56,6 @@ __all__ = [
     "task_view",
     "total_of",
     "trailing",
+    "unpriced_models",
     "usage",
 ]

@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy.people import Person, in_effect, load_people, missing_rate_message
-from proxy.reports.totals import RATIO, ReportError, Totals, money
+from proxy.reports.totals import RATIO, ReportError, Totals, exact, money
 from proxy.reports.totals import add as add_totals
 from proxy.reports.usage import NONE_KEY, Filters, usage
 from proxy.usage import as_utc
@@ -66,8 +66,11 @@ class Window:
         return as_utc(self.end - timedelta(microseconds=1)).date()
 
     def as_json(self) -> dict[str, Any]:
-        days = self.days.normalize()
-        return {"start": self.start.isoformat(), "end": self.end.isoformat(), "days": f"{days:f}"}
+        return {
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "days": exact(self.days),
+        }
 
 
 def trailing(days: int, end: datetime | None = None) -> Window:
@@ -97,23 +100,40 @@ class Spend:
         self.covered_spend += other.covered_spend
         self.headcount += other.headcount
 
+    @property
+    def annual_compensation_usd(self) -> Decimal:
+        """The members' pay in USD, to the cent."""
+        return self.compensation_usd.quantize(CENTS)
+
+    def annualized_usd(self, window: Window) -> Decimal | None:
+        """The spend over ``window`` scaled to a year, to the cent; None when unknown."""
+        if not self.totals.cost_known:
+            return None
+        return window.annualize(self.totals.cost_usd).quantize(CENTS)
+
+    def spend_to_compensation(self, window: Window) -> Decimal | None:
+        """Annualized spend of the members whose pay is known, over their pay."""
+        return _ratio(window.annualize(self.covered_spend), self.compensation_usd)
+
+    def tokens_per_month(self, window: Window) -> int | None:
+        """Tokens per person per month; None without a person."""
+        if not self.headcount:
+            return None
+        return window.per_month(self.totals.total_tokens // self.headcount)
+
     def as_json(self, window: Window) -> dict[str, Any]:
-        cost, tokens = self.totals.cost_usd, self.totals.total_tokens
-        ratio = _ratio(window.annualize(self.covered_spend), self.compensation_usd)
-        per_person = tokens // self.headcount if self.headcount else None
-        known = self.totals.cost_known
+        cost = self.totals.cost_usd
+        annualized, ratio = self.annualized_usd(window), self.spend_to_compensation(window)
         return {
-            "spend_usd": money(cost) if known else None,
+            "spend_usd": money(cost) if self.totals.cost_known else None,
             "spend_complete": self.totals.cost_complete,
             "unpriced_requests": self.totals.unpriced_requests,
-            "annualized_spend_usd": str(window.annualize(cost).quantize(CENTS)) if known else None,
-            "annual_compensation_usd": str(self.compensation_usd.quantize(CENTS)),
+            "annualized_spend_usd": None if annualized is None else str(annualized),
+            "annual_compensation_usd": str(self.annual_compensation_usd),
             "spend_to_compensation": None if ratio is None else str(ratio),
             "uncovered_spend_usd": money(cost - self.covered_spend),
-            "tokens": tokens,
-            "tokens_per_person_per_month": None
-            if per_person is None
-            else window.per_month(per_person),
+            "tokens": self.totals.total_tokens,
+            "tokens_per_person_per_month": self.tokens_per_month(window),
             "headcount": self.headcount,
             "requests": self.totals.requests,
         }
@@ -144,7 +164,7 @@ class CompensationReport:
         return {
             "user": spend.key,
             "name": person.name if person else None,
-            "team": _team(person),
+            "team": team_of(person),
             "annual_compensation": None
             if person is None
             else person.as_json()["annual_compensation"],
@@ -161,7 +181,8 @@ class CompensationReport:
         return rows
 
 
-def _team(person: Person | None) -> str:
+def team_of(person: Person | None) -> str:
+    """A person's team as reports show it: their people-table team, or ``NO_RECORD``."""
     return (person.team or NONE_KEY) if person else NO_RECORD
 
 
@@ -179,7 +200,7 @@ async def compensation_report(
     ]
     teams: dict[str, Spend] = {}
     for spend, person in people:
-        teams.setdefault(_team(person), Spend(_team(person))).add(spend)
+        teams.setdefault(team_of(person), Spend(team_of(person))).add(spend)
     org = Spend("org", totals=unattributed)
     for team in teams.values():
         org.add(team)

@@ -65,6 +65,18 @@ def _decimal(value: Fraction | None, places: Decimal) -> str | None:
     return str(exact.quantize(places, rounding=ROUND_HALF_EVEN))
 
 
+@dataclass(frozen=True, slots=True)
+class Spread:
+    """How a distribution's values spread, each figure as the API writes it (None: no value)."""
+
+    people: int
+    total: str | None
+    percentiles: dict[str, str | None]  # p50 … p99
+    max: str | None
+    top_share: dict[str, str | None]  # top1, top5 …
+    gini: str | None
+
+
 @dataclass(slots=True)
 class Distribution:
     window: Window
@@ -73,24 +85,32 @@ class Distribution:
     top: tuple[int, ...]
     unpriced_requests: int = 0  # requests in the window without a price (left out of cost_usd)
 
-    def as_json(self) -> dict[str, Any]:
+    def spread(self) -> Spread:
         ordered = sorted(self.values.values())
         places = _PLACES[self.metric]
+        total = _decimal(sum(ordered, Fraction(0)), places)
+        if not ordered:
+            return Spread(0, total, {}, None, {}, None)
+        return Spread(
+            people=len(ordered),
+            total=total,
+            percentiles={f"p{p}": _decimal(percentile(ordered, p), places) for p in PERCENTILES},
+            max=_decimal(ordered[-1], places),
+            top_share={f"top{n}": _decimal(top_share(ordered, n), RATIO) for n in self.top},
+            gini=_decimal(gini(ordered), RATIO),
+        )
+
+    def as_json(self) -> dict[str, Any]:
         stats: dict[str, Any] = {"window": self.window.as_json(), "metric": self.metric}
         if self.metric == "cost_usd":  # unknown dollars are not $0: say what is left out
             stats["cost_complete"] = not self.unpriced_requests
             stats["unpriced_requests"] = self.unpriced_requests
-        stats["people"] = len(ordered)
-        stats["total"] = _decimal(sum(ordered, Fraction(0)), places)
-        if not ordered:
+        spread = self.spread()
+        stats |= {"people": spread.people, "total": spread.total}
+        if not spread.people:
             return {**stats, "percentiles": {}, "top_share": {}, "gini": None, "max": None}
-        stats["percentiles"] = {
-            f"p{p}": _decimal(percentile(ordered, p), places) for p in PERCENTILES
-        }
-        stats["max"] = _decimal(ordered[-1], places)
-        stats["top_share"] = {f"top{n}": _decimal(top_share(ordered, n), RATIO) for n in self.top}
-        stats["gini"] = _decimal(gini(ordered), RATIO)
-        return stats
+        stats |= {"percentiles": spread.percentiles, "max": spread.max}
+        return stats | {"top_share": spread.top_share, "gini": spread.gini}
 
     def rows(self) -> list[dict[str, Any]]:
         """Per-person values, largest first, for CSV and terminal tables."""

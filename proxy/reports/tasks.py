@@ -18,7 +18,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from proxy.reports.totals import ReportError, Totals, money, sum_columns, sum_totals, totals_of
+from proxy.reports.totals import (
+    ReportError,
+    Totals,
+    exact,
+    money,
+    sum_columns,
+    sum_totals,
+    totals_of,
+)
 from proxy.reports.usage import Filters, conditions
 from proxy.store.tables import usage_events
 from proxy.tasks import TaskRecord, roi, task_records
@@ -189,8 +197,18 @@ class RoiReport:
     def value_usd(self) -> Decimal:
         return sum((t.value_usd or Decimal(0) for t in self.tasks), Decimal(0))
 
+    @property
+    def cost_complete(self) -> bool:
+        """Whether every request of the tasks has a price."""
+        return all(t.whole.cost_complete for t in self.tasks)
+
+    @property
+    def roi(self) -> Decimal | None:
+        """The tasks' value over their whole cost."""
+        return roi(self.value_usd, self.task_cost_usd)
+
     def as_json(self) -> dict[str, Any]:
-        overall = roi(self.value_usd, self.task_cost_usd)
+        overall = self.roi
         return {
             **self.filters.window_json(),
             "rows": [task.as_json() for task in self.tasks],
@@ -198,8 +216,8 @@ class RoiReport:
                 "tasks": len(self.tasks),
                 "cost_usd": money(self.cost_usd),
                 "task_cost_usd": money(self.task_cost_usd),
-                "cost_complete": all(t.whole.cost_complete for t in self.tasks),
-                "value_usd": f"{self.value_usd.normalize():f}",
+                "cost_complete": self.cost_complete,
+                "value_usd": exact(self.value_usd),
                 "roi": None if overall is None else str(overall),
             },
         }

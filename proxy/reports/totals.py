@@ -55,6 +55,11 @@ def text(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
 
 
+def exact(value: Decimal) -> str:
+    """An amount entered by a person (a value, hours, pay) as written: ``2400``, ``0.5``."""
+    return f"{value.normalize():f}"
+
+
 @dataclass(slots=True)
 class Totals:
     """Sums over any slice; everything else a report shows is derived from these."""

@@ -11,7 +11,8 @@ and a connect timeout short enough that an unreachable server fails fast into th
 they are found installed or from an editable checkout), and the connection is handed to its
 ``env.py`` through ``Config.attributes``. They are synchronous
 (each runs its own short event loop): call them from the CLI, or ``asyncio.to_thread`` them from
-async code.
+async code. ``revision(engine)`` reads the revision on an engine already open (async);
+``head_revision()`` is the latest one the scripts define.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -94,11 +96,21 @@ def _current(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
+async def revision(engine: AsyncEngine) -> str | None:
+    """The revision the database behind ``engine`` is at, or None when it was never migrated."""
+    async with engine.connect() as conn:
+        return await conn.run_sync(_current)
+
+
+def head_revision() -> str | None:
+    """The latest revision this tokenmeter ships."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
 async def _current_async(url: str) -> str | None:
     engine = make_engine(url)
     try:
-        async with engine.connect() as conn:
-            return await conn.run_sync(_current)
+        return await revision(engine)
     finally:
         await engine.dispose()
 

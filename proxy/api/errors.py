@@ -1,0 +1,45 @@
+"""Domain errors as the API's answers, registered once on the app (``register``).
+
+Routes call the domain and let its errors rise; each becomes the same answer wherever it is
+raised, a JSON ``{"detail": message}`` with the status below, the message the domain wrote:
+
+- ``reports.ReportError``: a report asked for with arguments that make no sense (start after
+  end, an unknown grouping, compensation that cannot be converted to USD): 400;
+- ``tasks.TaskRecordError``: a task record refused (negative hours, an unknown field …): 400;
+- ``people.PersonError``: a person record refused (unknown currency, control characters …): 422;
+- ``people.PeopleImportError``: a CSV refused, nothing imported: 422, with every problem and its
+  line as ``errors: [{"line": …, "error": …}]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from proxy.people import PeopleImportError, PersonError
+from proxy.reports import ReportError
+from proxy.tasks import TaskRecordError
+
+STATUS: dict[type[Exception], int] = {ReportError: 400, TaskRecordError: 400, PersonError: 422}
+
+
+def register(app: FastAPI) -> None:
+    """Answer every domain error as the module doc says."""
+    for error, status in STATUS.items():
+        app.add_exception_handler(error, _detail(status))
+    app.add_exception_handler(PeopleImportError, _import_refused)
+
+
+def _detail(status: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    async def answer(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    return answer
+
+
+async def _import_refused(request: Request, exc: Exception) -> JSONResponse:
+    problems = exc.errors if isinstance(exc, PeopleImportError) else []
+    errors = [{"line": line, "error": message} for line, message in problems]
+    return JSONResponse({"detail": "nothing imported", "errors": errors}, status_code=422)
