@@ -410,7 +410,7 @@ def _requested_model(body: bytes) -> str | None:
         return None
     try:
         request = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
         return None
     model = request.get("model") if isinstance(request, dict) else None
     return model if isinstance(model, str) and 0 < len(model) <= 256 else None

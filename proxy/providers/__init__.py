@@ -18,9 +18,19 @@ from proxy.usage import ResponseFacts
 
 
 class UsageTap(Protocol):
-    """Reads usage out of a response body as it streams past; never raises from ``feed`` or
-    ``finish``. ``finish()`` once the body ended (however it ended) flushes what the decoders
-    hold, so a last event without its blank line still counts; then ``result()``."""
+    """Reads usage out of one response body as it streams past. The contract every tap keeps
+    (``body.BodyTap`` keeps it for both providers; tests/unit/test_tap_contract.py checks it):
+
+    - ``feed(chunk)`` for every raw chunk as it is forwarded, ``finish()`` once the body ended
+      however it ended (done, cut, abandoned): it flushes what the decoders hold, so a last event
+      without its blank line still counts. ``finish`` is idempotent.
+    - ``result()`` at any time (the forwarder asks once, after ``finish``) returns a new
+      ``ResponseFacts`` with ``metered`` set.
+    - None of the three ever raises, whatever the body: the exchange's one event is built from
+      ``result()``. What the tap could not read as it should is named in ``facts.problems``
+      (``usage.Problem``); the meter adds ``usage_missing``; metrics count each in
+      ``tokenmeter_usage_problems_total{provider,problem}`` and the recorder stores them.
+    """
 
     def feed(self, chunk: bytes) -> None: ...
 

@@ -5,15 +5,11 @@
 Why it exists: this is where an Anthropic token is counted. The forwarder streams the upstream
 answer to the client untouched and hands each raw chunk to an ``AnthropicTap`` on the side.
 
-Tap contract (one tap per exchange; decoding and routing are ``body.BodyTap``'s):
+The tap: ``AnthropicTap(content_type, content_encoding)`` keeps the ``UsageTap`` contract of
+``proxy.providers`` (one tap per exchange; decoding and routing are ``body.BodyTap``'s). A
+corrupt compressed body stops the tap; an event or body that does not parse is skipped. Both are
+named in ``problems`` and show in the result as missing facts (``complete`` false, no usage).
 
-- ``AnthropicTap(content_type, content_encoding)``; ``feed(raw_chunk)`` for every chunk as it is
-  forwarded; ``result()`` at any time, also after a cut stream, returns what was seen so far as a
-  fresh ``ResponseFacts``.
-- ``feed`` never raises. A corrupt compressed body stops the tap; an event or body that does not
-  parse is skipped. Both are named in ``problems`` and show in the result as missing facts
-  (``complete`` false, no usage). ``finish()`` at the end of the body reads a last event whose
-  blank line never came.
 - JSON bodies are held (up to ``MAX_JSON_BODY_BYTES``; a larger one is dropped, stopping the
   tap) and parsed at ``result()``, once per size seen. SSE bodies are read event by event and
   only ``message_start``, ``message_delta``, ``message_stop`` and ``error`` are JSON-parsed:

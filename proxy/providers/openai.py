@@ -15,11 +15,10 @@ cache writes (the kind the pricer bills at the catalog's cache-write rate), ``in
 cached - cache writes (never below 0), ``output`` = ``completion_tokens`` / ``output_tokens``.
 Reasoning tokens are part of output; ``reasoning`` records them for observability only.
 
-Tap contract (one ``OpenAITap`` per exchange; decoding and routing are ``body.BodyTap``'s, as
-for ``AnthropicTap``): ``feed`` never raises; ``finish()`` at the end of the body reads a last
-event without its blank line; ``result()`` at any time returns what was seen so far, and nothing
-from a JSON body once the tap stopped. Every usage number goes through ``body.count`` (capped,
-never negative, problems named). JSON bodies up to ``FULL_PARSE_BYTES``
+The tap: ``OpenAITap`` keeps the ``UsageTap`` contract of ``proxy.providers`` (one per
+exchange; decoding and routing are ``body.BodyTap``'s, as for ``AnthropicTap``); its
+``result()`` has nothing from a JSON body once the tap stopped. Every usage number goes through
+``body.count`` (capped, never negative, problems named). JSON bodies up to ``FULL_PARSE_BYTES``
 are parsed at ``result()``; a larger one (an embeddings batch can be tens of MB) keeps only its
 head and tail, where OpenAI puts ``model``, ``id`` and ``usage``, and only those are read. SSE:
 Chat / legacy completions streams are data-only and end with ``data: [DONE]``; only the first
