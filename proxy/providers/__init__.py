@@ -3,7 +3,9 @@
 A ``Provider`` is plain data handed to the forwarder by ``create_app``; each provider module
 (``anthropic``, ``openai``) supplies the functions. The forwarder knows nothing of any provider's
 wire format: it feeds raw response chunks to the provider's ``UsageTap``, finishes it and asks it
-for the ``ResponseFacts`` when the exchange ends. A provider that must change a request to meter it
+for the ``ResponseFacts`` when the exchange ends. When the proxy answers a request itself, it
+says what went wrong in its own vocabulary (``proxy.failures.Failure``) and the provider renders
+that in its own error JSON (``error_body``). A provider that must change a request to meter it
 (``prepare``) also supplies a ``ChunkFilter`` that removes the effect from the response, so the
 client receives exactly what it would have received without the proxy.
 """
@@ -14,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from proxy.failures import Failure
 from proxy.usage import ResponseFacts
 
 
@@ -66,7 +69,7 @@ class Provider:
     prefix: str  # path prefix that selects this provider ("" = the default provider)
     is_metered: Callable[[str, str], bool]  # (method, path) -> does the body carry usage?
     make_tap: TapFactory
-    error_body: Callable[[int, str, str], bytes]  # (status, error type, message) -> JSON bytes
+    error_body: Callable[[Failure, str], bytes]  # (what went wrong, message) -> its error JSON
     # Only for providers whose metering needs the request changed (OpenAI's include_usage):
     prepare: Prepare | None = None
     make_filter: FilterFactory | None = None
