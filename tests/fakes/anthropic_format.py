@@ -1,6 +1,6 @@
 """Anthropic's Messages API wire format: one definition for the test fakes and the bench.
 
-The shapes (Anthropic's Messages API reference and its streaming page; ../shared/api-facts.md):
+The shapes (Anthropic's Messages API reference and its "Streaming messages" page):
 
 - a ``Message``: ``id``, ``type``, ``role``, ``model``, ``content``, ``stop_reason``,
   ``stop_sequence`` (``stop_details`` when declined), ``usage``;

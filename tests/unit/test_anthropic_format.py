@@ -12,6 +12,7 @@ from pathlib import Path
 from proxy.providers.anthropic import AnthropicTap
 from proxy.usage import Usage
 from tests.fakes import anthropic_format as wire
+from tests.fakes.anthropic_upstream import DEFAULT_USAGE
 
 ROOT = Path(__file__).resolve().parents[2]
 # The distributions of every module `python -m bench.run`'s children load (the bench runs with
@@ -41,14 +42,7 @@ def test_the_bench_mock_loads_nothing_from_the_test_extra() -> None:
 
 
 def test_a_stream_built_from_a_message_reads_as_that_message() -> None:
-    usage = {
-        "input_tokens": 11,
-        "cache_creation_input_tokens": 60,
-        "cache_read_input_tokens": 300,
-        "cache_creation": {"ephemeral_5m_input_tokens": 40, "ephemeral_1h_input_tokens": 20},
-        "output_tokens": 7,
-        "service_tier": "standard",
-    }
+    usage = DEFAULT_USAGE  # the fake's: a cache_creation split and a service_tier
     text = {"type": "text", "text": "Hi"}
     message = wire.message("msg_1", "claude-opus-4-8", [text], "end_turn", usage)
     stream = [
