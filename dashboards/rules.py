@@ -18,6 +18,7 @@ from dashboards.promql import (
     cache_hit,
     io_ratio,
     over,
+    spend_30d_by_user,
     spend_to_pay_by_team,
     spend_to_pay_overall,
     sticker,
@@ -37,7 +38,7 @@ RECORDED: dict[str, str] = {
     "model:tokenmeter_input_output_ratio:rate1h": io_ratio("", "1h", MODEL, "rate"),
     "team:tokenmeter_input_output_ratio:rate1h": io_ratio("", "1h", TEAM, "rate"),
     "team:tokenmeter_cost_usd:increase1h": over("increase", COST, "", "1h", TEAM),
-    SPEND_30D: over("increase", COST, 'user!=""', "30d", "user"),
+    SPEND_30D: spend_30d_by_user('user!=""'),
     "team:tokenmeter_spend_to_compensation:ratio30d": spend_to_pay_by_team("", SPEND_30D),
     "org:tokenmeter_spend_to_compensation:ratio30d": spend_to_pay_overall("", SPEND_30D),
 }
