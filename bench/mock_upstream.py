@@ -32,9 +32,6 @@ _SSE_HEAD = (
     b"cache-control: no-cache\r\nrequest-id: req_bench\r\ntransfer-encoding: chunked\r\n\r\n"
 )
 _LAST_CHUNK = b"0\r\n\r\n"
-_NOT_FOUND_BODY = (
-    b'{"type":"error","error":{"type":"not_found_error","message":"mock: no such path"}}'
-)
 
 
 def _json_response(status: bytes, body: bytes) -> bytes:
@@ -64,7 +61,7 @@ class Responses:
         return cls(
             message=_json_response(b"200 OK", payloads.json_message()),
             sse_frames=tuple(frames),
-            not_found=_json_response(b"404 Not Found", _NOT_FOUND_BODY),
+            not_found=_json_response(b"404 Not Found", payloads.not_found()),
             health=_json_response(b"200 OK", b'{"status":"ok"}'),
         )
 

@@ -5,16 +5,19 @@ the size Claude Code sends mid-session) with ``x-claude-code-session-id`` set, s
 attribute the request without parsing the body. ``"stream"`` is the first key so the mock can
 usually tell JSON from SSE by looking at the first bytes only.
 
-Responses are Anthropic's real wire format: a JSON ``Message``, or an SSE stream of
-``message_start`` (usage with the ``cache_creation`` TTL split), pings, ``content_block_*``
-events, ``message_delta`` with cumulative usage, and ``message_stop``. ``sse_events()`` returns
-one ``bytes`` per event so the mock can write them one at a time, as the API does.
+Responses are Anthropic's real wire format, built by ``tests/fakes/anthropic_format.py`` as the
+tests' fake API builds its own: a JSON ``Message``, or an SSE stream of ``message_start`` (usage
+with the ``cache_creation`` TTL split), pings, ``content_block_*`` events, ``message_delta`` with
+cumulative usage, and ``message_stop``. ``sse_events()`` returns one ``bytes`` per event so the
+mock can write them one at a time, as the API does.
 """
 
 from __future__ import annotations
 
 import json
 from typing import Any
+
+from tests.fakes import anthropic_format as wire
 
 MODEL = "claude-opus-4-8"
 SESSION_ID = "0b6f1c9e-bench-4c1d-9a53-5e6f7a8b9c0d"
@@ -67,67 +70,37 @@ def _text_deltas() -> int:
 
 def json_message() -> bytes:
     """A non-streaming Message with the same content and final usage as the stream."""
-    usage = dict(START_USAGE, output_tokens=_text_deltas() * 3)
-    text = "".join(_word(i) for i in range(_text_deltas()))
-    message = _message_shell(usage)
-    message.update(content=[{"type": "text", "text": text}], stop_reason="end_turn")
-    return json.dumps(message, separators=(",", ":")).encode()
+    return json.dumps(_message(), separators=(",", ":")).encode()
 
 
 def sse_events() -> list[bytes]:
     """Exactly ``EVENTS_PER_STREAM`` SSE events, each ``event: …\\ndata: …\\n\\n``."""
-    start = _message_shell(START_USAGE)
-    events = [_event("message_start", {"type": "message_start", "message": start})]
-    events.append(_event("ping", {"type": "ping"}))
-    block = {"type": "text", "text": ""}
-    events.append(_event("content_block_start", _block_start(block)))
+    message = _message()
+    events = [wire.message_start(message), wire.ping()]
+    events.append(wire.block_start(0, {"type": "text", "text": ""}))
     for i in range(_text_deltas()):
-        delta = {"type": "text_delta", "text": _word(i)}
-        events.append(_event("content_block_delta", _block_delta(delta)))
+        events.append(wire.block_delta(0, {"type": "text_delta", "text": _word(i)}))
         if i == _text_deltas() // 2:
-            events.append(_event("ping", {"type": "ping"}))
-    events.append(_event("content_block_stop", {"type": "content_block_stop", "index": 0}))
-    events.append(_event("message_delta", _message_delta()))
-    events.append(_event("message_stop", {"type": "message_stop"}))
+            events.append(wire.ping())
+    events.append(wire.block_stop(0))
+    events.append(wire.message_delta("end_turn", wire.delta_usage(message["usage"])))
+    events.append(wire.message_stop())
     assert len(events) == EVENTS_PER_STREAM
     return events
 
 
-def _message_shell(usage: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": "msg_01BenchBenchBenchBenchBench",
-        "type": "message",
-        "role": "assistant",
-        "model": MODEL,
-        "content": [],
-        "stop_reason": None,
-        "stop_sequence": None,
-        "usage": usage,
-    }
+def _message() -> dict[str, Any]:
+    """The whole reply: one text block of ``_text_deltas()`` words, 3 output tokens each."""
+    usage = dict(START_USAGE, output_tokens=_text_deltas() * 3)
+    text = [{"type": "text", "text": "".join(_word(i) for i in range(_text_deltas()))}]
+    return wire.message("msg_01BenchBenchBenchBenchBench", MODEL, text, "end_turn", usage)
 
 
-def _block_start(block: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "content_block_start", "index": 0, "content_block": block}
-
-
-def _block_delta(delta: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "content_block_delta", "index": 0, "delta": delta}
-
-
-def _message_delta() -> dict[str, Any]:
-    usage = {
-        "input_tokens": START_USAGE["input_tokens"],
-        "cache_creation_input_tokens": START_USAGE["cache_creation_input_tokens"],
-        "cache_read_input_tokens": START_USAGE["cache_read_input_tokens"],
-        "output_tokens": _text_deltas() * 3,
-    }
-    delta = {"stop_reason": "end_turn", "stop_sequence": None}
-    return {"type": "message_delta", "delta": delta, "usage": usage}
+def not_found() -> bytes:
+    """Anthropic's 404 error body, for any path the mock does not serve."""
+    body = wire.error("not_found_error", "mock: no such path")
+    return json.dumps(body, separators=(",", ":")).encode()
 
 
 def _word(i: int) -> str:
     return f" token{i} of the bench reply,"
-
-
-def _event(name: str, data: dict[str, Any]) -> bytes:
-    return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()

@@ -27,6 +27,7 @@ from proxy import api, people
 from proxy.attribution import Identifier, load_key_owners
 from proxy.config import Settings, ensure_data_dir
 from proxy.egress import Egress
+from proxy.failures import Failure
 from proxy.forward import Forwarder, Receive, Scope, Send
 from proxy.meter import AccessLog, Meter
 from proxy.metrics import Metrics
@@ -77,12 +78,12 @@ class TokenmeterApp:
         else:
             await self.api(scope, receive, send)
 
-    def error_body(self, target: bytes, status: int, kind: str, message: str) -> bytes:
+    def error_body(self, target: bytes, failure: Failure, message: str) -> bytes:
         """An error the server protocol answers itself, in the format of the path asked for."""
         path = target.decode("latin-1")
         if path.startswith(_OWN_PREFIXES):
             return json.dumps({"detail": message}).encode()
-        return self._forward.error_body(path, status, kind, message)
+        return self._forward.error_body(path, failure, message)
 
     def count_timeout(self, phase: str) -> None:
         self.parts.metrics.count_client_timeout(phase)

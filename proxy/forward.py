@@ -37,6 +37,7 @@ from proxy.attribution import (
     RoutedPath,
     split_path,
 )
+from proxy.failures import Failure
 from proxy.intake import Refusal, check_path, check_query, raw_target, read_body
 from proxy.meter import Sink
 from proxy.providers import ChunkFilter, Provider, UsageTap
@@ -171,7 +172,7 @@ class Forwarder:
         routed = split_path(raw_target(scope))
         provider = self._provider_for(routed.path)
         if provider is None:
-            await _send_local(send, 404, _not_found(scope["method"], routed.path))
+            await self._not_found(send, scope["method"], routed.path)
             return
         headers = dict(scope["headers"])
         try:
@@ -184,9 +185,8 @@ class Forwarder:
         ex, body = admitted
         try:
             if self._in_flight >= self._max_in_flight:
-                ex.status, ex.http_status = Status.REJECTED, 503
                 msg = f"tokenmeter: more than {self._max_in_flight} requests in flight; retry"
-                await _send_local(send, 503, provider.error_body(503, "overloaded_error", msg))
+                await self._fail(ex, send, Status.REJECTED, Failure.OVERLOADED, msg)
                 return
             self._in_flight += 1
             try:
@@ -202,11 +202,18 @@ class Forwarder:
                 return provider
         return None
 
-    def error_body(self, path: str, status: int, kind: str, message: str) -> bytes:
+    def error_body(self, path: str, failure: Failure, message: str) -> bytes:
         """The error JSON of the provider ``path`` is for (the default provider's if none)."""
         routed = split_path(path.partition("?")[0])
         provider = self._provider_for(routed.path) or self._providers[-1]
-        return provider.error_body(status, kind, message)
+        return provider.error_body(failure, message)
+
+    async def _not_found(self, send: Send, method: str, path: str) -> None:
+        message = (
+            f"tokenmeter forwards provider API paths under /v1/ only; {method} {path} is not one"
+        )
+        body = self._providers[-1].error_body(Failure.NOT_FOUND, message)  # the default provider's
+        await _send_local(send, Failure.NOT_FOUND.status, body)
 
     async def _admit(
         self,
@@ -228,7 +235,7 @@ class Forwarder:
             ex = self._start(provider, scope["method"], path, headers, routed, body)
         except AttributionError as exc:
             message = f"tokenmeter: {exc}; nothing was forwarded"
-            raise Refusal(400, "invalid_request_error", message, "bad_attribution") from None
+            raise Refusal(Failure.BAD_REQUEST, message, "bad_attribution") from None
         return ex, body
 
     async def _refuse(
@@ -240,7 +247,7 @@ class Forwarder:
         as the body it never sent."""
         self._count_refused(refusal.reason)
         log.info("refused (%s): %s", refusal.reason, refusal.message)
-        body = provider.error_body(refusal.status, refusal.kind, refusal.message)
+        body = provider.error_body(refusal.failure, refusal.message)
         close = headers.get(b"expect", b"").lower() == b"100-continue"
         await _send_local(send, refusal.status, body, close=close)
 
@@ -280,10 +287,10 @@ class Forwarder:
                 ex.method, url, _request_headers(scope["headers"]), upstream_body
             )
         except UpstreamTimeout as exc:
-            await self._unreachable(ex, send, 504, "timeout_error", f"timed out: {exc}")
+            await self._unreachable(ex, send, Failure.UPSTREAM_TIMEOUT, f"timed out: {exc}")
             return
         except UpstreamUnreachable as exc:
-            await self._unreachable(ex, send, 502, "api_error", f"unreachable: {exc}")
+            await self._unreachable(ex, send, Failure.UPSTREAM_UNREACHABLE, f"unreachable: {exc}")
             return
         try:
             await self._relay(ex, response, receive, send)
@@ -300,13 +307,17 @@ class Forwarder:
             return body
         return upstream_body
 
-    async def _unreachable(
-        self, ex: _Exchange, send: Send, code: int, kind: str, detail: str
-    ) -> None:
-        ex.status, ex.http_status = Status.UPSTREAM_UNREACHABLE, code
+    async def _unreachable(self, ex: _Exchange, send: Send, failure: Failure, detail: str) -> None:
         message = f"tokenmeter: upstream {ex.provider.upstream} {detail}"
         log.warning(message)
-        await _send_local(send, code, ex.provider.error_body(code, kind, message))
+        await self._fail(ex, send, Status.UPSTREAM_UNREACHABLE, failure, message)
+
+    async def _fail(
+        self, ex: _Exchange, send: Send, status: Status, failure: Failure, message: str
+    ) -> None:
+        """Answer an admitted exchange ourselves: it is recorded with ``status``."""
+        ex.status, ex.http_status = status, failure.status
+        await _send_local(send, failure.status, ex.provider.error_body(failure, message))
 
     async def _relay(
         self, ex: _Exchange, response: UpstreamResponse, receive: Receive, send: Send
@@ -410,7 +421,7 @@ def _requested_model(body: bytes) -> str | None:
         return None
     try:
         request = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
         return None
     model = request.get("model") if isinstance(request, dict) else None
     return model if isinstance(model, str) and 0 < len(model) <= 256 else None
@@ -471,9 +482,3 @@ async def _send_local(send: Send, status: int, body: bytes, *, close: bool = Fal
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-def _not_found(method: str, path: str) -> bytes:
-    message = f"tokenmeter forwards provider API paths under /v1/ only; {method} {path} is not one"
-    error = {"type": "error", "error": {"type": "not_found_error", "message": message}}
-    return json.dumps(error).encode()

@@ -32,6 +32,8 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
+from proxy.failures import Failure
+
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
 # Segments of unreserved characters and sub-delims that do not start with a dot: no escape, no
@@ -48,16 +50,19 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 class Refusal(Exception):
     """A request tokenmeter answers itself and never forwards.
 
-    ``status`` and ``kind`` (Anthropic's error vocabulary; providers translate) make the answer,
+    ``failure`` (its status, rendered by the provider) and ``message`` make the answer,
     ``reason`` the label of ``tokenmeter_requests_refused_total``.
     """
 
-    def __init__(self, status: int, kind: str, message: str, reason: str) -> None:
+    def __init__(self, failure: Failure, message: str, reason: str) -> None:
         super().__init__(message)
-        self.status = status
-        self.kind = kind
+        self.failure = failure
         self.message = message
         self.reason = reason
+
+    @property
+    def status(self) -> int:
+        return self.failure.status
 
 
 def raw_target(scope: Mapping[str, Any]) -> str:
@@ -80,8 +85,7 @@ def check_path(path: str) -> str:
     if problem is None:
         return path
     raise Refusal(
-        400,
-        "invalid_request_error",
+        Failure.BAD_REQUEST,
         f"tokenmeter: request path refused, {problem}; nothing was forwarded",
         "bad_path",
     )
@@ -92,8 +96,7 @@ def check_query(query: bytes) -> bytes:
     if not query or _QUERY.fullmatch(query):
         return query
     raise Refusal(
-        400,
-        "invalid_request_error",
+        Failure.BAD_REQUEST,
         "tokenmeter: query string refused, it holds a control, space or non-ASCII byte; "
         "nothing was forwarded",
         "bad_path",
@@ -180,8 +183,7 @@ async def read_body(
 def _too_large(max_bytes: int) -> Refusal:
     mb = max_bytes / (1024 * 1024)
     return Refusal(
-        413,
-        "request_too_large",
+        Failure.BODY_TOO_LARGE,
         f"tokenmeter: request body larger than {mb:g} MB (TOKENMETER_MAX_BODY_MB); "
         "nothing was forwarded",
         "body_too_large",

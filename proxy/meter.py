@@ -2,8 +2,11 @@
 
 ``Meter`` is the ``Sink`` the forwarder calls once per exchange, synchronously and without I/O:
 pricing is a pure function, metrics are in-process counters, and ``recorder.submit`` only
-enqueues. An exchange with no usage (count_tokens, models, most errors) costs exactly $0;
-usage on a model with no price gets cost ``None`` (unknown), never $0. So does a metered answer
+enqueues. The event it is handed is never changed: ``priced(event)`` is a new event with its
+cost (and its problem), and that one is counted, recorded and returned.
+
+An exchange with no usage (count_tokens, models, most errors) costs exactly $0; usage on a
+model with no price gets cost ``None`` (unknown), never $0. So does a metered answer
 that succeeded but never said its usage (an OpenAI stream cut before its usage chunk, a stream
 cut before ``message_start``): upstream billed something nobody saw, so the event is recorded
 unpriced with the problem ``usage_missing``.
@@ -18,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -25,9 +29,10 @@ from proxy.usage import Cost, Problem, UsageEvent, merged
 
 
 class Sink(Protocol):
-    """Where a finished event goes: pricing, metrics and the recorder, wired by ``create_app``."""
+    """Where a finished event goes: pricing, metrics and the recorder, wired by ``create_app``.
+    What it returns (the meter: the priced event) is not the forwarder's business."""
 
-    def __call__(self, event: UsageEvent) -> None: ...
+    def __call__(self, event: UsageEvent) -> object: ...
 
 
 class EventPricer(Protocol):
@@ -59,24 +64,28 @@ class Meter:
         self._recorder = recorder
         self._access_log = access_log
 
-    def __call__(self, event: UsageEvent) -> None:
-        event.cost = self._cost(event)
-        self._metrics.observe(event)
-        self._recorder.submit(event)
+    def __call__(self, event: UsageEvent) -> UsageEvent:
+        """Price ``event``, count and record the priced event, and return it."""
+        priced = self.priced(event)
+        self._metrics.observe(priced)
+        self._recorder.submit(priced)
         if self._access_log is not None:
-            self._access_log(event)
+            self._access_log(priced)
+        return priced
 
-    def _cost(self, event: UsageEvent) -> Cost | None:
+    def priced(self, event: UsageEvent) -> UsageEvent:
+        """``event`` with its cost, as a new event (``event`` is not changed): $0 without usage,
+        unknown (None) for a billed answer that never said its usage (with ``usage_missing``)."""
         facts = event.facts
         usage = facts.usage
         if usage.total_tokens() or usage.web_search_requests or facts.iterations:
-            return self._pricer.price(event)
+            return event.with_cost(self._pricer.price(event))
         if facts.distrusted:
-            return None
+            return event.with_cost(None)
         if facts.metered and not facts.saw_usage and _succeeded(event):
-            facts.problems = merged(facts.problems, Problem.USAGE_MISSING)
-            return None
-        return Cost(Decimal(0), {}, Decimal(0), "no-usage")
+            problems = merged(facts.problems, Problem.USAGE_MISSING)
+            return event.with_cost(None, replace(facts, problems=problems))
+        return event.with_cost(Cost(Decimal(0), {}, Decimal(0), "no-usage"))
 
 
 def _succeeded(event: UsageEvent) -> bool:

@@ -20,9 +20,10 @@ alike) closes those gaps at the layer that sees them:
 - keep-alive: an idle connection between requests is closed after ``keepalive_timeout_s``.
 
 Each cut is counted (``tokenmeter_client_timeouts_total{phase}``), each refusal too
-(``tokenmeter_requests_refused_total{reason}``), and every answer is the provider's error JSON
-for the path asked for. The app supplies limits, counters and error bodies as ``ServerHooks``,
-found on the ASGI app uvicorn loaded (through uvicorn's own middleware).
+(``tokenmeter_requests_refused_total{reason}``), and every answer is a ``proxy.failures.Failure``
+rendered as the error JSON of the provider of the path asked for. The app supplies limits,
+counters and error bodies as ``ServerHooks``, found on the ASGI app uvicorn loaded (through
+uvicorn's own middleware).
 
 Cost: every deadline of a connection (head, body, keep-alive) is one phase and one clock reading
 checked by a single timer per connection, re-armed at most once per shortest timeout; this also
@@ -44,6 +45,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from proxy.config import Settings
+from proxy.failures import Failure
 
 log = logging.getLogger("tokenmeter.serving")
 
@@ -88,7 +90,7 @@ class ServerHooks(Protocol):
     @property
     def limits(self) -> ServerLimits: ...
 
-    def error_body(self, target: bytes, status: int, kind: str, message: str) -> bytes: ...
+    def error_body(self, target: bytes, failure: Failure, message: str) -> bytes: ...
 
     def count_timeout(self, phase: str) -> None: ...
 
@@ -101,7 +103,7 @@ class _PlainHooks:
     def __init__(self) -> None:
         self.limits = ServerLimits.from_settings(Settings.model_construct())  # defaults only
 
-    def error_body(self, target: bytes, status: int, kind: str, message: str) -> bytes:
+    def error_body(self, target: bytes, failure: Failure, message: str) -> bytes:
         return json.dumps({"detail": message}).encode()
 
     def count_timeout(self, phase: str) -> None:
@@ -271,18 +273,18 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _head_too_large(self) -> None:
         kb = self._limits.max_header_bytes / 1024
         message = f"tokenmeter: request line and headers larger than {kb:g} KB"
-        self._refuse(431, "request_too_large", message, "headers_too_large")
+        self._refuse(Failure.HEAD_TOO_LARGE, message, "headers_too_large")
 
     def _parse_failed(self, exc: httptools.HttpParserError) -> None:
         if isinstance(exc.__context__, _HeadTooLarge):
             self._head_too_large()
             return
         message = f"tokenmeter: invalid HTTP request: {exc}"
-        self._refuse(400, "invalid_request_error", message, "bad_request")
+        self._refuse(Failure.BAD_REQUEST, message, "bad_request")
 
-    def _refuse(self, status: int, kind: str, message: str, reason: str) -> None:
+    def _refuse(self, failure: Failure, message: str, reason: str) -> None:
         self._hooks.count_refused(reason)
-        self._answer_and_close(status, kind, message + "; nothing was forwarded")
+        self._answer_and_close(failure, message + "; nothing was forwarded")
 
     def _head_late(self) -> None:
         if not self._begun:  # nothing of a request came: nothing to answer
@@ -290,7 +292,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return
         timeout = self._limits.header_timeout_s
         message = f"tokenmeter: request head not complete within {timeout:g} s"
-        self._answer_and_close(408, "timeout_error", message)
+        self._answer_and_close(Failure.CLIENT_TIMEOUT, message)
 
     def _body_late(self) -> None:
         cycle = self.cycle
@@ -303,9 +305,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return
         timeout = self._limits.body_timeout_s
         message = f"tokenmeter: request body not complete within {timeout:g} s; not forwarded"
-        self._answer_and_close(408, "timeout_error", message)
+        self._answer_and_close(Failure.CLIENT_TIMEOUT, message)
 
-    def _answer_and_close(self, status: int, kind: str, message: str) -> None:
+    def _answer_and_close(self, failure: Failure, message: str) -> None:
         """Answer and close, unless an answer now would be read as part of another one."""
         self._phase = None
         cycle = self.cycle
@@ -317,7 +319,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             if cycle.response_started:  # this request's own answer is on the wire: cut it
                 self.transport.close()
                 return
-        body = self._hooks.error_body(self.url, status, kind, message)
+        body = self._hooks.error_body(self.url, failure, message)
         head = b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
-        self.transport.write(STATUS_LINE[status] + head % len(body) + body)
+        self.transport.write(STATUS_LINE[failure.status] + head % len(body) + body)
         self.transport.close()

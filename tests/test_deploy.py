@@ -30,6 +30,7 @@ import yaml
 from kubernetes_validate.utils import latest_version
 from pydantic import ValidationError
 
+from dashboards.rules import RECORDED, normalized
 from proxy.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -170,6 +171,14 @@ def test_every_recording_rule_has_a_unit_test() -> None:
         for case in test.get("promql_expr_test", [])
     )
     assert {record for record in records if record not in tested} == set()
+
+
+def test_every_recording_rule_is_the_dashboards_formula() -> None:
+    # A rule and a panel that show the same figure (blended $/MTok, cache hit rate, spend vs
+    # compensation...) use one formula: dashboards/promql.py's, as dashboards/rules.py applies it.
+    rules = [rule for group in load(RULES)["groups"] for rule in group["rules"]]
+    records = {rule["record"]: normalized(rule["expr"]) for rule in rules if "record" in rule}
+    assert records == {name: normalized(expr) for name, expr in RECORDED.items()}
 
 
 def test_compose_prometheus_config_is_valid_and_loads_the_rules(tmp_path: Path) -> None:

@@ -5,15 +5,11 @@
 Why it exists: this is where an Anthropic token is counted. The forwarder streams the upstream
 answer to the client untouched and hands each raw chunk to an ``AnthropicTap`` on the side.
 
-Tap contract (one tap per exchange; decoding and routing are ``body.BodyTap``'s):
+The tap: ``AnthropicTap(content_type, content_encoding)`` keeps the ``UsageTap`` contract of
+``proxy.providers`` (one tap per exchange; decoding and routing are ``body.BodyTap``'s). A
+corrupt compressed body stops the tap; an event or body that does not parse is skipped. Both are
+named in ``problems`` and show in the result as missing facts (``complete`` false, no usage).
 
-- ``AnthropicTap(content_type, content_encoding)``; ``feed(raw_chunk)`` for every chunk as it is
-  forwarded; ``result()`` at any time, also after a cut stream, returns what was seen so far as a
-  fresh ``ResponseFacts``.
-- ``feed`` never raises. A corrupt compressed body stops the tap; an event or body that does not
-  parse is skipped. Both are named in ``problems`` and show in the result as missing facts
-  (``complete`` false, no usage). ``finish()`` at the end of the body reads a last event whose
-  blank line never came.
 - JSON bodies are held (up to ``MAX_JSON_BODY_BYTES``; a larger one is dropped, stopping the
   tap) and parsed at ``result()``, once per size seen. SSE bodies are read event by event and
   only ``message_start``, ``message_delta``, ``message_stop`` and ``error`` are JSON-parsed:
@@ -39,6 +35,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from proxy.failures import Failure
 from proxy.providers import Provider
 from proxy.providers.body import BodyTap, JsonBody, as_object, as_str, count, load_object
 from proxy.sse import SSEEvent
@@ -57,18 +54,15 @@ ANTHROPIC = "anthropic"
 MAX_JSON_BODY_BYTES = 64 * 1024 * 1024
 _METERED_PATHS = frozenset({"/v1/messages"})
 _STREAM_EVENTS = frozenset({"message_start", "message_delta", "message_stop", "error"})
-_ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    500: "api_error",
-    502: "api_error",
-    503: "overloaded_error",
-    504: "timeout_error",
-    529: "overloaded_error",
+_ERROR_TYPES: dict[Failure, str] = {  # the proxy's own failures in Anthropic's ``error.type``
+    Failure.BAD_REQUEST: "invalid_request_error",
+    Failure.NOT_FOUND: "not_found_error",
+    Failure.CLIENT_TIMEOUT: "timeout_error",
+    Failure.BODY_TOO_LARGE: "request_too_large",
+    Failure.HEAD_TOO_LARGE: "request_too_large",
+    Failure.UPSTREAM_UNREACHABLE: "api_error",
+    Failure.OVERLOADED: "overloaded_error",
+    Failure.UPSTREAM_TIMEOUT: "timeout_error",
 }
 
 
@@ -97,10 +91,10 @@ def provider(upstream: str) -> Provider:
     )
 
 
-def error_body(status: int, error_type: str, message: str) -> bytes:
-    """Anthropic's error JSON, for answers the proxy makes itself (502, 503, 504, 429)."""
-    kind = error_type or _ERROR_TYPES.get(status, "api_error")
-    return json.dumps({"type": "error", "error": {"type": kind, "message": message}}).encode()
+def error_body(failure: Failure, message: str) -> bytes:
+    """Anthropic's error JSON, for answers the proxy makes itself (``failure.status``)."""
+    error = {"type": _ERROR_TYPES[failure], "message": message}
+    return json.dumps({"type": "error", "error": error}).encode()
 
 
 @dataclass(slots=True)

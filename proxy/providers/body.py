@@ -19,7 +19,8 @@ Contract of ``BodyTap(content_type, content_encoding, json_body, wanted=None)``:
 - ``finish()`` is called once the body has ended, however it ended: it flushes the content
   decoder and the SSE decoder, so a last event whose blank line never came (a stream cut right
   after its final ``message_delta``) is still read. Idempotent; never raises.
-- ``result()`` returns ``ResponseFacts`` with ``metered`` set and the tap's ``problems``.
+- ``result()`` returns a new ``ResponseFacts`` with ``metered`` set and the tap's ``problems``;
+  it never raises (after a reading fault: no facts, and the problem ``unparseable``).
 
 ``JsonBody(limit, edge)`` holds a body whole up to ``limit`` bytes and parses it once per size
 seen. Past the limit it keeps only the first and last ``edge`` bytes, for a reader that knows
@@ -52,10 +53,11 @@ def media_type(content_type: str | None) -> str:
 
 
 def load_object(data: str | bytes) -> dict[str, Any] | None:
-    """A JSON object, or None when ``data`` is not JSON or not an object."""
+    """A JSON object, or None when ``data`` is not JSON, not an object, or nested deeper than
+    the parser goes (``RecursionError``: any upstream can send that)."""
     try:
         value = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
 
@@ -221,8 +223,13 @@ class BodyTap(ABC):
         return tuple(sorted(self._problems))
 
     def result(self) -> ResponseFacts:
-        """What the response said so far, as a new object (safe to keep while feeding goes on)."""
-        facts = self._read()
+        """What the response said so far, as a new object (safe to keep while feeding goes on).
+        Never raises: the forwarder builds the exchange's one event from it."""
+        try:
+            facts = self._read()
+        except Exception:  # a reading fault must not cost the exchange its event
+            self._problems.add(Problem.UNPARSEABLE)
+            facts = ResponseFacts()
         facts.metered = True
         facts.problems = self.problems
         return facts

@@ -15,11 +15,10 @@ cache writes (the kind the pricer bills at the catalog's cache-write rate), ``in
 cached - cache writes (never below 0), ``output`` = ``completion_tokens`` / ``output_tokens``.
 Reasoning tokens are part of output; ``reasoning`` records them for observability only.
 
-Tap contract (one ``OpenAITap`` per exchange; decoding and routing are ``body.BodyTap``'s, as
-for ``AnthropicTap``): ``feed`` never raises; ``finish()`` at the end of the body reads a last
-event without its blank line; ``result()`` at any time returns what was seen so far, and nothing
-from a JSON body once the tap stopped. Every usage number goes through ``body.count`` (capped,
-never negative, problems named). JSON bodies up to ``FULL_PARSE_BYTES``
+The tap: ``OpenAITap`` keeps the ``UsageTap`` contract of ``proxy.providers`` (one per
+exchange; decoding and routing are ``body.BodyTap``'s, as for ``AnthropicTap``); its
+``result()`` has nothing from a JSON body once the tap stopped. Every usage number goes through
+``body.count`` (capped, never negative, problems named). JSON bodies up to ``FULL_PARSE_BYTES``
 are parsed at ``result()``; a larger one (an embeddings batch can be tens of MB) keeps only its
 head and tail, where OpenAI puts ``model``, ``id`` and ``usage``, and only those are read. SSE:
 Chat / legacy completions streams are data-only and end with ``data: [DONE]``; only the first
@@ -39,6 +38,7 @@ import re
 from dataclasses import replace
 from typing import Any
 
+from proxy.failures import Failure
 from proxy.providers import Provider
 from proxy.providers.body import BodyTap, JsonBody, as_object, as_str, count, load_object
 from proxy.providers.openai_stream import make_filter, prepare
@@ -69,12 +69,15 @@ _WORTH_PARSING = re.compile(
 )
 _MODEL = re.compile(r'"model"\s*:\s*"([^"\\]*)"')
 _ID = re.compile(r'"id"\s*:\s*"([^"\\]*)"')
-_ERROR_CODES = {  # the forwarder's own error kinds, in OpenAI's vocabulary
-    "api_error": "upstream_unreachable",
-    "timeout_error": "upstream_timeout",
-    "overloaded_error": "proxy_overloaded",
-    "invalid_request_error": None,  # the type says it all
-    "request_too_large": "request_too_large",
+_ERRORS: dict[Failure, tuple[str, str | None]] = {  # the proxy's own failures: (type, code)
+    Failure.BAD_REQUEST: ("invalid_request_error", None),  # the type says it all
+    Failure.NOT_FOUND: ("invalid_request_error", None),  # as OpenAI answers an unknown URL
+    Failure.CLIENT_TIMEOUT: ("invalid_request_error", "request_timeout"),
+    Failure.BODY_TOO_LARGE: ("invalid_request_error", "request_too_large"),
+    Failure.HEAD_TOO_LARGE: ("invalid_request_error", "request_too_large"),
+    Failure.UPSTREAM_UNREACHABLE: ("server_error", "upstream_unreachable"),
+    Failure.OVERLOADED: ("server_error", "proxy_overloaded"),
+    Failure.UPSTREAM_TIMEOUT: ("server_error", "upstream_timeout"),
 }
 
 
@@ -97,18 +100,9 @@ def provider(upstream: str) -> Provider:
     )
 
 
-def error_body(status: int, error_type: str, message: str) -> bytes:
-    """OpenAI's error JSON, for answers the proxy makes itself (502, 503, 504, 429)."""
-    if status >= 500:
-        kind = "server_error"
-    elif status == 429:
-        kind = "requests"
-    else:
-        kind = "invalid_request_error"
-    if status == 408:  # the client was too slow: not the upstream's timeout
-        code: str | None = "request_timeout"
-    else:
-        code = _ERROR_CODES.get(error_type, error_type or None)
+def error_body(failure: Failure, message: str) -> bytes:
+    """OpenAI's error JSON, for answers the proxy makes itself (``failure.status``)."""
+    kind, code = _ERRORS[failure]
     error = {"message": message, "type": kind, "param": None, "code": code}
     return json.dumps({"error": error}).encode()
 

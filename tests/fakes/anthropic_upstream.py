@@ -1,5 +1,8 @@
 """A fake Anthropic API speaking the real wire format, served on a loopback port by uvicorn.
 
+Its messages, SSE events and error bodies are built by ``anthropic_format``, the wire format
+module the bench's mock upstream shares.
+
 Faithful to what the proxy must survive: named SSE events (``event: x`` / ``data: {...}``) with
 pings between them, ``request-id`` headers, Anthropic's error JSON, gzip when the client accepts
 it, pauses between events, a mid-stream ``error`` event and a connection cut mid-stream.
@@ -35,6 +38,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+
+from tests.fakes import anthropic_format as wire
 
 DEFAULT_USAGE: dict[str, Any] = {
     "input_tokens": 11,
@@ -178,60 +183,28 @@ def _message(model: str, scenario: str, usage: dict[str, Any]) -> dict[str, Any]
             {"type": "thinking", "thinking": "The user greets me.", "signature": "EqQBCgIYAh"},
             {"type": "text", "text": "Hello!"},
         ]
-    return {
-        "id": f"msg_{uuid.uuid4().hex[:24]}",
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": content,
-        "stop_reason": stop,
-        "stop_sequence": None,
-        **({"stop_details": stop_details} if stop_details else {}),
-        "usage": usage,
-    }
-
-
-def _sse(name: str, data: dict[str, Any]) -> bytes:
-    return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+    message_id = f"msg_{uuid.uuid4().hex[:24]}"
+    return wire.message(message_id, model, content, stop, usage, stop_details)
 
 
 def _events(message: dict[str, Any], scenario: str) -> list[bytes]:
-    usage = message["usage"]
-    start_usage = {k: v for k, v in usage.items() if k != "iterations"} | {"output_tokens": 1}
-    start = {**message, "content": [], "stop_reason": None, "usage": start_usage}
-    start.pop("stop_details", None)
-    events = [_sse("message_start", {"type": "message_start", "message": start})]
-    events.append(_sse("ping", {"type": "ping"}))
+    events = [wire.message_start(message), wire.ping()]
     for index, block in enumerate(message["content"]):
         events.extend(_block_events(index, block))
-    final = {k: v for k, v in usage.items() if k not in {"cache_creation", "service_tier"}}
+    final = wire.delta_usage(message["usage"])
     if scenario == "web_search":
         # Server tools run several sampling iterations: two cumulative message_delta events.
         partial = {**final, "output_tokens": max(1, final["output_tokens"] // 2)}
-        events.append(_delta(None, partial))
+        events.append(wire.message_delta(None, partial))
     if scenario == "mid_stream_error":
-        events.append(
-            _sse(
-                "error",
-                {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
-            )
-        )
+        events.append(wire.sse_event("error", wire.error("overloaded_error", "Overloaded")))
         return events
-    events.append(_delta(message["stop_reason"], final, message.get("stop_details")))
+    events.append(wire.message_delta(message["stop_reason"], final, message.get("stop_details")))
     if scenario == "no_final_blank":
         events[-1] = events[-1].removesuffix(b"\n\n")
         return events
-    events.append(_sse("message_stop", {"type": "message_stop"}))
+    events.append(wire.message_stop())
     return events
-
-
-def _delta(
-    stop_reason: str | None, usage: dict[str, Any], stop_details: dict[str, Any] | None = None
-) -> bytes:
-    delta: dict[str, Any] = {"stop_reason": stop_reason, "stop_sequence": None}
-    if stop_details:
-        delta["stop_details"] = stop_details
-    return _sse("message_delta", {"type": "message_delta", "delta": delta, "usage": usage})
 
 
 def _block_events(index: int, block: dict[str, Any]) -> list[bytes]:
@@ -255,14 +228,11 @@ def _block_events(index: int, block: dict[str, Any]) -> list[bytes]:
             {"type": "thinking_delta", "thinking": block["thinking"]},
             {"type": "signature_delta", "signature": block["signature"]},
         ]
-    start = {"type": "content_block_start", "index": index, "content_block": empty}
-    out = [_sse("content_block_start", start)]
-    out += [
-        _sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": d})
-        for d in deltas
+    return [
+        wire.block_start(index, empty),
+        *(wire.block_delta(index, delta) for delta in deltas),
+        wire.block_stop(index),
     ]
-    out.append(_sse("content_block_stop", {"type": "content_block_stop", "index": index}))
-    return out
 
 
 def _request_id() -> str:
@@ -291,8 +261,7 @@ ERRORS = {
 
 def error_payload(status: int) -> bytes:
     kind, message = ERRORS[status]
-    payload = {"type": "error", "error": {"type": kind, "message": message}, "request_id": "req_e"}
-    return json.dumps(payload).encode()
+    return json.dumps({**wire.error(kind, message), "request_id": "req_e"}).encode()
 
 
 async def _error(send: Any, status: int) -> None:

@@ -241,6 +241,18 @@ def test_upstream_unreachable_is_a_502_in_anthropic_shape(make_proxy, dead_url: 
         assert proxy.task("t-dead", 1)["errors"] == 1
 
 
+def test_an_error_answer_to_a_request_nested_past_the_parsers_depth_is_recorded(
+    proxy: Proxy,
+) -> None:
+    # Naming the model of an error answer parsed the request: RecursionError, and no event.
+    nested = b"[" * 100_000 + b"]" * 100_000
+    body = b'{"model": "claude-opus-4-8", "messages": ' + nested + b"}"
+    headers = {"x-fake-scenario": "error_400", "x-tokenmeter-task": "t-deep"}
+    response = proxy.http.post("/v1/messages", content=body, headers=headers)
+    assert response.status_code == 400
+    assert proxy.task("t-deep", 1)["errors"] == 1
+
+
 def test_upstream_timeout_is_a_504(make_proxy) -> None:  # type: ignore[no-untyped-def]
     proxy = make_proxy(read_timeout_s=0.5)
     with anthropic.Anthropic(base_url=proxy.url, api_key="k", max_retries=0) as claude:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from proxy.failures import Failure
 from proxy.intake import Refusal, check_path, check_query, raw_target, read_body
 
 ACCEPTED = [
@@ -110,7 +111,7 @@ def test_a_declared_length_over_the_cap_is_refused_before_reading() -> None:
     receive = _receiver()  # receive() would fail: nothing may be read
     with pytest.raises(Refusal) as refused:
         _read(receive, {b"content-length": b"5"}, 4)
-    assert (refused.value.status, refused.value.kind) == (413, "request_too_large")
+    assert (refused.value.status, refused.value.failure) == (413, Failure.BODY_TOO_LARGE)
 
 
 def test_a_chunked_body_is_refused_as_soon_as_it_passes_the_cap() -> None:

@@ -184,7 +184,9 @@ def test_the_meter_never_calls_missing_usage_free(
     pricer: Pricer, answer: ResponseFacts, http_status: int, cost: D | None
 ) -> None:
     recorded = _Recorded()
-    done = event(answer, http_status)
-    Meter(pricer, recorded, recorded)(done)
+    handed = event(answer, http_status)
+    done = Meter(pricer, recorded, recorded)(handed)
     assert (None if done.cost is None else done.cost.total) == cost
     assert ("usage_missing" in done.facts.problems) == (cost is None)
+    assert recorded.events == [done, done]  # observed and submitted: the priced event
+    assert (handed.cost, handed.facts.problems) == (None, ())  # the meter changed nothing of it

@@ -8,6 +8,7 @@ import brotli
 import pytest
 import zstandard
 
+from proxy.failures import Failure
 from proxy.providers.anthropic import (
     ANTHROPIC,
     MAX_JSON_BODY_BYTES,
@@ -18,6 +19,7 @@ from proxy.providers.anthropic import (
     provider,
 )
 from proxy.usage import Usage
+from tests.fakes.anthropic_upstream import error_payload
 
 TRAFFIC = Path(__file__).resolve().parents[1] / "fixtures" / "claude-code-traffic.jsonl"
 SSE = "text/event-stream; charset=utf-8"
@@ -361,7 +363,7 @@ def test_a_json_body_plain_or_compressed_maps_exactly(encoding, compress):
 
 
 def test_a_json_error_body_sets_the_error_type():
-    body = error_body(529, "overloaded_error", "Overloaded")
+    body = error_payload(529)  # an upstream's overloaded_error
     facts = tap_of(body, JSON).result()
     assert facts.error_type == "overloaded_error"
     assert not facts.saw_usage
@@ -421,12 +423,15 @@ def test_only_the_messages_endpoint_is_metered(path, metered):
     assert is_metered_path(path) is metered
 
 
-def test_error_body_is_anthropic_shaped_and_defaults_the_type_from_the_status():
-    assert json.loads(error_body(502, "api_error", "upstream unreachable")) == {
+def test_error_body_is_anthropic_shaped():
+    assert json.loads(error_body(Failure.UPSTREAM_UNREACHABLE, "upstream unreachable")) == {
         "type": "error",
         "error": {"type": "api_error", "message": "upstream unreachable"},
     }
-    assert json.loads(error_body(504, "", "timed out"))["error"]["type"] == "timeout_error"
+    assert (
+        json.loads(error_body(Failure.UPSTREAM_TIMEOUT, "timed out"))["error"]["type"]
+        == "timeout_error"
+    )
     assert ANTHROPIC == "anthropic"
 
 

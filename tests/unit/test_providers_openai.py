@@ -10,6 +10,7 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from proxy.failures import Failure
 from proxy.providers.openai import (
     FULL_PARSE_BYTES,
     OPENAI,
@@ -138,7 +139,7 @@ def test_only_billed_endpoints_are_metered(method: str, path: str, metered: bool
 
 
 def test_error_body_has_openais_shape() -> None:
-    body = json.loads(error_body(502, "api_error", "tokenmeter: upstream unreachable"))
+    body = json.loads(error_body(Failure.UPSTREAM_UNREACHABLE, "tokenmeter: upstream unreachable"))
     assert body == {
         "error": {
             "message": "tokenmeter: upstream unreachable",
@@ -147,8 +148,9 @@ def test_error_body_has_openais_shape() -> None:
             "code": "upstream_unreachable",
         }
     }
-    assert json.loads(error_body(429, "budget_exceeded", "m"))["error"]["type"] == "requests"
-    assert json.loads(error_body(504, "timeout_error", "m"))["error"]["code"] == "upstream_timeout"
+    assert (
+        json.loads(error_body(Failure.UPSTREAM_TIMEOUT, "m"))["error"]["code"] == "upstream_timeout"
+    )
 
 
 def test_provider_is_served_under_the_openai_prefix() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from proxy.config import Settings
+from proxy.failures import Failure
 from proxy.serving import ServerLimits, hooks_of
 
 
@@ -20,6 +21,6 @@ def test_an_app_without_hooks_gets_the_default_limits_and_plain_errors() -> None
     defaults = Settings.model_construct()
     assert hooks.limits == ServerLimits.from_settings(defaults)
     assert hooks.limits.max_header_bytes == defaults.max_header_kb * 1024 == 64 * 1024
-    assert hooks.error_body(b"/x", 408, "timeout_error", "slow") == b'{"detail": "slow"}'
+    assert hooks.error_body(b"/x", Failure.CLIENT_TIMEOUT, "slow") == b'{"detail": "slow"}'
     hooks.count_timeout("head")  # counts nothing, fails nothing
     hooks.count_refused("bad_request")

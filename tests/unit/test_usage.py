@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import fields
+from datetime import UTC, datetime
+from decimal import Decimal
 
-from proxy.usage import ResponseFacts, Usage, new_event_id
+from proxy.usage import Attribution, Cost, ResponseFacts, Status, Usage, UsageEvent, new_event_id
 
 
 def test_with_usage_copies_every_field() -> None:
@@ -25,6 +27,38 @@ def test_with_usage_copies_every_field() -> None:
     assert copy.usage is usage
     assert copy == ResponseFacts(**{**values, "usage": usage})  # type: ignore[arg-type]
     assert facts.usage == Usage(input=1)
+
+
+def test_with_cost_copies_every_field() -> None:
+    # Every field set to a value that is not its default (and no two alike), so a field
+    # with_cost forgets or passes in the wrong place shows.
+    values: dict[str, object] = {
+        "provider": "p",
+        "method": "m",
+        "path": "/x",
+        "started_at": datetime(2026, 11, 26, tzinfo=UTC),
+        "attribution": Attribution(user="u"),
+        "facts": ResponseFacts(model="model"),
+        "status": Status.INCOMPLETE,
+        "http_status": 299,
+        "stream": True,
+        "duration_ms": 1.5,
+        "upstream_headers_ms": 2.5,
+        "first_token_ms": 3.5,
+        "added_ms": 4.5,
+        "request_id": "req",
+        "cost": None,
+        "event_id": "id",
+    }
+    assert set(values) == {f.name for f in fields(UsageEvent)}
+    event = UsageEvent(**values)  # type: ignore[arg-type]
+    cost = Cost(Decimal(1), {}, Decimal(2), "v")
+    facts = ResponseFacts(model="other")
+    assert event.with_cost(cost) == UsageEvent(**{**values, "cost": cost})  # type: ignore[arg-type]
+    copy = event.with_cost(cost, facts)
+    assert copy == UsageEvent(**{**values, "cost": cost, "facts": facts})  # type: ignore[arg-type]
+    assert event.cost is None
+    assert event.facts == ResponseFacts(model="model")
 
 
 def test_event_ids_are_unique_and_a_forked_worker_gets_its_own_prefix() -> None:
