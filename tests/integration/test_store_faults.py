@@ -195,7 +195,7 @@ class SmartStop(NotListening):
     async def during(self, proxy: Proxy) -> None:
         assert self.admin is not None
         await self.admin.close()  # the last session: the smart shutdown completes
-        for _ in range(100):
+        for _ in range(600):  # 30 s: a loaded CI machine can be slow to let the server go
             if await asyncio.to_thread(self.server.stopped):
                 return
             await asyncio.sleep(0.05)
