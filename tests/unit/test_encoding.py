@@ -41,12 +41,12 @@ def decode_in_chunks(encoding: str, data: bytes, size: int) -> bytes:
 
 @pytest.mark.parametrize("encoding", sorted(COMPRESSORS))
 @pytest.mark.parametrize("size", [1, 7, 1000, 1 << 20])
-def test_each_coding_decodes_whatever_the_chunk_size(encoding, size) -> None:
+def test_each_coding_decodes_whatever_the_chunk_size(encoding: str, size: int) -> None:
     assert decode_in_chunks(encoding, COMPRESSORS[encoding](BODY), size) == BODY
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 1000])
-def test_raw_deflate_as_some_servers_send_it_also_decodes(size) -> None:
+def test_raw_deflate_as_some_servers_send_it_also_decodes(size: int) -> None:
     assert decode_in_chunks("deflate", deflate_raw(BODY), size) == BODY
 
 
@@ -61,7 +61,7 @@ def test_coding_names_are_case_insensitive_and_identity_is_skipped() -> None:
 
 
 @pytest.mark.parametrize("header", [None, "", "identity", " Identity "])
-def test_an_unencoded_body_needs_no_decoder(header) -> None:
+def test_an_unencoded_body_needs_no_decoder(header: str | None) -> None:
     assert make_decoder(header) is None
 
 
@@ -82,7 +82,7 @@ def test_an_unsupported_coding_is_a_decode_error() -> None:
 
 
 @pytest.mark.parametrize("encoding", sorted(COMPRESSORS))
-def test_corrupt_data_raises_only_decode_error(encoding) -> None:
+def test_corrupt_data_raises_only_decode_error(encoding: str) -> None:
     decoder = make_decoder(encoding)
     assert decoder is not None
     with pytest.raises(DecodeError):
@@ -104,7 +104,7 @@ PIECES = [BODY[:1000], BODY[1000:1001], BODY[1001:]]
 
 
 @pytest.mark.parametrize("encoding", sorted(COMPRESSORS))
-def test_each_encoded_piece_decodes_at_once_so_a_stream_is_not_held_back(encoding) -> None:
+def test_each_encoded_piece_decodes_at_once_so_a_stream_is_not_held_back(encoding: str) -> None:
     encoder = make_encoder(encoding)
     decoder = make_decoder(encoding)
     assert encoder is not None
@@ -115,7 +115,7 @@ def test_each_encoded_piece_decodes_at_once_so_a_stream_is_not_held_back(encodin
 
 
 @pytest.mark.parametrize("encoding", [*sorted(COMPRESSORS), "x-gzip", "gzip, br", "br, zstd"])
-def test_an_encoded_body_decodes_to_the_same_bytes(encoding) -> None:
+def test_an_encoded_body_decodes_to_the_same_bytes(encoding: str) -> None:
     encoder = make_encoder(encoding)
     assert encoder is not None
     encoded = b"".join(encoder.encode(piece) for piece in PIECES) + encoder.finish()
@@ -137,7 +137,7 @@ def test_nothing_in_gives_nothing_out() -> None:
 
 
 @pytest.mark.parametrize("header", [None, "", "identity", " Identity "])
-def test_an_unencoded_body_needs_no_encoder(header) -> None:
+def test_an_unencoded_body_needs_no_encoder(header: str | None) -> None:
     assert make_encoder(header) is None
 
 

@@ -15,7 +15,13 @@ class RecordingTap(BodyTap):
 
     __slots__ = ("events",)
 
-    def __init__(self, content_type, content_encoding=None, body=None, wanted=None):
+    def __init__(
+        self,
+        content_type: str | None,
+        content_encoding: str | None = None,
+        body: JsonBody | None = None,
+        wanted: frozenset[str] | None = None,
+    ) -> None:
         super().__init__(content_type, content_encoding, body or JsonBody(1024), wanted)
         self.events: list[SSEEvent] = []
 
