@@ -12,7 +12,7 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,7 +56,9 @@ def agent_turns(client: anthropic.Anthropic, n: int, seed: int) -> list[Any]:
 
 def tokens_of(usage: Mapping[str, Any] | Any) -> tuple[int, int, int]:
     """(input, cache read, output) of a served usage dict or an SDK usage object."""
-    get = usage.get if isinstance(usage, Mapping) else lambda k: getattr(usage, k)
+    get: Callable[[str], Any] = (
+        usage.get if isinstance(usage, Mapping) else lambda k: getattr(usage, k)
+    )
     return (get("input_tokens"), get("cache_read_input_tokens") or 0, get("output_tokens"))
 
 
