@@ -69,7 +69,7 @@ def read_one_answer(sock: socket.socket) -> bytes:
     return head + b"\r\n\r\n" + body
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+def wait_for(condition: Callable[[], object], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
