@@ -74,7 +74,7 @@ async def recorded(url: str) -> dict[str, tuple[int, tuple[int, int, int]]]:
             rows = (await conn.execute(query)).all()
     finally:
         await engine.dispose()
-    return {row[0]: (row[1], tuple(int(v) for v in row[2:])) for row in rows}  # type: ignore[misc]
+    return {row[0]: (row[1], (int(row[2]), int(row[3]), int(row[4]))) for row in rows}
 
 
 def _sum(values: Iterable[tuple[int, int, int]]) -> tuple[int, int, int]:

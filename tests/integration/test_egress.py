@@ -109,6 +109,13 @@ def _claude(proxy: Proxy) -> anthropic.Anthropic:
     return anthropic.Anthropic(base_url=proxy.url, api_key="sk-ant-test-123", max_retries=0)
 
 
+def _text(message: anthropic.types.Message) -> str:
+    """The text of the answer's first content block (the fake answers with one text block)."""
+    block = message.content[0]
+    assert isinstance(block, anthropic.types.TextBlock)
+    return block.text
+
+
 def _error_of(proxy: Proxy) -> tuple[int, Json]:
     with _claude(proxy) as claude, pytest.raises(anthropic.APIStatusError) as caught:
         claude.messages.create(**BODY)
@@ -128,7 +135,7 @@ def test_https_upstream_is_reached_only_through_the_connect_proxy(
         message = claude.messages.create(**BODY, extra_headers=headers)
         with claude.messages.stream(**BODY, extra_headers=headers) as stream:
             streamed = stream.get_final_message()
-    assert message.content[0].text == streamed.content[0].text == "Hi! How can I help?"  # type: ignore[union-attr]
+    assert _text(message) == _text(streamed) == "Hi! How can I help?"
     assert egress_proxy.connects == [tls_upstream.authority]  # one tunnel, pooled, reused
     received = tls_upstream.fake.requests
     assert len(received) == 2
@@ -264,7 +271,9 @@ def test_plain_http_upstream_goes_through_the_proxy_in_absolute_form(
             f"POST http://127.0.0.1:{server.port}/v1/messages?beta=true HTTP/1.1".encode()
         ]
         assert egress_proxy.authorizations == [CREDENTIALS]
-        assert fake.requests[0].client[1] in egress_proxy.outbound_ports  # type: ignore[index]
+        peer = fake.requests[0].client
+        assert peer is not None
+        assert peer[1] in egress_proxy.outbound_ports
         assert fake.requests[0].header("proxy-authorization") is None
 
         wrong = make_proxy(upstream_client=client, http_proxy=egress_proxy.url("alice:wrong"))
