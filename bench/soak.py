@@ -31,7 +31,7 @@ def soak(children: Children, setup: Setup, seconds: float, load_core: int) -> di
     load.proc.stdin.flush()
     samples += _sample(server, load, seconds)
     out, _ = load.proc.communicate(timeout=120)
-    result = {
+    result: dict[str, Any] = {
         "seconds": seconds,
         "rss_samples_mb": samples,
         "rss_growth_mb": samples[-1][1] - samples[0][1],

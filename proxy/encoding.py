@@ -41,7 +41,7 @@ import zlib
 from collections.abc import Callable, Collection
 from typing import ClassVar, Protocol
 
-import brotli  # type: ignore[import-untyped]  # brotli ships no type information
+import brotli  # ships no type information: ignore_missing_imports in pyproject.toml
 import zstandard
 
 

@@ -12,7 +12,7 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,7 +56,9 @@ def agent_turns(client: anthropic.Anthropic, n: int, seed: int) -> list[Any]:
 
 def tokens_of(usage: Mapping[str, Any] | Any) -> tuple[int, int, int]:
     """(input, cache read, output) of a served usage dict or an SDK usage object."""
-    get = usage.get if isinstance(usage, Mapping) else lambda k: getattr(usage, k)
+    get: Callable[[str], Any] = (
+        usage.get if isinstance(usage, Mapping) else lambda k: getattr(usage, k)
+    )
     return (get("input_tokens"), get("cache_read_input_tokens") or 0, get("output_tokens"))
 
 
@@ -72,7 +74,7 @@ async def recorded(url: str) -> dict[str, tuple[int, tuple[int, int, int]]]:
             rows = (await conn.execute(query)).all()
     finally:
         await engine.dispose()
-    return {row[0]: (row[1], tuple(int(v) for v in row[2:])) for row in rows}  # type: ignore[misc]
+    return {row[0]: (row[1], (int(row[2]), int(row[3]), int(row[4]))) for row in rows}
 
 
 def _sum(values: Iterable[tuple[int, int, int]]) -> tuple[int, int, int]:

@@ -344,7 +344,8 @@ def test_compose_proxy_environment_is_valid_settings() -> None:
         value = re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", value)
         return re.sub(r"\$\{(\w+):\?[^}]*\}", lambda m: given[m.group(1)], value)
 
-    values = {
+    # Strings from the compose file, parsed by Settings as it parses the environment.
+    values: dict[str, Any] = {
         key.removeprefix("TOKENMETER_").lower(): interpolate(str(value))
         for key, value in environment.items()
     }

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import socket
 import threading
+from collections.abc import Callable
 from contextlib import suppress
 
 _REQUEST_LINE = re.compile(rb"(?:^|\r\n\r\n|\n\n)([A-Z]+ [^\r\n]* HTTP/1\.[01])\r?\n")
@@ -65,8 +66,8 @@ class WireTap:
             for recorded in self._connections:
                 recorded.clear()
 
-    def _spawn(self, target: object, *args: object) -> None:
-        thread = threading.Thread(target=target, args=args, daemon=True)  # type: ignore[arg-type]
+    def _spawn(self, target: Callable[..., object], *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
         self._threads.append(thread)
         thread.start()
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import anthropic
+from anthropic.types.message_create_params import MessageCreateParamsBase
 
 from tests.conftest import Proxy
 
-BODY = {
+# A request as the SDK types it: `claude.messages.create(**BODY)` is checked key by key.
+BODY: MessageCreateParamsBase = {
     "model": "claude-opus-4-8",
     "max_tokens": 9,
     "messages": [{"role": "user", "content": "hi"}],
@@ -18,7 +20,7 @@ BODY = {
 def test_naive_and_offset_times_select_the_same_window(
     proxy: Proxy, claude: anthropic.Anthropic
 ) -> None:
-    claude.messages.create(**BODY, extra_headers={"x-tokenmeter-task": "t-time"})  # type: ignore[arg-type]
+    claude.messages.create(**BODY, extra_headers={"x-tokenmeter-task": "t-time"})
     proxy.task("t-time", 1)
     hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     naive = (hour - timedelta(hours=1)).replace(tzinfo=None).isoformat()

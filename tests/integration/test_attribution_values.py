@@ -32,12 +32,15 @@ Fake = tuple[FakeAnthropic, ServerThread]
 
 
 def ask(proxy: Proxy, headers: dict[str, bytes], path: str = "/v1/messages") -> httpx.Response:
-    body = {"model": "claude-opus-4-8", "max_tokens": 8, "messages": [{"role": "user"}]}
-    body["messages"][0]["content"] = "hi"  # type: ignore[index]
+    body = {
+        "model": "claude-opus-4-8",
+        "max_tokens": 8,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
     return httpx.post(
         proxy.url + path,
         json=body,
-        headers={"x-api-key": b"sk-ant-test", **headers},
+        headers={b"x-api-key": b"sk-ant-test", **{k.encode(): v for k, v in headers.items()}},
     )
 
 

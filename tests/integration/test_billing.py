@@ -192,7 +192,7 @@ CASES = [
     Case(
         "negative and fractional counts: made safe, flagged, dollars unknown",
         "claude-opus-4-8",
-        top(-5, 7, cache_read_input_tokens=7.5),  # type: ignore[arg-type]
+        top(-5, 7, cache_read_input_tokens=7.5),
         None,
         {"cache_read": 7, "output": 7},
         problem="usage_negative,usage_not_integer",

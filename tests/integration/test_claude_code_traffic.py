@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, TypedDict
 
 import httpx
 
@@ -19,13 +20,22 @@ TRAFFIC = Path(__file__).parents[1] / "fixtures" / "claude-code-traffic.jsonl"
 NOT_FORWARDED = {"host", "content-length", "connection"}
 
 
-def captured_posts() -> list[dict[str, object]]:
-    records = [json.loads(line) for line in TRAFFIC.read_text().splitlines()]
+class Captured(TypedDict):
+    """One request of the capture (the fields these tests read)."""
+
+    method: str
+    raw_path: str
+    headers: list[list[str]]  # [name, value] pairs, in the order sent
+    body: dict[str, Any]
+
+
+def captured_posts() -> list[Captured]:
+    records: list[Captured] = [json.loads(line) for line in TRAFFIC.read_text().splitlines()]
     return [r for r in records if r["method"] == "POST"]
 
 
-def session_of(record: dict[str, object]) -> str:
-    headers = {k.lower(): v for k, v in record["headers"]}  # type: ignore[attr-defined]
+def session_of(record: Captured) -> str:
+    headers = {k.lower(): v for k, v in record["headers"]}
     return str(headers["x-claude-code-session-id"])
 
 
@@ -35,8 +45,8 @@ def test_every_captured_request_is_forwarded_intact_and_attributed(
     fake, _ = upstream
     posts = captured_posts()
     for record in posts:
-        headers = [(k, v) for k, v in record["headers"] if k.lower() not in NOT_FORWARDED]  # type: ignore[union-attr]
-        model = record["body"]["model"]  # type: ignore[index]
+        headers = [(k, v) for k, v in record["headers"] if k.lower() not in NOT_FORWARDED]
+        model = record["body"]["model"]
         body = json.dumps(
             {
                 "model": model,

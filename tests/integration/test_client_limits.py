@@ -63,13 +63,15 @@ def read_one_answer(sock: socket.socket) -> bytes:
     while b"\r\n\r\n" not in answer:
         answer += sock.recv(65536)
     head, _, body = answer.partition(b"\r\n\r\n")
-    length = int(re.search(rb"(?i)\r\ncontent-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+    found = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+    assert found is not None, head
+    length = int(found.group(1))
     while len(body) < length:
         body += sock.recv(65536)
     return head + b"\r\n\r\n" + body
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+def wait_for(condition: Callable[[], object], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"

@@ -14,19 +14,23 @@ import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 import anthropic
 import httpx
 import pytest
 import trustme
+from anthropic.types.message_create_params import MessageCreateParamsBase
 
 from tests.conftest import Proxy
+from tests.fakes.anthropic_format import Json
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.connect_proxy import ConnectProxy, running
 from tests.servers import ServerThread
 
 CLIENTS = ["http11", "aiohttp", "httpx"]
-BODY = {
+# A request as the SDK types it: `claude.messages.create(**BODY)` is checked key by key.
+BODY: MessageCreateParamsBase = {
     "model": "claude-opus-4-8",
     "max_tokens": 9,
     "messages": [{"role": "user", "content": "hi"}],
@@ -59,7 +63,14 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return Pki(authority, path / "company-ca.pem", path / "other-ca.pem")
 
 
-def _server_tls(pki: Pki, path: Path, name: str) -> dict[str, str]:
+class ServerTls(TypedDict):
+    """uvicorn's TLS options for a server with a certificate of ``pki``."""
+
+    ssl_keyfile: str
+    ssl_certfile: str
+
+
+def _server_tls(pki: Pki, path: Path, name: str) -> ServerTls:
     cert = pki.authority.issue_cert("localhost", "127.0.0.1")
     cert.private_key_pem.write_to_path(path / f"{name}.key")
     cert.cert_chain_pems[0].write_to_path(path / f"{name}.pem")
@@ -98,9 +109,16 @@ def _claude(proxy: Proxy) -> anthropic.Anthropic:
     return anthropic.Anthropic(base_url=proxy.url, api_key="sk-ant-test-123", max_retries=0)
 
 
-def _error_of(proxy: Proxy) -> tuple[int, dict[str, object]]:
+def _text(message: anthropic.types.Message) -> str:
+    """The text of the answer's first content block (the fake answers with one text block)."""
+    block = message.content[0]
+    assert isinstance(block, anthropic.types.TextBlock)
+    return block.text
+
+
+def _error_of(proxy: Proxy) -> tuple[int, Json]:
     with _claude(proxy) as claude, pytest.raises(anthropic.APIStatusError) as caught:
-        claude.messages.create(**BODY)  # type: ignore[arg-type]
+        claude.messages.create(**BODY)
     return caught.value.status_code, caught.value.response.json()
 
 
@@ -114,10 +132,10 @@ def test_https_upstream_is_reached_only_through_the_connect_proxy(
     proxy = through(upstream_client=client, https_proxy=egress_proxy.url())
     headers = {"x-tokenmeter-task": f"t-{client}"}
     with _claude(proxy) as claude:
-        message = claude.messages.create(**BODY, extra_headers=headers)  # type: ignore[arg-type]
-        with claude.messages.stream(**BODY, extra_headers=headers) as stream:  # type: ignore[arg-type]
+        message = claude.messages.create(**BODY, extra_headers=headers)
+        with claude.messages.stream(**BODY, extra_headers=headers) as stream:
             streamed = stream.get_final_message()
-    assert message.content[0].text == streamed.content[0].text == "Hi! How can I help?"  # type: ignore[union-attr]
+    assert _text(message) == _text(streamed) == "Hi! How can I help?"
     assert egress_proxy.connects == [tls_upstream.authority]  # one tunnel, pooled, reused
     received = tls_upstream.fake.requests
     assert len(received) == 2
@@ -139,7 +157,7 @@ def test_no_proxy_goes_direct(
         upstream_client=client, https_proxy=egress_proxy.url(), no_proxy="example.com,localhost"
     )
     with _claude(proxy) as claude:
-        claude.messages.create(**BODY)  # type: ignore[arg-type]
+        claude.messages.create(**BODY)
     assert egress_proxy.connects == []
     assert egress_proxy.heads == []
     assert len(tls_upstream.fake.requests) == 1
@@ -164,7 +182,7 @@ def test_upstream_certificate_is_verified_with_the_ca_bundle(
     assert egress_proxy.connects == [tls_upstream.authority]  # the tunnel opened; TLS refused
     right = through(upstream_client=client, https_proxy=egress_proxy.url())
     with _claude(right) as claude:
-        assert claude.messages.create(**BODY).usage.output_tokens == 7  # type: ignore[arg-type]
+        assert claude.messages.create(**BODY).usage.output_tokens == 7
     assert len(tls_upstream.fake.requests) == 1
 
 
@@ -178,7 +196,7 @@ def test_proxy_credentials_go_to_the_proxy_alone(
     with running(ConnectProxy(credentials=CREDENTIALS)) as egress_proxy:
         proxy = through(upstream_client=client, https_proxy=egress_proxy.url(USERINFO))
         with _claude(proxy) as claude:
-            claude.messages.create(**BODY)  # type: ignore[arg-type]
+            claude.messages.create(**BODY)
         assert egress_proxy.authorizations == [CREDENTIALS]
         assert tls_upstream.fake.requests[0].header("proxy-authorization") is None
 
@@ -208,7 +226,7 @@ def test_proxy_refusing_the_tunnel_is_a_clear_502(
         proxy = through(upstream_client=client, https_proxy=egress_proxy.url())
         status, error = _error_of(proxy)
     assert status == 502
-    assert error["error"]["message"].endswith(  # type: ignore[index]
+    assert error["error"]["message"].endswith(
         f"egress proxy {egress_proxy.url()} refused CONNECT {tls_upstream.authority}: "
         "403 Refused by policy"
     )
@@ -230,7 +248,7 @@ def test_https_proxy_is_verified_with_the_ca_bundle_too(
     with running(ConnectProxy(credentials=CREDENTIALS, tls=context)) as egress_proxy:
         proxy = through(upstream_client=client, https_proxy=egress_proxy.url(USERINFO))
         with _claude(proxy) as claude:
-            assert claude.messages.create(**BODY).usage.output_tokens == 7  # type: ignore[arg-type]
+            assert claude.messages.create(**BODY).usage.output_tokens == 7
         assert egress_proxy.connects == [tls_upstream.authority]
         assert egress_proxy.authorizations == [CREDENTIALS]
 
@@ -253,7 +271,9 @@ def test_plain_http_upstream_goes_through_the_proxy_in_absolute_form(
             f"POST http://127.0.0.1:{server.port}/v1/messages?beta=true HTTP/1.1".encode()
         ]
         assert egress_proxy.authorizations == [CREDENTIALS]
-        assert fake.requests[0].client[1] in egress_proxy.outbound_ports  # type: ignore[index]
+        peer = fake.requests[0].client
+        assert peer is not None
+        assert peer[1] in egress_proxy.outbound_ports
         assert fake.requests[0].header("proxy-authorization") is None
 
         wrong = make_proxy(upstream_client=client, http_proxy=egress_proxy.url("alice:wrong"))

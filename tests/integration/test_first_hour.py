@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import anthropic
 import pytest
@@ -114,7 +115,7 @@ def test_no_access_log_by_default(proxy: Proxy, caplog: pytest.LogCaptureFixture
     ask(proxy, "LOG-2")
     proxy.task("LOG-2", 1)
     assert [r for r in caplog.records if r.name == "tokenmeter.access"] == []
-    assert proxy.app.parts.forwarder._sink._access_log is None  # type: ignore[attr-defined]
+    assert proxy.app.parts.forwarder._sink._access_log is None  # type: ignore[attr-defined]  # the Sink protocol hides it
 
 
 def test_docs_are_served_without_a_cdn(proxy: Proxy) -> None:
@@ -131,11 +132,12 @@ def test_docs_are_served_without_a_cdn(proxy: Proxy) -> None:
 def test_usage_answers_csv_and_refuses_start_after_end(proxy: Proxy) -> None:
     ask(proxy, "CSV-1")
     proxy.task("CSV-1", 1)
-    for request in (
+    requests: list[dict[str, Any]] = [
         {"params": {"group_by": "user", "format": "csv"}},
         {"params": {"group_by": "user"}, "headers": {"Accept": "text/csv"}},
-    ):
-        answer = proxy.http.get("/api/v1/usage", **request)  # type: ignore[arg-type]
+    ]
+    for request in requests:
+        answer = proxy.http.get("/api/v1/usage", **request)
         assert answer.headers["content-type"].startswith("text/csv")
         lines = answer.text.splitlines()
         assert lines[0].startswith(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import pytest
@@ -177,10 +178,10 @@ def test_metrics_token_guards_metrics_and_personal_pay_is_opt_in(
     ],
 )
 def test_settings_refuse_unguarded_pay_and_placeholder_tokens(
-    fields: dict[str, object], error: str
+    fields: dict[str, Any], error: str
 ) -> None:
     with pytest.raises(ValueError, match=error):
-        Settings(**fields)  # type: ignore[arg-type]
+        Settings(**fields)
 
 
 def test_admin_token_guards_every_api_route_but_not_proxy_traffic(

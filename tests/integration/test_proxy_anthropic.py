@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from decimal import Decimal
 
 import anthropic
@@ -41,14 +42,18 @@ def by_hand(
     return sum((tokens[k] * Decimal(str(rates[k])) / MTOK for k in tokens), extra)
 
 
-def ask(claude: anthropic.Anthropic, task: str, **kwargs: object) -> anthropic.types.Message:
-    headers = {"x-tokenmeter-task": task, "x-tokenmeter-user": "alice", **kwargs.pop("headers", {})}  # type: ignore[dict-item]
+def ask(
+    claude: anthropic.Anthropic,
+    task: str,
+    *,
+    model: str = "claude-opus-4-8",
+    headers: dict[str, str] | None = None,
+) -> anthropic.types.Message:
     return claude.messages.create(
-        model=str(kwargs.pop("model", "claude-opus-4-8")),
+        model=model,
         max_tokens=1024,
         messages=[{"role": "user", "content": "say hi"}],
-        extra_headers=headers,
-        **kwargs,  # type: ignore[arg-type]
+        extra_headers={"x-tokenmeter-task": task, "x-tokenmeter-user": "alice", **(headers or {})},
     )
 
 
@@ -228,7 +233,9 @@ def test_mid_stream_error_event_passes_through_and_keeps_partial_usage(
     assert task["tokens"]["output"] == 1  # message_start's placeholder: all that was streamed
 
 
-def test_upstream_unreachable_is_a_502_in_anthropic_shape(make_proxy, dead_url: str) -> None:  # type: ignore[no-untyped-def]
+def test_upstream_unreachable_is_a_502_in_anthropic_shape(
+    make_proxy: Callable[..., Proxy], dead_url: str
+) -> None:
     proxy = make_proxy(anthropic_upstream=dead_url)
     with anthropic.Anthropic(base_url=proxy.url, api_key="k", max_retries=0) as claude:
         with pytest.raises(anthropic.APIStatusError) as caught:
@@ -253,7 +260,7 @@ def test_an_error_answer_to_a_request_nested_past_the_parsers_depth_is_recorded(
     assert proxy.task("t-deep", 1)["errors"] == 1
 
 
-def test_upstream_timeout_is_a_504(make_proxy) -> None:  # type: ignore[no-untyped-def]
+def test_upstream_timeout_is_a_504(make_proxy: Callable[..., Proxy]) -> None:
     proxy = make_proxy(read_timeout_s=0.5)
     with anthropic.Anthropic(base_url=proxy.url, api_key="k", max_retries=0) as claude:
         with pytest.raises(anthropic.APIStatusError) as caught:

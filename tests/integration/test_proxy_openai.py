@@ -10,6 +10,7 @@ cached, 300 completion of which 192 reasoning) is 86 input + 1920 cache read + 3
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
@@ -406,7 +407,9 @@ def test_attribution_path_prefix_in_front_of_openai(
         assert task["tokens"] == CHAT_TOKENS
 
 
-def test_upstream_unreachable_is_a_502_in_openai_shape(make_proxy, dead_url: str) -> None:  # type: ignore[no-untyped-def]
+def test_upstream_unreachable_is_a_502_in_openai_shape(
+    make_proxy: Callable[..., Proxy], dead_url: str
+) -> None:
     proxy = make_proxy(openai_upstream=dead_url)
     with openai.OpenAI(base_url=f"{proxy.url}/openai/v1", api_key="k", max_retries=0) as client:
         with pytest.raises(openai.APIStatusError) as caught:

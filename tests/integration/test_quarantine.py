@@ -29,7 +29,7 @@ def _bad_events() -> tuple[UsageEvent, UsageEvent]:
     huge = make_event(usage=Usage(input=10, output=10**19), cost=None, priced=False)
     huge.facts.message_id = "msg_huge"
     no_provider = make_event()
-    no_provider.provider = None  # type: ignore[assignment]
+    no_provider.provider = None  # type: ignore[assignment]  # a bug upstream: NOT NULL violated
     no_provider.facts.message_id = "msg_no_provider"
     return huge, no_provider
 

@@ -61,7 +61,7 @@ async def _users(engine: AsyncEngine) -> list[tuple[str | None, str | None, str]
 
     query = sa.select(e.c.user, e.c.team, e.c.attribution_source).order_by(e.c.ts, e.c.event_id)
     async with engine.connect() as conn:
-        return [tuple(row) for row in await conn.execute(query)]  # type: ignore[misc]
+        return [tuple(row) for row in await conn.execute(query)]
 
 
 async def test_reattribute_moves_events_and_rollups_once(engine: AsyncEngine) -> None:
@@ -130,8 +130,8 @@ def test_cli_fingerprint_usage_by_key_and_reattribute(
     assert rows[BOB][-1] == "-"
     assert out[-1].startswith("1 key(s) without an owner")
     assert main(["reattribute", "--since", "2026-11-20"]) == 0
-    out = capsys.readouterr().out
-    assert "4 events of mapped keys: 3 re-attributed in 2 hours" in out
+    printed = capsys.readouterr().out
+    assert "4 events of mapped keys: 3 re-attributed in 2 hours" in printed
     assert main(["reattribute", "--since", "2026-11-20"]) == 0
     assert "4 events of mapped keys: 0 re-attributed" in capsys.readouterr().out
     assert main(["usage", "--by", "user", "--since", "2026-11-19"]) == 0

@@ -48,7 +48,11 @@ SEED = [
     (DAY - timedelta(minutes=1), "bob", "core", "claude-sonnet-4-5", "T-B"),  # the day before
     (DAY + timedelta(days=1, hours=12), "dee", "web", UNKNOWN, "T-D"),  # the day after
 ]
-INSIDE = {"requests": 6, "unpriced_requests": 2, "unpriced_tokens": 2 * TOKENS}
+INSIDE: dict[str, int | str] = {
+    "requests": 6,
+    "unpriced_requests": 2,
+    "unpriced_tokens": 2 * TOKENS,
+}
 INSIDE |= {"total_tokens": 6 * TOKENS, "cost_usd": str((4 * PRICE).quantize(Decimal("1e-6")))}
 
 

@@ -73,7 +73,7 @@ async def _costs(engine: AsyncEngine) -> list[tuple[Decimal | None, str | None]]
         usage_events.c.ts, usage_events.c.event_id
     )
     async with engine.connect() as conn:
-        return [tuple(row) for row in await conn.execute(query)]  # type: ignore[misc]
+        return [tuple(row) for row in await conn.execute(query)]
 
 
 async def test_dry_run_prints_before_and_after_and_writes_nothing(engine: AsyncEngine) -> None:

@@ -14,11 +14,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from anthropic.types.message_create_params import MessageCreateParamsBase
 
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.servers import ServerThread, free_port
 
-BODY = {
+# A request as the SDK types it: `claude.messages.create(**BODY)` is checked key by key.
+BODY: MessageCreateParamsBase = {
     "model": "claude-opus-4-8",
     "max_tokens": 9,
     "messages": [{"role": "user", "content": "hi"}],

@@ -18,7 +18,7 @@ import sqlite3
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 import anthropic
 import asyncpg
@@ -39,7 +39,16 @@ from tests.ledger import Ledger, agent_turns, answered_by, recorded, served_by, 
 from tests.pgserver import PrivatePostgres, postgres_bin
 from tests.servers import ServerThread
 
-FAST = {
+
+class Timings(TypedDict):
+    """The recorder's settings shortened so a fault shows within seconds."""
+
+    recorder_flush_interval_s: float
+    db_write_timeout_s: float
+    recorder_retry_max_s: float
+
+
+FAST: Timings = {
     "recorder_flush_interval_s": 0.05,
     "db_write_timeout_s": 1.0,
     "recorder_retry_max_s": 0.3,
@@ -91,7 +100,7 @@ class _Base:
 class NotAccepting(_Base):
     """``ALTER DATABASE x WITH ALLOW_CONNECTIONS false`` and its sessions terminated."""
 
-    expect = ("[55000]",)  # object_not_in_prerequisite_state
+    expect: tuple[str, ...] = ("[55000]",)  # object_not_in_prerequisite_state
 
     async def down(self) -> None:
         admin = await _admin(self.url)
@@ -109,7 +118,7 @@ class ReadOnly(_Base):
     """Writes refused as on a standby after a failover (``default_transaction_read_only``);
     when it clears, the pooled connections are still read-only: the recorder must reconnect."""
 
-    expect = ("[25006]",)  # read_only_sql_transaction
+    expect: tuple[str, ...] = ("[25006]",)  # read_only_sql_transaction
 
     async def down(self) -> None:
         admin = await _admin(self.url)
@@ -128,7 +137,7 @@ class ReadOnly(_Base):
 class TableLock(_Base):
     """Another session holds ``LOCK TABLE usage_hourly IN ACCESS EXCLUSIVE MODE``: writes hang."""
 
-    expect = ("database write took longer than",)
+    expect: tuple[str, ...] = ("database write took longer than",)
 
     session: asyncpg.Connection | None = None
 
@@ -145,7 +154,7 @@ class TableLock(_Base):
 class TerminatedMidBatch(TableLock):
     """``pg_terminate_backend`` of the recorder's session while it is inside a batch."""
 
-    expect = ("[08003]", "[57P01]")  # connection_does_not_exist, admin_shutdown
+    expect: tuple[str, ...] = ("[08003]", "[57P01]")  # connection_does_not_exist, admin_shutdown
 
     async def during(self, proxy: Proxy) -> None:
         admin = await _admin(self.url)
@@ -165,7 +174,7 @@ class TerminatedMidBatch(TableLock):
 class NotListening(_Base):
     """The server is stopped: nothing listens on its port."""
 
-    expect = ("Connection refused",)
+    expect: tuple[str, ...] = ("Connection refused",)
 
     def __init__(self, url: str, server: PrivatePostgres) -> None:
         super().__init__(url)
@@ -182,7 +191,7 @@ class SmartStop(NotListening):
     """``pg_ctl stop -m smart``: sessions keep working while new ones are refused (57P03),
     then, once the last session ends, the server is gone."""
 
-    expect = ("[57P03]",)  # cannot_connect_now
+    expect: tuple[str, ...] = ("[57P03]",)  # cannot_connect_now
 
     admin: asyncpg.Connection | None = None
 
@@ -208,7 +217,7 @@ class SmartStop(NotListening):
 class TooManyConnections(_Base):
     """Every connection slot taken: the server answers 53300 "too many clients already"."""
 
-    expect = ("[53300]",)
+    expect: tuple[str, ...] = ("[53300]",)
 
     hogs: list[asyncpg.Connection]
 
@@ -237,7 +246,7 @@ class TooManyConnections(_Base):
 class SqliteLocked(_Base):
     """Another connection holds SQLite's write lock (``BEGIN EXCLUSIVE``)."""
 
-    expect = ("database is locked",)
+    expect: tuple[str, ...] = ("database is locked",)
 
     lock: sqlite3.Connection | None = None
 

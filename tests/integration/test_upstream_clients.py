@@ -10,13 +10,15 @@ from collections.abc import Callable
 import anthropic
 import httpx
 import pytest
+from anthropic.types.message_create_params import MessageCreateParamsBase
 
 from tests.conftest import Proxy
 from tests.fakes.anthropic_upstream import FakeAnthropic, error_payload
 from tests.servers import ServerThread
 
 CLIENTS = ["http11", "aiohttp", "httpx"]
-BODY = {
+# A request as the SDK types it: `claude.messages.create(**BODY)` is checked key by key.
+BODY: MessageCreateParamsBase = {
     "model": "claude-opus-4-8",
     "max_tokens": 9,
     "messages": [{"role": "user", "content": "hi"}],
@@ -113,7 +115,7 @@ def test_overload_is_a_fast_503_in_the_provider_format(
     with anthropic.Anthropic(base_url=proxy.url, api_key="k", max_retries=0) as claude:
         t0 = time.monotonic()
         with pytest.raises(anthropic.APIStatusError) as caught:
-            claude.messages.create(**BODY)  # type: ignore[arg-type]
+            claude.messages.create(**BODY)
         elapsed = time.monotonic() - t0
     slow.join()
     assert caught.value.status_code == 503

@@ -220,7 +220,7 @@ def test_a_group_without_its_command_says_which_there_are(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     for path in ([], *(p[:-1] for p, _ in LEAVES if len(p) > 1)):
-        group = build_parser()
+        group: argparse.ArgumentParser = build_parser()
         for name in path:
             group = children(group)[name]
         code, _, err = run(capsys, list(path))

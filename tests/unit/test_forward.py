@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from proxy.attribution import Identifier
-from proxy.forward import Forwarder
+from proxy.forward import Forwarder, Message
 from proxy.providers import anthropic, openai
 from proxy.upstream import UpstreamBroken, UpstreamTimeout, UpstreamUnreachable
 from proxy.upstream.mock import MockRequest, MockResponse, MockUpstream, asgi
@@ -90,13 +90,13 @@ class Rig:
         }
         messages = [{"type": "http.request", "body": body, "more_body": False}]
 
-        async def receive() -> dict[str, Any]:
+        async def receive() -> Message:
             if messages:
                 return messages.pop()
             await (hang_up or asyncio.Event()).wait()
             return {"type": "http.disconnect"}
 
-        async def send(message: dict[str, Any]) -> None:
+        async def send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 answer.status, answer.headers = message["status"], message["headers"]
                 return
@@ -111,9 +111,13 @@ class Rig:
 
 def rig(handler: Callable[[MockRequest], Any], **options: Any) -> Rig:
     events: list[UsageEvent] = []
+
+    def sink(event: UsageEvent) -> None:
+        events.append(event)
+
     upstream = MockUpstream(handler)
     providers = [anthropic.provider(ANTHROPIC), openai.provider(OPENAI)]
-    forwarder = Forwarder(upstream, providers, Identifier("salt"), events.append, **options)
+    forwarder = Forwarder(upstream, providers, Identifier("salt"), sink, **options)
     return Rig(upstream, forwarder, events)
 
 

@@ -14,6 +14,7 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -96,8 +97,8 @@ async def serving(scenario: Scenario, tls: ssl.SSLContext | None = None) -> Asyn
             await asyncio.wait(server.handlers, timeout=5)
 
 
-def client(read_s: float = 5.0, **kwargs: object) -> Http11Upstream:
-    return Http11Upstream(Timeouts(connect_s=2.0, read_s=read_s), **kwargs)  # type: ignore[arg-type]
+def client(read_s: float = 5.0, **kwargs: Any) -> Http11Upstream:
+    return Http11Upstream(Timeouts(connect_s=2.0, read_s=read_s), **kwargs)
 
 
 async def body_of(response: UpstreamResponse) -> bytes:
@@ -354,7 +355,7 @@ async def test_slow_reader_pauses_upstream_without_timing_out() -> None:
             received += chunk
             if not paused_seen and len(received) > 64 * 1024:
                 await asyncio.sleep(0.6)  # slower than the read timeout: must not count
-                paused_seen = response._conn._paused  # type: ignore[attr-defined]
+                paused_seen = response._conn._paused  # type: ignore[attr-defined]  # internal state, read on purpose
         await response.close()
         await upstream.aclose()
     assert paused_seen

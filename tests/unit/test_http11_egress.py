@@ -11,6 +11,7 @@ import contextlib
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -43,8 +44,8 @@ def ca_bundle(authority: trustme.CA, tmp_path: Path) -> Path:
 
 
 @contextlib.asynccontextmanager
-async def proxying(**options: object) -> AsyncIterator[ConnectProxy]:
-    proxy = await ConnectProxy(**options).start()  # type: ignore[arg-type]
+async def proxying(**options: Any) -> AsyncIterator[ConnectProxy]:
+    proxy = await ConnectProxy(**options).start()
     try:
         yield proxy
     finally:

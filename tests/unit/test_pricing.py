@@ -7,12 +7,14 @@ pricing pages); cache writes are derived by hand with the published multipliers 
 
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal as D
+from typing import TypedDict
 
 import pytest
+from genai_prices.types import ModelInfo
 
-from proxy.pricing import Pricer
+from proxy.pricing import Pricer, RateCard
 from proxy.pricing.catalog import Catalog, normalize_model
-from proxy.usage import Usage
+from proxy.usage import Cost, Usage, UsageEvent
 from tests.factories import make_event
 
 NOV = datetime(2026, 11, 1, 12, tzinfo=UTC)
@@ -20,7 +22,7 @@ SEPT = datetime(2026, 9, 1, 12, tzinfo=UTC)
 MTOK = D(1_000_000)
 
 
-def usage(**counts) -> Usage:
+def usage(**counts: int) -> Usage:
     """All five token kinds plus two web searches; reasoning is inside output."""
     base = {
         "input": 1_000,
@@ -34,7 +36,30 @@ def usage(**counts) -> Usage:
     return Usage(**{**base, **counts})
 
 
-def event(model, used=None, *, provider="anthropic", at=NOV, tier=None, geo=None, speed=None):
+def price(pricer: Pricer, event: UsageEvent) -> Cost:
+    """The cost of ``event``, a model the catalog (or the overrides) knows."""
+    cost = pricer.price(event)
+    assert cost is not None
+    return cost
+
+
+def rate_card(pricer: Pricer, provider: str, model: str, at: datetime, **served: str) -> RateCard:
+    """The rate card of a model the catalog (or the overrides) knows."""
+    card = pricer.rate_card(provider, model, at, **served)
+    assert card is not None
+    return card
+
+
+def event(
+    model: str | None,
+    used: Usage | None = None,
+    *,
+    provider: str = "anthropic",
+    at: datetime = NOV,
+    tier: str | None = None,
+    geo: str | None = None,
+    speed: str | None = None,
+) -> UsageEvent:
     return make_event(
         model=model,
         usage=used or usage(),
@@ -47,7 +72,17 @@ def event(model, used=None, *, provider="anthropic", at=NOV, tier=None, geo=None
     )
 
 
-def by_hand(inp, out, read, *, w5=None, w1h=None, factor="1", web="10", used=None) -> D:
+def by_hand(
+    inp: str,
+    out: str,
+    read: str,
+    *,
+    w5: str | None = None,
+    w1h: str | None = None,
+    factor: str = "1",
+    web: str = "10",
+    used: Usage | None = None,
+) -> D:
     """Dollars for ``used`` at the given $/MTok; ``factor`` scales token kinds (not searches)."""
     u = used or usage()
     i, o, r, f = D(inp), D(out), D(read), D(factor)
@@ -61,6 +96,14 @@ def by_hand(inp, out, read, *, w5=None, w1h=None, factor="1", web="10", used=Non
         + u.output * o
     )
     return tokens * f / MTOK + u.web_search_requests * D(web) / 1000
+
+
+class Served(TypedDict, total=False):
+    """How an exchange was served (the MODIFIERS column): keyword arguments of ``event``."""
+
+    tier: str
+    geo: str
+    speed: str
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +138,10 @@ ANTHROPIC = [
 
 
 @pytest.mark.parametrize(("model", "inp", "out", "read"), ANTHROPIC)
-def test_anthropic_models_cost_what_the_price_table_says(pricer, model, inp, out, read):
-    cost = pricer.price(event(model))
+def test_anthropic_models_cost_what_the_price_table_says(
+    pricer: Pricer, model: str, inp: str, out: str, read: str
+) -> None:
+    cost = price(pricer, event(model))
     assert cost is not None
     assert cost.total == by_hand(inp, out, read)
     assert cost.by_kind["web_search"] == D("0.02")
@@ -116,8 +161,10 @@ OPENAI = [
 
 
 @pytest.mark.parametrize(("model", "inp", "out", "read", "write"), OPENAI)
-def test_openai_models_cost_what_the_price_table_says(pricer, model, inp, out, read, write):
-    cost = pricer.price(event(model, provider="openai"))
+def test_openai_models_cost_what_the_price_table_says(
+    pricer: Pricer, model: str, inp: str, out: str, read: str, write: str
+) -> None:
+    cost = price(pricer, event(model, provider="openai"))
     assert cost is not None
     assert cost.total == by_hand(inp, out, read, w5=write, w1h=write)
 
@@ -199,35 +246,37 @@ MODIFIERS = [
     [row[1:] for row in MODIFIERS],
     ids=[row[0] for row in MODIFIERS],
 )
-def test_served_as_modifiers(pricer, provider, model, at, served, expected):
-    cost = pricer.price(event(model, provider=provider, at=at, **served))
+def test_served_as_modifiers(
+    pricer: Pricer, provider: str, model: str, at: datetime, served: Served, expected: D
+) -> None:
+    cost = price(pricer, event(model, provider=provider, at=at, **served))
     assert cost is not None
     assert cost.total == expected
 
 
-def test_haiku_5_5_prompt_over_100k_bills_every_token_at_the_higher_band(pricer):
+def test_haiku_5_5_prompt_over_100k_bills_every_token_at_the_higher_band(pricer: Pricer) -> None:
     over = usage(input=1, cache_read=90_000, cache_write_5m=5_000, cache_write_1h=5_000)
     at_limit = usage(input=0, cache_read=90_000, cache_write_5m=5_000, cache_write_1h=5_000)
     assert over.total_input() == 100_001
-    high = pricer.price(event("claude-haiku-5-5", over))
-    low = pricer.price(event("claude-haiku-5-5", at_limit))
+    high = price(pricer, event("claude-haiku-5-5", over))
+    low = price(pricer, event("claude-haiku-5-5", at_limit))
     assert high.total == by_hand("0.50", "2.50", "0.05", used=over)
     assert low.total == by_hand("0.10", "0.50", "0.01", used=at_limit)
 
 
-def test_long_context_tiers_follow_the_catalog_history(pricer):
+def test_long_context_tiers_follow_the_catalog_history(pricer: Pricer) -> None:
     big = usage(input=200_001)
     march = datetime(2026, 3, 1, tzinfo=UTC)
-    sonnet = pricer.price(event("claude-sonnet-4-5-20250929", big, at=march))
-    opus_then = pricer.price(event("claude-opus-4-6", big, at=march))
-    opus_now = pricer.price(event("claude-opus-4-6", big, at=NOV))
+    sonnet = price(pricer, event("claude-sonnet-4-5-20250929", big, at=march))
+    opus_then = price(pricer, event("claude-opus-4-6", big, at=march))
+    opus_now = price(pricer, event("claude-opus-4-6", big, at=NOV))
     assert sonnet.total == by_hand("6", "22.50", "0.60", used=big)
     assert opus_then.total == by_hand("10", "37.50", "1", used=big)
     assert opus_now.total == by_hand("5", "25", "0.50", used=big)
 
 
-def test_by_kind_breakdown_sticker_and_versions(pricer):
-    cost = pricer.price(event("claude-opus-5"))
+def test_by_kind_breakdown_sticker_and_versions(pricer: Pricer) -> None:
+    cost = price(pricer, event("claude-opus-5"))
     assert cost.by_kind == {
         "input": D("0.005"),
         "cache_write_5m": D("0.0125"),
@@ -247,10 +296,10 @@ def test_by_kind_breakdown_sticker_and_versions(pricer):
     assert cost.catalog_model == "claude-opus-5"
 
 
-def test_kinds_without_tokens_are_stored_as_an_exact_rounded_zero(pricer):
+def test_kinds_without_tokens_are_stored_as_an_exact_rounded_zero(pricer: Pricer) -> None:
     # Zero kinds skip the arithmetic but keep every key, with the value ``rate * 0`` rounds to.
     only_output = Usage(output=1_000)
-    cost = pricer.price(event("claude-opus-5", only_output))
+    cost = price(pricer, event("claude-opus-5", only_output))
     assert [(kind, str(dollars)) for kind, dollars in cost.by_kind.items()] == [
         ("input", "0E-10"),
         ("cache_write_5m", "0E-10"),
@@ -260,17 +309,17 @@ def test_kinds_without_tokens_are_stored_as_an_exact_rounded_zero(pricer):
         ("web_search", "0E-10"),
     ]
     assert str(cost.total) == str(cost.sticker) == "0.0250000000"
-    searches_only = pricer.price(event("claude-opus-5", Usage(web_search_requests=3)))
+    searches_only = price(pricer, event("claude-opus-5", Usage(web_search_requests=3)))
     assert str(searches_only.total) == str(searches_only.sticker) == "0.0300000000"
 
 
-def test_reasoning_tokens_are_not_priced_twice(pricer):
-    with_reasoning = pricer.price(event("claude-opus-5", usage(reasoning=4_000)))
-    without = pricer.price(event("claude-opus-5", usage(reasoning=0)))
+def test_reasoning_tokens_are_not_priced_twice(pricer: Pricer) -> None:
+    with_reasoning = price(pricer, event("claude-opus-5", usage(reasoning=4_000)))
+    without = price(pricer, event("claude-opus-5", usage(reasoning=0)))
     assert with_reasoning.total == without.total == D("0.2125")
 
 
-def test_opus_class_agentic_mix_blends_to_about_a_dollar_per_mtok(pricer):
+def test_opus_class_agentic_mix_blends_to_about_a_dollar_per_mtok(pricer: Pricer) -> None:
     # 300:1 input:output, 92% of input read from cache, the rest mostly 5-minute writes.
     mix = usage(
         input=4_000,
@@ -282,7 +331,7 @@ def test_opus_class_agentic_mix_blends_to_about_a_dollar_per_mtok(pricer):
     )
     assert mix.total_input() == 300 * mix.output
     assert D(mix.cache_read) / mix.total_input() == D("0.92")
-    cost = pricer.price(event("claude-opus-4-6", mix))
+    cost = price(pricer, event("claude-opus-4-6", mix))
     assert (
         cost.total == (4_000 * D(5) + 20_000 * D("6.25") + 276_000 * D("0.5") + 1_000 * 25) / MTOK
     )
@@ -301,12 +350,12 @@ def test_opus_class_agentic_mix_blends_to_about_a_dollar_per_mtok(pricer):
         ("openai/gpt-5", "gpt-5"),
     ],
 )
-def test_model_names_are_normalized_before_lookup(pricer, raw, expected):
+def test_model_names_are_normalized_before_lookup(pricer: Pricer, raw: str, expected: str) -> None:
     assert normalize_model(raw) == expected
     provider = "openai" if "gpt" in raw else "anthropic"
     assert (
-        pricer.price(event(raw, provider=provider)).total
-        == pricer.price(event(expected, provider=provider)).total
+        price(pricer, event(raw, provider=provider)).total
+        == price(pricer, event(expected, provider=provider)).total
     )
 
 
@@ -314,25 +363,27 @@ def test_model_names_are_normalized_before_lookup(pricer, raw, expected):
     ("provider", "model"),
     [("anthropic", "claude-imaginary-9"), ("openai", "claude-opus-5"), ("anthropic", None)],
 )
-def test_unknown_model_is_unpriced_never_zero(pricer, provider, model):
+def test_unknown_model_is_unpriced_never_zero(
+    pricer: Pricer, provider: str, model: str | None
+) -> None:
     assert pricer.price(event(model, provider=provider)) is None
 
 
-def test_request_time_is_taken_in_utc(pricer):
+def test_request_time_is_taken_in_utc(pricer: Pricer) -> None:
     # 23:00 at UTC-2 on Oct 6 is Oct 7 in UTC: Sonnet 5.5 reads already cost the cut price.
     late = datetime(2026, 10, 6, 23, tzinfo=timezone(timedelta(hours=-2)))
-    cost = pricer.price(event("claude-sonnet-5-5", at=late))
+    cost = price(pricer, event("claude-sonnet-5-5", at=late))
     assert cost.by_kind["cache_read"] == 40_000 * D("0.10") / MTOK
 
 
-def test_rate_card_names_the_source_of_every_rate(pricer):
-    card = pricer.rate_card("anthropic", "claude-opus-5", NOV, inference_geo="us", speed="fast")
+def test_rate_card_names_the_source_of_every_rate(pricer: Pricer) -> None:
+    card = rate_card(pricer, "anthropic", "claude-opus-5", NOV, inference_geo="us", speed="fast")
     assert card.catalog_model == "claude-opus-5"
     assert card.rates["output"].base == D("55.0")
     source = card.rates["output"].source
     assert source.startswith("genai-prices 0.2.3 claude-opus-5 [speed=fast] (https://")
     assert "overlay anthropic-us-geo" in source
-    legacy = pricer.rate_card("anthropic", "claude-2", NOV)
+    legacy = rate_card(pricer, "anthropic", "claude-2", NOV)
     assert "overlay anthropic-1h-write-2x" in legacy.rates["cache_write_1h"].source
     assert legacy.rates["cache_write_1h"].base == D(16)
     lines = card.lines()
@@ -341,19 +392,25 @@ def test_rate_card_names_the_source_of_every_rate(pricer):
     assert pricer.rate_card("anthropic", "claude-imaginary-9", NOV) is None
 
 
-def test_overlay_premises_still_hold_in_the_pinned_catalog():
+def test_overlay_premises_still_hold_in_the_pinned_catalog() -> None:
     """Each overlay rule fills a gap of genai-prices 0.2.3: when a new pin fills one, drop it."""
     catalog = Catalog()
+
+    def find(model: str) -> ModelInfo:
+        info = catalog.find("anthropic", model)
+        assert info is not None
+        return info
+
     assert catalog.find("anthropic", "claude-mythos-5") is None  # alias mythos-5 -> fable-5
     assert catalog.find("anthropic", "claude-mythos-5-1") is None
     for model in ("claude-opus-4-6", "claude-opus-4-7"):  # opus-4.6-4.7-fast-6x
         labels = {
             ",".join(f"{k}={v}" for k, v in variant.when.items())
-            for variant in catalog.find("anthropic", model).price_variants
+            for variant in find(model).price_variants or ()
         }
         assert "speed=fast" not in labels
-    sonnet = catalog.find("anthropic", "claude-sonnet-5-5")  # sonnet-5.5-read-before-cut
+    sonnet = find("claude-sonnet-5-5")  # sonnet-5.5-read-before-cut
     assert sonnet.get_prices(SEPT).cache_read_mtok == D("0.1")
-    opus = catalog.find("anthropic", "claude-opus-5")  # anthropic-batch-50
+    opus = find("claude-opus-5")  # anthropic-batch-50
     october_13 = datetime(2026, 10, 13, tzinfo=UTC)
     assert opus.get_prices(october_13, {"processing": "batch"}).input_mtok == D(5)

@@ -3,12 +3,13 @@
 import hashlib
 from datetime import UTC, date, datetime
 from decimal import Decimal as D
+from pathlib import Path
 from textwrap import dedent
 
 import pytest
 
-from proxy.pricing import OverridesError, Pricer, load_overrides
-from proxy.usage import Usage
+from proxy.pricing import OverridesError, Pricer, RateCard, load_overrides
+from proxy.usage import Cost, Usage, UsageEvent
 from tests.factories import make_event
 
 NOV = datetime(2026, 11, 20, 12, tzinfo=UTC)
@@ -23,7 +24,28 @@ USAGE = {
 }
 
 
-def event(model, *, provider="anthropic", at=NOV, tier=None, geo=None):
+def price(pricer: Pricer, event: UsageEvent) -> Cost:
+    """The cost of ``event``, a model the catalog (or the overrides) knows."""
+    cost = pricer.price(event)
+    assert cost is not None
+    return cost
+
+
+def rate_card(pricer: Pricer, provider: str, model: str, at: datetime, **served: str) -> RateCard:
+    """The rate card of a model the catalog (or the overrides) knows."""
+    card = pricer.rate_card(provider, model, at, **served)
+    assert card is not None
+    return card
+
+
+def event(
+    model: str,
+    *,
+    provider: str = "anthropic",
+    at: datetime = NOV,
+    tier: str | None = None,
+    geo: str | None = None,
+) -> UsageEvent:
     return make_event(
         model=model,
         usage=Usage(**USAGE),
@@ -35,7 +57,9 @@ def event(model, *, provider="anthropic", at=NOV, tier=None, geo=None):
     )
 
 
-def by_hand(inp, out, read, w5, w1h, *, factor="1", web="10") -> D:
+def by_hand(
+    inp: str, out: str, read: str, w5: str, w1h: str, *, factor: str = "1", web: str = "10"
+) -> D:
     """Dollars of USAGE at these $/MTok rates; ``factor`` applies to everything (discounts)."""
     u = USAGE
     tokens = (
@@ -51,13 +75,13 @@ def by_hand(inp, out, read, w5, w1h, *, factor="1", web="10") -> D:
 OPUS_45 = by_hand("5", "25", "0.5", "6.25", "10")  # list price, $0.2125
 
 
-def write(tmp_path, text: str):
+def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "prices.toml"
     path.write_text(dedent(text).lstrip())
     return path
 
 
-def pricer_for(tmp_path, text: str) -> Pricer:
+def pricer_for(tmp_path: Path, text: str) -> Pricer:
     return Pricer(load_overrides(write(tmp_path, text)))
 
 
@@ -71,25 +95,25 @@ MSA = """
 """
 
 
-def test_discount_applies_from_its_effective_date_only(tmp_path):
+def test_discount_applies_from_its_effective_date_only(tmp_path: Path) -> None:
     pricer = pricer_for(tmp_path, MSA)
-    before = pricer.price(event("claude-opus-4-5", at=datetime(2025, 12, 31, 23, 59, tzinfo=UTC)))
-    after = pricer.price(event("claude-opus-4-5", at=datetime(2026, 1, 1, tzinfo=UTC)))
+    before = price(pricer, event("claude-opus-4-5", at=datetime(2025, 12, 31, 23, 59, tzinfo=UTC)))
+    after = price(pricer, event("claude-opus-4-5", at=datetime(2026, 1, 1, tzinfo=UTC)))
     assert before.total == OPUS_45 == D("0.2125")
     assert after.total == by_hand("5", "25", "0.5", "6.25", "10", factor="0.88") == D("0.187")
-    assert pricer.price(event("gpt-5", provider="openai")).total == by_hand(
+    assert price(pricer, event("gpt-5", provider="openai")).total == by_hand(
         "1.25", "10", "0.125", "1.25", "1.25"
     )
 
 
-def test_discount_comes_after_batch_and_geo(tmp_path):
+def test_discount_comes_after_batch_and_geo(tmp_path: Path) -> None:
     pricer = pricer_for(tmp_path, MSA)
-    cost = pricer.price(event("claude-opus-5", tier="batch", geo="us"))
+    cost = price(pricer, event("claude-opus-5", tier="batch", geo="us"))
     tokens = by_hand("5", "25", "0.5", "6.25", "10", web="0") * D("0.55")
     assert cost.total == (tokens + D("0.02")) * D("0.88")
 
 
-def test_discount_model_globs_lists_and_end_dates(tmp_path):
+def test_discount_model_globs_lists_and_end_dates(tmp_path: Path) -> None:
     pricer = pricer_for(
         tmp_path,
         """
@@ -110,15 +134,15 @@ def test_discount_model_globs_lists_and_end_dates(tmp_path):
     """,
     )
     june_30, july_1 = datetime(2026, 6, 30, 23, tzinfo=UTC), datetime(2026, 7, 1, tzinfo=UTC)
-    assert pricer.price(event("claude-opus-4-5-20251101")).total == OPUS_45 * D("0.9")
-    assert pricer.price(event("claude-sonnet-4-6")).total == by_hand("3", "15", "0.3", "3.75", "6")
+    assert price(pricer, event("claude-opus-4-5-20251101")).total == OPUS_45 * D("0.9")
+    assert price(pricer, event("claude-sonnet-4-6")).total == by_hand("3", "15", "0.3", "3.75", "6")
     haiku = by_hand("1", "5", "0.1", "1.25", "2")
     # The dated id matches the glob through the catalog id claude-haiku-4-5.
-    assert pricer.price(event("claude-haiku-4-5-20251001", at=june_30)).total == haiku * D("0.875")
-    assert pricer.price(event("claude-haiku-4-5-20251001", at=july_1)).total == haiku
+    assert price(pricer, event("claude-haiku-4-5-20251001", at=june_30)).total == haiku * D("0.875")
+    assert price(pricer, event("claude-haiku-4-5-20251001", at=july_1)).total == haiku
 
 
-def test_active_discounts_compound(tmp_path):
+def test_active_discounts_compound(tmp_path: Path) -> None:
     pricer = pricer_for(
         tmp_path,
         MSA
@@ -131,7 +155,7 @@ def test_active_discounts_compound(tmp_path):
         source = "prepayment credit"
     """,
     )
-    assert pricer.price(event("claude-opus-4-5")).total == OPUS_45 * D("0.88") * D("0.95")
+    assert price(pricer, event("claude-opus-4-5")).total == OPUS_45 * D("0.88") * D("0.95")
 
 
 PRIVATE = """
@@ -148,14 +172,14 @@ PRIVATE = """
 """
 
 
-def test_private_model_is_priced_from_its_effective_date(tmp_path):
+def test_private_model_is_priced_from_its_effective_date(tmp_path: Path) -> None:
     path = write(tmp_path, PRIVATE)
     pricer = Pricer(load_overrides(path))
-    cost = pricer.price(event("claude-private-x"))
+    cost = price(pricer, event("claude-private-x"))
     assert cost.total == by_hand("3", "15", "0.3", "3.75", "6")
     assert cost.catalog_model is None
     assert pricer.price(event("claude-private-x", at=datetime(2026, 10, 31, tzinfo=UTC))) is None
-    card = pricer.rate_card("anthropic", "claude-private-x", NOV)
+    card = rate_card(pricer, "anthropic", "claude-private-x", NOV)
     assert (
         card.rates["input"].source
         == f"override 'vendor quote 2026-10-28' from 2026-11-01 ({path}:1)"
@@ -163,7 +187,7 @@ def test_private_model_is_priced_from_its_effective_date(tmp_path):
     assert "overlay web-search-10" in card.rates["web_search"].source
 
 
-def test_model_correction_wins_over_the_catalog_from_its_date(tmp_path):
+def test_model_correction_wins_over_the_catalog_from_its_date(tmp_path: Path) -> None:
     pricer = pricer_for(
         tmp_path,
         """
@@ -184,30 +208,30 @@ def test_model_correction_wins_over_the_catalog_from_its_date(tmp_path):
         source = "negotiated rate card v2"
     """,
     )
-    early = pricer.price(event("claude-opus-5", at=datetime(2026, 11, 14, tzinfo=UTC)))
-    corrected = pricer.price(event("claude-opus-5"))
-    december = pricer.price(event("claude-opus-5", at=datetime(2026, 12, 2, tzinfo=UTC)))
+    early = price(pricer, event("claude-opus-5", at=datetime(2026, 11, 14, tzinfo=UTC)))
+    corrected = price(pricer, event("claude-opus-5"))
+    december = price(pricer, event("claude-opus-5", at=datetime(2026, 12, 2, tzinfo=UTC)))
     assert early.total == by_hand("5", "25", "0.5", "6.25", "10")
     # Cache prices not given: Anthropic's multipliers of the override input (1.25x, 2x, 0.1x).
     assert corrected.total == by_hand("4", "20", "0.4", "5", "8")
     assert corrected.catalog_model == "claude-opus-5"
     assert december.total == by_hand("3", "15", "0.3", "3.75", "6")
-    us_batch = pricer.price(event("claude-opus-5", tier="batch", geo="us"))
+    us_batch = price(pricer, event("claude-opus-5", tier="batch", geo="us"))
     assert us_batch.total == by_hand("4", "20", "0.4", "5", "8", web="0") * D("0.55") + D("0.02")
 
 
-def test_rate_card_and_version_name_the_overrides(tmp_path):
+def test_rate_card_and_version_name_the_overrides(tmp_path: Path) -> None:
     path = write(tmp_path, MSA)
     pricer = Pricer(load_overrides(path))
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
     assert pricer.version == f"genai-prices 0.2.3+overlay 2026-11-26+overrides {digest}"
-    source = pricer.rate_card("anthropic", "claude-opus-5", NOV).rates["input"].source
+    source = rate_card(pricer, "anthropic", "claude-opus-5", NOV).rates["input"].source
     assert source.endswith(
         f"-12% override discount 'MSA 2026 amendment 3' from 2026-01-01 ({path}:1)"
     )
 
 
-def errors_of(tmp_path, text: str) -> list[str]:
+def errors_of(tmp_path: Path, text: str) -> list[str]:
     path = write(tmp_path, text)
     with pytest.raises(OverridesError) as caught:
         load_overrides(path)
@@ -234,7 +258,7 @@ MODEL_ERRORS = [
 
 
 @pytest.mark.parametrize(("extra", "message"), MODEL_ERRORS)
-def test_model_entry_errors(tmp_path, extra, message):
+def test_model_entry_errors(tmp_path: Path, extra: str, message: str) -> None:
     text = f"""[[model]]
 provider = "anthropic"
 name = "claude-private-x"
@@ -267,12 +291,12 @@ source = "quote"
         ),
     ],
 )
-def test_discount_entry_errors(tmp_path, fields, message):
+def test_discount_entry_errors(tmp_path: Path, fields: str, message: str) -> None:
     text = f'[[discount]]\nprovider = "anthropic"\nmodels = "*"\npercent = 12\n{fields}\n'
     assert errors_of(tmp_path, text) == [message]
 
 
-def test_every_error_is_reported_at_once_with_its_line(tmp_path):
+def test_every_error_is_reported_at_once_with_its_line(tmp_path: Path) -> None:
     """Each error names the line of the field at fault (it named the entry's header before, so
     a file starting with its entry said ':1' for everything: issue 15, 2)."""
     errors = errors_of(
@@ -314,18 +338,18 @@ def test_every_error_is_reported_at_once_with_its_line(tmp_path):
     ]
 
 
-def test_duplicate_model_entries_are_refused(tmp_path):
+def test_duplicate_model_entries_are_refused(tmp_path: Path) -> None:
     errors = errors_of(tmp_path, PRIVATE + "\n" + PRIVATE)
     assert errors == [f"13: [[model]] duplicates the entry at {tmp_path / 'prices.toml'}:1"]
 
 
-def test_a_byte_order_mark_is_not_an_error(tmp_path):
+def test_a_byte_order_mark_is_not_an_error(tmp_path: Path) -> None:
     path = tmp_path / "prices.toml"
     path.write_bytes(b"\xef\xbb\xbf" + PRIVATE.encode())
     assert load_overrides(path).model_for("anthropic", "claude-private-x", date(2026, 12, 1))
 
 
-def test_toml_syntax_errors_name_the_line(tmp_path):
+def test_toml_syntax_errors_name_the_line(tmp_path: Path) -> None:
     errors = errors_of(
         tmp_path, '[[discount]]\nprovider = "anthropic"\neffective_from = 2026-13-01\n'
     )
@@ -333,6 +357,6 @@ def test_toml_syntax_errors_name_the_line(tmp_path):
     assert errors[0].startswith("3: invalid TOML: ")
 
 
-def test_missing_file_is_an_overrides_error(tmp_path):
+def test_missing_file_is_an_overrides_error(tmp_path: Path) -> None:
     with pytest.raises(OverridesError, match="cannot read prices file"):
         load_overrides(tmp_path / "absent.toml")

@@ -2,6 +2,7 @@
 
 import gzip
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import brotli
@@ -19,21 +20,25 @@ from proxy.providers.anthropic import (
     provider,
 )
 from proxy.usage import Usage
+from tests.fakes.anthropic_format import Json
 from tests.fakes.anthropic_upstream import error_payload
 
 TRAFFIC = Path(__file__).resolve().parents[1] / "fixtures" / "claude-code-traffic.jsonl"
 SSE = "text/event-stream; charset=utf-8"
 JSON = "application/json"
 
+# One server-sent event: its name and its JSON data.
+Event = tuple[str, Json]
 
-def sse(*events: tuple[str, dict]) -> bytes:
+
+def sse(*events: Event) -> bytes:
     return b"".join(
         f"event: {name}\ndata: {json.dumps(data)}\n\n".encode() for name, data in events
     )
 
 
-def start(usage: dict, model: str = "claude-opus-4-8") -> tuple[str, dict]:
-    message = {
+def start(usage: Json, model: str = "claude-opus-4-8") -> Event:
+    message: Json = {
         "id": "msg_01XFDUDYJgAACzvnptvVoYEL",
         "type": "message",
         "role": "assistant",
@@ -46,12 +51,12 @@ def start(usage: dict, model: str = "claude-opus-4-8") -> tuple[str, dict]:
     return "message_start", {"type": "message_start", "message": message}
 
 
-def delta(usage: dict, stop_reason: str | None = None) -> tuple[str, dict]:
+def delta(usage: Json, stop_reason: str | None = None) -> Event:
     body = {"stop_reason": stop_reason, "stop_sequence": None}
     return "message_delta", {"type": "message_delta", "delta": body, "usage": usage}
 
 
-def block_start(index: int, block: dict) -> tuple[str, dict]:
+def block_start(index: int, block: Json) -> Event:
     return "content_block_start", {
         "type": "content_block_start",
         "index": index,
@@ -59,7 +64,7 @@ def block_start(index: int, block: dict) -> tuple[str, dict]:
     }
 
 
-def block_delta(index: int, kind: str, **fields) -> tuple[str, dict]:
+def block_delta(index: int, kind: str, **fields: object) -> Event:
     return "content_block_delta", {
         "type": "content_block_delta",
         "index": index,
@@ -67,7 +72,7 @@ def block_delta(index: int, kind: str, **fields) -> tuple[str, dict]:
     }
 
 
-def block_stop(index: int) -> tuple[str, dict]:
+def block_stop(index: int) -> Event:
     return "content_block_stop", {"type": "content_block_stop", "index": index}
 
 
@@ -103,7 +108,9 @@ TEXT_STREAM = sse(
 )
 
 
-def tap_of(body: bytes, content_type: str = SSE, encoding: str | None = None, size: int = 0):
+def tap_of(
+    body: bytes, content_type: str = SSE, encoding: str | None = None, size: int = 0
+) -> AnthropicTap:
     tap = AnthropicTap(content_type, encoding)
     size = size or len(body) or 1
     for i in range(0, len(body), size):
@@ -111,7 +118,7 @@ def tap_of(body: bytes, content_type: str = SSE, encoding: str | None = None, si
     return tap
 
 
-def test_claude_code_text_stream_maps_every_token_kind():
+def test_claude_code_text_stream_maps_every_token_kind() -> None:
     facts = tap_of(TEXT_STREAM).result()
     assert facts.usage == CLAUDE_CODE_TOKENS
     assert (facts.model, facts.message_id) == ("claude-opus-4-8", "msg_01XFDUDYJgAACzvnptvVoYEL")
@@ -125,7 +132,7 @@ def test_claude_code_text_stream_maps_every_token_kind():
     assert facts.error_type is None
 
 
-def test_a_stream_split_at_every_byte_boundary_reads_the_same():
+def test_a_stream_split_at_every_byte_boundary_reads_the_same() -> None:
     whole = tap_of(TEXT_STREAM).result()
     for cut in range(len(TEXT_STREAM) + 1):
         tap = AnthropicTap(SSE, None)
@@ -134,12 +141,12 @@ def test_a_stream_split_at_every_byte_boundary_reads_the_same():
         assert tap.result() == whole, cut
 
 
-def test_a_stream_fed_one_byte_at_a_time_with_crlf_reads_the_same():
+def test_a_stream_fed_one_byte_at_a_time_with_crlf_reads_the_same() -> None:
     crlf = TEXT_STREAM.replace(b"\n", b"\r\n")
     assert tap_of(crlf, size=1).result() == tap_of(TEXT_STREAM).result()
 
 
-def test_every_recorded_claude_code_answer_maps_exactly():
+def test_every_recorded_claude_code_answer_maps_exactly() -> None:
     answers = [json.loads(line)["response"] for line in TRAFFIC.read_text().splitlines()]
     usages = [answer["usage"] for answer in answers if "usage" in answer]
     assert len(usages) == 7
@@ -150,7 +157,7 @@ def test_every_recorded_claude_code_answer_maps_exactly():
         assert tap_of(body, JSON).result().usage == CLAUDE_CODE_TOKENS
 
 
-def test_tool_use_stream_with_partial_json_input():
+def test_tool_use_stream_with_partial_json_input() -> None:
     stream = sse(
         start({"input_tokens": 472, "output_tokens": 2}),
         block_start(0, {"type": "tool_use", "id": "toolu_01", "name": "Bash", "input": {}}),
@@ -167,7 +174,7 @@ def test_tool_use_stream_with_partial_json_input():
     assert facts.complete
 
 
-def test_thinking_stream_reports_reasoning_inside_output():
+def test_thinking_stream_reports_reasoning_inside_output() -> None:
     stream = sse(
         start({"input_tokens": 85, "output_tokens": 3}),
         block_start(0, {"type": "thinking", "thinking": "", "signature": ""}),
@@ -187,7 +194,7 @@ def test_thinking_stream_reports_reasoning_inside_output():
     assert tap_of(stream, size=64).result().usage == Usage(input=85, output=420, reasoning=380)
 
 
-def test_web_search_deltas_replace_input_and_output_instead_of_adding():
+def test_web_search_deltas_replace_input_and_output_instead_of_adding() -> None:
     stream = sse(
         start({"input_tokens": 2679, "cache_creation_input_tokens": 0,
                "cache_read_input_tokens": 0, "output_tokens": 3}),
@@ -206,7 +213,7 @@ def test_web_search_deltas_replace_input_and_output_instead_of_adding():
     assert usage == Usage(input=10682, output=510, web_search_requests=1)
 
 
-def test_null_and_missing_delta_fields_never_overwrite():
+def test_null_and_missing_delta_fields_never_overwrite() -> None:
     stream = sse(
         start({**CLAUDE_CODE_USAGE, "output_tokens": 1}),
         delta({"input_tokens": None, "cache_read_input_tokens": None,
@@ -228,9 +235,9 @@ def test_null_and_missing_delta_fields_never_overwrite():
     ],
 )
 def test_a_delta_cache_total_keeps_the_start_split_and_moves_the_change_to_5m(
-    first, later, expected_5m, expected_1h
-):
-    opening = {"input_tokens": 5, "cache_creation_input_tokens": 60, "output_tokens": 1}
+    first: dict[str, int] | None, later: int, expected_5m: int, expected_1h: int
+) -> None:
+    opening: Json = {"input_tokens": 5, "cache_creation_input_tokens": 60, "output_tokens": 1}
     if first is not None:
         opening["cache_creation"] = first
     stream = sse(start(opening), delta({"cache_creation_input_tokens": later, "output_tokens": 9}))
@@ -250,14 +257,14 @@ def test_a_delta_cache_total_keeps_the_start_split_and_moves_the_change_to_5m(
     ],
 )  # fmt: skip
 def test_json_cache_writes_split_by_ttl_with_unexplained_writes_at_5m(
-    usage, expected_5m, expected_1h
-):
+    usage: Json, expected_5m: int, expected_1h: int
+) -> None:
     body = json.dumps({"type": "message", "usage": {"input_tokens": 3, **usage}}).encode()
     facts = tap_of(body, JSON).result()
     assert (facts.usage.cache_write_5m, facts.usage.cache_write_1h) == (expected_5m, expected_1h)
 
 
-def test_an_error_event_mid_stream_keeps_the_usage_seen_and_is_not_complete():
+def test_an_error_event_mid_stream_keeps_the_usage_seen_and_is_not_complete() -> None:
     stream = TEXT_STREAM.split(b"event: content_block_stop")[0] + sse(
         ("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
     )
@@ -268,7 +275,7 @@ def test_an_error_event_mid_stream_keeps_the_usage_seen_and_is_not_complete():
                                 output=1)  # fmt: skip
 
 
-def test_a_stream_cut_before_message_stop_reports_what_was_seen():
+def test_a_stream_cut_before_message_stop_reports_what_was_seen() -> None:
     cut = TEXT_STREAM.index(b"event: message_stop")
     tap = tap_of(TEXT_STREAM[: cut - 30])  # inside the message_delta event: not yet counted
     assert tap.result().usage.output == 1
@@ -280,7 +287,7 @@ def test_a_stream_cut_before_message_stop_reports_what_was_seen():
     assert not facts.complete
 
 
-def test_result_is_a_snapshot_that_later_chunks_do_not_change():
+def test_result_is_a_snapshot_that_later_chunks_do_not_change() -> None:
     half = len(TEXT_STREAM) // 2
     tap = tap_of(TEXT_STREAM[:half])
     early = tap.result()
@@ -290,7 +297,7 @@ def test_result_is_a_snapshot_that_later_chunks_do_not_change():
     assert tap.result().complete
 
 
-def test_model_id_tier_geo_and_speed_come_from_message_start():
+def test_model_id_tier_geo_and_speed_come_from_message_start() -> None:
     stream = sse(
         start({"input_tokens": 1, "output_tokens": 1, "service_tier": "priority",
                "inference_geo": "us", "speed": "fast"}, model="claude-opus-5"),
@@ -307,13 +314,13 @@ def test_model_id_tier_geo_and_speed_come_from_message_start():
     assert facts.stop_reason == "max_tokens"
 
 
-def test_a_gzip_compressed_stream_is_metered_decoded():
+def test_a_gzip_compressed_stream_is_metered_decoded() -> None:
     facts = tap_of(gzip.compress(TEXT_STREAM), SSE, "gzip", size=17).result()
     assert facts.usage == CLAUDE_CODE_TOKENS
     assert facts.complete
 
 
-def test_a_corrupt_event_is_skipped_and_counted_without_raising():
+def test_a_corrupt_event_is_skipped_and_counted_without_raising() -> None:
     stream = (
         sse(start({"input_tokens": 9, "output_tokens": 1}))
         + (b"event: message_delta\ndata: {not json\n\n")
@@ -346,7 +353,9 @@ JSON_MESSAGE = {
         ("zstd", zstandard.ZstdCompressor().compress),
     ],
 )
-def test_a_json_body_plain_or_compressed_maps_exactly(encoding, compress):
+def test_a_json_body_plain_or_compressed_maps_exactly(
+    encoding: str | None, compress: Callable[[bytes], bytes]
+) -> None:
     body = compress(json.dumps(JSON_MESSAGE).encode())
     facts = tap_of(body, "application/json", encoding, size=10).result()
     tokens = Usage(input=11, cache_write_5m=40, cache_write_1h=20, cache_read=300, output=7,
@@ -362,7 +371,7 @@ def test_a_json_body_plain_or_compressed_maps_exactly(encoding, compress):
     assert facts.saw_usage
 
 
-def test_a_json_error_body_sets_the_error_type():
+def test_a_json_error_body_sets_the_error_type() -> None:
     body = error_payload(529)  # an upstream's overloaded_error
     facts = tap_of(body, JSON).result()
     assert facts.error_type == "overloaded_error"
@@ -370,7 +379,7 @@ def test_a_json_error_body_sets_the_error_type():
     assert facts.usage == Usage()
 
 
-def test_a_truncated_json_body_is_not_complete():
+def test_a_truncated_json_body_is_not_complete() -> None:
     body = json.dumps(JSON_MESSAGE).encode()
     tap = tap_of(body[:-5], JSON)
     assert not tap.result().complete
@@ -379,20 +388,20 @@ def test_a_truncated_json_body_is_not_complete():
     assert tap.result().usage.output == 7
 
 
-def test_a_corrupt_gzip_body_does_not_raise_and_meters_nothing():
+def test_a_corrupt_gzip_body_does_not_raise_and_meters_nothing() -> None:
     tap = tap_of(b"\x1f\x8b this is not gzip" * 10, JSON, "gzip", size=7)
     facts = tap.result()
     assert (facts.complete, facts.saw_usage, facts.usage) == (False, False, Usage())
     assert tap.problems == ("undecodable_body",)
 
 
-def test_an_unsupported_encoding_does_not_raise_and_meters_nothing():
+def test_an_unsupported_encoding_does_not_raise_and_meters_nothing() -> None:
     tap = tap_of(b"\x00\x01\x02", JSON, "compress")
     assert tap.result().usage == Usage()
     assert tap.problems == ("undecodable_body",)
 
 
-def test_a_json_body_past_the_cap_is_dropped_without_holding_it():
+def test_a_json_body_past_the_cap_is_dropped_without_holding_it() -> None:
     tap = AnthropicTap(JSON, None)
     piece = b" " * (8 * 1024 * 1024)
     for _ in range(MAX_JSON_BODY_BYTES // len(piece) + 1):
@@ -401,7 +410,7 @@ def test_a_json_body_past_the_cap_is_dropped_without_holding_it():
     assert tap.problems == ("oversized_body",)
 
 
-def test_an_unrelated_content_type_is_ignored():
+def test_an_unrelated_content_type_is_ignored() -> None:
     tap = tap_of(b"<html>502 Bad Gateway</html>", "text/html")
     assert tap.result().usage == Usage()
     assert not tap.result().complete
@@ -419,11 +428,11 @@ def test_an_unrelated_content_type_is_ignored():
         ("/v1/complete", False),
     ],
 )
-def test_only_the_messages_endpoint_is_metered(path, metered):
+def test_only_the_messages_endpoint_is_metered(path: str, metered: bool) -> None:
     assert is_metered_path(path) is metered
 
 
-def test_error_body_is_anthropic_shaped():
+def test_error_body_is_anthropic_shaped() -> None:
     assert json.loads(error_body(Failure.UPSTREAM_UNREACHABLE, "upstream unreachable")) == {
         "type": "error",
         "error": {"type": "api_error", "message": "upstream unreachable"},
@@ -435,7 +444,7 @@ def test_error_body_is_anthropic_shaped():
     assert ANTHROPIC == "anthropic"
 
 
-def test_the_provider_meters_only_posts_to_messages_and_builds_taps():
+def test_the_provider_meters_only_posts_to_messages_and_builds_taps() -> None:
     anthropic = provider("https://api.anthropic.com")
     assert (anthropic.name, anthropic.upstream, anthropic.prefix) == (
         "anthropic",
@@ -552,7 +561,9 @@ def test_finish_flushes_a_compressed_stream_too() -> None:
         ({"iterations": [{"input_tokens": 5}]}, Usage(input=3), ("bad_iterations",)),
     ],
 )
-def test_absurd_numbers_are_made_safe_and_named(reported, recorded, problems) -> None:
+def test_absurd_numbers_are_made_safe_and_named(
+    reported: Json, recorded: Usage, problems: tuple[str, ...]
+) -> None:
     answer = {**JSON_MESSAGE, "usage": {"input_tokens": 3, **reported}}
     facts = tap_of(json.dumps(answer).encode(), JSON).result()
     assert (facts.usage, facts.problems) == (recorded, problems)

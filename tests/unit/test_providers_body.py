@@ -15,7 +15,13 @@ class RecordingTap(BodyTap):
 
     __slots__ = ("events",)
 
-    def __init__(self, content_type, content_encoding=None, body=None, wanted=None):
+    def __init__(
+        self,
+        content_type: str | None,
+        content_encoding: str | None = None,
+        body: JsonBody | None = None,
+        wanted: frozenset[str] | None = None,
+    ) -> None:
         super().__init__(content_type, content_encoding, body or JsonBody(1024), wanted)
         self.events: list[SSEEvent] = []
 
@@ -28,14 +34,14 @@ class RecordingTap(BodyTap):
         self.events.append(event)
 
 
-def test_sse_events_are_decoded_and_routed_with_the_wanted_filter():
+def test_sse_events_are_decoded_and_routed_with_the_wanted_filter() -> None:
     tap = RecordingTap("text/event-stream; charset=utf-8", "gzip", wanted=frozenset({"keep"}))
     tap.feed(gzip.compress(STREAM))
     assert tap.events == [SSEEvent("keep", "1"), SSEEvent(None, "3")]
     assert tap.problems == ()
 
 
-def test_a_fault_in_the_reading_stops_the_tap_instead_of_raising():
+def test_a_fault_in_the_reading_stops_the_tap_instead_of_raising() -> None:
     tap = RecordingTap("text/event-stream")
     tap.feed(b"data: boom\n\n")
     tap.feed(b"data: after\n\n")
@@ -43,7 +49,7 @@ def test_a_fault_in_the_reading_stops_the_tap_instead_of_raising():
     assert tap.problems == ("unparseable",)
 
 
-def test_a_json_body_is_held_for_the_reader_and_other_media_types_are_ignored():
+def test_a_json_body_is_held_for_the_reader_and_other_media_types_are_ignored() -> None:
     body = JsonBody(1024)
     tap = RecordingTap("Application/JSON", body=body)
     tap.feed(b'{"usage": ')
@@ -54,7 +60,7 @@ def test_a_json_body_is_held_for_the_reader_and_other_media_types_are_ignored():
     assert html.parse() is None
 
 
-def test_a_body_past_a_limit_without_edges_overflows_and_stops_the_tap():
+def test_a_body_past_a_limit_without_edges_overflows_and_stops_the_tap() -> None:
     body = JsonBody(10)
     tap = RecordingTap(None, body=body)
     tap.feed(b'{"a": 1}')
@@ -64,7 +70,7 @@ def test_a_body_past_a_limit_without_edges_overflows_and_stops_the_tap():
     assert tap.problems == ("oversized_body",)
 
 
-def test_a_body_past_a_limit_with_edges_keeps_its_head_and_tail():
+def test_a_body_past_a_limit_with_edges_keeps_its_head_and_tail() -> None:
     body = JsonBody(20, edge=8)
     data = b'{"id":"x","data":[' + b"0," * 50 + b'0],"usage":1}'
     for i in range(0, len(data), 7):
@@ -75,7 +81,7 @@ def test_a_body_past_a_limit_with_edges_keeps_its_head_and_tail():
     assert body.parse() is None
 
 
-def test_a_growing_body_is_parsed_again_only_when_more_arrived():
+def test_a_growing_body_is_parsed_again_only_when_more_arrived() -> None:
     body = JsonBody(1024)
     body.add(b'{"model": "gpt-5"')
     assert body.parse() is None  # incomplete: not yet JSON
@@ -85,7 +91,7 @@ def test_a_growing_body_is_parsed_again_only_when_more_arrived():
     assert body.parse() is first
 
 
-def test_media_type_and_load_object():
+def test_media_type_and_load_object() -> None:
     assert media_type("text/event-stream; charset=utf-8") == "text/event-stream"
     assert media_type(" Application/Json ") == "application/json"
     assert media_type(None) == ""

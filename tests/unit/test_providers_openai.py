@@ -3,6 +3,7 @@
 import gzip
 import json
 import zlib
+from typing import Any
 
 import brotli
 import pytest
@@ -74,7 +75,7 @@ def chat_stream(include_usage: bool, obfuscate: bool = True) -> bytes:
     return b"".join(parts) + b"data: [DONE]\n\n"
 
 
-def sse(*events: tuple[str, dict]) -> bytes:
+def sse(*events: tuple[str, dict[str, Any]]) -> bytes:
     return b"".join(
         f"event: {name}\ndata: {json.dumps({'type': name, **data})}\n\n".encode()
         for name, data in events
@@ -269,7 +270,7 @@ def test_responses_incomplete_and_failed() -> None:
 
 
 def test_failed_response_json_keeps_its_usage() -> None:
-    failed = {"object": "response", "model": "gpt-5", "status": "failed"}
+    failed: dict[str, Any] = {"object": "response", "model": "gpt-5", "status": "failed"}
     failed["error"] = {"code": "server_error", "message": "failed"}
     failed["usage"] = {"input_tokens": 10, "output_tokens": 2}
     facts = tap_of(json.dumps(failed).encode(), JSON).result()
@@ -286,7 +287,7 @@ def test_error_json_answer() -> None:
 def test_large_embeddings_answer_reads_usage_from_its_tail() -> None:
     vector = [0.0123456789] * 3072
     data = [{"object": "embedding", "index": i, "embedding": vector} for i in range(100)]
-    answer = {"object": "list", "data": data, "model": "text-embedding-3-large"}
+    answer: dict[str, Any] = {"object": "list", "data": data, "model": "text-embedding-3-large"}
     answer["usage"] = {"prompt_tokens": 160, "total_tokens": 160}
     body = json.dumps(answer).encode()
     assert len(body) > 4 * FULL_PARSE_BYTES  # held as head and tail only
@@ -402,7 +403,8 @@ def compress(coding: str, pieces: list[bytes]) -> bytes:
     if coding == "deflate":
         return zlib.compress(b"".join(pieces))
     if coding == "br":
-        return brotli.compress(b"".join(pieces))
+        compressed: bytes = brotli.compress(b"".join(pieces))
+        return compressed
     return zstandard.ZstdCompressor().compress(b"".join(pieces))
 
 

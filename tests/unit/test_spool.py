@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from proxy.store import spool as spool_module
 from proxy.store.rows import event_to_row, row_to_line
 from proxy.store.spool import Spool, SpoolWriteError, owner_of
 from tests.factories import make_event
@@ -85,7 +84,7 @@ def test_a_torn_line_that_cannot_be_cut_stays_a_line_of_its_own(
     spool = Spool(tmp_path, write=Writer({2: 10}))
     first, second, third = lines(3)
     spool.append(first)
-    monkeypatch.setattr(spool_module.os, "ftruncate", cannot_truncate)
+    monkeypatch.setattr("proxy.store.spool.os.ftruncate", cannot_truncate)
     with pytest.raises(SpoolWriteError):
         spool.append(second)
     monkeypatch.undo()

@@ -6,13 +6,14 @@ import os
 from dataclasses import fields
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from proxy.usage import Attribution, Cost, ResponseFacts, Status, Usage, UsageEvent, new_event_id
 
 
 def test_with_usage_copies_every_field() -> None:
     # Every field set to a value that is not its default, so a field with_usage forgets shows.
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}
     for f in fields(ResponseFacts):
         if f.name == "usage":
             values[f.name] = Usage(input=1)
@@ -20,19 +21,19 @@ def test_with_usage_copies_every_field() -> None:
             values[f.name] = True
         else:
             values[f.name] = f"{f.name}-value"
-    facts = ResponseFacts(**values)  # type: ignore[arg-type]
+    facts = ResponseFacts(**values)
     usage = Usage(output=7)
     copy = facts.with_usage(usage)
     assert copy is not facts
     assert copy.usage is usage
-    assert copy == ResponseFacts(**{**values, "usage": usage})  # type: ignore[arg-type]
+    assert copy == ResponseFacts(**{**values, "usage": usage})
     assert facts.usage == Usage(input=1)
 
 
 def test_with_cost_copies_every_field() -> None:
     # Every field set to a value that is not its default (and no two alike), so a field
     # with_cost forgets or passes in the wrong place shows.
-    values: dict[str, object] = {
+    values: dict[str, Any] = {
         "provider": "p",
         "method": "m",
         "path": "/x",
@@ -51,12 +52,12 @@ def test_with_cost_copies_every_field() -> None:
         "event_id": "id",
     }
     assert set(values) == {f.name for f in fields(UsageEvent)}
-    event = UsageEvent(**values)  # type: ignore[arg-type]
+    event = UsageEvent(**values)
     cost = Cost(Decimal(1), {}, Decimal(2), "v")
     facts = ResponseFacts(model="other")
-    assert event.with_cost(cost) == UsageEvent(**{**values, "cost": cost})  # type: ignore[arg-type]
+    assert event.with_cost(cost) == UsageEvent(**{**values, "cost": cost})
     copy = event.with_cost(cost, facts)
-    assert copy == UsageEvent(**{**values, "cost": cost, "facts": facts})  # type: ignore[arg-type]
+    assert copy == UsageEvent(**{**values, "cost": cost, "facts": facts})
     assert event.cost is None
     assert event.facts == ResponseFacts(model="model")
 

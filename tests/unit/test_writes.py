@@ -13,7 +13,7 @@ from proxy.store.writes import error_code, is_rows_fault
 
 def wrapped(orig: BaseException, kind: type[DBAPIError] = DBAPIError) -> DBAPIError:
     """As SQLAlchemy raises it: the driver's error as ``orig``."""
-    return kind("INSERT …", {}, orig)  # type: ignore[arg-type]
+    return kind("INSERT …", {}, orig)
 
 
 def pg(exc_class: type[asyncpg.PostgresError], message: str = "x") -> DBAPIError:
@@ -22,7 +22,7 @@ def pg(exc_class: type[asyncpg.PostgresError], message: str = "x") -> DBAPIError
 
 def sqlite_error(kind: type[sqlite3.Error], code: int) -> sqlite3.Error:
     error = kind("refused")
-    error.sqlite_errorcode = code  # type: ignore[attr-defined]
+    error.sqlite_errorcode = code
     return error
 
 
