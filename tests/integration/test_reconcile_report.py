@@ -1,0 +1,227 @@
+"""``tokenmeter report reconcile`` and ``/api/v1/reports/reconcile``: the proxy vs the bill.
+
+Three days of Sonnet 4.5 and Haiku 4.5 traffic (tests/factories events, priced by the real
+pricing engine as the meter prices them, with the company's price file when a test gives one)
+are recorded; the fake Admin API serves the same tokens in Anthropic's usage report and their
+list-price dollars (Sonnet 4.5 $3/$15, Haiku 4.5 $1/$5 per MTok; cache writes 1.25× and 2×,
+reads 0.1× input) in its cost report. Then:
+- as recorded, every row is ``match`` and coverage is 100 %;
+- the provider revises one day with 12,345 more input tokens (a later fetch): that row is
+  ``proxy_low`` by exactly 12,345 tokens and $0.037035, the others still match;
+- a price file that misprices Haiku (an override at twice the list price): Haiku's rows are
+  ``proxy_high`` in dollars, tokens matching, and say the override priced them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from proxy.cli import main
+from proxy.pricing import Pricer, load_overrides
+from proxy.store.engine import make_engine, upgrade
+from proxy.store.rows import event_to_row
+from proxy.store.writes import write_batch
+from proxy.usage import Usage, UsageEvent
+from tests.conftest import Proxy
+from tests.factories import make_event
+from tests.fakes.anthropic_admin import ADMIN_KEY, FakeAdmin, cost_lines, other_cost, usage_line
+from tests.servers import ServerThread
+
+SONNET, HAIKU = "claude-sonnet-4-5", "claude-haiku-4-5"
+LIST_PRICES = {
+    SONNET: {"input": "3", "cache_write_5m": "3.75", "cache_write_1h": "6", "cache_read": "0.3"},
+    HAIKU: {"input": "1", "cache_write_5m": "1.25", "cache_write_1h": "2", "cache_read": "0.1"},
+}
+LIST_PRICES[SONNET]["output"], LIST_PRICES[HAIKU]["output"] = "15", "5"
+PRICES = {m: {k: Decimal(v) for k, v in p.items()} for m, p in LIST_PRICES.items()}
+TURN = Usage(input=1200, cache_write_5m=3000, cache_write_1h=1000, cache_read=40000, output=800)
+TURNS = 3  # per day and model
+EXTRA = 12_345
+MISPRICED = """
+[[model]]
+provider = "anthropic"
+name = "claude-haiku-4-5"
+input = "2"
+output = "10"
+cache_read = "0.2"
+cache_write_5m = "2.5"
+cache_write_1h = "4"
+effective_from = 2026-01-01
+source = "a typo in the price sheet"
+"""
+
+
+def days() -> list[date]:
+    today = datetime.now(UTC).date()
+    return [today - timedelta(days=n) for n in (3, 2, 1)]
+
+
+def tokens(turns: int = TURNS) -> dict[str, int]:
+    return {kind: count * turns for kind, count in TURN.by_kind().items()}
+
+
+def events(pricer: Pricer) -> list[UsageEvent]:
+    made = []
+    for day in days():
+        for model in (SONNET, HAIKU):
+            for n in range(TURNS):
+                at = datetime(day.year, day.month, day.day, 10, n, tzinfo=UTC)
+                event = make_event(started_at=at, model=model, usage=TURN, priced=False)
+                made.append(event.with_cost(pricer.price(event)))
+    return made
+
+
+async def _record(url: str, pricer: Pricer) -> None:
+    engine = make_engine(url)
+    try:
+        await write_batch(engine, [event_to_row(e) for e in events(pricer)])
+    finally:
+        await engine.dispose()
+
+
+def record(url: str, prices_file: Path | None = None) -> None:
+    overrides = load_overrides(prices_file) if prices_file else None
+    asyncio.run(_record(url, Pricer(overrides)))
+
+
+def bill(fake: FakeAdmin) -> None:
+    """The provider's reports for the recorded traffic, as Anthropic would count it."""
+    for day in days():
+        fake.usage[day] = [usage_line(m, tokens(), api_key_id=f"apikey_{m}") for m in PRICES]
+        fake.cost[day] = [line for m in PRICES for line in cost_lines(m, tokens(), PRICES[m])]
+    fake.cost[days()[0]].append(other_cost("code_execution", "5"))
+
+
+@pytest.fixture
+def admin(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAdmin]:
+    fake = FakeAdmin(page_size=3)
+    bill(fake)
+    with ServerThread(fake) as server:
+        monkeypatch.setenv("TOKENMETER_ANTHROPIC_ADMIN_URL", server.url)
+        monkeypatch.setenv("TOKENMETER_ANTHROPIC_ADMIN_KEY", ADMIN_KEY)
+        yield fake
+
+
+@pytest.fixture
+def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    url = f"sqlite+aiosqlite:///{tmp_path}/reconcile.db"
+    upgrade(url)
+    monkeypatch.setenv("TOKENMETER_DATABASE_URL", url)
+    return url
+
+
+def tokenmeter(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    assert (code, err) == (0, ""), err
+    return out
+
+
+def report(capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    tokenmeter(capsys, "reconcile", "fetch", "--since", "5d")
+    data: dict[str, Any] = json.loads(tokenmeter(capsys, "report", "reconcile", "--json"))
+    return data
+
+
+def rows_by_key(data: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(row["day"], row["model"]): row for row in data["rows"]}
+
+
+def test_recorded_traffic_matches_the_bill_everywhere(
+    database: str, admin: FakeAdmin, capsys: pytest.CaptureFixture[str]
+) -> None:
+    record(database)
+    data = report(capsys)
+    assert data["verdicts"] == {"match": 6, "proxy_low": 0, "proxy_high": 0}
+    assert data["coverage"] == "1.0000"
+    sonnet = rows_by_key(data)[(days()[0].isoformat(), SONNET)]
+    assert sonnet["proxy"]["tokens"] == sonnet["provider"]["tokens"] == tokens()
+    # 3 turns: 3600 in × $3, 9000 5m × $3.75, 3000 1h × $6, 120000 read × $0.30, 2400 out × $15
+    assert sonnet["proxy"]["usd"] == sonnet["provider"]["usd"] == "0.134550"
+    assert (sonnet["token_diff"], sonnet["usd_diff"], sonnet["usd_diff_pct"]) == (
+        0,
+        "0.000000",
+        "0.00",
+    )
+    assert data["total"]["proxy"]["usd"] == data["total"]["provider"]["usd"]
+    assert data["other_costs"]["provider_usd"] == {"code_execution": "0.050000"}
+
+
+def test_a_day_with_extra_provider_tokens_is_proxy_low_by_exactly_those(
+    database: str, admin: FakeAdmin, capsys: pytest.CaptureFixture[str]
+) -> None:
+    record(database)
+    assert report(capsys)["verdicts"]["match"] == 6
+    revised = days()[1]
+    admin.usage[revised][0]["uncached_input_tokens"] += EXTRA  # Sonnet's line: a later revision
+    extra_cost = {"input": EXTRA}
+    admin.cost[revised] += cost_lines(SONNET, extra_cost, PRICES[SONNET])
+    data = report(capsys)
+    assert data["verdicts"] == {"match": 5, "proxy_low": 1, "proxy_high": 0}
+    low = rows_by_key(data)[(revised.isoformat(), SONNET)]
+    assert low["verdict"] == "proxy_low"
+    assert low["token_diff"] == -EXTRA
+    assert low["provider"]["tokens"]["input"] - low["proxy"]["tokens"]["input"] == EXTRA
+    assert low["usd_diff"] == "-0.037035"  # 12,345 × $3/MTok
+    assert low["token_diff_pct"] == "-8.21"  # of the provider's 150,345
+    assert data["coverage"] == "0.9853"  # 828,000 of 840,345
+
+
+def test_a_mispriced_model_is_proxy_high_in_dollars(
+    database: str,
+    admin: FakeAdmin,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    prices = tmp_path / "prices.toml"
+    prices.write_text(MISPRICED)
+    record(database, prices)
+    monkeypatch.setenv("TOKENMETER_PRICES_FILE", str(prices))
+    data = report(capsys)
+    assert data["verdicts"] == {"match": 3, "proxy_low": 0, "proxy_high": 3}
+    for (_, model), row in rows_by_key(data).items():
+        if model == HAIKU:
+            assert row["verdict"] == "proxy_high"
+            assert row["token_diff"] == 0
+            assert row["usd_diff"] == row["provider"]["usd"]  # twice the list price
+            assert row["usd_diff_pct"] == "100.00"
+            assert "proxy dollars at the company's price override or discount" in row["notes"]
+        else:
+            assert row["verdict"] == "match"
+            assert row["notes"] == []
+    table = tokenmeter(capsys, "report", "reconcile")
+    assert "verdicts: 3 match, 0 proxy_low, 3 proxy_high" in table
+    assert "coverage: 100.0% of provider-reported tokens seen by the proxy" in table
+
+
+def test_the_rest_api_answers_the_same_report_and_csv(
+    make_proxy: Callable[..., Proxy],
+    admin: FakeAdmin,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/api.db"
+    proxy = make_proxy(database_url=url)
+    record(url)
+    monkeypatch.setenv("TOKENMETER_DATABASE_URL", url)
+    tokenmeter(capsys, "reconcile", "fetch", "--since", "5d")
+    answer = proxy.http.get("/api/v1/reports/reconcile", params={"days": 5})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["verdicts"] == {"match": 6, "proxy_low": 0, "proxy_high": 0}
+    sheet = proxy.http.get("/api/v1/reports/reconcile", params={"days": 5, "format": "csv"})
+    rows = list(csv.DictReader(io.StringIO(sheet.text)))
+    assert [row["verdict"] for row in rows] == ["match"] * 6 + ["match"]
+    assert rows[-1]["day"] == "(total)"
+    assert rows[0]["provider.tokens.cache_read"] == "120000"
