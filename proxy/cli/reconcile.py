@@ -72,8 +72,8 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
 
 def _summary_line(verb: str, summary: Any) -> str:
     parts = [
-        f"{summary.pages[name]} {name} page{'s' * (summary.pages[name] != 1)} "
-        f"({summary.buckets[name]} buckets, {summary.lines[name]} lines)"
+        f"{_many(summary.pages[name], f'{name} page')} "
+        f"({_many(summary.buckets[name], 'bucket')}, {_many(summary.lines[name], 'line')})"
         for name in ("usage", "cost")
         if summary.pages[name]
     ]
@@ -81,3 +81,7 @@ def _summary_line(verb: str, summary: Any) -> str:
     if summary.first is not None and summary.last is not None:
         span = f", {summary.first:%Y-%m-%d %H:%M} .. {summary.last:%Y-%m-%d %H:%M} UTC"
     return f"{verb} {', '.join(parts)}{span}; snapshot {summary.snapshot_id}"
+
+
+def _many(count: int, thing: str) -> str:
+    return f"{count:,} {thing}{'s' * (count != 1)}"

@@ -100,7 +100,7 @@ def test_import_one_page_stores_it_as_saved_with_its_time(
     path = saved(tmp_path, "usage.json", usage_page(), when)
     code, out, err = run(capsys, "reconcile", "import", str(path))
     assert (code, err) == (0, "")
-    assert out.startswith(f"imported {path}: 1 usage page (1 buckets, 1 lines), 2026-11-20 00:00")
+    assert out.startswith(f"imported {path}: 1 usage page (1 bucket, 1 line), 2026-11-20 00:00")
     (row,) = stored(database)
     assert (row["endpoint"], row["source"], row["provider"]) == ("usage", "import", "anthropic")
     assert row["fetched_at"] == when
