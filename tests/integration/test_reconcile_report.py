@@ -208,11 +208,11 @@ def test_a_mispriced_model_is_proxy_high_in_dollars(
 def test_the_rest_api_answers_the_same_report_and_csv(
     make_proxy: Callable[..., Proxy],
     admin: FakeAdmin,
-    tmp_path: Path,
+    db_url: str,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path}/api.db"
+    url = db_url  # SQLite and PostgreSQL: the day buckets are SQL per dialect
     proxy = make_proxy(database_url=url)
     record(url)
     monkeypatch.setenv("TOKENMETER_DATABASE_URL", url)
@@ -225,3 +225,28 @@ def test_the_rest_api_answers_the_same_report_and_csv(
     assert [row["verdict"] for row in rows] == ["match"] * 6 + ["match"]
     assert rows[-1]["day"] == "(total)"
     assert rows[0]["provider.tokens.cache_read"] == "120000"
+
+
+def test_priority_tier_and_one_sided_rows_say_why(
+    database: str, admin: FakeAdmin, capsys: pytest.CaptureFixture[str]
+) -> None:
+    record(database)
+    first, second, third = days()
+    admin.usage[first][0]["service_tier"] = "priority"  # Sonnet's line: not in the cost report
+    del admin.usage[second], admin.cost[second]  # the provider has nothing for that day
+    data = report(capsys)
+    rows = rows_by_key(data)
+    priority = rows[(first.isoformat(), SONNET)]
+    assert priority["verdict"] == "match"
+    assert priority["usd_diff"] is None
+    assert priority["notes"] == [
+        "138,000 tokens on Priority Tier, which the provider's cost report excludes: "
+        "dollars not compared"
+    ]
+    missing = rows[(second.isoformat(), HAIKU)]
+    assert missing["verdict"] == "proxy_high"
+    assert missing["token_diff"] == 138_000
+    assert missing["provider"]["usd"] is None
+    assert missing["notes"] == ["not in the provider's stored report (fetch again, or another org)"]
+    assert data["verdicts"] == {"match": 4, "proxy_low": 0, "proxy_high": 2}
+    assert data["coverage"] == "1.0000"
