@@ -370,6 +370,8 @@ def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
         f"window {_minute(found.start)} .. {_minute(found.end)} (whole UTC days); "
         f"provider reports fetched: {fetched}"
     )
+    if not any(found.snapshots.values()):
+        print("no provider reports stored: tokenmeter reconcile fetch, or reconcile import FILE")
     print(render(_RECONCILE, [*data["rows"], data["total"]], left=2))
     print(f"coverage: {share(found.coverage)} of provider-reported tokens seen by the proxy")
     print("verdicts: " + ", ".join(f"{n} {name}" for name, n in data["verdicts"].items()))

@@ -288,3 +288,24 @@ def test_fetch_without_a_key_or_with_a_wrong_one_says_so(
         " (invalid x-api-key)\n"
     )
     assert stored(database) == []
+
+
+def test_fetch_stops_when_has_more_comes_without_a_new_page_token(
+    database: str, admin: FakeAdmin, capsys: pytest.CaptureFixture[str]
+) -> None:
+    answer = admin.answer
+
+    def looping(
+        path: str, query: dict[str, list[str]], headers: dict[str, str]
+    ) -> tuple[int, dict[str, Any]]:
+        status, body = answer(path, {k: v for k, v in query.items() if k != "page"}, headers)
+        return status, {**body, "has_more": True, "next_page": "same"}
+
+    admin.answer = looping  # type: ignore[method-assign]
+    code, _, err = run(capsys, "reconcile", "fetch", "--since", "5d")
+    assert code == 1
+    assert err == (
+        "tokenmeter: /v1/organizations/usage_report/messages: has_more without a new next_page\n"
+    )
+    assert stored(database) == []
+    assert len(admin.requests) == 2
