@@ -14,7 +14,7 @@ next_page}``, each bucket ``{starting_at, ending_at, results: [line…]}`` (RFC 
   session_usage), ``model``, ``token_type`` (the usage report's field names) and
   ``service_tier``. Priority Tier costs are not in it.
 
-(platform.claude.com/docs/en/api/admin/usage_report, …/cost_report; ``api-facts.md`` §7.)
+(platform.claude.com/docs/en/api/admin/usage_report and …/cost_report.)
 
 ``read_page`` checks a decoded page and turns it into typed lines; the shape tells the report
 (a line with ``amount`` is a cost line, one with ``uncached_input_tokens`` a usage line), or the
