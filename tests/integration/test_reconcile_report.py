@@ -1,9 +1,9 @@
 """``tokenmeter report reconcile`` and ``/api/v1/reports/reconcile``: the proxy vs the bill.
 
-Three days of Sonnet 4.5 and Haiku 4.5 traffic (tests/factories events, priced by the real
+Three days of Sonnet 4.6 and Haiku 4.5 traffic (tests/factories events, priced by the real
 pricing engine as the meter prices them, with the company's price file when a test gives one)
 are recorded; the fake Admin API serves the same tokens in Anthropic's usage report and their
-list-price dollars (Sonnet 4.5 $3/$15, Haiku 4.5 $1/$5 per MTok; cache writes 1.25× and 2×,
+list-price dollars (Sonnet 4.6 $3/$15, Haiku 4.5 $1/$5 per MTok; cache writes 1.25× and 2×,
 reads 0.1× input) in its cost report. Then:
 - as recorded, every row is ``match`` and coverage is 100 %;
 - the provider revises one day with 12,345 more input tokens (a later fetch): that row is
@@ -24,6 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import pytest
 
 from proxy.cli import main
@@ -37,7 +38,7 @@ from tests.factories import make_event
 from tests.fakes.anthropic_admin import ADMIN_KEY, FakeAdmin, cost_lines, other_cost, usage_line
 from tests.servers import ServerThread
 
-SONNET, HAIKU = "claude-sonnet-4-5", "claude-haiku-4-5"
+SONNET, HAIKU = "claude-sonnet-4-6", "claude-haiku-4-5"
 LIST_PRICES = {
     SONNET: {"input": "3", "cache_write_5m": "3.75", "cache_write_1h": "6", "cache_read": "0.3"},
     HAIKU: {"input": "1", "cache_write_5m": "1.25", "cache_write_1h": "2", "cache_read": "0.1"},
@@ -250,3 +251,45 @@ def test_priority_tier_and_one_sided_rows_say_why(
     assert missing["notes"] == ["not in the provider's stored report (fetch again, or another org)"]
     assert data["verdicts"] == {"match": 4, "proxy_low": 0, "proxy_high": 2}
     assert data["coverage"] == "1.0000"
+
+
+def test_traffic_through_the_real_sdk_matches_the_providers_count(
+    proxy: Proxy,
+    claude: anthropic.Anthropic,
+    admin: FakeAdmin,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    usage = {
+        "input_tokens": 1200,
+        "cache_creation_input_tokens": 4000,
+        "cache_creation": {"ephemeral_5m_input_tokens": 3000, "ephemeral_1h_input_tokens": 1000},
+        "cache_read_input_tokens": 40000,
+        "output_tokens": 800,
+        "service_tier": "standard",
+    }
+    headers = {"x-tokenmeter-task": "R-1", "x-fake-usage": json.dumps(usage)}
+    for stream in (False, True, False):
+        answer = claude.messages.create(
+            model=SONNET,
+            max_tokens=64,
+            messages=[{"role": "user", "content": "hi"}],
+            stream=stream,
+            extra_headers=headers,
+        )
+        if isinstance(answer, anthropic.Stream):
+            for _ in answer:  # read to the end, as a client does
+                pass
+    proxy.task("R-1", 3)
+    today = datetime.now(UTC).date()
+    admin.usage, admin.cost = {}, {}  # the provider saw exactly these three requests today
+    admin.usage[today] = [usage_line(SONNET, tokens())]
+    admin.cost[today] = cost_lines(SONNET, tokens(), PRICES[SONNET])
+    monkeypatch.setenv("TOKENMETER_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path}/tokenmeter.db")
+    tokenmeter(capsys, "reconcile", "fetch", "--since", "1d")
+    data = json.loads(tokenmeter(capsys, "report", "reconcile", "--since", "1d", "--json"))
+    (row,) = data["rows"]
+    assert (row["day"], row["model"], row["verdict"]) == (today.isoformat(), SONNET, "match")
+    assert row["proxy"]["tokens"] == tokens()
+    assert row["proxy"]["usd"] == row["provider"]["usd"] == "0.134550"
