@@ -138,7 +138,7 @@ class Row:
         if not self.proxy.seen:
             notes.append("not seen by the proxy (traffic around it or before it, or backfilled)")
         if not self.provider.seen:
-            notes.append("not in the provider's stored report (fetch again, or another org)")
+            notes.append("not in the provider's stored usage report (fetch again, or another org)")
         elif self.provider.usd is None:
             notes.append("no cost lines for it in the stored cost report: dollars not compared")
         if self.priority_tokens:

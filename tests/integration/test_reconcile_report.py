@@ -18,6 +18,7 @@ import asyncio
 import csv
 import io
 import json
+import os
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -248,7 +249,9 @@ def test_priority_tier_and_one_sided_rows_say_why(
     assert missing["verdict"] == "proxy_high"
     assert missing["token_diff"] == 138_000
     assert missing["provider"]["usd"] is None
-    assert missing["notes"] == ["not in the provider's stored report (fetch again, or another org)"]
+    assert missing["notes"] == [
+        "not in the provider's stored usage report (fetch again, or another org)"
+    ]
     assert data["verdicts"] == {"match": 4, "proxy_low": 0, "proxy_high": 2}
     assert data["coverage"] == "1.0000"
 
@@ -293,3 +296,50 @@ def test_traffic_through_the_real_sdk_matches_the_providers_count(
     assert (row["day"], row["model"], row["verdict"]) == (today.isoformat(), SONNET, "match")
     assert row["proxy"]["tokens"] == tokens()
     assert row["proxy"]["usd"] == row["provider"]["usd"] == "0.134550"
+
+
+def _hourly_usage(day: date, model: str) -> dict[str, Any]:
+    """The day's tokens of ``model`` as two hourly buckets, as a person might save them."""
+    half = {kind: count // 2 for kind, count in tokens().items()}
+    rest = {kind: count - half[kind] for kind, count in tokens().items()}
+    buckets = []
+    for hour, part in ((10, half), (11, rest)):
+        start = datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
+        buckets.append(
+            {
+                "starting_at": start.isoformat(),
+                "ending_at": (start + timedelta(hours=1)).isoformat(),
+                "results": [usage_line(model, part)],
+            }
+        )
+    return {"data": buckets, "has_more": False, "next_page": None}
+
+
+def test_the_newest_snapshot_of_a_report_wins_for_its_days(
+    database: str,
+    admin: FakeAdmin,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    record(database)
+    first = days()[0]
+    older = tmp_path / "older.json"
+    older.write_text(json.dumps(_hourly_usage(first, SONNET)))
+    long_ago = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+    os.utime(older, (long_ago, long_ago))
+    tokenmeter(capsys, "reconcile", "import", str(older))
+    data = report(capsys)  # the fetch is newer than the saved file: it alone counts
+    assert data["verdicts"] == {"match": 6, "proxy_low": 0, "proxy_high": 0}
+    newer = tmp_path / "newer.json"
+    newer.write_text(json.dumps(_hourly_usage(first, SONNET)))
+    tokenmeter(capsys, "reconcile", "import", str(newer))
+    data = json.loads(tokenmeter(capsys, "report", "reconcile", "--json"))
+    rows = rows_by_key(data)
+    # The newer usage page replaces that day's usage (Sonnet only, in hours), not its costs.
+    assert rows[(first.isoformat(), SONNET)]["verdict"] == "match"
+    assert rows[(first.isoformat(), SONNET)]["provider"]["tokens"] == tokens()
+    haiku = rows[(first.isoformat(), HAIKU)]
+    assert haiku["verdict"] == "proxy_high"
+    assert haiku["provider"]["total_tokens"] == 0
+    assert haiku["provider"]["usd"] == "0.044850"
+    assert data["verdicts"] == {"match": 5, "proxy_low": 0, "proxy_high": 1}
