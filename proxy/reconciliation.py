@@ -10,9 +10,10 @@ Two ways in, one result (``provider_reports`` rows, one snapshot per run):
   through the proxy's own upstream client and egress settings (``HTTPS_PROXY``, the CA bundle),
   so it reaches Anthropic the way the proxy does. Each page is stored as received, with the time
   it arrived. The key is sent in ``x-api-key`` and never printed, logged or stored.
-- ``import_file``: the same JSON saved by hand (one page, or a JSON list of pages, of either
-  report; each page's shape tells which), for companies that keep the admin key away from the
-  proxy. Its fetch time is the file's modification time (when the pages were saved).
+- ``read_file`` then ``import_pages``: the same JSON saved by hand (one page, or a JSON list
+  of pages, of either report; each page's shape tells which), for companies that keep the admin
+  key away from the proxy. Its fetch time is the file's modification time (when the pages were
+  saved).
 
 Input is bounded: a file or one answer of at most ``MAX_PAGE_BYTES``, at most ``MAX_PAGES``
 pages per run. Anything that is not a report page is a ``ReconcileError`` with a one-line reason,
@@ -129,9 +130,10 @@ def read_file(path: Path) -> tuple[list[tuple[str, Page]], datetime]:
     return checked, saved
 
 
-async def import_file(engine: AsyncEngine, path: Path) -> Summary:
-    """Store the pages of a saved file as one snapshot (module doc)."""
-    pages, saved = read_file(path)
+async def import_pages(
+    engine: AsyncEngine, pages: list[tuple[str, Page]], saved: datetime
+) -> Summary:
+    """Store the pages ``read_file`` read, saved at ``saved``, as one snapshot (module doc)."""
     run = _Run("import", saved)
     for body, page in pages:
         run.add(body, page)

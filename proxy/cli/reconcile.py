@@ -9,12 +9,13 @@ compares it with what the proxy metered.
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from proxy.cli.common import SINCE_HELP, USAGE, CliError, refused, run_with_engine, since
 from proxy.config import Settings
+from proxy.store.aggregates import day_of
 
 
 def add_commands(sub: Any) -> None:
@@ -38,7 +39,8 @@ def _fetch(args: argparse.Namespace, settings: Settings) -> int:
             "or save the reports and use tokenmeter reconcile import FILE.json",
             USAGE,
         )
-    start, end = args.since, datetime.now(UTC)
+    # Whole UTC days: the Admin API returns the buckets that end before ``ending_at``.
+    start, end = day_of(args.since), day_of(datetime.now(UTC)) + timedelta(days=1)
 
     async def work(engine: Any) -> Any:
         upstream = reconciliation.admin_client(settings)
@@ -64,8 +66,8 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
     from proxy import reconciliation
 
     with refused(reconciliation.ReconcileError, status=USAGE):
-        reconciliation.read_file(args.file)  # a bad file fails before the database is opened
-        summary = run_with_engine(settings, lambda e: reconciliation.import_file(e, args.file))
+        pages, saved = reconciliation.read_file(args.file)  # before the database is opened
+    summary = run_with_engine(settings, lambda e: reconciliation.import_pages(e, pages, saved))
     print(_summary_line(f"imported {args.file}:", summary))
     return 0
 
