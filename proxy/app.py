@@ -25,8 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy import api, people
 from proxy.attribution import Identifier, load_key_owners
-from proxy.config import Settings, ensure_data_dir
-from proxy.egress import Egress
+from proxy.config import Settings, egress_of, ensure_data_dir
 from proxy.failures import Failure
 from proxy.forward import Forwarder, Receive, Scope, Send
 from proxy.meter import AccessLog, Meter
@@ -98,16 +97,6 @@ def providers_for(settings: Settings) -> list[Provider]:
         anthropic_provider.provider(settings.anthropic_upstream),
         openai_provider.provider(settings.openai_upstream),
     ]
-
-
-def egress_of(settings: Settings) -> Egress:
-    """The egress proxy and CA bundle every upstream client uses."""
-    return Egress(
-        https_proxy=settings.https_proxy,
-        http_proxy=settings.http_proxy,
-        no_proxy=settings.no_proxy,
-        ca_bundle=settings.ca_bundle,
-    )
 
 
 def make_upstream(settings: Settings) -> Upstream:

@@ -52,10 +52,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from proxy.egress import NoProxy, parse_proxy_url
+from proxy.egress import Egress, NoProxy, parse_proxy_url
 
 ENV_PREFIX = "TOKENMETER_"
-_SECRET = re.compile(r"token|secret|salt|password")
+_SECRET = re.compile(r"token|secret|salt|password|admin_key")
 CONFIG_VARIABLE = "TOKENMETER_CONFIG"
 CONFIG_NAME = "tokenmeter.toml"
 MIN_TOKEN_CHARS = 16
@@ -125,6 +125,9 @@ class Settings(BaseSettings):
     migrate_on_start: bool = True
     anthropic_upstream: str = "https://api.anthropic.com"
     openai_upstream: str = "https://api.openai.com"
+    # `tokenmeter reconcile fetch`: Anthropic's Admin API and an admin key (sk-ant-admin01-…).
+    anthropic_admin_url: str = "https://api.anthropic.com"
+    anthropic_admin_key: str | None = Field(default=None, repr=False)
 
     upstream_client: Literal["http11", "aiohttp", "httpx"] = "http11"
     connect_timeout_s: float = Field(default=10.0, gt=0)
@@ -197,7 +200,7 @@ class Settings(BaseSettings):
         standard = _StandardProxyVariables(settings_cls)
         return init_settings, env_settings, standard, ConfigFileSource(settings_cls, config_file())
 
-    @field_validator("anthropic_upstream", "openai_upstream")
+    @field_validator("anthropic_upstream", "openai_upstream", "anthropic_admin_url")
     @classmethod
     def _upstream_is_http(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
@@ -391,3 +394,13 @@ class _StandardProxyVariables(PydanticBaseSettingsSource):
         found = urllib.request.getproxies_environment()
         names = {"https": "https_proxy", "http": "http_proxy", "no": "no_proxy"}
         return {field: found[scheme] for scheme, field in names.items() if scheme in found}
+
+
+def egress_of(settings: Settings) -> Egress:
+    """The egress proxy and CA bundle every upstream client uses."""
+    return Egress(
+        https_proxy=settings.https_proxy,
+        http_proxy=settings.http_proxy,
+        no_proxy=settings.no_proxy,
+        ca_bundle=settings.ca_bundle,
+    )

@@ -65,3 +65,19 @@ async def get_roi(request: Request, engine: EngineDep, filters: FiltersDep) -> R
     data = report.as_json()
     total = {"task_id": "(total)", **data["total"]}
     return respond(request, data, [*data["rows"], total], "roi")
+
+
+@router.get(
+    "/reconcile", summary="Proxy vs Anthropic's usage and cost reports, per UTC day and model"
+)
+async def get_reconcile(
+    request: Request,
+    engine: EngineDep,
+    settings: SettingsDep,
+    days: Annotated[int, Query(ge=1, le=3660, description="whole UTC days back from end")] = 30,
+    end: Moment | None = None,
+) -> Response:
+    window = reports.trailing(days, end)
+    overridden = await reports.company_prices(settings.prices_file)
+    found = await reports.reconcile(engine, window.start, window.end, overridden)
+    return respond(request, found.as_json(), found.flat_rows(), "reconcile")

@@ -57,10 +57,11 @@ def add_commands(sub: Any) -> None:
         ("tasks", _tasks, "tasks by cost or ROI"),
         ("roi", _roi, "tasks with a value: cost, value, ROI"),
         ("distribution", _distribution, "percentiles, top-N share, Gini across people"),
+        ("reconcile", _reconcile, "proxy vs the provider's usage and cost reports, per day"),
     ):
         parser = kinds.add_parser(name, help=text)
         parser.add_argument("--since", default="30d", type=since, help=SINCE_HELP)
-        if name in {"blended", "tasks", "roi"}:
+        if name in {"blended", "tasks", "roi", "reconcile"}:
             parser.add_argument("--until", type=since, help="end of the window (default: now)")
         parser.add_argument("--json", action="store_true", help="print JSON")
         parser.set_defaults(handler=handler)
@@ -349,3 +350,66 @@ def _task_set(args: argparse.Namespace, settings: Settings) -> int:
     value = record.value()[0]
     print(f"task {args.task_id}: value {'unknown' if value is None else f'${entered(value)}'}")
     return 0
+
+
+def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    from proxy import reports
+
+    end = since(args.until) if args.until else datetime.now(UTC)
+
+    async def work(engine: Any) -> Any:
+        overridden = await reports.company_prices(settings.prices_file)
+        return await reports.reconcile(engine, since(args.since), end, overridden)
+
+    found = _run(settings, work)
+    if args.json:
+        return _print(found.as_json(), args, "")
+    data = found.as_json()
+    fetched = ", ".join(f"{k} {_minute(v)}" for k, v in found.snapshots.items())
+    print(
+        f"window {_minute(found.start)} .. {_minute(found.end)} (whole UTC days); "
+        f"provider reports fetched: {fetched}"
+    )
+    if not any(found.snapshots.values()):
+        print("no provider reports stored: tokenmeter reconcile fetch, or reconcile import FILE")
+    print(render(_RECONCILE, [*data["rows"], data["total"]], left=2))
+    print(f"coverage: {share(found.coverage)} of provider-reported tokens seen by the proxy")
+    print("verdicts: " + ", ".join(f"{n} {name}" for name, n in data["verdicts"].items()))
+    other = data["other_costs"]
+    costs = ", ".join(f"{k} ${v}" for k, v in other["provider_usd"].items()) or "none"
+    searched = other["proxy_web_search_usd"]
+    print(f"provider costs without a model: {costs}; proxy web search ${searched}")
+    for row in [*data["rows"], data["total"]]:
+        for note in row["notes"]:
+            print(f"  {row['day']} {row['model']}: {note}".rstrip())
+    return 0
+
+
+def _minute(moment: datetime | None) -> str:
+    return "never" if moment is None else f"{moment:%Y-%m-%d %H:%M} UTC"
+
+
+def _signed(value: Any) -> str:
+    if value is None:
+        return NONE
+    text = str(value)
+    return text if text.startswith("-") or not text.strip("0.") else f"+{text}"
+
+
+def _pct_cell(value: str | None) -> str:
+    return NONE if value is None else f"{_signed(value)}%"
+
+
+_RECONCILE: list[Column[dict[str, Any]]] = [
+    Column("day", lambda r: r["day"]),
+    Column("model", lambda r: r["model"]),
+    Column("proxy tokens", lambda r: count(r["proxy"]["total_tokens"])),
+    Column("provider tokens", lambda r: count(r["provider"]["total_tokens"])),
+    Column("diff", lambda r: _signed(f"{r['token_diff']:,}")),
+    Column("diff %", lambda r: _pct_cell(r["token_diff_pct"])),
+    Column("proxy $", lambda r: dollars(r["proxy"]["usd"])),
+    Column("provider $", lambda r: dollars(r["provider"]["usd"])),
+    Column("diff $", lambda r: _signed(r["usd_diff"])),
+    Column("diff $ %", lambda r: _pct_cell(r["usd_diff_pct"])),
+    Column("verdict", lambda r: r.get("verdict", "")),
+]

@@ -129,6 +129,13 @@ class Overrides:
         started = [e for e in self._models.get((provider, name), ()) if e.effective_from <= on]
         return started[-1] if started else None
 
+    def applies_to(self, provider: str, name: str, on: date) -> bool:
+        """Whether a ``[[model]]`` entry or a discount changes (provider, name)'s price on
+        ``on``: the company's price, not the list price (``report reconcile`` says so)."""
+        if self.model_for(provider, name, on) is not None:
+            return True
+        return any(d.covers(provider, (name,), on) for d in self.discounts)
+
     def discounted(
         self, rates: Mapping[str, Rate], provider: str, names: Iterable[str], on: date
     ) -> dict[str, Rate]:

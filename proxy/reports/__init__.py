@@ -12,12 +12,14 @@ Unknown dollars are null, never $0 (``totals``). One module per question:
 - ``tasks``: one task's view, the task list, and ROI;
 - ``compensation``: annualized spend vs compensation per person, team and org;
 - ``distribution``: percentiles, top-N share and Gini across people;
-- ``unpriced``: models seen in traffic without a price.
+- ``unpriced``: models seen in traffic without a price;
+- ``reconcile``: the proxy's tokens and dollars beside the provider's own usage and cost reports.
 """
 
 from proxy.reports.blended import BLENDED_GROUPS, Blended, blended
 from proxy.reports.compensation import CompensationReport, Window, compensation_report, trailing
 from proxy.reports.distribution import METRICS, Distribution, distribution
+from proxy.reports.reconcile import Reconciliation, company_prices, reconcile
 from proxy.reports.tasks import (
     SORTS,
     RoiReport,
@@ -40,6 +42,7 @@ __all__ = [
     "CompensationReport",
     "Distribution",
     "Filters",
+    "Reconciliation",
     "ReportError",
     "RoiReport",
     "TaskRow",
@@ -48,10 +51,12 @@ __all__ = [
     "Unpriced",
     "Window",
     "blended",
+    "company_prices",
     "compensation_report",
     "distribution",
     "list_tasks",
     "resolve",
+    "reconcile",
     "roi_report",
     "task_view",
     "total_of",

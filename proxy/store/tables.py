@@ -20,6 +20,11 @@ Change a table here and add a migration in the same change.
 - ``usage_daily``: the same sums per UTC day (key ``day``, midnight UTC), written in the same
   statement/transaction as ``usage_hourly``; reports read whole days here and only the edge hours
   of a range from ``usage_hourly``. Kept when raw events are purged.
+- ``provider_reports``: the provider's own billing report pages (Anthropic's usage and cost
+  reports), one row per page as fetched or imported, with its fetch time; never updated or
+  deleted: the provider revises recent days, so a later fetch adds newer pages and readers take
+  the newest per report and day (``store.snapshots``). ``snapshot_id`` groups one fetch run or
+  one imported file; ``starts_at``/``ends_at`` span the page's buckets (NULL when it has none).
 - ``people`` and ``tasks``: records the API maintains (compensation history, task value).
 
 Money and other exact quantities use ``Fixed`` (NUMERIC(20, 10)); times use ``UTCDateTime``.
@@ -135,4 +140,19 @@ tasks = Table(
     Column("hourly_rate_usd", Fixed(), nullable=True),
     Column("value_usd", Fixed(), nullable=True),
     Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+provider_reports = Table(
+    "provider_reports",
+    metadata,
+    Column("page_id", String(32), primary_key=True),
+    Column("snapshot_id", String(32), nullable=False),
+    Column("fetched_at", UTCDateTime(), nullable=False),
+    Column("provider", String, nullable=False),
+    Column("endpoint", String, nullable=False),
+    Column("source", String, nullable=False),
+    Column("starts_at", UTCDateTime(), nullable=True),
+    Column("ends_at", UTCDateTime(), nullable=True),
+    Column("body", Text, nullable=False),
+    Index(None, "provider", "starts_at"),
 )
