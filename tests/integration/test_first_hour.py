@@ -165,11 +165,11 @@ def test_cli_glitches_seen_in_the_first_hour(
     proxy.task("GL-1", 1)
     env = {"TOKENMETER_DATABASE_URL": proxy.app.parts.settings.database_url}
     done = cli("task", "set", "GL-1", "--hours", "24", "--rate", "120", cwd=tmp_path, env=env)
-    assert done.stdout == "task GL-1: value $2880\n"
+    assert done.stdout == "task GL-1: value $2880\n", done.stderr
     done = cli("task", "set", "GL-1", "--title", "Billing v2", cwd=tmp_path, env=env)
-    assert done.stdout == "task GL-1: value $2880\n"  # was $2880.00000000000000000000
+    assert done.stdout == "task GL-1: value $2880\n", done.stderr  # was $2880.000000…
     done = cli("task", "set", "GL-1", "--clear", "hours", cwd=tmp_path, env=env)
-    assert done.stdout == "task GL-1: value unknown\n"
+    assert done.stdout == "task GL-1: value unknown\n", done.stderr
     done = cli("task", "set", "GL-1", cwd=tmp_path, env=env)  # exited 0 doing nothing
     assert done.returncode == 2
     assert "give at least one of --title, --hours" in done.stderr
