@@ -7,17 +7,20 @@ Money stays ``Decimal`` from the database to the JSON string; every ratio is com
 Unknown dollars are null, never $0 (``totals``). One module per question:
 
 - ``totals``: the sums everything is built from, and blended/sticker/savings definitions;
-- ``usage``: totals grouped by user, team, model, provider, task, session or day;
+- ``usage``: totals grouped by user, team, model, provider, task, session, day or work unit
+  (repository, branch, pull request, ticket: joined from ``session_context``);
 - ``blended``: real vs sticker $/MTok and cache savings per slice;
 - ``tasks``: one task's view, the task list, and ROI;
 - ``compensation``: annualized spend vs compensation per person, team and org;
 - ``distribution``: percentiles, top-N share and Gini across people;
-- ``unpriced``: models seen in traffic without a price.
+- ``unpriced``: models seen in traffic without a price;
+- ``sessions``: one session's cost and its person's month, for Claude Code's status line.
 """
 
 from proxy.reports.blended import BLENDED_GROUPS, Blended, blended
 from proxy.reports.compensation import CompensationReport, Window, compensation_report, trailing
 from proxy.reports.distribution import METRICS, Distribution, distribution
+from proxy.reports.sessions import session_spend
 from proxy.reports.tasks import (
     SORTS,
     RoiReport,
@@ -29,7 +32,7 @@ from proxy.reports.tasks import (
 )
 from proxy.reports.totals import ReportError, Totals
 from proxy.reports.unpriced import Unpriced, unpriced_models
-from proxy.reports.usage import GROUPS, Filters, resolve, total_of, usage
+from proxy.reports.usage import GROUPS, UNATTRIBUTED, WORK_GROUPS, Filters, resolve, total_of, usage
 
 __all__ = [
     "BLENDED_GROUPS",
@@ -44,6 +47,8 @@ __all__ = [
     "RoiReport",
     "TaskRow",
     "TaskView",
+    "UNATTRIBUTED",
+    "WORK_GROUPS",
     "Totals",
     "Unpriced",
     "Window",
@@ -53,6 +58,7 @@ __all__ = [
     "list_tasks",
     "resolve",
     "roi_report",
+    "session_spend",
     "task_view",
     "total_of",
     "trailing",

@@ -21,6 +21,10 @@ Change a table here and add a migration in the same change.
   statement/transaction as ``usage_hourly``; reports read whole days here and only the edge hours
   of a range from ``usage_hourly``. Kept when raw events are purged.
 - ``people`` and ``tasks``: records the API maintains (compensation history, task value).
+- ``session_context``: the work a session is part of (repository, branch, working tree, pull
+  request, ticket), one row per session id, as Claude Code's hooks and status line report it
+  (``proxy.sessions``). Reports join it to events by ``session`` at read time: the write path
+  never looks it up.
 
 Money and other exact quantities use ``Fixed`` (NUMERIC(20, 10)); times use ``UTCDateTime``.
 """
@@ -134,5 +138,15 @@ tasks = Table(
     Column("human_hours", Fixed(), nullable=True),
     Column("hourly_rate_usd", Fixed(), nullable=True),
     Column("value_usd", Fixed(), nullable=True),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+session_context = Table(
+    "session_context",
+    metadata,
+    Column("session", String, primary_key=True),
+    *(_text(n) for n in ("repo_host", "repo_owner", "repo_name", "branch", "worktree")),
+    Column("pr", Integer, nullable=True),
+    _text("ticket"),
     Column("updated_at", UTCDateTime(), nullable=False),
 )
