@@ -62,7 +62,14 @@ def test_a_claude_code_session_on_a_ticket_branch_is_reported_by_ticket(
     monkeypatch.setenv("HOME", str(home))
     assert cli("claude-code", "install", "--user", "--url", proxy.url)[0] == 0
 
-    done = run_claude("say hi", home=home, base_url=proxy.url, cwd=repo, ANTHROPIC_API_KEY="sk-x")
+    done = run_claude(
+        "say hi",
+        home=home,
+        base_url=proxy.url,
+        cwd=repo,
+        ANTHROPIC_API_KEY="sk-x",
+        ANTHROPIC_CUSTOM_HEADERS="x-tokenmeter-user: alice",
+    )
     assert done.returncode == 0, done.stderr
 
     database = str(proxy.app.parts.settings.database_url)
@@ -76,8 +83,45 @@ def test_a_claude_code_session_on_a_ticket_branch_is_reported_by_ticket(
     assert row["requests"] >= 1
     assert float(row["cost_usd"]) > 0
     status, out = cli("usage", "--by", "ticket", "--database", database)
-    assert "ABC-42" in out and "unattributed" not in out
+    assert "ABC-42" in out
+    assert "unattributed" not in out
     _, out = cli("usage", "--by", "repo", "--json", "--database", database)
     assert [r["repo"] for r in json.loads(out)["rows"]] == ["github.com/acme/widgets"]
     _, out = cli("usage", "--by", "branch", "--json", "--database", database)
     assert [r["branch"] for r in json.loads(out)["rows"]] == ["acme/widgets:feat/ABC-42-thing"]
+
+    _, out = cli("usage", "--by", "session", "--json", "--database", database)
+    (session,) = [r["session"] for r in json.loads(out)["rows"]]
+    line = statusline(proxy.url, {"session_id": session, "workspace": {"current_dir": str(repo)}})
+    assert line.startswith("tokenmeter ABC-42 · session $")
+    assert "alice this month $" in line
+
+
+def hook_command(name: str, url: str, given: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    """``tokenmeter claude-code NAME --url URL`` as Claude Code runs it, JSON on stdin."""
+    return subprocess.run(  # noqa: S603 - this Python, our own module
+        [sys.executable, "-m", "proxy.cli", "claude-code", name, "--url", url],
+        input=json.dumps(given),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+
+
+def statusline(url: str, given: dict[str, Any]) -> str:
+    """The status line Claude Code would show for ``given`` (its documented stdin JSON)."""
+    return hook_command("statusline", url, given).stdout.strip()
+
+
+def test_the_hook_and_status_line_never_fail_claude_code_when_tokenmeter_is_down(
+    dead_url: str, tmp_path: Path
+) -> None:
+    repo = make_repo(tmp_path / "r", "main", "https://github.com/acme/widgets.git")
+    given = {"session_id": "s-1", "cwd": str(repo), "hook_event_name": "SessionStart"}
+    started = time.monotonic()
+    done = hook_command("hook", dead_url, given)
+    assert (done.returncode, done.stdout) == (0, "")  # SessionStart output would be context
+    assert statusline(dead_url, given) == "tokenmeter: not reachable"
+    assert hook_command("hook", dead_url, {"not": "claude code"}).returncode == 0
+    assert time.monotonic() - started < 10  # three Python start-ups, each under 2 s of work
