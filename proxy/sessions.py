@@ -1,9 +1,10 @@
 """Work context: the repository, branch, working tree, pull request and ticket of a session.
 
-Claude Code knows what a session works on; ``tokenmeter claude-code hook``/``statusline`` read it
-from Claude Code's stdin JSON and git, and post it to ``POST /api/v1/sessions/{id}/context``,
-which calls ``save_context``. One row per session id in ``session_context``; reports join it to
-events by ``session`` at read time, so the write path never looks it up.
+Claude Code knows what a session works on; its hooks and status line (``proxy.claude_hook``)
+read it from Claude Code's stdin JSON and git, and post it to
+``POST /api/v1/sessions/{id}/context``, which calls ``save_context``. One row per session id
+in ``session_context``; reports join it to events by ``session`` at read time, so the write
+path never looks it up.
 
 Contract: every field is optional and bounded (``WorkContext.check``); a field left out (None)
 keeps what the session already has, so a status line that knows less than the SessionStart hook
@@ -17,7 +18,6 @@ import re
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -28,7 +28,6 @@ from proxy.store.tables import session_context
 
 SESSION = re.compile(r"^[A-Za-z0-9._@+:=-]{1,128}$")  # what attribution keeps as a session
 PR_MAX = 10**9
-_SCP_REMOTE = re.compile(r"^(?:[^@/]+@)?([^:/]+):(?!//)(.+)$")  # git@github.com:owner/name.git
 
 
 class ContextError(ValueError):
@@ -75,24 +74,6 @@ def ticket_of(branch: str, pattern: str) -> str | None:
     """The first match of ``pattern`` in ``branch`` (``feat/ABC-42-x`` → ``ABC-42``), or None."""
     found = re.search(pattern, branch)
     return found.group(0) if found else None
-
-
-def parse_remote(url: str) -> tuple[str, str, str] | None:
-    """(host, owner, name) of a git remote URL (https, ssh, or ``git@host:owner/name``); the
-    owner keeps any subgroups (``group/sub``). Credentials in the URL are dropped. None when
-    the URL names no owner and repository."""
-    url = url.strip()
-    scp = None if "://" in url else _SCP_REMOTE.match(url)
-    if scp:
-        host, path = scp.group(1), scp.group(2)
-    else:
-        parts = urlsplit(url)
-        host, path = parts.hostname or "", parts.path
-    path = path.strip("/").removesuffix(".git")
-    owner, _, name = path.rpartition("/")
-    if not host or not owner or not name:
-        return None
-    return host.lower(), owner, name
 
 
 def check_session(session: str) -> str:

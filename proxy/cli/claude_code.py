@@ -1,45 +1,31 @@
 """``tokenmeter claude-code``: tie Claude Code sessions to the work they are part of.
 
 - ``install [--user|--project]`` merges into Claude Code's ``settings.json`` (a copy of the old
-  file kept beside it as ``settings.json.bak``) a SessionStart and a Stop hook running
-  ``claude-code hook``, and a status line running ``claude-code statusline``, both pointed at
-  this proxy (``--url``). It never clobbers: other hooks stay, our own entries are replaced (so
-  installing twice is the same as once), and a status line someone else set is kept unless
-  ``--statusline`` is given.
-- ``hook`` and ``statusline`` read the JSON Claude Code writes on stdin (``session_id``,
-  ``cwd``, the status line's ``workspace.current_dir``/``git_worktree``), ask git for the
-  repository (``remote.origin.url``), branch, working tree and pull request (a branch
-  checked out by ``gh pr checkout`` merges ``refs/pull/N/head``), and post them to
-  ``POST /api/v1/sessions/{id}/context``. Everything runs under one deadline (``DEADLINE_S``);
-  any failure (tokenmeter down, not a git repository, bad input) is swallowed: these commands
-  always exit 0 and never hold Claude Code up. The hook prints nothing (SessionStart output
-  would become model context); the status line prints one line: the ticket or branch, the
-  session's cost and its person's spend this month.
+  file kept beside it as ``settings.json.bak``) a SessionStart and a Stop hook and a status
+  line, each running ``python -m proxy.claude_hook`` (standard library only, so it starts in
+  ~50 ms) pointed at this proxy (``--url``). It never clobbers: other hooks stay, our own
+  entries are replaced (installing twice is the same as once), and a status line something
+  else set is kept unless ``--statusline`` is given. A settings file that is not JSON is left
+  alone with an error.
+- ``hook`` and ``statusline`` are the same as that command (``proxy.claude_hook``), with the
+  context token from tokenmeter's settings: for trying it by hand.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import shlex
 import shutil
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
+from proxy import claude_hook
 from proxy.cli.common import CliError
 from proxy.config import Settings
-from proxy.sessions import parse_remote
 
-DEADLINE_S = 2.0
-STDIN_MAX_BYTES = 1_000_000
 HOOK_EVENTS = ("SessionStart", "Stop")
-_PR_REF = re.compile(r"^refs/(?:pull|merge-requests)/(\d+)/head$")
 
 
 def add_commands(sub: Any) -> None:
@@ -67,103 +53,14 @@ def add_commands(sub: Any) -> None:
 
 
 def _hook(args: argparse.Namespace, settings: Settings) -> int:
-    _post_context(args.url, settings, time.monotonic() + DEADLINE_S)
+    claude_hook.post_context(args.url, settings.context_token, sys.stdin.buffer)
     return 0
 
 
 def _statusline(args: argparse.Namespace, settings: Settings) -> int:
-    answer = _post_context(args.url, settings, time.monotonic() + DEADLINE_S)
-    print(status_text(answer))
+    answer = claude_hook.post_context(args.url, settings.context_token, sys.stdin.buffer)
+    print(claude_hook.status_text(answer))
     return 0
-
-
-def _post_context(url: str, settings: Settings, deadline: float) -> dict[str, Any] | None:
-    """Read stdin, ask git, post; the answer, or None on any failure (never raises)."""
-    try:
-        given = json.loads(sys.stdin.buffer.read(STDIN_MAX_BYTES) or b"{}")
-        session, body = context_from(given, deadline)
-        if session is None:
-            return None
-        return _post(url, session, body, settings.context_token, deadline)
-    except Exception:  # a hook must never fail Claude Code
-        return None
-
-
-def context_from(given: Any, deadline: float) -> tuple[str | None, dict[str, Any]]:
-    """(session id, context body) from Claude Code's stdin JSON and git in its directory."""
-    if not isinstance(given, dict) or not isinstance(given.get("session_id"), str):
-        return None, {}
-    workspace = given.get("workspace")
-    workspace = workspace if isinstance(workspace, dict) else {}
-    where = workspace.get("current_dir") or given.get("cwd")
-    if not isinstance(where, str) or not where:
-        return given["session_id"], {}
-    return given["session_id"], git_context(Path(where), deadline)
-
-
-def git_context(where: Path, deadline: float) -> dict[str, Any]:
-    """Repository, branch, working tree and pull request of the git checkout at ``where``."""
-    top = _git(where, deadline, "rev-parse", "--show-toplevel", "--abbrev-ref", "HEAD")
-    if top is None:
-        return {}
-    worktree, _, branch = top.partition("\n")
-    body: dict[str, Any] = {"worktree": worktree}
-    if branch and branch != "HEAD":  # HEAD: detached, no branch
-        body["branch"] = branch
-        merge = _git(where, deadline, "config", "--get", f"branch.{branch}.merge") or ""
-        if found := _PR_REF.match(merge):
-            body["pr"] = int(found.group(1))
-    remote = _git(where, deadline, "config", "--get", "remote.origin.url")
-    if remote and (repo := parse_remote(remote)):
-        body |= dict(zip(("repo_host", "repo_owner", "repo_name"), repo, strict=True))
-    return body
-
-
-def _git(where: Path, deadline: float, *args: str) -> str | None:
-    left = deadline - time.monotonic()
-    git = shutil.which("git")
-    if git is None or left <= 0:
-        return None
-    try:
-        done = subprocess.run(  # noqa: S603 - git with fixed arguments
-            [git, "-C", str(where), *args],
-            capture_output=True,
-            text=True,
-            timeout=left,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
-
-
-def _post(
-    url: str, session: str, body: dict[str, Any], token: str | None, deadline: float
-) -> dict[str, Any] | None:
-    target = f"{url.rstrip('/')}/api/v1/sessions/{quote(session, safe='')}/context"
-    headers = {"content-type": "application/json"}
-    if token:
-        headers["authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(  # noqa: S310 - an http(s) URL the user configured
-        target, data=json.dumps(body).encode(), headers=headers, method="POST"
-    )
-    left = max(deadline - time.monotonic(), 0.05)
-    with urllib.request.urlopen(request, timeout=left) as response:  # noqa: S310 - see above
-        answer: dict[str, Any] = json.loads(response.read())
-    return answer
-
-
-def status_text(answer: dict[str, Any] | None) -> str:
-    """The status line: what the session works on, its cost, its person's month."""
-    if answer is None:
-        return "tokenmeter: not reachable"
-    work = answer.get("ticket") or answer.get("branch") or "no work context"
-    parts = [f"tokenmeter {work}"]
-    if (cost := answer.get("session_cost_usd")) is not None:
-        parts.append(f"session ${cost}")
-    if (month := answer.get("month_spend_usd")) is not None:
-        parts.append(f"{answer.get('user')} this month ${month}")
-    return " · ".join(parts)
 
 
 # --- install ---------------------------------------------------------------------------------
@@ -188,12 +85,9 @@ def _install(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def own_command() -> str:
-    """How Claude Code should run this tokenmeter: its ``tokenmeter`` executable when that is
-    what runs now, else this Python with ``-m proxy.cli``."""
-    runner = Path(sys.argv[0])
-    if runner.name == "tokenmeter" and runner.exists():
-        return shlex.quote(str(runner.resolve()))
-    return f"{shlex.quote(sys.executable)} -m proxy.cli"
+    """How Claude Code should run the hook client: this Python (the one tokenmeter is
+    installed in), ``-m proxy.claude_hook``."""
+    return f"{shlex.quote(sys.executable)} -m proxy.claude_hook"
 
 
 def _read_settings(path: Path) -> dict[str, Any]:
@@ -220,15 +114,15 @@ def merge_settings(
     quoted_url = shlex.quote(url)
     for event in HOOK_EVENTS:
         entries = [e for e in hooks.get(event, []) if not _is_ours(e)]
-        ours = {"type": "command", "command": f"{command} claude-code hook --url {quoted_url}"}
+        ours = {"type": "command", "command": f"{command} hook --url {quoted_url}"}
         hooks[event] = [*entries, {"hooks": [{**ours, "timeout": 5}]}]
     line = merged.get("statusLine")
     kept = isinstance(line, dict) and not _is_ours(line) and not replace_statusline
     if not kept:
-        statusline = f"{command} claude-code statusline --url {quoted_url}"
+        statusline = f"{command} statusline --url {quoted_url}"
         merged["statusLine"] = {"type": "command", "command": statusline}
     return merged, kept
 
 
 def _is_ours(entry: Any) -> bool:
-    return "claude-code hook" in json.dumps(entry) or "claude-code statusline" in json.dumps(entry)
+    return "proxy.claude_hook" in json.dumps(entry)

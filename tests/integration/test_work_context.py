@@ -98,9 +98,9 @@ def test_a_claude_code_session_on_a_ticket_branch_is_reported_by_ticket(
 
 
 def hook_command(name: str, url: str, given: dict[str, Any]) -> subprocess.CompletedProcess[str]:
-    """``tokenmeter claude-code NAME --url URL`` as Claude Code runs it, JSON on stdin."""
+    """The hook client as the installed settings run it, JSON on stdin."""
     return subprocess.run(  # noqa: S603 - this Python, our own module
-        [sys.executable, "-m", "proxy.cli", "claude-code", name, "--url", url],
+        [sys.executable, "-m", "proxy.claude_hook", name, "--url", url],
         input=json.dumps(given),
         capture_output=True,
         text=True,
