@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import pytest
 
 from proxy.cli import main
@@ -125,3 +126,72 @@ def test_the_hook_and_status_line_never_fail_claude_code_when_tokenmeter_is_down
     assert statusline(dead_url, given) == "tokenmeter: not reachable"
     assert hook_command("hook", dead_url, {"not": "claude code"}).returncode == 0
     assert time.monotonic() - started < 10  # three Python start-ups, each under 2 s of work
+
+
+def _ask(claude: anthropic.Anthropic, session: str) -> None:
+    claude.messages.create(
+        model="claude-opus-4-8",
+        max_tokens=9,
+        messages=[{"role": "user", "content": "hi"}],
+        extra_headers={"X-Claude-Code-Session-Id": session},
+    )
+
+
+def test_spend_without_context_is_unattributed_never_spread(
+    proxy: Proxy, claude: anthropic.Anthropic
+) -> None:
+    _ask(claude, "s-ctx")
+    _ask(claude, "s-bare")
+    proxy.task("s-bare", 1)
+    proxy.task("s-ctx", 1)
+    body = {"repo_host": "github.com", "repo_owner": "acme", "repo_name": "w", "pr": 7}
+    posted = proxy.http.post("/api/v1/sessions/s-ctx/context", json=body | {"branch": "x/OPS-9"})
+    assert posted.status_code == 200, posted.text
+    assert posted.json()["ticket"] == "OPS-9"
+    assert posted.json()["session_cost_usd"] is not None
+    rows = proxy.http.get("/api/v1/usage", params={"group_by": "pr"}).json()["rows"]
+    assert [r["pr"] for r in rows] == ["acme/w#7", "unattributed"]
+    assert rows[0]["cost_usd"] == rows[1]["cost_usd"]  # one request each, the same answer
+
+
+def test_a_field_left_out_keeps_what_the_session_has(proxy: Proxy) -> None:
+    first = {"branch": "feat/ABC-1", "worktree": "/src/w"}
+    assert proxy.http.post("/api/v1/sessions/s1/context", json=first).status_code == 200
+    later = proxy.http.post("/api/v1/sessions/s1/context", json={"branch": "feat/ABC-2"}).json()
+    assert (later["branch"], later["worktree"], later["ticket"]) == (
+        "feat/ABC-2",
+        "/src/w",
+        "ABC-2",  # the ticket follows the branch
+    )
+
+
+@pytest.mark.parametrize(
+    ("session", "body"),
+    [
+        ("s1", {"branch": "x" * 257}),
+        ("s1", {"branch": "evil\x1b[2J"}),
+        ("s1", {"pr": -1}),
+        ("s1", {"what": "else"}),
+        ("s" * 129, {}),
+        ("a b", {}),
+    ],
+)
+def test_context_is_bounded_and_validated(proxy: Proxy, session: str, body: dict[str, Any]) -> None:
+    answer = proxy.http.post(f"/api/v1/sessions/{session}/context", json=body)
+    assert answer.status_code == 422, answer.text
+
+
+def test_off_loopback_context_needs_the_context_token(make_proxy: Callable[..., Proxy]) -> None:
+    relayed = {"x-forwarded-for": "203.0.113.9"}  # a reverse proxy relaying a remote caller
+    open_proxy = make_proxy()
+    assert open_proxy.http.post("/api/v1/sessions/s/context", json={}).status_code == 200
+    answer = open_proxy.http.post("/api/v1/sessions/s/context", json={}, headers=relayed)
+    assert answer.status_code == 403
+    token = "ctx-" + "k" * 40
+    guarded = make_proxy(context_token=token)
+    answer = guarded.http.post("/api/v1/sessions/s/context", json={}, headers=relayed)
+    assert answer.status_code == 401
+    bearer = relayed | {"authorization": f"Bearer {token}"}
+    answer = guarded.http.post("/api/v1/sessions/s/context", json={}, headers=bearer)
+    assert answer.status_code == 200
+    assert guarded.http.get("/api/v1/usage", headers=bearer).status_code == 403  # context only
