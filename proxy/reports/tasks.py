@@ -1,5 +1,9 @@
 """Per-task answers from raw events: one task's view, the task list, and the ROI report.
 
+An event's task is the one its ``x-tokenmeter-task`` header named, else its session's ticket
+(the branch name's, from ``session_context``), else its session (``usage.work_task``): so a
+ticket is one task across sessions, people and days with no header set.
+
 A task's cost in a list is the sum of its events' costs in the window (filters pick which events
 count, exactly as every other report counts them); its value comes from its record in
 ``proxy.tasks``. ROI = value ÷ the task's *whole* cost (every event of the task, whatever the
@@ -27,7 +31,7 @@ from proxy.reports.totals import (
     sum_totals,
     totals_of,
 )
-from proxy.reports.usage import Filters, conditions
+from proxy.reports.usage import WITH_CONTEXT, Filters, conditions, work_task
 from proxy.store.tables import usage_events
 from proxy.tasks import TaskRecord, roi, task_records
 from proxy.usage import as_utc
@@ -72,15 +76,17 @@ def _value_json(task_id: str, record: TaskRecord | None) -> dict[str, Any]:
 async def task_view(engine: AsyncEngine, task_id: str) -> TaskView | None:
     """One task's tokens, dollars and ROI, from its raw events. None if no event names it."""
     c = usage_events.c
-    where = c.task == task_id
+    where = work_task() == task_id
     async with engine.connect() as conn:
-        span = (
-            await conn.execute(sa.select(sa.func.min(c.ts), sa.func.max(c.ts)).where(where))
-        ).one()
+        span_query = sa.select(sa.func.min(c.ts), sa.func.max(c.ts)).select_from(WITH_CONTEXT)
+        span = (await conn.execute(span_query.where(where))).one()
         if span[0] is None:
             return None
         by_model_rows = await conn.execute(
-            sa.select(c.model, *sum_columns(usage_events)).where(where).group_by(c.model)
+            sa.select(c.model, *sum_columns(usage_events))
+            .select_from(WITH_CONTEXT)
+            .where(where)
+            .group_by(c.model)
         )
         by_model = {(row[0] or "unknown"): totals_of(row, 1) for row in by_model_rows}
         users = await _distinct(conn, c.user, where)
@@ -93,7 +99,8 @@ async def task_view(engine: AsyncEngine, task_id: str) -> TaskView | None:
 
 
 async def _distinct(conn: Any, column: sa.Column[Any], where: Any) -> list[str]:
-    rows = await conn.execute(sa.select(column).where(where, column.is_not(None)).distinct())
+    query = sa.select(column).select_from(WITH_CONTEXT).where(where, column.is_not(None))
+    rows = await conn.execute(query.distinct())
     return sorted(str(r[0]) for r in rows)
 
 
@@ -137,11 +144,12 @@ async def list_tasks(
     """Tasks with events matching ``filters``, sorted by cost, ROI (unknown last) or recency."""
     if sort not in SORTS:
         raise ReportError(f"sort must be one of {', '.join(SORTS)}; got {sort!r}")
-    c = usage_events.c
+    c, task = usage_events.c, work_task()
     query = (
-        sa.select(c.task, sa.func.min(c.ts), sa.func.max(c.ts), *sum_columns(usage_events))
-        .where(c.task.is_not(None), *conditions(usage_events, filters))
-        .group_by(c.task)
+        sa.select(task, sa.func.min(c.ts), sa.func.max(c.ts), *sum_columns(usage_events))
+        .select_from(WITH_CONTEXT)
+        .where(task.is_not(None), *conditions(usage_events, filters))
+        .group_by(task)
     )
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
@@ -161,9 +169,12 @@ async def _whole_totals(engine: AsyncEngine, task_ids: list[str]) -> dict[str, T
     """Every event of each task, whatever the window."""
     if not task_ids:
         return {}
-    c = usage_events.c
+    task = work_task()
     query = (
-        sa.select(c.task, *sum_columns(usage_events)).where(c.task.in_(task_ids)).group_by(c.task)
+        sa.select(task, *sum_columns(usage_events))
+        .select_from(WITH_CONTEXT)
+        .where(task.in_(task_ids))
+        .group_by(task)
     )
     async with engine.connect() as conn:
         return {row[0]: totals_of(row, 1) for row in await conn.execute(query)}

@@ -6,6 +6,8 @@ One window, one answer: every grouping and view counts exactly the events with
 API key) the answer comes from raw events (those keys are not in the rollup). Grouped by work
 unit it comes from raw events joined by session to ``session_context`` (``work_key``); events
 whose session has no such context are one row, ``unattributed``, never spread over the rest.
+So does grouping by task: an event with no task header belongs to its session's ticket
+(``work_task``), the task every task report uses.
 Every other grouping reads the whole UTC hours inside the window from the rollups (whole days from
 ``usage_daily``, the other whole hours from ``usage_hourly``, ``rollup_source``) and the partial
 hours at either edge from raw events, summed the way a rollup row is (``rollup.hourly_sums``).
@@ -40,7 +42,7 @@ WORK_GROUPS = ("repo", "branch", "pr", "ticket")
 GROUPS = ("user", "team", "model", "provider", "task", "session", "key", "day", *WORK_GROUPS)
 NONE_KEY = "(none)"
 UNATTRIBUTED = "unattributed"
-_RAW_GROUPS = {"task", "session", "key"}
+_RAW_GROUPS = {"session", "key"}
 _COLUMNS = {"key": "key_fingerprint"}
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)
 Bound = datetime | None
@@ -84,7 +86,7 @@ async def usage(engine: AsyncEngine, group_by: str, filters: Filters) -> list[tu
     if group_by not in GROUPS:
         raise ReportError(f"group_by must be one of {', '.join(GROUPS)}; got {group_by!r}")
     filters = await resolve(engine, filters)
-    if group_by in WORK_GROUPS:
+    if group_by in (*WORK_GROUPS, "task"):
         return await _work_usage(engine, group_by, filters)
     table: sa.FromClause
     if group_by in _RAW_GROUPS:
@@ -104,6 +106,14 @@ WITH_CONTEXT = usage_events.outerjoin(
 )
 
 
+def work_task() -> sa.ColumnElement[Any]:
+    """The task of an event of ``WITH_CONTEXT``: the one a header named; else its session's
+    ticket (from the branch name); else the session (attribution's default)."""
+    c, ctx = usage_events.c, session_context.c
+    inherited = sa.or_(c.task.is_(None), c.task == c.session)  # no task header
+    return sa.case((sa.and_(inherited, ctx.ticket.is_not(None)), ctx.ticket), else_=c.task)
+
+
 def work_key(group_by: str) -> sa.ColumnElement[Any]:
     """The work unit of an event of ``WITH_CONTEXT``: ``host/owner/name`` (repo),
     ``owner/name:branch``, ``owner/name#123`` (pr) or the ticket; NULL when not known."""
@@ -121,7 +131,7 @@ def work_key(group_by: str) -> sa.ColumnElement[Any]:
 async def _work_usage(
     engine: AsyncEngine, group_by: str, filters: Filters
 ) -> list[tuple[str, Totals]]:
-    key = work_key(group_by)
+    key = work_task() if group_by == "task" else work_key(group_by)
     query = (
         sa.select(key.label("key"), *sum_columns(usage_events))
         .select_from(WITH_CONTEXT)
@@ -130,7 +140,10 @@ async def _work_usage(
     )
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
-    found = [(UNATTRIBUTED if row[0] is None else str(row[0]), totals_of(row, 1)) for row in rows]
+    none = NONE_KEY if group_by == "task" else UNATTRIBUTED
+    found = [(none if row[0] is None else str(row[0]), totals_of(row, 1)) for row in rows]
+    if group_by == "task":
+        return sorted(found, key=lambda row: row[0])
     return sorted(found, key=lambda row: (row[0] == UNATTRIBUTED, -row[1].cost_usd, row[0]))
 
 

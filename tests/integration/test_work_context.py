@@ -195,3 +195,23 @@ def test_off_loopback_context_needs_the_context_token(make_proxy: Callable[..., 
     answer = guarded.http.post("/api/v1/sessions/s/context", json={}, headers=bearer)
     assert answer.status_code == 200
     assert guarded.http.get("/api/v1/usage", headers=bearer).status_code == 403  # context only
+
+
+def test_a_ticket_branch_is_the_task_across_sessions_unless_a_header_names_one(
+    proxy: Proxy, claude: anthropic.Anthropic
+) -> None:
+    for session in ("s-a", "s-b"):
+        _ask(claude, session)
+        proxy.http.post(f"/api/v1/sessions/{session}/context", json={"branch": "feat/ABC-42-x"})
+    claude.messages.create(
+        model="claude-opus-4-8",
+        max_tokens=9,
+        messages=[{"role": "user", "content": "hi"}],
+        extra_headers={"X-Claude-Code-Session-Id": "s-a", "x-tokenmeter-task": "OTHER-1"},
+    )
+    assert proxy.task("OTHER-1", 1)["sessions"] == ["s-a"]
+    task = proxy.task("ABC-42", 2)
+    assert task["sessions"] == ["s-a", "s-b"]
+    listed = proxy.http.get("/api/v1/tasks").json()["rows"]
+    assert sorted(r["task_id"] for r in listed) == ["ABC-42", "OTHER-1"]
+    assert proxy.http.get("/api/v1/tasks/s-a").status_code == 404  # the session is no task now
