@@ -32,12 +32,13 @@ from proxy.cli import (
     server,
     settings,
     usage,
+    work,
 )
 from proxy.cli.common import RUNTIME, USAGE, CliError
 from proxy.config import CONFIG_VARIABLE, Settings, SettingsError, load_settings, unknown_variables
 
 Handler = Callable[[argparse.Namespace, Settings], int]
-COMMAND_MODULES = (server, usage, reports, people, prices, keys, settings, claude_code)
+COMMAND_MODULES = (server, usage, reports, people, prices, keys, settings, claude_code, work)
 
 
 class Parser(argparse.ArgumentParser):

@@ -14,6 +14,7 @@ Unknown dollars are null, never $0 (``totals``). One module per question:
 - ``compensation``: annualized spend vs compensation per person, team and org;
 - ``distribution``: percentiles, top-N share and Gini across people;
 - ``unpriced``: models seen in traffic without a price;
+- ``work``: one task or work unit (pull request, repository, branch, ticket) seen whole;
 - ``sessions``: one session's cost and its person's month, for Claude Code's status line.
 """
 
@@ -33,6 +34,7 @@ from proxy.reports.tasks import (
 from proxy.reports.totals import ReportError, Totals
 from proxy.reports.unpriced import Unpriced, unpriced_models
 from proxy.reports.usage import GROUPS, UNATTRIBUTED, WORK_GROUPS, Filters, resolve, total_of, usage
+from proxy.reports.work import Slice, work_view
 
 __all__ = [
     "BLENDED_GROUPS",
@@ -49,6 +51,7 @@ __all__ = [
     "TaskView",
     "UNATTRIBUTED",
     "WORK_GROUPS",
+    "Slice",
     "Totals",
     "Unpriced",
     "Window",
@@ -64,4 +67,5 @@ __all__ = [
     "trailing",
     "unpriced_models",
     "usage",
+    "work_view",
 ]

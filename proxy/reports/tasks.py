@@ -28,10 +28,10 @@ from proxy.reports.totals import (
     exact,
     money,
     sum_columns,
-    sum_totals,
     totals_of,
 )
 from proxy.reports.usage import WITH_CONTEXT, Filters, conditions, work_task
+from proxy.reports.work import slice_of
 from proxy.store.tables import usage_events
 from proxy.tasks import TaskRecord, roi, task_records
 from proxy.usage import as_utc
@@ -75,33 +75,20 @@ def _value_json(task_id: str, record: TaskRecord | None) -> dict[str, Any]:
 
 async def task_view(engine: AsyncEngine, task_id: str) -> TaskView | None:
     """One task's tokens, dollars and ROI, from its raw events. None if no event names it."""
-    c = usage_events.c
-    where = work_task() == task_id
-    async with engine.connect() as conn:
-        span_query = sa.select(sa.func.min(c.ts), sa.func.max(c.ts)).select_from(WITH_CONTEXT)
-        span = (await conn.execute(span_query.where(where))).one()
-        if span[0] is None:
-            return None
-        by_model_rows = await conn.execute(
-            sa.select(c.model, *sum_columns(usage_events))
-            .select_from(WITH_CONTEXT)
-            .where(where)
-            .group_by(c.model)
-        )
-        by_model = {(row[0] or "unknown"): totals_of(row, 1) for row in by_model_rows}
-        users = await _distinct(conn, c.user, where)
-        sessions = await _distinct(conn, c.session, where)
-    total = sum_totals(list(by_model.values()))
+    found = await slice_of(engine, work_task() == task_id)
+    if found is None:
+        return None
     record = (await task_records(engine, [task_id])).get(task_id)
     return TaskView(
-        task_id, as_utc(span[0]), as_utc(span[1]), users, sessions, total, by_model, record
+        task_id,
+        found.first_seen,
+        found.last_seen,
+        found.users,
+        found.sessions,
+        found.totals,
+        found.by_model,
+        record,
     )
-
-
-async def _distinct(conn: Any, column: sa.Column[Any], where: Any) -> list[str]:
-    query = sa.select(column).select_from(WITH_CONTEXT).where(where, column.is_not(None))
-    rows = await conn.execute(query.distinct())
-    return sorted(str(r[0]) for r in rows)
 
 
 @dataclass(slots=True)

@@ -215,3 +215,32 @@ def test_a_ticket_branch_is_the_task_across_sessions_unless_a_header_names_one(
     listed = proxy.http.get("/api/v1/tasks").json()["rows"]
     assert sorted(r["task_id"] for r in listed) == ["ABC-42", "OTHER-1"]
     assert proxy.http.get("/api/v1/tasks/s-a").status_code == 404  # the session is no task now
+
+
+def test_pr_show_gives_a_pull_requests_cost_sessions_people_and_models(
+    proxy: Proxy, claude: anthropic.Anthropic
+) -> None:
+    for session, user in (("s-1", "ann"), ("s-2", "bob")):
+        claude.messages.create(
+            model="claude-opus-4-8",
+            max_tokens=9,
+            messages=[{"role": "user", "content": "hi"}],
+            extra_headers={"X-Claude-Code-Session-Id": session, "x-tokenmeter-user": user},
+        )
+        proxy.task(session, 1)
+        body = {"repo_host": "github.com", "repo_owner": "acme", "repo_name": "w", "pr": 12}
+        proxy.http.post(f"/api/v1/sessions/{session}/context", json=body)
+    database = str(proxy.app.parts.settings.database_url)
+    status, out = cli("pr", "show", "acme/w#12", "--json", "--database", database)
+    assert status == 0
+    shown = json.loads(out)
+    assert (shown["requests"], shown["sessions"], shown["users"]) == (
+        2,
+        ["s-1", "s-2"],
+        ["ann", "bob"],
+    )
+    assert list(shown["by_model"]) == ["claude-opus-4-8"]
+    assert float(shown["cost_usd"]) > 0
+    status, out = cli("pr", "show", "acme/w#12", "--database", database)
+    assert out.startswith("pr acme/w#12: 2 requests in 2 session(s), users ann, bob")
+    assert cli("pr", "show", "acme/w#13", "--database", database)[0] == 1
