@@ -30,6 +30,8 @@ from proxy.reports.tasks import (
     list_tasks,
     roi_report,
     task_view,
+    value_by_team,
+    value_by_team_quietly,
 )
 from proxy.reports.totals import ReportError, Totals
 from proxy.reports.unpriced import Unpriced, unpriced_models
@@ -67,5 +69,7 @@ __all__ = [
     "trailing",
     "unpriced_models",
     "usage",
+    "value_by_team",
+    "value_by_team_quietly",
     "work_view",
 ]

@@ -14,12 +14,15 @@ cost), a multiple; computed over the priced part when some requests have no pric
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy.reports.totals import (
@@ -37,6 +40,7 @@ from proxy.tasks import TaskRecord, roi, task_records
 from proxy.usage import as_utc
 
 SORTS = ("cost", "roi", "recent")
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -225,3 +229,53 @@ async def roi_report(engine: AsyncEngine, filters: Filters) -> RoiReport:
     """Every task with a value and events matching ``filters``, best ROI first."""
     rows = await list_tasks(engine, filters, sort="roi")
     return RoiReport([row for row in rows if row.value_usd is not None], filters)
+
+
+async def value_by_team(engine: AsyncEngine) -> list[tuple[str, Decimal, Decimal]]:
+    """(team, value, cost) over every task that has a value and events: each task's value
+    split over the teams of its events in proportion to their dollars (to their requests
+    when it has no priced dollars), its cost counted in each event's team ('' for none).
+    Summed over teams, the value and cost are ``roi_report``'s totals for all time."""
+    valued = [row.task_id for row in await list_tasks(engine, Filters()) if row.value_usd]
+    records = await task_records(engine, valued)
+    task, c = work_task(), usage_events.c
+    query = (
+        sa.select(task, c.team, *sum_columns(usage_events))
+        .select_from(WITH_CONTEXT)
+        .where(task.in_(valued))
+        .group_by(task, c.team)
+    )
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).all() if valued else []
+    by_task: dict[str, list[tuple[str, Totals]]] = {}
+    for row in rows:
+        by_task.setdefault(row[0], []).append((row[1] or "", totals_of(row, 2)))
+    teams: dict[str, tuple[Decimal, Decimal]] = {}
+    for task_id, parts in by_task.items():
+        value = records[task_id].value()[0] or Decimal(0)
+        for team, share, cost in _split(value, parts):
+            before = teams.get(team, (Decimal(0), Decimal(0)))
+            teams[team] = (before[0] + share, before[1] + cost)
+    return [(team, value, cost) for team, (value, cost) in sorted(teams.items())]
+
+
+def _split(value: Decimal, parts: list[tuple[str, Totals]]) -> list[tuple[str, Decimal, Decimal]]:
+    """(team, its share of ``value``, its dollars) for one task's per-team totals."""
+    cost = sum((t.cost_usd for _, t in parts), Decimal(0))
+    requests = sum(t.requests for _, t in parts)
+    return [
+        (team, value * (t.cost_usd / cost if cost else Decimal(t.requests) / requests), t.cost_usd)
+        for team, t in parts
+    ]
+
+
+async def value_by_team_quietly(
+    engine: AsyncEngine, timeout_s: float = 2.0
+) -> list[tuple[str, Decimal, Decimal]] | None:
+    """``value_by_team`` that never raises and never waits more than ``timeout_s`` (before a
+    scrape): None when the database is away or hangs."""
+    try:
+        return await asyncio.wait_for(value_by_team(engine), timeout_s)
+    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        log.warning("task value for /metrics not refreshed: %r", exc)
+        return None
