@@ -40,7 +40,7 @@ from proxy.tasks import TaskRecord, roi, task_records
 from proxy.usage import as_utc
 
 SORTS = ("cost", "roi", "recent")
-log = logging.getLogger(__name__)
+log = logging.getLogger("tokenmeter.reports.tasks")
 
 
 @dataclass(slots=True)

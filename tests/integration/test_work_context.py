@@ -84,6 +84,7 @@ def test_a_claude_code_session_on_a_ticket_branch_is_reported_by_ticket(
     assert row["requests"] >= 1
     assert float(row["cost_usd"]) > 0
     status, out = cli("usage", "--by", "ticket", "--database", database)
+    print(f"$ tokenmeter usage --by ticket\n{out}")  # shown with pytest -s
     assert "ABC-42" in out
     assert "unattributed" not in out
     _, out = cli("usage", "--by", "repo", "--json", "--database", database)
@@ -94,6 +95,7 @@ def test_a_claude_code_session_on_a_ticket_branch_is_reported_by_ticket(
     _, out = cli("usage", "--by", "session", "--json", "--database", database)
     (session,) = [r["session"] for r in json.loads(out)["rows"]]
     line = statusline(proxy.url, {"session_id": session, "workspace": {"current_dir": str(repo)}})
+    print(f"status line: {line}")
     assert line.startswith("tokenmeter ABC-42 · session $")
     assert "alice this month $" in line
 
