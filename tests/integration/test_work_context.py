@@ -140,8 +140,10 @@ def _ask(claude: anthropic.Anthropic, session: str) -> None:
 
 
 def test_spend_without_context_is_unattributed_never_spread(
-    proxy: Proxy, claude: anthropic.Anthropic
+    make_proxy: Callable[..., Proxy], db_url: str
 ) -> None:
+    proxy = make_proxy(database_url=db_url)
+    claude = anthropic.Anthropic(base_url=proxy.url, api_key="sk-ant-t", max_retries=0)
     _ask(claude, "s-ctx")
     _ask(claude, "s-bare")
     proxy.task("s-bare", 1)
@@ -200,8 +202,10 @@ def test_off_loopback_context_needs_the_context_token(make_proxy: Callable[..., 
 
 
 def test_a_ticket_branch_is_the_task_across_sessions_unless_a_header_names_one(
-    proxy: Proxy, claude: anthropic.Anthropic
+    make_proxy: Callable[..., Proxy], db_url: str
 ) -> None:
+    proxy = make_proxy(database_url=db_url)
+    claude = anthropic.Anthropic(base_url=proxy.url, api_key="sk-ant-t", max_retries=0)
     for session in ("s-a", "s-b"):
         _ask(claude, session)
         proxy.http.post(f"/api/v1/sessions/{session}/context", json={"branch": "feat/ABC-42-x"})
@@ -220,8 +224,10 @@ def test_a_ticket_branch_is_the_task_across_sessions_unless_a_header_names_one(
 
 
 def test_pr_show_gives_a_pull_requests_cost_sessions_people_and_models(
-    proxy: Proxy, claude: anthropic.Anthropic
+    make_proxy: Callable[..., Proxy], db_url: str
 ) -> None:
+    proxy = make_proxy(database_url=db_url)
+    claude = anthropic.Anthropic(base_url=proxy.url, api_key="sk-ant-t", max_retries=0)
     for session, user in (("s-1", "ann"), ("s-2", "bob")):
         claude.messages.create(
             model="claude-opus-4-8",
