@@ -1,4 +1,4 @@
-"""The "People and ROI" dashboard: spend per person and team, and spend vs compensation.
+"""The "People and ROI" dashboard: spend per person and team, spend vs compensation, and ROI.
 
 Pay comes only as /metrics exports it by default (team totals, and who is in which team), so no
 panel needs a person's pay. The team filter selects people by their team in the people table.
@@ -22,17 +22,23 @@ from dashboards.grafana import (
 from dashboards.promql import (
     ANNUALIZE,
     COST,
+    TASK_VALUE,
     TEAM_PAY,
     TOKENS,
+    VALUED_COST,
     blended,
     cache_hit,
     compensation_covered,
     over,
     pay,
     people_teams,
+    per_team,
+    roi_by_team,
+    roi_overall,
     spend_30d_by_person_team,
     spend_to_pay_by_team,
     spend_to_pay_overall,
+    valued_share,
 )
 
 PEOPLE = 'team=~"$team"'
@@ -45,13 +51,15 @@ def build() -> Json:
         *_selected_range(),
         *_per_person_and_team(),
         *spend_vs_compensation(),
+        *roi(),
     ]
     teams_from = f'{{__name__=~"{TOKENS}|{TEAM_PAY}"}}'
     return dashboard(
         "tokenmeter-people",
         "tokenmeter / People and ROI",
         "Spend per person and team, tokens per person per month, how spend is spread across "
-        "people, and annualized spend over annual compensation per team and overall.",
+        "people, annualized spend over annual compensation per team and overall, and the ROI "
+        "of tasks that have a value.",
         [variable("team", "Team", teams_from)],
         items,
     )
@@ -201,5 +209,63 @@ def spend_vs_compensation() -> list[Panel | Row]:
                 ("Annual compensation", "currencyUSD", pay(PEOPLE, "team")),
                 ("People", "none", f"count by (team) ({people_teams(PEOPLE)})"),
             ],
+        ),
+    ]
+
+
+def roi() -> list[Panel | Row]:
+    """Value of the tasks that have one (``tokenmeter task set``/``import``) over their token
+    dollars: the same totals as ``tokenmeter report roi``, per team of the traffic. Per
+    repository, branch, pull request or ticket: ``tokenmeter usage --by repo`` and the API
+    (no such label on /metrics: it would be unbounded)."""
+    return [
+        Row("ROI (tasks with a value)"),
+        stat(
+            "ROI, overall",
+            "Value of every task that has one over what its tokens cost, as a multiple"
+            " (tokenmeter report roi).",
+            roi_overall(PEOPLE),
+            "none",
+            decimals=2,
+        ),
+        stat(
+            "Value delivered",
+            "Value in USD of the tasks that have one (selected teams).",
+            f"sum({per_team(TASK_VALUE, PEOPLE)})",
+            "currencyUSD",
+            decimals=0,
+        ),
+        stat(
+            "Spend on valued tasks",
+            "Token dollars of the tasks that have a value.",
+            f"sum({per_team(VALUED_COST, PEOPLE)})",
+            "currencyUSD",
+            decimals=2,
+        ),
+        stat(
+            "Share of spend on valued tasks (30 days)",
+            "The last 30 days' dollars on tasks that have a value, over all dollars. Low: enter"
+            " values (tokenmeter task import values.csv).",
+            valued_share(PEOPLE, "30d"),
+            "percentunit",
+            decimals=1,
+        ),
+        bars(
+            "ROI per team",
+            "Each team's share of task value (a task's value split over the teams that spent"
+            " on it, by their dollars) over its dollars on those tasks.",
+            roi_by_team(PEOPLE),
+            "{{team}}",
+            "none",
+            defaults={"decimals": 2},
+        ),
+        series(
+            "Value delivered vs token spend",
+            "Cumulative value of valued tasks and the token dollars they took.",
+            [
+                target(f"sum({per_team(TASK_VALUE, PEOPLE)})", "value"),
+                target(f"sum({per_team(VALUED_COST, PEOPLE)})", "token spend"),
+            ],
+            "currencyUSD",
         ),
     ]

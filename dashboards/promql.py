@@ -26,6 +26,10 @@ REQUESTS = "tokenmeter_requests_total"
 TEAM_PAY = "tokenmeter_team_annual_compensation_usd"
 PERSON_TEAM = "tokenmeter_person_team_info"
 ANNUALIZE = "365 / 30"  # 30 days of spend, annualized
+# ROI as /metrics exports it (proxy/roimetrics.py): totals read from the database, the same on
+# every replica (max across replicas, never the sum), by the team of the traffic.
+TASK_VALUE = "tokenmeter_task_value_usd_total"
+VALUED_COST = "tokenmeter_valued_task_cost_usd_total"
 
 
 def sel(metric: str, filters: str, extra: str = "") -> str:
@@ -123,6 +127,34 @@ def compensation_covered(teams: str = "") -> str:
     """Share of the last 30 days' spend made by people who have a compensation record."""
     known = f"sum({spend_30d_by_user(teams)} and on (user) {PERSON_TEAM})"
     return f"({known} or vector(0)) / {over('increase', COST, teams, '30d')}"
+
+
+# ---------------------------------------------------------------- ROI
+# ROI = value of the tasks that have one / what their tokens cost (README, DESIGN): the same
+# totals as ``tokenmeter report roi`` over all time.
+
+
+def per_team(metric: str, filters: str = "") -> str:
+    """A database-derived total per team: every replica exports the same value."""
+    return f"max by (team) ({sel(metric, filters)})"
+
+
+def roi_by_team(filters: str = "") -> str:
+    """Each team's share of task value over its dollars on those tasks."""
+    return f"{per_team(TASK_VALUE, filters)} / {per_team(VALUED_COST, filters)}"
+
+
+def roi_overall(filters: str = "") -> str:
+    """All value over all valued-task dollars (of the selected teams)."""
+    return f"sum({per_team(TASK_VALUE, filters)}) / sum({per_team(VALUED_COST, filters)})"
+
+
+def valued_share(filters: str, window: str, by: str = "") -> str:
+    """Share of the window's dollars on tasks that have a value; a value entered in the window
+    brings its task's earlier dollars with it, hence the cap at 1."""
+    grouping = f" by ({by})" if by else ""
+    valued = f"sum{grouping} (max by (team) (increase({sel(VALUED_COST, filters)}[{window}])))"
+    return f"clamp_max({valued} / {over('increase', COST, filters, window, by)}, 1)"
 
 
 # ---------------------------------------------------------------- latency

@@ -18,10 +18,13 @@ from dashboards.promql import (
     cache_hit,
     io_ratio,
     over,
+    roi_by_team,
+    roi_overall,
     spend_30d_by_user,
     spend_to_pay_by_team,
     spend_to_pay_overall,
     sticker,
+    valued_share,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,6 +44,10 @@ RECORDED: dict[str, str] = {
     SPEND_30D: spend_30d_by_user('user!=""'),
     "team:tokenmeter_spend_to_compensation:ratio30d": spend_to_pay_by_team("", SPEND_30D),
     "org:tokenmeter_spend_to_compensation:ratio30d": spend_to_pay_overall("", SPEND_30D),
+    "team:tokenmeter_task_roi:ratio": roi_by_team(),
+    "org:tokenmeter_task_roi:ratio": roi_overall(),
+    "team:tokenmeter_valued_spend_share:ratio30d": valued_share("", "30d", TEAM),
+    "org:tokenmeter_valued_spend_share:ratio30d": valued_share("", "30d"),
 }
 
 _RECORD = re.compile(r"(?P<indent> *)- record: (?P<name>\S+)\n")

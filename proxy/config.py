@@ -187,6 +187,12 @@ class Settings(BaseSettings):
     usd_per_currency: dict[str, Decimal] = Field(default_factory=dict)
     # One JSON line per exchange on stdout (status, model, tokens, cost, attribution); off: free.
     access_log: Literal["off", "json"] = "off"
+    # Work context (README: Work context from Claude Code). Loopback callers may always post a
+    # session's context; others need this bearer token (or the admin token).
+    context_token: str | None = None
+    # The first match in a branch name is the session's ticket, and its task when no explicit
+    # task header names one.
+    ticket_pattern: str = r"[A-Z][A-Z0-9]+-\d+"
 
     @classmethod
     def settings_customise_sources(
@@ -240,7 +246,7 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("admin_token", "metrics_token")
+    @field_validator("admin_token", "metrics_token", "context_token")
     @classmethod
     def _token_is_strong(cls, value: str | None) -> str | None:
         if value is None:
@@ -249,6 +255,15 @@ class Settings(BaseSettings):
             raise ValueError(f"must be at least {MIN_TOKEN_CHARS} characters")
         if any(word in value.lower() for word in _PLACEHOLDERS):
             raise ValueError("is a placeholder from an example: generate a random token")
+        return value
+
+    @field_validator("ticket_pattern")
+    @classmethod
+    def _ticket_pattern_compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from exc
         return value
 
     @model_validator(mode="after")

@@ -19,6 +19,7 @@ rename a collector here and that test names every panel and rule that broke.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from decimal import Decimal
 from pathlib import Path
 from typing import TypeVar
 
@@ -27,6 +28,8 @@ from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from proxy.paymetrics import PayCollector, Row
+from proxy.roimetrics import RoiCollector
+from proxy.roimetrics import Row as RoiRow
 from proxy.usage import COST_KINDS, TOKEN_KINDS, UsageEvent
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -123,6 +126,8 @@ class Metrics:
         self._added: _Children[Histogram] = {}
         self.pay = PayCollector(personal=personal_pay, per_user=per_user)
         registry.register(self.pay)
+        self.roi = RoiCollector()
+        registry.register(self.roi)
 
     def exposition(self) -> bytes:
         """The Prometheus text of ``exposed()``."""
@@ -140,6 +145,7 @@ class Metrics:
         merged = CollectorRegistry()
         MultiProcessCollector(merged, path=str(self._multiprocess_dir))  # type: ignore[no-untyped-call]
         merged.register(self.pay)  # this worker's rows, fresh from the table, never from files
+        merged.register(self.roi)  # the same
         return merged
 
     def _build_usage(self, registry: CollectorRegistry) -> None:
@@ -351,6 +357,16 @@ class Metrics:
                 self.users.admit(user)
                 self.teams.admit(team)
         self.pay.set_rows(rows)
+
+    def set_task_value(self, rows: Iterable[RoiRow]) -> None:
+        """Replace the ROI rows (team, value USD, valued-task cost USD), each team bounded as
+        on every other series; teams past the bound are summed as "other"."""
+        merged: dict[str, tuple[Decimal, Decimal]] = {}
+        for team, value, cost in rows:
+            label = self.teams.admit(team)
+            before = merged.get(label, (Decimal(0), Decimal(0)))
+            merged[label] = (before[0] + value, before[1] + cost)
+        self.roi.set_rows((team, v, c) for team, (v, c) in sorted(merged.items()))
 
     # RecorderMetrics (see proxy/store/recorder.py)
     def set_queue_depth(self, n: int) -> None:

@@ -2,6 +2,9 @@
 
 - ``/api/``: a bearer admin token when ``TOKENMETER_ADMIN_TOKEN`` is set, else loopback callers
   only. Compensation and per-person spend are sensitive.
+- ``POST /api/v1/sessions/{id}/context`` (a session's work context, from developers' machines):
+  loopback callers, or a bearer ``TOKENMETER_CONTEXT_TOKEN`` or admin token. It writes labels
+  only, never reads, so it can be opened wider than the rest of ``/api/``.
 - ``/metrics``: a bearer token when ``TOKENMETER_METRICS_TOKEN`` is set, else open.
 
 "Loopback" is judged on the TCP peer alone. The server never rewrites it from
@@ -40,6 +43,24 @@ async def require_admin(request: Request, settings: SettingsDep) -> None:
         _require_local_caller(request)
     else:
         _require_bearer(request, token, "admin")
+
+
+async def require_context_caller(request: Request, settings: SettingsDep) -> None:
+    """FastAPI dependency: a loopback caller, or the context token or admin token."""
+    given = request.headers.get("authorization", "")
+    tokens = [t for t in (settings.context_token, settings.admin_token) if t is not None]
+    if any(hmac.compare_digest(given.encode(), f"Bearer {t}".encode()) for t in tokens):
+        return
+    if tokens and not _is_local_caller(request):
+        raise HTTPException(
+            401, "missing or wrong context token", headers={"WWW-Authenticate": "Bearer"}
+        )
+    _require_local_caller(request)
+
+
+def _is_local_caller(request: Request) -> bool:
+    relayed = any(name in request.headers for name in FORWARDING_HEADERS)
+    return not relayed and is_loopback(request.client.host if request.client else "")
 
 
 async def require_metrics_token(request: Request, settings: SettingsDep) -> None:

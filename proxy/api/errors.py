@@ -6,6 +6,7 @@ raised, a JSON ``{"detail": message}`` with the status below, the message the do
 - ``reports.ReportError``: a report asked for with arguments that make no sense (start after
   end, an unknown grouping, compensation that cannot be converted to USD): 400;
 - ``tasks.TaskRecordError``: a task record refused (negative hours, an unknown field …): 400;
+- ``sessions.ContextError``: a session's work context refused (a field too long …): 422;
 - ``people.PersonError``: a person record refused (unknown currency, control characters …): 422;
 - ``people.PeopleImportError``: a CSV refused, nothing imported: 422, with every problem and its
   line as ``errors: [{"line": …, "error": …}]``.
@@ -20,9 +21,15 @@ from fastapi.responses import JSONResponse
 
 from proxy.people import PeopleImportError, PersonError
 from proxy.reports import ReportError
+from proxy.sessions import ContextError
 from proxy.tasks import TaskRecordError
 
-STATUS: dict[type[Exception], int] = {ReportError: 400, TaskRecordError: 400, PersonError: 422}
+STATUS: dict[type[Exception], int] = {
+    ReportError: 400,
+    TaskRecordError: 400,
+    PersonError: 422,
+    ContextError: 422,
+}
 
 
 def register(app: FastAPI) -> None:

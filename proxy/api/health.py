@@ -11,7 +11,8 @@ that has stopped working while the process still serves answers 503, so the pod 
 
 ``/metrics`` needs ``TOKENMETER_METRICS_TOKEN`` when one is set (see ``auth``). Before it
 answers, the pay series are reloaded from the people table when older than a few seconds, so
-every worker and every replica shows the table as it is now, whichever took the write. The
+every worker and every replica shows the table as it is now, whichever took the write; so are
+the ROI series (``roimetrics``: task value and valued-task cost per team, from the database). The
 exposition itself is prometheus_client's ASGI app (``make_asgi_app``) over ``Metrics.exposed``
 (every worker's samples with ``serve --workers N``), run in a worker thread: a big exposition
 takes long enough to delay proxied traffic if it ran on the event loop. It answers in the
@@ -32,7 +33,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, make_asgi_app
 
-from proxy import people
+from proxy import people, reports
 from proxy.api.auth import require_metrics_token
 from proxy.api.deps import ApiParts, PartsDep
 
@@ -62,6 +63,7 @@ def healthz(parts: PartsDep) -> JSONResponse:
 )
 async def metrics(request: Request, parts: PartsDep) -> Response:
     await _reload_pay(parts)
+    await _reload_roi(parts)
     start, body = await asyncio.to_thread(_expose, parts.metrics.exposed, _scope(request))
     headers = {name.decode(): value.decode() for name, value in start["headers"]}
     return Response(body["body"], status_code=start["status"], headers=headers)
@@ -72,6 +74,14 @@ async def _reload_pay(parts: ApiParts) -> None:
         parts.metrics.pay.touch()  # one reload at a time, and none per request if it fails
         usd_per = parts.settings.usd_per_currency
         await people.refresh_gauge_quietly(parts.engine, parts.metrics, usd_per)
+
+
+async def _reload_roi(parts: ApiParts) -> None:
+    if parts.metrics.roi.due():
+        parts.metrics.roi.touch()  # one reload at a time, and none per request if it fails
+        rows = await reports.value_by_team_quietly(parts.engine)
+        if rows is not None:  # else the last rows stay: /metrics still answers
+            parts.metrics.set_task_value(rows)
 
 
 def _scope(request: Request) -> Message:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import NoReturn
 
 from proxy.cli import (
+    claude_code,
     common,
     keys,
     people,
@@ -32,12 +33,24 @@ from proxy.cli import (
     server,
     settings,
     usage,
+    work,
 )
 from proxy.cli.common import RUNTIME, USAGE, CliError
 from proxy.config import CONFIG_VARIABLE, Settings, SettingsError, load_settings, unknown_variables
 
 Handler = Callable[[argparse.Namespace, Settings], int]
-COMMAND_MODULES = (server, usage, reports, reconcile, people, prices, keys, settings)
+COMMAND_MODULES = (
+    server,
+    usage,
+    reports,
+    reconcile,
+    people,
+    prices,
+    keys,
+    settings,
+    claude_code,
+    work,
+)
 
 
 class Parser(argparse.ArgumentParser):

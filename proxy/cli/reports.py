@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any
 
 from proxy.cli.common import SINCE_HELP, USAGE, CliError, refused, run_with_engine, since
@@ -97,6 +98,11 @@ def _add_task_commands(sub: Any) -> None:
         "--clear", action="append", choices=_CLEARABLE, default=[], help="forget a field"
     )
     put.set_defaults(handler=_task_set)
+    load = task.add_parser(
+        "import", help="set many tasks' value from a CSV (ticket, hours, rate, value): all or none"
+    )
+    load.add_argument("file", type=Path)
+    load.set_defaults(handler=_task_import)
 
 
 def _count(text: str) -> int:
@@ -332,6 +338,22 @@ def _roi_line(view: TaskView) -> str:
         how = f"{hours} h x ${rate}/h = ${entered(value)}"
     cost = spent(view.totals, view.totals.known_cost_usd)
     return f"ROI: {multiple(view.roi)}  ({how} of people's time for ${cost} of tokens)"
+
+
+def _task_import(args: argparse.Namespace, settings: Settings) -> int:
+    from proxy.tasks import TaskImportError, import_tasks, parse_values_csv
+
+    try:
+        content = args.file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot read {args.file}: {exc.strerror}", USAGE) from exc
+    except UnicodeDecodeError as exc:
+        raise CliError(f"{args.file} is not UTF-8 text: {exc.reason}", USAGE) from exc
+    with refused(TaskImportError):
+        found = parse_values_csv(content)
+    count = _run(settings, lambda engine: import_tasks(engine, found))
+    print(f"set the value of {count} task(s) from {args.file}")
+    return 0
 
 
 def _task_set(args: argparse.Namespace, settings: Settings) -> int:

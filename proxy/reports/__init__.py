@@ -7,19 +7,23 @@ Money stays ``Decimal`` from the database to the JSON string; every ratio is com
 Unknown dollars are null, never $0 (``totals``). One module per question:
 
 - ``totals``: the sums everything is built from, and blended/sticker/savings definitions;
-- ``usage``: totals grouped by user, team, model, provider, task, session or day;
+- ``usage``: totals grouped by user, team, model, provider, task, session, day or work unit
+  (repository, branch, pull request, ticket: joined from ``session_context``);
 - ``blended``: real vs sticker $/MTok and cache savings per slice;
 - ``tasks``: one task's view, the task list, and ROI;
 - ``compensation``: annualized spend vs compensation per person, team and org;
 - ``distribution``: percentiles, top-N share and Gini across people;
 - ``unpriced``: models seen in traffic without a price;
 - ``reconcile``: the proxy's tokens and dollars beside the provider's own usage and cost reports.
+- ``work``: one task or work unit (pull request, repository, branch, ticket) seen whole;
+- ``sessions``: one session's cost and its person's month, for Claude Code's status line.
 """
 
 from proxy.reports.blended import BLENDED_GROUPS, Blended, blended
 from proxy.reports.compensation import CompensationReport, Window, compensation_report, trailing
 from proxy.reports.distribution import METRICS, Distribution, distribution
 from proxy.reports.reconcile import Reconciliation, company_prices, reconcile
+from proxy.reports.sessions import session_spend
 from proxy.reports.tasks import (
     SORTS,
     RoiReport,
@@ -28,10 +32,13 @@ from proxy.reports.tasks import (
     list_tasks,
     roi_report,
     task_view,
+    value_by_team,
+    value_by_team_quietly,
 )
 from proxy.reports.totals import ReportError, Totals
 from proxy.reports.unpriced import Unpriced, unpriced_models
-from proxy.reports.usage import GROUPS, Filters, resolve, total_of, usage
+from proxy.reports.usage import GROUPS, UNATTRIBUTED, WORK_GROUPS, Filters, resolve, total_of, usage
+from proxy.reports.work import Slice, work_view
 
 __all__ = [
     "BLENDED_GROUPS",
@@ -47,6 +54,9 @@ __all__ = [
     "RoiReport",
     "TaskRow",
     "TaskView",
+    "UNATTRIBUTED",
+    "WORK_GROUPS",
+    "Slice",
     "Totals",
     "Unpriced",
     "Window",
@@ -58,9 +68,13 @@ __all__ = [
     "resolve",
     "reconcile",
     "roi_report",
+    "session_spend",
     "task_view",
     "total_of",
     "trailing",
     "unpriced_models",
     "usage",
+    "value_by_team",
+    "value_by_team_quietly",
+    "work_view",
 ]

@@ -1,5 +1,9 @@
 """Per-task answers from raw events: one task's view, the task list, and the ROI report.
 
+An event's task is the one its ``x-tokenmeter-task`` header named, else its session's ticket
+(the branch name's, from ``session_context``), else its session (``usage.work_task``): so a
+ticket is one task across sessions, people and days with no header set.
+
 A task's cost in a list is the sum of its events' costs in the window (filters pick which events
 count, exactly as every other report counts them); its value comes from its record in
 ``proxy.tasks``. ROI = value ÷ the task's *whole* cost (every event of the task, whatever the
@@ -10,12 +14,15 @@ cost), a multiple; computed over the priced part when some requests have no pric
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy.reports.totals import (
@@ -24,15 +31,16 @@ from proxy.reports.totals import (
     exact,
     money,
     sum_columns,
-    sum_totals,
     totals_of,
 )
-from proxy.reports.usage import Filters, conditions
+from proxy.reports.usage import WITH_CONTEXT, Filters, conditions, work_task
+from proxy.reports.work import slice_of
 from proxy.store.tables import usage_events
 from proxy.tasks import TaskRecord, roi, task_records
 from proxy.usage import as_utc
 
 SORTS = ("cost", "roi", "recent")
+log = logging.getLogger("tokenmeter.reports.tasks")
 
 
 @dataclass(slots=True)
@@ -71,30 +79,20 @@ def _value_json(task_id: str, record: TaskRecord | None) -> dict[str, Any]:
 
 async def task_view(engine: AsyncEngine, task_id: str) -> TaskView | None:
     """One task's tokens, dollars and ROI, from its raw events. None if no event names it."""
-    c = usage_events.c
-    where = c.task == task_id
-    async with engine.connect() as conn:
-        span = (
-            await conn.execute(sa.select(sa.func.min(c.ts), sa.func.max(c.ts)).where(where))
-        ).one()
-        if span[0] is None:
-            return None
-        by_model_rows = await conn.execute(
-            sa.select(c.model, *sum_columns(usage_events)).where(where).group_by(c.model)
-        )
-        by_model = {(row[0] or "unknown"): totals_of(row, 1) for row in by_model_rows}
-        users = await _distinct(conn, c.user, where)
-        sessions = await _distinct(conn, c.session, where)
-    total = sum_totals(list(by_model.values()))
+    found = await slice_of(engine, work_task() == task_id)
+    if found is None:
+        return None
     record = (await task_records(engine, [task_id])).get(task_id)
     return TaskView(
-        task_id, as_utc(span[0]), as_utc(span[1]), users, sessions, total, by_model, record
+        task_id,
+        found.first_seen,
+        found.last_seen,
+        found.users,
+        found.sessions,
+        found.totals,
+        found.by_model,
+        record,
     )
-
-
-async def _distinct(conn: Any, column: sa.Column[Any], where: Any) -> list[str]:
-    rows = await conn.execute(sa.select(column).where(where, column.is_not(None)).distinct())
-    return sorted(str(r[0]) for r in rows)
 
 
 @dataclass(slots=True)
@@ -137,11 +135,12 @@ async def list_tasks(
     """Tasks with events matching ``filters``, sorted by cost, ROI (unknown last) or recency."""
     if sort not in SORTS:
         raise ReportError(f"sort must be one of {', '.join(SORTS)}; got {sort!r}")
-    c = usage_events.c
+    c, task = usage_events.c, work_task()
     query = (
-        sa.select(c.task, sa.func.min(c.ts), sa.func.max(c.ts), *sum_columns(usage_events))
-        .where(c.task.is_not(None), *conditions(usage_events, filters))
-        .group_by(c.task)
+        sa.select(task, sa.func.min(c.ts), sa.func.max(c.ts), *sum_columns(usage_events))
+        .select_from(WITH_CONTEXT)
+        .where(task.is_not(None), *conditions(usage_events, filters))
+        .group_by(task)
     )
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
@@ -161,9 +160,12 @@ async def _whole_totals(engine: AsyncEngine, task_ids: list[str]) -> dict[str, T
     """Every event of each task, whatever the window."""
     if not task_ids:
         return {}
-    c = usage_events.c
+    task = work_task()
     query = (
-        sa.select(c.task, *sum_columns(usage_events)).where(c.task.in_(task_ids)).group_by(c.task)
+        sa.select(task, *sum_columns(usage_events))
+        .select_from(WITH_CONTEXT)
+        .where(task.in_(task_ids))
+        .group_by(task)
     )
     async with engine.connect() as conn:
         return {row[0]: totals_of(row, 1) for row in await conn.execute(query)}
@@ -227,3 +229,53 @@ async def roi_report(engine: AsyncEngine, filters: Filters) -> RoiReport:
     """Every task with a value and events matching ``filters``, best ROI first."""
     rows = await list_tasks(engine, filters, sort="roi")
     return RoiReport([row for row in rows if row.value_usd is not None], filters)
+
+
+async def value_by_team(engine: AsyncEngine) -> list[tuple[str, Decimal, Decimal]]:
+    """(team, value, cost) over every task that has a value and events: each task's value
+    split over the teams of its events in proportion to their dollars (to their requests
+    when it has no priced dollars), its cost counted in each event's team ('' for none).
+    Summed over teams, the value and cost are ``roi_report``'s totals for all time."""
+    valued = [row.task_id for row in await list_tasks(engine, Filters()) if row.value_usd]
+    records = await task_records(engine, valued)
+    task, c = work_task(), usage_events.c
+    query = (
+        sa.select(task, c.team, *sum_columns(usage_events))
+        .select_from(WITH_CONTEXT)
+        .where(task.in_(valued))
+        .group_by(task, c.team)
+    )
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).all() if valued else []
+    by_task: dict[str, list[tuple[str, Totals]]] = {}
+    for row in rows:
+        by_task.setdefault(row[0], []).append((row[1] or "", totals_of(row, 2)))
+    teams: dict[str, tuple[Decimal, Decimal]] = {}
+    for task_id, parts in by_task.items():
+        value = records[task_id].value()[0] or Decimal(0)
+        for team, share, cost in _split(value, parts):
+            before = teams.get(team, (Decimal(0), Decimal(0)))
+            teams[team] = (before[0] + share, before[1] + cost)
+    return [(team, value, cost) for team, (value, cost) in sorted(teams.items())]
+
+
+def _split(value: Decimal, parts: list[tuple[str, Totals]]) -> list[tuple[str, Decimal, Decimal]]:
+    """(team, its share of ``value``, its dollars) for one task's per-team totals."""
+    cost = sum((t.cost_usd for _, t in parts), Decimal(0))
+    requests = sum(t.requests for _, t in parts)
+    return [
+        (team, value * (t.cost_usd / cost if cost else Decimal(t.requests) / requests), t.cost_usd)
+        for team, t in parts
+    ]
+
+
+async def value_by_team_quietly(
+    engine: AsyncEngine, timeout_s: float = 2.0
+) -> list[tuple[str, Decimal, Decimal]] | None:
+    """``value_by_team`` that never raises and never waits more than ``timeout_s`` (before a
+    scrape): None when the database is away or hangs."""
+    try:
+        return await asyncio.wait_for(value_by_team(engine), timeout_s)
+    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        log.warning("task value for /metrics not refreshed: %r", exc)
+        return None

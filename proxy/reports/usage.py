@@ -1,9 +1,14 @@
-"""Totals per user, team, model, provider, task, session, key or day over a time window.
+"""Totals per user, team, model, provider, task, session, key, day, or work unit (repository,
+branch, pull request, ticket) over a time window.
 
 One window, one answer: every grouping and view counts exactly the events with
 ``start <= ts < end``. Grouped by task, session or key (the salted fingerprint of the caller's
-API key) the answer comes from raw events (those keys are not in the rollup). Every other
-grouping reads the whole UTC hours inside the window from the rollups (whole days from
+API key) the answer comes from raw events (those keys are not in the rollup). Grouped by work
+unit it comes from raw events joined by session to ``session_context`` (``work_key``); events
+whose session has no such context are one row, ``unattributed``, never spread over the rest.
+So does grouping by task: an event with no task header belongs to its session's ticket
+(``work_task``), the task every task report uses.
+Every other grouping reads the whole UTC hours inside the window from the rollups (whole days from
 ``usage_daily``, the other whole hours from ``usage_hourly``, ``rollup_source``) and the partial
 hours at either edge from raw events, summed the way a rollup row is (``rollup.hourly_sums``).
 ``resolve`` decides the window a report answers for: the one asked, except a start whose hour's
@@ -30,12 +35,14 @@ from proxy.store.aggregates import (
     hour_of,
 )
 from proxy.store.rollup import hourly_sums, oldest_raw
-from proxy.store.tables import usage_daily, usage_events, usage_hourly
+from proxy.store.tables import session_context, usage_daily, usage_events, usage_hourly
 from proxy.usage import as_utc
 
-GROUPS = ("user", "team", "model", "provider", "task", "session", "key", "day")
+WORK_GROUPS = ("repo", "branch", "pr", "ticket")
+GROUPS = ("user", "team", "model", "provider", "task", "session", "key", "day", *WORK_GROUPS)
 NONE_KEY = "(none)"
-_RAW_GROUPS = {"task", "session", "key"}
+UNATTRIBUTED = "unattributed"
+_RAW_GROUPS = {"session", "key"}
 _COLUMNS = {"key": "key_fingerprint"}
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)
 Bound = datetime | None
@@ -79,6 +86,8 @@ async def usage(engine: AsyncEngine, group_by: str, filters: Filters) -> list[tu
     if group_by not in GROUPS:
         raise ReportError(f"group_by must be one of {', '.join(GROUPS)}; got {group_by!r}")
     filters = await resolve(engine, filters)
+    if group_by in (*WORK_GROUPS, "task"):
+        return await _work_usage(engine, group_by, filters)
     table: sa.FromClause
     if group_by in _RAW_GROUPS:
         table, where = usage_events, conditions(usage_events, filters)
@@ -90,6 +99,52 @@ async def usage(engine: AsyncEngine, group_by: str, filters: Filters) -> list[tu
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
     return [(_key_text(row[0]), totals_of(row, 1)) for row in rows]
+
+
+WITH_CONTEXT = usage_events.outerjoin(
+    session_context, usage_events.c.session == session_context.c.session
+)
+
+
+def work_task() -> sa.ColumnElement[Any]:
+    """The task of an event of ``WITH_CONTEXT``: the one a header named; else its session's
+    ticket (from the branch name); else the session (attribution's default)."""
+    c, ctx = usage_events.c, session_context.c
+    inherited = sa.or_(c.task.is_(None), c.task == c.session)  # no task header
+    return sa.case((sa.and_(inherited, ctx.ticket.is_not(None)), ctx.ticket), else_=c.task)
+
+
+def work_key(group_by: str) -> sa.ColumnElement[Any]:
+    """The work unit of an event of ``WITH_CONTEXT``: ``host/owner/name`` (repo),
+    ``owner/name:branch``, ``owner/name#123`` (pr) or the ticket; NULL when not known."""
+    c = session_context.c
+    project = c.repo_owner + "/" + c.repo_name
+    keys: dict[str, sa.ColumnElement[Any]] = {
+        "repo": c.repo_host + "/" + project,
+        "branch": sa.func.coalesce(project + ":", "") + c.branch,
+        "pr": project + "#" + sa.cast(c.pr, sa.String),
+        "ticket": c.ticket,
+    }
+    return keys[group_by]
+
+
+async def _work_usage(
+    engine: AsyncEngine, group_by: str, filters: Filters
+) -> list[tuple[str, Totals]]:
+    key = work_task() if group_by == "task" else work_key(group_by)
+    query = (
+        sa.select(key.label("key"), *sum_columns(usage_events))
+        .select_from(WITH_CONTEXT)
+        .where(*conditions(usage_events, filters))
+        .group_by(key)
+    )
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    none = NONE_KEY if group_by == "task" else UNATTRIBUTED
+    found = [(none if row[0] is None else str(row[0]), totals_of(row, 1)) for row in rows]
+    if group_by == "task":
+        return sorted(found, key=lambda row: row[0])
+    return sorted(found, key=lambda row: (row[0] == UNATTRIBUTED, -row[1].cost_usd, row[0]))
 
 
 def total_of(rows: list[tuple[str, Totals]]) -> Totals:

@@ -26,6 +26,10 @@ Change a table here and add a migration in the same change.
   the newest per report and day (``store.snapshots``). ``snapshot_id`` groups one fetch run or
   one imported file; ``starts_at``/``ends_at`` span the page's buckets (NULL when it has none).
 - ``people`` and ``tasks``: records the API maintains (compensation history, task value).
+- ``session_context``: the work a session is part of (repository, branch, working tree, pull
+  request, ticket), one row per session id, as Claude Code's hooks and status line report it
+  (``proxy.sessions``). Reports join it to events by ``session`` at read time: the write path
+  never looks it up.
 
 Money and other exact quantities use ``Fixed`` (NUMERIC(20, 10)); times use ``UTCDateTime``.
 """
@@ -155,4 +159,15 @@ provider_reports = Table(
     Column("ends_at", UTCDateTime(), nullable=True),
     Column("body", Text, nullable=False),
     Index(None, "provider", "starts_at"),
+)
+
+
+session_context = Table(
+    "session_context",
+    metadata,
+    Column("session", String, primary_key=True),
+    *(_text(n) for n in ("repo_host", "repo_owner", "repo_name", "branch", "worktree")),
+    Column("pr", Integer, nullable=True),
+    _text("ticket"),
+    Column("updated_at", UTCDateTime(), nullable=False),
 )

@@ -86,6 +86,10 @@ PAY = {
     ("erin", "research"): 110000.0,
 }
 TEAM_PAY = {("platform",): 350000.0, ("search",): 180000.0, ("research",): 110000.0}
+# Tasks with a value (set before their traffic): alice's and bob's requests are ROI-1, carol's
+# ROI-2; dave's have no task, so research's spend is only partly valued.
+TASKS = {"alice": "ROI-1", "bob": "ROI-1", "carol": "ROI-2"}
+VALUES = {"ROI-1": {"value_usd": "500"}, "ROI-2": {"human_hours": "2", "hourly_rate_usd": "100"}}
 PER_YEAR = 365 / 30
 
 
@@ -219,6 +223,8 @@ def _wait_ready(server: Prometheus, process: subprocess.Popen[bytes]) -> None:
 def _send(claude: anthropic.Anthropic, request: tuple[str, str, str, str, bool]) -> None:
     user, team, model, scenario, stream = request
     headers = {"x-tokenmeter-user": user, "x-tokenmeter-team": team, "x-fake-scenario": scenario}
+    if user in TASKS:
+        headers["x-tokenmeter-task"] = TASKS[user]
     messages: Any = [{"role": "user", "content": "say hi"}]
     try:
         if stream:
@@ -241,6 +247,13 @@ def _register_people(proxy: Proxy) -> None:
     assert response.json() == {"imported": 3}, response.text
     response = proxy.http.put("/api/v1/people/dave", json=DAVE | {"effective_from": "2026-01-01"})
     assert response.status_code == 200, response.text
+
+
+def _register_values(proxy: Proxy) -> None:
+    """What the tasks are worth, entered before their first request."""
+    for task, value in VALUES.items():
+        response = proxy.http.patch(f"/api/v1/tasks/{task}", json=value)
+        assert response.status_code == 200, response.text
 
 
 def _send_traffic(proxy: Proxy, prometheus: Prometheus) -> int:
@@ -356,9 +369,11 @@ def test_every_dashboard_panel_and_rule_answers_from_a_real_prometheus(
     proxy: Proxy, prometheus: Prometheus
 ) -> None:
     _register_people(proxy)
+    _register_values(proxy)
     sent = _send_traffic(proxy, prometheus)
     recorded = _recorded(proxy, sent)
     assert recorded["total"]["requests"] == sent
+    proxy.app.parts.metrics.roi.expire()  # the next scrape reads the tasks' value and cost
     _wait_rules_evaluated(prometheus)
 
     problems = [p for where, e in exprs_under_test() if (p := check(prometheus, where, e))]
@@ -371,6 +386,7 @@ def test_every_dashboard_panel_and_rule_answers_from_a_real_prometheus(
     _assert_same_numbers(prometheus, recorded)
     _assert_spend_over_pay(prometheus)
     _assert_no_personal_pay(prometheus)
+    _assert_roi_is_the_apis(proxy, prometheus)
 
 
 def _wait_rules_evaluated(prometheus: Prometheus) -> None:
@@ -481,6 +497,25 @@ def _assert_no_personal_pay(prometheus: Prometheus) -> None:
     values = {float(v) for series in stored for _, v in series["values"]}
     assert values == set(TEAM_PAY.values())
     assert not values & {PAY[("alice", "platform")], PAY[("bob", "platform")]}
+
+
+def _assert_roi_is_the_apis(proxy: Proxy, prometheus: Prometheus) -> None:
+    """ROI in Prometheus (the rule and the panel) = ``GET /api/v1/reports/roi``, per task and
+    overall; the valued share is below 1 (dave's research spend has no task)."""
+    api = proxy.http.get("/api/v1/reports/roi").json()
+    rows = {row["task_id"]: row for row in api["rows"]}
+    assert sorted(rows) == ["ROI-1", "ROI-2"]
+    (rule,) = _by(prometheus, "org:tokenmeter_task_roi:ratio").values()
+    assert round(rule, 2) == float(api["total"]["roi"])
+    (panel,) = _people_panel(prometheus, time.time())("ROI, overall").values()
+    assert panel == rule
+    team = _by(prometheus, "team:tokenmeter_task_roi:ratio", "team")
+    assert round(team[("platform",)], 2) == float(rows["ROI-1"]["roi"])  # one task, one team
+    assert round(team[("research",)], 2) == float(rows["ROI-2"]["roi"])
+    share = _by(prometheus, "team:tokenmeter_valued_spend_share:ratio30d", "team")
+    assert share[("platform",)] == 1
+    assert 0 < share[("research",)] < 1
+    print(f"ROI: Prometheus org:tokenmeter_task_roi:ratio = {rule}; API total roi =", api["total"])
 
 
 def _people_panel(prometheus: Prometheus, at: float) -> Callable[..., dict[tuple[str, ...], float]]:

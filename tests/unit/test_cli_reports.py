@@ -225,3 +225,21 @@ def test_tables_align_wide_names_and_never_print_a_control_character() -> None:
     assert lines[2] == "Zoë" + " " * 14 + "  12.00"
     assert lines[3] == "evil\\x1b[2J\\u202e" + "      3"
     assert all(line.isprintable() for line in lines)
+
+
+def test_task_import_is_all_or_nothing_with_line_numbers(
+    database: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = "Ticket,Estimate Hours,Rate,Value\nT-1,16,150,\nT-2,,,900\n"
+    bad = tmp_path / "bad.csv"
+    bad.write_text(good + "T-3,lots,150,\nT-4,,,\n")
+    code, _, err = _run(capsys, "task", "import", str(bad))
+    assert code == 1
+    assert "line 4: human_hours 'lots' is not a number" in err
+    assert "line 5: give a value, or hours and a rate" in err
+    assert _run(capsys, "task", "show", "T-1", "--json")[1].count('"value_usd": null') == 1
+    values = tmp_path / "values.csv"
+    values.write_text(good.replace("Estimate Hours", "hours"))
+    code, out, _ = _run(capsys, "task", "import", str(values))
+    assert (code, out.strip()) == (0, f"set the value of 2 task(s) from {values}")
+    assert json.loads(_run(capsys, "task", "show", "T-1", "--json")[1])["roi"] == "1.20"

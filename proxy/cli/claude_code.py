@@ -1,0 +1,128 @@
+"""``tokenmeter claude-code``: tie Claude Code sessions to the work they are part of.
+
+- ``install [--user|--project]`` merges into Claude Code's ``settings.json`` (a copy of the old
+  file kept beside it as ``settings.json.bak``) a SessionStart and a Stop hook and a status
+  line, each running ``python -m proxy.claude_hook`` (standard library only, so it starts in
+  ~50 ms) pointed at this proxy (``--url``). It never clobbers: other hooks stay, our own
+  entries are replaced (installing twice is the same as once), and a status line something
+  else set is kept unless ``--statusline`` is given. A settings file that is not JSON is left
+  alone with an error.
+- ``hook`` and ``statusline`` are the same as that command (``proxy.claude_hook``), with the
+  context token from tokenmeter's settings: for trying it by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from proxy import claude_hook
+from proxy.cli.common import CliError
+from proxy.config import Settings
+
+HOOK_EVENTS = ("SessionStart", "Stop")
+
+
+def add_commands(sub: Any) -> None:
+    group = sub.add_parser("claude-code", help="connect Claude Code sessions to their work")
+    commands = group.add_subparsers(title="claude-code commands", metavar="COMMAND")
+    install = commands.add_parser("install", help="add tokenmeter's hooks and status line")
+    where = install.add_mutually_exclusive_group()
+    where.add_argument("--user", action="store_true", help="~/.claude/settings.json (default)")
+    where.add_argument("--project", action="store_true", help="./.claude/settings.json")
+    install.add_argument("--url", help="tokenmeter's URL (default: http://HOST:PORT)")
+    install.add_argument(
+        "--statusline", action="store_true", help="replace a status line set by something else"
+    )
+    install.set_defaults(handler=_install)
+    for name, handler, text in (
+        ("hook", _hook, "a Claude Code hook: post the session's work context"),
+        ("statusline", _statusline, "a Claude Code status line: post context, print cost"),
+    ):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("--url", required=True, help="tokenmeter's URL")
+        command.set_defaults(handler=handler)
+
+
+# --- hook and status line --------------------------------------------------------------------
+
+
+def _hook(args: argparse.Namespace, settings: Settings) -> int:
+    claude_hook.post_context(args.url, settings.context_token, sys.stdin.buffer)
+    return 0
+
+
+def _statusline(args: argparse.Namespace, settings: Settings) -> int:
+    answer = claude_hook.post_context(args.url, settings.context_token, sys.stdin.buffer)
+    print(claude_hook.status_text(answer))
+    return 0
+
+
+# --- install ---------------------------------------------------------------------------------
+
+
+def _install(args: argparse.Namespace, settings: Settings) -> int:
+    base = Path.cwd() if args.project else Path.home()
+    path = base / ".claude" / "settings.json"
+    url = args.url or f"http://{settings.host}:{settings.port}"
+    command = own_command()
+    current = _read_settings(path)
+    merged, kept = merge_settings(current, command, url, replace_statusline=args.statusline)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        shutil.copy2(path, path.with_name(path.name + ".bak"))
+        print(f"kept the previous settings as {path.name}.bak")
+    path.write_text(json.dumps(merged, indent=2) + "\n")
+    print(f"installed tokenmeter's hooks ({', '.join(HOOK_EVENTS)}) in {path}, posting to {url}")
+    if kept:
+        print("kept the existing status line (use --statusline to replace it)")
+    return 0
+
+
+def own_command() -> str:
+    """How Claude Code should run the hook client: this Python (the one tokenmeter is
+    installed in), ``-m proxy.claude_hook``."""
+    return f"{shlex.quote(sys.executable)} -m proxy.claude_hook"
+
+
+def _read_settings(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        found = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError) as exc:
+        raise CliError(f"{path} is not JSON ({exc}): fix it first, nothing was changed") from exc
+    if not isinstance(found, dict):
+        raise CliError(f"{path} is not a JSON object: fix it first, nothing was changed")
+    return found
+
+
+def merge_settings(
+    current: dict[str, Any], command: str, url: str, *, replace_statusline: bool = False
+) -> tuple[dict[str, Any], bool]:
+    """``current`` with tokenmeter's hooks and status line; True when a status line set by
+    something else was kept."""
+    merged = json.loads(json.dumps(current))
+    hooks = merged.setdefault("hooks", {})
+    if not isinstance(hooks, dict):
+        raise CliError("settings.json: hooks is not an object: fix it first, nothing was changed")
+    quoted_url = shlex.quote(url)
+    for event in HOOK_EVENTS:
+        entries = [e for e in hooks.get(event, []) if not _is_ours(e)]
+        ours = {"type": "command", "command": f"{command} hook --url {quoted_url}"}
+        hooks[event] = [*entries, {"hooks": [{**ours, "timeout": 5}]}]
+    line = merged.get("statusLine")
+    kept = isinstance(line, dict) and not _is_ours(line) and not replace_statusline
+    if not kept:
+        statusline = f"{command} statusline --url {quoted_url}"
+        merged["statusLine"] = {"type": "command", "command": statusline}
+    return merged, kept
+
+
+def _is_ours(entry: Any) -> bool:
+    return "proxy.claude_hook" in json.dumps(entry)
