@@ -24,8 +24,10 @@ from prometheus_client.multiprocess import mark_process_dead
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy import api, people
+from proxy.apikeys import KeyRefresher
 from proxy.attribution import Identifier, load_key_owners
 from proxy.config import Settings, ensure_data_dir
+from proxy.credentials import KeyCache, KeyGate
 from proxy.egress import Egress
 from proxy.failures import Failure
 from proxy.forward import Forwarder, Receive, Scope, Send
@@ -59,6 +61,7 @@ class Parts:
     recorder: Recorder
     forwarder: Forwarder
     retention: Retention
+    keys: KeyRefresher
 
 
 class TokenmeterApp:
@@ -161,17 +164,21 @@ def build_parts(
     )
     owners = load_key_owners(settings.key_map_file) if settings.key_map_file else None
     client = upstream or make_upstream(settings)
+    cache = KeyCache()
+    gate = KeyGate(cache, settings.company_keys(), require_key=settings.require_key)
     forwarder = Forwarder(
         client,
         providers_for(settings),
-        Identifier(settings.key_salt, owners),
+        Identifier(settings.key_salt, owners, metrics.count_identity_override),
         Meter(pricer, metrics, recorder, AccessLog() if settings.access_log == "json" else None),
         max_in_flight=settings.max_in_flight,
         max_body_bytes=settings.max_body_mb * 1024 * 1024,
         refusals=metrics,
+        gate=gate,
     )
     retention = Retention(engine, settings.retention_days)
-    return Parts(settings, client, engine, metrics, pricer, recorder, forwarder, retention)
+    keys = KeyRefresher(engine, cache, settings.key_cache_s)
+    return Parts(settings, client, engine, metrics, pricer, recorder, forwarder, retention, keys)
 
 
 def create_app(
@@ -197,6 +204,7 @@ def _lifespan(parts: Parts) -> Any:
             await asyncio.to_thread(upgrade, parts.settings.database_url)
         await parts.recorder.start()
         await parts.retention.start()
+        await parts.keys.start()
         await people.refresh_gauge_quietly(
             parts.engine, parts.metrics, parts.settings.usd_per_currency
         )
@@ -208,6 +216,7 @@ def _lifespan(parts: Parts) -> Any:
         finally:
             timeout = parts.settings.db_write_timeout_s
             await _bounded(parts.retention.stop(), timeout, "retention's last purge")
+            await _bounded(parts.keys.stop(), timeout, "writing keys' last use")
             await parts.recorder.stop()  # bounded by the write timeout itself
             await parts.client.aclose()
             await _bounded(parts.engine.dispose(), timeout, "closing database connections")
