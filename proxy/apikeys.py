@@ -10,7 +10,8 @@ Contract:
   of the keys the cache saw since its previous round. It never raises into the app: a failed
   round is logged and the cache keeps what it had.
 
-Errors: ``ValueError`` <- ``KeyProblem`` (no such key, or a key that cannot change any more).
+Errors: ``ValueError`` <- ``KeyProblem`` (a key that cannot change any more, an owner name that
+cannot be stored) <- ``KeyNotFound``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from proxy.attribution import AttributionError, explicit_value
 from proxy.credentials import KeyCache, KeyRecord, key_hash, key_label, new_key, new_public_id
 from proxy.store.tables import api_key_audit, api_keys
 
@@ -35,6 +37,10 @@ log = logging.getLogger("tokenmeter.apikeys")
 
 class KeyProblem(ValueError):
     """A key operation that cannot be done: the message says which key and why."""
+
+
+class KeyNotFound(KeyProblem):
+    """No key has this id."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +115,7 @@ async def create_key(
 ) -> IssuedKey:
     """A new key for ``user``; the returned ``key`` is shown once and never stored."""
     now = now or _now()
+    user, team, name = _owner_names(user, team, name)
     public_id = new_public_id()
     key = new_key(public_id)
     expires_at = now + expires_in if expires_in is not None else None
@@ -186,7 +193,7 @@ async def get_key(engine: AsyncEngine, ident: str) -> KeyInfo:
             await conn.execute(sa.select(api_keys).where(api_keys.c.public_id == public_id))
         ).first()
     if row is None:
-        raise KeyProblem(f"no key {key_label(public_id)}")
+        raise KeyNotFound(f"no key {key_label(public_id)}")
     return _info(row._mapping)
 
 
@@ -241,6 +248,20 @@ async def _audit(
 ) -> None:
     values = {"public_id": public_id, "action": action, "actor": actor, "at": at}
     await conn.execute(api_key_audit.insert().values(**values, detail=json.dumps(detail)))
+
+
+def _owner_names(
+    user: str, team: str | None, name: str | None
+) -> tuple[str, str | None, str | None]:
+    """The names as attribution stores them (``explicit_value``); ``KeyProblem`` if one can't."""
+    try:
+        checked_user = explicit_value(user, "user")
+        checked = explicit_value(team, "team"), explicit_value(name, "name")
+    except AttributionError as exc:
+        raise KeyProblem(str(exc)) from None
+    if checked_user is None:
+        raise KeyProblem("a key needs a user (not blank)")
+    return checked_user, *checked
 
 
 def _iso(moment: datetime | None) -> str | None:

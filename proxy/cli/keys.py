@@ -84,24 +84,16 @@ def _actor() -> str:
         return "cli"
 
 
-def _name(value: str | None, what: str) -> str | None:
-    from proxy.attribution import AttributionError, explicit_value
-
-    with refused(AttributionError, status=USAGE):
-        return explicit_value(value, what)
-
-
 def _create(args: argparse.Namespace, settings: Settings) -> int:
     from proxy import apikeys
 
-    user = _name(args.user, "--user")
-    if user is None:
-        raise CliError("keys create: --user must not be blank", USAGE)
-    team, name = _name(args.team, "--team"), _name(args.name, "--name")
-    issued = run_with_engine(
-        settings,
-        lambda engine: apikeys.create_key(engine, user, team, name, args.expires, actor=_actor()),
-    )
+    with refused(apikeys.KeyProblem, status=USAGE):
+        issued = run_with_engine(
+            settings,
+            lambda engine: apikeys.create_key(
+                engine, args.user, args.team, args.name, args.expires, actor=_actor()
+            ),
+        )
     _show_issued(issued, args.json, "created")
     return 0
 

@@ -8,7 +8,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -130,7 +130,9 @@ def test_a_key_is_billed_to_its_owner_and_only_the_company_key_goes_upstream(
     capsys.readouterr()
     assert main(["keys", "list"]) == 0
     listed = capsys.readouterr().out
-    assert key[-4:] in listed and "alice" in listed and "active" in listed
+    assert key[-4:] in listed
+    assert "alice" in listed
+    assert "active" in listed
     assert key not in listed
     secret = key.rsplit("_", 1)[1]
     stored = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
@@ -150,9 +152,11 @@ def test_revoked_expired_unknown_and_required_keys_get_401(
     assert main(["keys", "revoke", key.rsplit("_", 1)[0]]) == 0
     error = refused_with(keyed, key, "was revoked at")
     assert error["type"] == "authentication_error"
-    with anthropic.Anthropic(base_url=keyed.url, api_key=key, max_retries=0) as claude:
-        with pytest.raises(anthropic.AuthenticationError, match="revoked at"):
-            claude.models.list()
+    with (
+        anthropic.Anthropic(base_url=keyed.url, api_key=key, max_retries=0) as claude,
+        pytest.raises(anthropic.AuthenticationError, match="revoked at"),
+    ):
+        claude.models.list()
     expired = asyncio.run(_expired_key())
     refused_with(keyed, expired, "expired at")
     wrong = key[:-4] + "AAAA" if not key.endswith("AAAA") else key[:-4] + "BBBB"
@@ -160,9 +164,11 @@ def test_revoked_expired_unknown_and_required_keys_get_401(
     refused_with(keyed, "tmk_000000000000_" + "x" * 32, "unknown")
     before = len(upstream[0].requests)
     strict = make_proxy(require_key=True, anthropic_api_key=COMPANY_ANTHROPIC)
-    with anthropic.Anthropic(base_url=strict.url, api_key="sk-ant-own", max_retries=0) as claude:
-        with pytest.raises(anthropic.AuthenticationError, match="requires a tokenmeter key"):
-            claude.models.list()
+    with (
+        anthropic.Anthropic(base_url=strict.url, api_key="sk-ant-own", max_retries=0) as claude,
+        pytest.raises(anthropic.AuthenticationError, match="requires a tokenmeter key"),
+    ):
+        claude.models.list()
     assert len(upstream[0].requests) == before  # nothing was forwarded
     assert strict.metric("tokenmeter_requests_refused_total", reason="key_required") == 1
 
@@ -194,7 +200,8 @@ def test_rotation_keeps_the_old_secret_for_the_grace_window(
     assert main(["keys", "rotate", ident, "--grace", "1h", "--json"]) == 0
     rotated = json.loads(capsys.readouterr().out)
     new = rotated["key"]
-    assert new.rsplit("_", 1)[0] == ident and new != old
+    assert new.rsplit("_", 1)[0] == ident
+    assert new != old
     accepted(keyed, new)
     assert keyed.http.get("/v1/models", headers={"x-api-key": old}).status_code == 200
     assert main(["keys", "rotate", ident, "--grace", "1m"]) == 0
@@ -216,8 +223,8 @@ def test_a_passthrough_key_still_passes_through(
 
 
 @pytest.fixture
-def no_company_key(make_proxy: Callable[..., Proxy]) -> Iterator[Proxy]:
-    yield make_proxy(key_cache_s=0.1)
+def no_company_key(make_proxy: Callable[..., Proxy]) -> Proxy:
+    return make_proxy(key_cache_s=0.1)
 
 
 def test_a_key_without_a_company_key_is_a_500_not_a_leak(
@@ -248,3 +255,44 @@ def test_company_key_from_a_file(tmp_path: Path) -> None:
     settings = Settings(anthropic_api_key_file=secret)
     assert settings.company_keys() == {"anthropic": COMPANY_ANTHROPIC}
     assert COMPANY_ANTHROPIC not in repr(Settings(anthropic_api_key=COMPANY_ANTHROPIC))
+
+
+@pytest.mark.postgres
+def test_rest_keys_and_revocation_seen_by_a_second_replica(
+    make_proxy: Callable[..., Proxy],
+    pg_url: str,
+    tmp_path: Path,
+    upstream: tuple[FakeAnthropic, ServerThread],
+) -> None:
+    cache_s = 0.5
+    common = {"database_url": pg_url, "anthropic_api_key": COMPANY_ANTHROPIC}
+    one = make_proxy(key_cache_s=cache_s, spool_dir=tmp_path / "spool1", **common)
+    two = make_proxy(key_cache_s=cache_s, spool_dir=tmp_path / "spool2", **common)
+    made = one.http.post("/api/v1/keys", json={"user": "gina", "team": "data"})
+    assert made.status_code == 201
+    key, ident = made.json()["key"], made.json()["id"]
+    assert made.json()["last4"] == key[-4:]
+    for replica in (one, two):
+        accepted(replica, key)
+        assert upstream[0].requests[-1].header("x-api-key") == COMPANY_ANTHROPIC
+    listed = two.http.get("/api/v1/keys", params={"user": "gina"}).json()["rows"]
+    assert [(row["id"], row["state"]) for row in listed] == [(ident, "active")]
+    assert "key" not in listed[0]
+    rotated = two.http.post(f"/api/v1/keys/{ident}/rotate", json={"grace_minutes": 5}).json()
+    for replica in (one, two):
+        accepted(replica, rotated["key"])
+        assert replica.http.get("/v1/models", headers={"x-api-key": key}).status_code == 200
+    revoked_at = time.monotonic()
+    assert one.http.post(f"/api/v1/keys/{ident}/revoke").json()["state"] == "revoked"
+    for replica in (one, two):
+        for secret in (key, rotated["key"]):
+            refused_with(replica, secret, "was revoked at")
+    assert time.monotonic() - revoked_at < cache_s + 1.5
+    assert one.http.post(f"/api/v1/keys/{ident}/revoke").status_code == 409
+    assert one.http.post("/api/v1/keys/tmk_000000000000/revoke").status_code == 404
+    audit = one.http.get(f"/api/v1/keys/{ident}/audit").json()["rows"]
+    assert [(row["action"], row["actor"]) for row in audit] == [
+        ("create", "api"),
+        ("rotate", "api"),
+        ("revoke", "api"),
+    ]
