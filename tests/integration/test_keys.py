@@ -296,3 +296,31 @@ def test_rest_keys_and_revocation_seen_by_a_second_replica(
         ("rotate", "api"),
         ("revoke", "api"),
     ]
+
+
+def test_real_claude_code_with_the_env_of_claude_code_env(
+    keyed: Proxy,
+    upstream: tuple[FakeAnthropic, ServerThread],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    from tests.claude_code import claude_binary, run_claude
+
+    claude_binary()  # installed once (or the test skips, outside CI)
+    key = create(capsys, "--user", "hana", "--team", "mobile")
+    accepted(keyed, key)
+    assert (
+        main(["claude-code", "env", "--key", key, "--url", keyed.url, "--format", "settings"]) == 0
+    )
+    env = json.loads(capsys.readouterr().out)["env"]
+    assert env["ANTHROPIC_AUTH_TOKEN"] == key
+    before = len(upstream[0].requests)
+    base_url = env.pop("ANTHROPIC_BASE_URL")
+    done = run_claude("say hi", home=tmp_path / "home", base_url=base_url, **env)
+    assert done.returncode == 0, done.stderr
+    sent = upstream[0].requests[before:]
+    assert any(r.path == "/v1/messages" for r in sent)
+    for request in sent:
+        assert key not in repr(request.headers)
+        assert request.header("x-api-key") == COMPANY_ANTHROPIC
+    users_once_recorded(capsys, {"hana": str(1 + len(sent))})
