@@ -33,6 +33,7 @@ from proxy.failures import Failure
 from proxy.forward import Forwarder, Receive, Scope, Send
 from proxy.meter import AccessLog, Meter
 from proxy.metrics import Metrics
+from proxy.oidc import OidcVerifier
 from proxy.pricing import Pricer, load_overrides
 from proxy.providers import Provider
 from proxy.providers import anthropic as anthropic_provider
@@ -175,10 +176,23 @@ def build_parts(
         max_body_bytes=settings.max_body_mb * 1024 * 1024,
         refusals=metrics,
         gate=gate,
+        oidc=_oidc(settings),
     )
     retention = Retention(engine, settings.retention_days)
     keys = KeyRefresher(engine, cache, settings.key_cache_s)
     return Parts(settings, client, engine, metrics, pricer, recorder, forwarder, retention, keys)
+
+
+def _oidc(settings: Settings) -> OidcVerifier | None:
+    if settings.oidc_issuer is None or settings.oidc_audience is None:
+        return None
+    return OidcVerifier(
+        settings.oidc_issuer,
+        settings.oidc_audience,
+        jwks_url=settings.oidc_jwks_url,
+        user_claim=settings.oidc_user_claim,
+        groups_claim=settings.oidc_groups_claim,
+    )
 
 
 def create_app(

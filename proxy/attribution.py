@@ -186,7 +186,7 @@ def _client_key(headers: Mapping[bytes, bytes]) -> str | None:
     return None
 
 
-VERIFIED = frozenset({"key"})  # sources a proxy-issued key decided: nothing overrides them
+VERIFIED = frozenset({"key", "oidc"})  # identities tokenmeter checked: nothing overrides them
 
 
 def with_owner(
@@ -207,10 +207,11 @@ OverrideCounter = Callable[[str], None]
 
 @dataclass(frozen=True, slots=True)
 class Verified:
-    """An identity tokenmeter checked itself (a proxy-issued key): its owner and its label."""
+    """An identity tokenmeter checked itself (a proxy-issued key, an OIDC token): its owner,
+    its label and its source."""
 
     owner: KeyOwner
-    label: str  # stored as the event's key_fingerprint (``tmk_<public id>``)
+    label: str | None  # stored as the event's key_fingerprint (``tmk_<public id>``)
     source: str = "key"
 
 

@@ -163,6 +163,12 @@ class Settings(BaseSettings):
     openai_api_key: str | None = Field(default=None, repr=False)
     anthropic_api_key_file: FilePath | None = None
     openai_api_key_file: FilePath | None = None
+    # Single sign-on (README: Keys): bearer JWTs of this issuer for this audience name the user.
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_url: str | None = None  # default: the jwks_uri of the issuer's discovery document
+    oidc_user_claim: str = "sub"
+    oidc_groups_claim: str = "groups"
     prices_file: Path | None = None
 
     spool_dir: Path = Field(default_factory=default_spool_dir)
@@ -263,6 +269,15 @@ class Settings(BaseSettings):
             raise ValueError(
                 "TOKENMETER_METRICS_PERSONAL_PAY=true puts each person's pay on /metrics: "
                 "set TOKENMETER_METRICS_TOKEN too"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _oidc_has_an_audience(self) -> Settings:
+        if self.oidc_issuer is not None and not self.oidc_audience:
+            raise ValueError(
+                "TOKENMETER_OIDC_ISSUER needs TOKENMETER_OIDC_AUDIENCE too: a token for another "
+                "application of the same issuer must not be accepted"
             )
         return self
 

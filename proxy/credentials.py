@@ -141,11 +141,22 @@ def _when(moment: datetime) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Admitted:
-    """What the gate made of a request's key: the key's record (None: not a tokenmeter key)
-    and the headers to send upstream (None: unchanged)."""
+class Identity:
+    """Who a checked credential says the caller is: ``label`` is stored as the event's key id
+    (``tmk_<public id>`` for a key), ``source`` as its attribution source (``key``, ``oidc``)."""
 
-    record: KeyRecord | None = None
+    user: str
+    team: str | None
+    label: str | None
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """What the gate made of a request's credential: who it proves the caller is (None: not a
+    tokenmeter credential) and the headers to send upstream (None: unchanged)."""
+
+    identity: Identity | None = None
     headers: list[tuple[bytes, bytes]] | None = None
 
 
@@ -190,25 +201,40 @@ class KeyGate:
         keys = client_keys(raw_headers)
         ours = [key for key in keys if key.startswith(PREFIX)]
         if not ours:
-            if self._require_key:
-                raise KeyRefused(
-                    "tokenmeter: this proxy requires a tokenmeter key (tmk_…) in x-api-key or "
-                    "Authorization: Bearer; nothing was forwarded",
-                    "key_required",
-                )
-            return PASSTHROUGH
+            return self.passes()
         if len(set(ours)) > 1:
             raise KeyRefused("tokenmeter: two different tokenmeter keys in one request", "bad_key")
         record = self.cache.check(ours[0], self._now())
+        identity = Identity(record.user, record.team, key_label(record.public_id), "key")
+        return self.swap(identity, provider, raw_headers, key_header)
+
+    def passes(self) -> Admitted:
+        """A request with no credential of tokenmeter's: passed through, unless one is required."""
+        if self._require_key:
+            raise KeyRefused(
+                "tokenmeter: this proxy requires a tokenmeter key (tmk_…) in x-api-key or "
+                "Authorization: Bearer",
+                "key_required",
+            )
+        return PASSTHROUGH
+
+    def swap(
+        self,
+        identity: Identity,
+        provider: str,
+        raw_headers: list[tuple[bytes, bytes]],
+        key_header: tuple[bytes, bytes],
+    ) -> Admitted:
+        """``identity`` admitted: every client key header replaced by the company key."""
         company = self._company_keys.get(provider)
         if company is None:
             raise KeyRefused(
                 f"tokenmeter: no company key for {provider} is configured on this proxy "
-                f"(TOKENMETER_{provider.upper()}_API_KEY); nothing was forwarded",
+                f"(TOKENMETER_{provider.upper()}_API_KEY)",
                 "no_company_key",
                 Failure.NOT_CONFIGURED,
             )
         name, prefix = key_header
         headers = [(n, v) for n, v in raw_headers if n not in _KEY_HEADERS]
         headers.append((name, prefix + company.encode("latin-1")))
-        return Admitted(record, headers)
+        return Admitted(identity, headers)

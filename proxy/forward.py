@@ -39,10 +39,11 @@ from proxy.attribution import (
     Verified,
     split_path,
 )
-from proxy.credentials import PASSTHROUGH, Admitted, KeyGate, KeyRefused, key_label
+from proxy.credentials import PASSTHROUGH, Admitted, KeyGate, KeyRefused
 from proxy.failures import Failure
 from proxy.intake import Refusal, check_path, check_query, raw_target, read_body
 from proxy.meter import Sink
+from proxy.oidc import OidcVerifier, bearer_jwt
 from proxy.providers import ChunkFilter, Provider, UsageTap
 from proxy.upstream import (
     Upstream,
@@ -157,6 +158,7 @@ class Forwarder:
         max_body_bytes: int = 64 * 1024 * 1024,
         refusals: RefusalCounter | None = None,
         gate: KeyGate | None = None,
+        oidc: OidcVerifier | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._upstream = upstream
@@ -167,6 +169,7 @@ class Forwarder:
         self._max_body_bytes = max_body_bytes
         self._refusals = refusals
         self._gate = gate
+        self._oidc = oidc
         self._in_flight = 0
         self._now = now
 
@@ -233,7 +236,7 @@ class Forwarder:
         if the client hung up before its body was complete (nothing to answer or forward)."""
         path = check_path(routed.path[len(provider.prefix) :])
         check_query(scope.get("query_string", b""))
-        keyed = self._check_key(provider, scope["headers"])
+        keyed = await self._check_key(provider, scope["headers"])
         body = await read_body(receive, headers, self._max_body_bytes)
         if body is None:
             self._count_refused("incomplete_body")
@@ -245,12 +248,17 @@ class Forwarder:
             raise Refusal(Failure.BAD_REQUEST, message, "bad_attribution") from None
         return ex, body
 
-    def _check_key(self, provider: Provider, raw: list[tuple[bytes, bytes]]) -> Admitted:
-        """What the key gate makes of the request's key (``proxy.credentials``)."""
+    async def _check_key(self, provider: Provider, raw: list[tuple[bytes, bytes]]) -> Admitted:
+        """What the key gate makes of the request's key (``proxy.credentials``), or of its
+        single sign-on token (``proxy.oidc``)."""
         if self._gate is None:
             return PASSTHROUGH
         try:
-            return self._gate.admit(provider.name, raw, provider.key_header)
+            token = bearer_jwt(raw) if self._oidc is not None else None
+            if self._oidc is None or token is None:
+                return self._gate.admit(provider.name, raw, provider.key_header)
+            identity = await self._oidc.verify(token)
+            return self._gate.swap(identity, provider.name, raw, provider.key_header)
         except KeyRefused as exc:
             message = f"{exc.message}; nothing was forwarded"
             raise Refusal(exc.failure, message, exc.reason) from None
@@ -283,10 +291,10 @@ class Forwarder:
         keyed: Admitted = PASSTHROUGH,
     ) -> _Exchange:
         scan = body if self._identifier.needs_body(headers) else b""
-        record = keyed.record
+        who = keyed.identity
         verified = None
-        if record is not None:
-            verified = Verified(KeyOwner(record.user, record.team), key_label(record.public_id))
+        if who is not None:
+            verified = Verified(KeyOwner(who.user, who.team), who.label, who.source)
         attribution = self._identifier.identify(headers, routed, scan, verified)
         ex = _Exchange(provider, method, path, attribution, self._now(), time.perf_counter())
         ex.body = body

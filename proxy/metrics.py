@@ -40,7 +40,8 @@ OVERFLOW = "other"  # the label of every user (team) past the bound
 # (x-tokenmeter-* or the /u/ /t/ prefix), body_too_large, incomplete_body (the client hung up
 # or was cut before its body was complete), headers_too_large, bad_request (not HTTP); the key
 # gate's (proxy/credentials.py): key_required, unknown_key, bad_key, revoked_key, expired_key,
-# no_company_key.
+# no_company_key; single sign-on's (proxy/oidc.py): bad_token, expired_token, unknown_signing_key,
+# idp_unreachable.
 REFUSAL_REASONS = (
     "bad_path",
     "bad_attribution",
@@ -54,10 +55,14 @@ REFUSAL_REASONS = (
     "revoked_key",
     "expired_key",
     "no_company_key",
+    "bad_token",
+    "expired_token",
+    "unknown_signing_key",
+    "idp_unreachable",
 )
 # tokenmeter_identity_overrides_total{source}: a header or path prefix named another user or team
 # than the authenticated identity (source key or key_map), and was ignored.
-IDENTITY_SOURCES = ("key", "key_map")
+IDENTITY_SOURCES = ("key", "oidc", "key_map")
 TIMEOUT_PHASES = ("head", "body", "keepalive")
 
 _M = TypeVar("_M", bound=MetricWrapperBase)
