@@ -67,14 +67,17 @@ def _table(
 
 
 def _owners(settings: Settings) -> dict[str, str]:
-    """Fingerprint -> "user (team)" from the configured key map ({} without one)."""
+    """Key id -> "user (team)": tokenmeter keys' owners, and the configured key map's."""
+    from proxy import apikeys
     from proxy.attribution import load_key_owners
 
+    issued = run_with_engine(settings, apikeys.list_keys)
+    held = {k.label: f"{k.user} ({k.team})" if k.team else k.user for k in issued}
     if settings.key_map_file is None:
-        return {}
+        return held
     with refused(OSError, ValueError, status=2):
         owners = load_key_owners(settings.key_map_file)
-    return {fp: f"{o.user} ({o.team})" if o.team else o.user for fp, o in owners.items()}
+    return held | {fp: f"{o.user} ({o.team})" if o.team else o.user for fp, o in owners.items()}
 
 
 def _unowned_hint(result: list[tuple[str, Any]], owners: dict[str, str]) -> str:
