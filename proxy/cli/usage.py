@@ -83,7 +83,7 @@ def _owners(settings: Settings) -> dict[str, str]:
 def _unowned_hint(result: list[tuple[str, Any]], owners: dict[str, str]) -> str:
     unowned = [key for key, _ in result if key.startswith("fp_") and key not in owners]
     if not unowned:
-        return "every key seen has an owner in the key map"
+        return "every key seen has an owner (a tokenmeter key's, or one in the key map)"
     return (
         f"{len(unowned)} key(s) without an owner: map them in TOKENMETER_KEY_MAP_FILE, then "
         "tokenmeter reattribute --since DATE gives their past usage to the owner"
