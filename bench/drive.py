@@ -32,6 +32,7 @@ class Load:
     duration_s: float
     warmup_s: float
     core: int
+    api_key: str | None = None  # a tokenmeter key (the tokenmeter-keys server)
 
 
 @dataclass
@@ -80,6 +81,7 @@ def _with_wrk(children: Children, load: Load, probe: Probe, body_file: Path) -> 
 def _run_wrk(children: Children, load: Load, seconds: int, body_file: Path) -> dict[str, Any]:
     command = ["wrk", "-t1", f"-c{load.concurrency}", f"-d{seconds}s", "--timeout", "30s"]
     command += ["-s", str(BENCH_DIR / "post.lua"), load.url, "--", str(body_file)]
+    command += [load.api_key] if load.api_key else []
     child = children.start("wrk", pinned(command, load.core), env={}, cwd=BENCH_DIR, piped=True)
     try:
         out, _ = child.proc.communicate(timeout=seconds + 60)
@@ -114,6 +116,7 @@ def _with_loadgen(children: Children, load: Load, probe: Probe) -> dict[str, Any
     command = [sys.executable, "-m", "bench.loadgen", "--url", load.url, "--sync"]
     command += ["--workload", load.workload, "-c", str(load.concurrency)]
     command += ["--duration", str(load.duration_s), "--warmup", str(load.warmup_s)]
+    command += ["--api-key", load.api_key] if load.api_key else []
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(BENCH_DIR.parent)}
     child = children.start(
         "loadgen", pinned(command, load.core), env=env, cwd=BENCH_DIR.parent, piped=True

@@ -75,13 +75,16 @@ class Plan:
     duration_s: float
     max_requests: int
     bodies: tuple[bytes, bytes]  # (json, sse)
+    api_key: str | None = None  # a tokenmeter key instead of the passthrough one
 
 
 async def one_request(session: aiohttp.ClientSession, plan: Plan, stream: bool, t: Totals) -> None:
     """Send one request, read the whole answer, record latency (and first event for SSE)."""
     started = time.perf_counter()
     body = plan.bodies[1] if stream else plan.bodies[0]
-    async with session.post(plan.url, data=body, headers=payloads.request_headers()) as reply:
+    async with session.post(
+        plan.url, data=body, headers=payloads.request_headers(plan.api_key)
+    ) as reply:
         if reply.status != 200:
             t.fail(f"HTTP {reply.status}: {(await reply.read())[:200]!r}")
             return
@@ -147,9 +150,18 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=0.5)
     parser.add_argument("--max-requests", type=int, default=1_000_000)
     parser.add_argument("--sync", action="store_true", help="wait for stdin after the warm-up")
+    parser.add_argument("--api-key", help="send this key (a tokenmeter key) in x-api-key")
     args = parser.parse_args()
     bodies = (payloads.request_body(stream=False), payloads.request_body(stream=True))
-    plan = Plan(args.url, args.workload, args.concurrency, args.duration, args.max_requests, bodies)
+    plan = Plan(
+        args.url,
+        args.workload,
+        args.concurrency,
+        args.duration,
+        args.max_requests,
+        bodies,
+        args.api_key,
+    )
     result = uvloop.run(main_async(plan, args.warmup, args.sync))
     print(json.dumps(result), flush=True)
 

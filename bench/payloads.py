@@ -43,12 +43,12 @@ def request_body(stream: bool, size: int = REQUEST_BYTES) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-def request_headers() -> dict[str, str]:
-    """The headers Claude Code sends that matter to a proxy."""
+def request_headers(api_key: str | None = None) -> dict[str, str]:
+    """The headers Claude Code sends that matter to a proxy (``api_key``: a tokenmeter key)."""
     return {
         "content-type": "application/json",
         "anthropic-version": "2023-06-01",
-        "x-api-key": "sk-ant-bench-not-a-real-key",
+        "x-api-key": api_key or "sk-ant-bench-not-a-real-key",
         "x-claude-code-session-id": SESSION_ID,
         "user-agent": "claude-cli/2.1.0 (external, cli)",
     }

@@ -1,5 +1,5 @@
 -- wrk script for the bench: POST a Claude Code-like body with its headers, and print one JSON
--- line of results at the end. Usage: wrk ... -s bench/post.lua URL -- BODY_FILE
+-- line of results at the end. Usage: wrk ... -s bench/post.lua URL -- BODY_FILE [API_KEY]
 wrk.method = "POST"
 wrk.headers["content-type"] = "application/json"
 wrk.headers["anthropic-version"] = "2023-06-01"
@@ -11,6 +11,7 @@ function init(args)
   local file = assert(io.open(args[1], "rb"))
   wrk.body = file:read("*a")
   file:close()
+  if args[2] then wrk.headers["x-api-key"] = args[2] end
 end
 
 function done(summary, latency, requests)

@@ -97,7 +97,7 @@ def run_server(
 ) -> list[report.Row]:
     """Start one server, measure every window of ``workloads`` × concurrency, stop it."""
     try:
-        child, url = launch(children, name, setup)
+        child, url, key = launch(children, name, setup)
     except RuntimeError as exc:
         print(f"  ! {name} did not start, skipped:\n{exc}", file=sys.stderr)
         return []
@@ -105,7 +105,8 @@ def run_server(
     try:
         for workload in workloads:
             for concurrency in plan["concurrency"]:
-                rows.append(window(children, child, url, name, workload, concurrency, setup, plan))
+                row = window(children, child, url, name, workload, concurrency, setup, plan, key)
+                rows.append(row)
     finally:
         if child is not None:
             children.stop(child)
@@ -121,10 +122,11 @@ def window(
     concurrency: int,
     setup: Setup,
     plan: dict[str, Any],
+    key: str | None = None,
 ) -> report.Row:
     kind = workload.removesuffix("-real")
     load_core = cores()[1]
-    load = Load(url, kind, concurrency, plan["duration_s"], plan["warmup_s"], load_core)
+    load = Load(url, kind, concurrency, plan["duration_s"], plan["warmup_s"], load_core, key)
     probe = Probe(child)
     result = measure(children, load, probe, setup.scratch / "body.json")
     row = {"workload": workload, "concurrency": concurrency, "server": name, **result}

@@ -7,10 +7,14 @@
   upstream client, ``http11``);
 * ``tokenmeter-aiohttp``, ``tokenmeter-httpx``: the same with ``TOKENMETER_UPSTREAM_CLIENT`` set to
   the library clients, to compare;
+* ``tokenmeter-keys``: ``tokenmeter`` with ``TOKENMETER_REQUIRE_KEY=true`` and a company key: the
+  load sends a tokenmeter key made with ``tokenmeter keys create`` before start, which the proxy
+  checks and swaps for the company key on every request;
 * ``litellm``: LiteLLM's proxy with its local cost map (no network call), when importable.
 
 ``launch`` starts one on the server core, waits for its port, and returns the ``Child`` (None
-for direct) and the URL the load generator should hit.
+for direct), the URL the load generator should hit, and the key it should send (None: the
+passthrough key).
 """
 
 from __future__ import annotations
@@ -31,9 +35,11 @@ SERVERS = (
     "tokenmeter",
     "tokenmeter-aiohttp",
     "tokenmeter-httpx",
+    "tokenmeter-keys",
     "litellm",
 )
-DEFAULT_SERVERS = ("direct", "passthrough", "tokenmeter")
+DEFAULT_SERVERS = ("direct", "passthrough", "tokenmeter", "tokenmeter-keys")
+COMPANY_KEY = "sk-ant-bench-company-key"
 
 
 @dataclass(frozen=True)
@@ -56,15 +62,30 @@ def litellm_importable(python: str) -> bool:
     return done.returncode == 0
 
 
-def launch(children: Children, name: str, setup: Setup) -> tuple[Child | None, str]:
-    """Start server ``name``; returns (its process or None for direct, its messages URL)."""
+def launch(children: Children, name: str, setup: Setup) -> tuple[Child | None, str, str | None]:
+    """Start server ``name``; returns (its process or None for direct, its messages URL, the
+    key to send)."""
     if name == "direct":
-        return None, f"{setup.upstream}/v1/messages"
+        return None, f"{setup.upstream}/v1/messages", None
     port = free_port()
     command, env = _command(name, port, setup)
+    key = _make_key(command[0], env) if name == "tokenmeter-keys" else None
     child = children.start(name, pinned(command, setup.core), env=env, cwd=REPO)
     child.wait_port(port, timeout_s=120 if name == "litellm" else 60)
-    return child, f"http://127.0.0.1:{port}/v1/messages"
+    return child, f"http://127.0.0.1:{port}/v1/messages", key
+
+
+def _make_key(tokenmeter: str, env: dict[str, str]) -> str:
+    """Create the database and one key in it, as an admin would before the proxy starts."""
+    subprocess.run([tokenmeter, "db", "upgrade"], env=env, check=True, capture_output=True)
+    made = subprocess.run(
+        [tokenmeter, "keys", "create", "--user", "bench", "--team", "perf"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return made.stdout.strip()
 
 
 def _command(name: str, port: int, setup: Setup) -> tuple[list[str], dict[str, str]]:
@@ -76,10 +97,14 @@ def _command(name: str, port: int, setup: Setup) -> tuple[list[str], dict[str, s
         return [*command, "--upstream", setup.upstream, "--client", client], env
     if name.startswith("tokenmeter"):
         client = name.partition("-")[2] or "http11"
+        keys = {"TOKENMETER_REQUIRE_KEY": "true", "TOKENMETER_ANTHROPIC_API_KEY": COMPANY_KEY}
+        if client == "keys":
+            client = "http11"
         return [str(Path(python).parent / "tokenmeter"), "serve", "--port", str(port)], {
             **env,
             **_tokenmeter_env(setup),
             "TOKENMETER_UPSTREAM_CLIENT": client,
+            **(keys if name == "tokenmeter-keys" else {}),
         }
     if name == "litellm":
         return _litellm_command(port, setup), {**env, **_litellm_env()}

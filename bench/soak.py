@@ -21,7 +21,7 @@ WARMUP_S = 5.0
 
 def soak(children: Children, setup: Setup, seconds: float, load_core: int) -> dict[str, Any]:
     """Run the soak; prints and returns the RSS samples and the growth in MB."""
-    server, url = launch(children, "tokenmeter", setup)
+    server, url, _ = launch(children, "tokenmeter", setup)
     assert server is not None
     load = _start_load(children, url, seconds, load_core)
     await_line(load, "warm", WARMUP_S + 60)

@@ -24,12 +24,15 @@ from prometheus_client.multiprocess import mark_process_dead
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy import api, people
+from proxy.apikeys import KeyRefresher
 from proxy.attribution import Identifier, load_key_owners
 from proxy.config import Settings, egress_of, ensure_data_dir
+from proxy.credentials import KeyCache, KeyGate
 from proxy.failures import Failure
 from proxy.forward import Forwarder, Receive, Scope, Send
 from proxy.meter import AccessLog, Meter
 from proxy.metrics import Metrics
+from proxy.oidc import OidcVerifier
 from proxy.pricing import Pricer, load_overrides
 from proxy.providers import Provider
 from proxy.providers import anthropic as anthropic_provider
@@ -58,6 +61,7 @@ class Parts:
     recorder: Recorder
     forwarder: Forwarder
     retention: Retention
+    keys: KeyRefresher
 
 
 class TokenmeterApp:
@@ -150,17 +154,34 @@ def build_parts(
     )
     owners = load_key_owners(settings.key_map_file) if settings.key_map_file else None
     client = upstream or make_upstream(settings)
+    cache = KeyCache()
+    gate = KeyGate(cache, settings.company_keys(), require_key=settings.require_key)
     forwarder = Forwarder(
         client,
         providers_for(settings),
-        Identifier(settings.key_salt, owners),
+        Identifier(settings.key_salt, owners, metrics.count_identity_override),
         Meter(pricer, metrics, recorder, AccessLog() if settings.access_log == "json" else None),
         max_in_flight=settings.max_in_flight,
         max_body_bytes=settings.max_body_mb * 1024 * 1024,
         refusals=metrics,
+        gate=gate,
+        oidc=_oidc(settings),
     )
     retention = Retention(engine, settings.retention_days)
-    return Parts(settings, client, engine, metrics, pricer, recorder, forwarder, retention)
+    keys = KeyRefresher(engine, cache, settings.key_cache_s)
+    return Parts(settings, client, engine, metrics, pricer, recorder, forwarder, retention, keys)
+
+
+def _oidc(settings: Settings) -> OidcVerifier | None:
+    if settings.oidc_issuer is None or settings.oidc_audience is None:
+        return None
+    return OidcVerifier(
+        settings.oidc_issuer,
+        settings.oidc_audience,
+        jwks_url=settings.oidc_jwks_url,
+        user_claim=settings.oidc_user_claim,
+        groups_claim=settings.oidc_groups_claim,
+    )
 
 
 def create_app(
@@ -186,6 +207,7 @@ def _lifespan(parts: Parts) -> Any:
             await asyncio.to_thread(upgrade, parts.settings.database_url)
         await parts.recorder.start()
         await parts.retention.start()
+        await parts.keys.start()
         await people.refresh_gauge_quietly(
             parts.engine, parts.metrics, parts.settings.usd_per_currency
         )
@@ -197,6 +219,7 @@ def _lifespan(parts: Parts) -> Any:
         finally:
             timeout = parts.settings.db_write_timeout_s
             await _bounded(parts.retention.stop(), timeout, "retention's last purge")
+            await _bounded(parts.keys.stop(), timeout, "writing keys' last use")
             await parts.recorder.stop()  # bounded by the write timeout itself
             await parts.client.aclose()
             await _bounded(parts.engine.dispose(), timeout, "closing database connections")

@@ -1,11 +1,14 @@
 """Who pays for a request: request headers and path in, an ``Attribution`` out.
 
-Sources, strongest first: explicit ``x-tokenmeter-*`` headers (Claude Code sets them
-through ``ANTHROPIC_CUSTOM_HEADERS``); the same as a path prefix ``/u/{user}/t/{task}`` for clients
-that can only set a base URL; a configured map from the salted fingerprint of the client's own
-key; what the client says about itself (Claude Code's session header, or ``metadata.user_id``).
-With no explicit task the session is the task, so every Claude Code session has a cost view with
-no set-up. Raw keys and prompt text are never kept: only the fingerprint leaves this module.
+Sources, strongest first: an authenticated identity (a proxy-issued key the forwarder checked,
+source ``key``; else the key map from the salted fingerprint of the client's own provider key,
+source ``key_map``) decides user and team, and headers or a path prefix cannot override it (the
+attempt is counted; their task still applies); explicit ``x-tokenmeter-*`` headers (Claude Code
+sets them through ``ANTHROPIC_CUSTOM_HEADERS``); the same as a path prefix ``/u/{user}/t/{task}``
+for clients that can only set a base URL; what the client says about itself (Claude Code's
+session header, or ``metadata.user_id``). With no explicit task the session is the task, so every
+Claude Code session has a cost view with no set-up. Raw keys and prompt text are never kept:
+only the fingerprint leaves this module.
 
 The request body is parsed only when no header names the session and the body is small enough to
 be worth it; Claude Code (v2.1.86+) always sends the session header, so its 100 KB bodies are never
@@ -29,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote_to_bytes
@@ -183,40 +186,61 @@ def _client_key(headers: Mapping[bytes, bytes]) -> str | None:
     return None
 
 
-OWNER_FILLS = frozenset({"header", "path"})  # sources a key's owner only completes
-OWNER_DECIDES = frozenset({"none", "client", "key_map"})  # sources a key's owner replaces
+VERIFIED = frozenset({"key", "oidc"})  # identities tokenmeter checked: nothing overrides them
 
 
 def with_owner(
     user: str | None, team: str | None, source: str, owner: KeyOwner
 ) -> tuple[str | None, str | None, str]:
-    """(user, team, source) once the key's owner is known: after headers or a path prefix the
-    owner fills what they left empty; where nothing stronger named anyone (or an older key map
-    did) the owner decides alone; anything stronger (a verified identity) is kept as it is.
-    The proxy applies it live, ``tokenmeter reattribute`` to past events."""
-    if source in OWNER_FILLS:
-        return user or owner.user, team or owner.team, source
-    if source in OWNER_DECIDES:
-        return owner.user, owner.team, "key_map"
-    return user, team, source
+    """(user, team, source) once the key map names the key's owner: the provider authenticated
+    the key, so its owner decides whatever headers or a path prefix said; only an identity
+    tokenmeter verified itself (a proxy-issued key) is kept as it is. The proxy applies it
+    live, ``tokenmeter reattribute`` to past events."""
+    if source in VERIFIED:
+        return user, team, source
+    return owner.user, owner.team, "key_map"
+
+
+OverrideCounter = Callable[[str], None]
+"""Told the source of an authenticated identity a header or path prefix tried to override."""
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """An identity tokenmeter checked itself (a proxy-issued key, an OIDC token): its owner,
+    its label and its source."""
+
+    owner: KeyOwner
+    label: str | None  # stored as the event's key_fingerprint (``tmk_<public id>``)
+    source: str = "key"
 
 
 class Identifier:
     """Builds the ``Attribution`` of a request; holds the salt and the key → person map."""
 
-    def __init__(self, salt: str, key_owners: Mapping[str, KeyOwner] | None = None) -> None:
+    def __init__(
+        self,
+        salt: str,
+        key_owners: Mapping[str, KeyOwner] | None = None,
+        overridden: OverrideCounter | None = None,
+    ) -> None:
         self._salt = salt
         self._owners = dict(key_owners or {})
         self._fingerprints: dict[str, str] = {}
+        self._overridden = overridden
 
     def identify(
-        self, headers: Mapping[bytes, bytes], routed: RoutedPath, body: bytes = b""
+        self,
+        headers: Mapping[bytes, bytes],
+        routed: RoutedPath,
+        body: bytes = b"",
+        verified: Verified | None = None,
     ) -> Attribution:
-        """Decide who pays. ``headers`` has lower-case names; ``body`` is read only if needed.
+        """Decide who pays. ``headers`` has lower-case names; ``body`` is read only if needed;
+        ``verified`` is the identity of a proxy-issued key the forwarder checked.
 
         Raises ``AttributionError`` for an explicit value that cannot be stored as sent.
         """
-        fp = self._fingerprint(headers)
         user, team = _header_value(headers, USER_HEADER), _header_value(headers, TEAM_HEADER)
         task = _header_value(headers, TASK_HEADER)
         path_user = _path_value(routed.user, "the path prefix /u/{user}")
@@ -224,9 +248,18 @@ class Identifier:
         source = "header" if (user or team or task) else "none"
         if source == "none" and (path_user or path_task):
             user, task, source = path_user, path_task, "path"
-        owner = self._owners.get(fp) if fp else None
+        if verified is not None:
+            fp: str | None = verified.label
+            owner: KeyOwner | None = verified.owner
+            owner_source = verified.source
+        else:
+            fp = self._fingerprint(headers)
+            owner = self._owners.get(fp) if fp else None
+            owner_source = "key_map"
         if owner is not None:
-            user, team, source = with_owner(user, team, source, owner)
+            if (user or owner.user) != owner.user or (team or owner.team) != owner.team:
+                self._count_override(owner_source)
+            user, team, source = owner.user, owner.team, owner_source
         session = _label(headers.get(SESSION_HEADER))
         if session is None and task is None:
             session = _label(_session_from_body(body))
@@ -241,6 +274,10 @@ class Identifier:
             key_fingerprint=fp,
             source=source,
         )
+
+    def _count_override(self, source: str) -> None:
+        if self._overridden is not None:
+            self._overridden(source)
 
     def needs_body(self, headers: Mapping[bytes, bytes]) -> bool:
         """True when only the body could name the session (no task or session header)."""

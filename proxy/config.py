@@ -55,7 +55,7 @@ from pydantic_settings import (
 from proxy.egress import Egress, NoProxy, parse_proxy_url
 
 ENV_PREFIX = "TOKENMETER_"
-_SECRET = re.compile(r"token|secret|salt|password|admin_key")
+_SECRET = re.compile(r"token|secret|salt|password|admin_key|api_key$")
 CONFIG_VARIABLE = "TOKENMETER_CONFIG"
 CONFIG_NAME = "tokenmeter.toml"
 MIN_TOKEN_CHARS = 16
@@ -157,6 +157,21 @@ class Settings(BaseSettings):
 
     key_salt: str = "tokenmeter-default-salt"
     key_map_file: Path | None = None
+    # Proxy-issued keys (README: Keys): how often each proxy reloads them from the database (a
+    # revocation takes effect within this), whether a request without one is refused, and the
+    # company's provider keys sent upstream in their place (or files holding them).
+    key_cache_s: float = Field(default=5.0, gt=0, le=3600)
+    require_key: bool = False
+    anthropic_api_key: str | None = Field(default=None, repr=False)
+    openai_api_key: str | None = Field(default=None, repr=False)
+    anthropic_api_key_file: FilePath | None = None
+    openai_api_key_file: FilePath | None = None
+    # Single sign-on (README: Keys): bearer JWTs of this issuer for this audience name the user.
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_url: str | None = None  # default: the jwks_uri of the issuer's discovery document
+    oidc_user_claim: str = "sub"
+    oidc_groups_claim: str = "groups"
     prices_file: Path | None = None
 
     spool_dir: Path = Field(default_factory=default_spool_dir)
@@ -275,6 +290,15 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _oidc_has_an_audience(self) -> Settings:
+        if self.oidc_issuer is not None and not self.oidc_audience:
+            raise ValueError(
+                "TOKENMETER_OIDC_ISSUER needs TOKENMETER_OIDC_AUDIENCE too: a token for another "
+                "application of the same issuer must not be accepted"
+            )
+        return self
+
     @field_validator("usd_per_currency")
     @classmethod
     def _rates_are_positive(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
@@ -282,6 +306,19 @@ class Settings(BaseSettings):
             if len(code) != 3 or not code.isupper() or not rate.is_finite() or rate <= 0:
                 raise ValueError(f"usd_per_currency: {code!r}: {rate} must be a positive rate")
         return value
+
+    def company_keys(self) -> dict[str, str]:
+        """Provider name -> the company key sent upstream for tokenmeter keys (reads the
+        ``_FILE`` variants; the variable itself wins)."""
+        found: dict[str, str] = {}
+        for provider in ("anthropic", "openai"):
+            key: str | None = getattr(self, f"{provider}_api_key")
+            path: Path | None = getattr(self, f"{provider}_api_key_file")
+            if key is None and path is not None:
+                key = path.read_text().strip() or None
+            if key:
+                found[provider] = key
+        return found
 
     @property
     def is_sqlite(self) -> bool:
@@ -364,7 +401,7 @@ def _problem(error: Any, where: Mapping[str, str]) -> str:
 
 
 def is_secret(name: str) -> bool:
-    """A setting never shown (a name with token, secret, salt or password in it)."""
+    """A setting never shown (a name with token, secret, salt or password in it, or an API key)."""
     return _SECRET.search(name) is not None
 
 

@@ -20,6 +20,8 @@ class Failure(StrEnum):
 
     BAD_REQUEST = "bad_request"  # path, query, attribution value or HTTP framing refused
     NOT_FOUND = "not_found"  # a path no provider serves
+    UNAUTHORIZED = "unauthorized"  # a tokenmeter key refused, or none where one is required
+    NOT_CONFIGURED = "not_configured"  # a tokenmeter key, but no company key to send upstream
     CLIENT_TIMEOUT = "client_timeout"  # the request head or body did not arrive in time
     BODY_TOO_LARGE = "body_too_large"  # request body past TOKENMETER_MAX_BODY_MB
     HEAD_TOO_LARGE = "head_too_large"  # request line and headers past TOKENMETER_MAX_HEADER_KB
@@ -36,6 +38,8 @@ class Failure(StrEnum):
 _STATUS: dict[Failure, int] = {
     Failure.BAD_REQUEST: 400,
     Failure.NOT_FOUND: 404,
+    Failure.UNAUTHORIZED: 401,
+    Failure.NOT_CONFIGURED: 500,
     Failure.CLIENT_TIMEOUT: 408,
     Failure.BODY_TOO_LARGE: 413,
     Failure.HEAD_TOO_LARGE: 431,

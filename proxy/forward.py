@@ -34,12 +34,16 @@ from proxy.attribution import (
     OWN_HEADER_PREFIX,
     AttributionError,
     Identifier,
+    KeyOwner,
     RoutedPath,
+    Verified,
     split_path,
 )
+from proxy.credentials import PASSTHROUGH, Admitted, KeyGate, KeyRefused
 from proxy.failures import Failure
 from proxy.intake import Refusal, check_path, check_query, raw_target, read_body
 from proxy.meter import Sink
+from proxy.oidc import OidcVerifier, bearer_jwt
 from proxy.providers import ChunkFilter, Provider, UsageTap
 from proxy.upstream import (
     Upstream,
@@ -136,6 +140,7 @@ class _Exchange:
     request_id: str | None = None
     facts: ResponseFacts = field(default_factory=ResponseFacts)
     body: bytes = b""  # the request as received: read only to name the model of an error
+    upstream_headers: list[tuple[bytes, bytes]] | None = None  # the key swapped (credentials)
     metered: bool = False
 
 
@@ -152,6 +157,8 @@ class Forwarder:
         max_in_flight: int = 1024,
         max_body_bytes: int = 64 * 1024 * 1024,
         refusals: RefusalCounter | None = None,
+        gate: KeyGate | None = None,
+        oidc: OidcVerifier | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._upstream = upstream
@@ -161,6 +168,8 @@ class Forwarder:
         self._max_in_flight = max_in_flight
         self._max_body_bytes = max_body_bytes
         self._refusals = refusals
+        self._gate = gate
+        self._oidc = oidc
         self._in_flight = 0
         self._now = now
 
@@ -227,16 +236,32 @@ class Forwarder:
         if the client hung up before its body was complete (nothing to answer or forward)."""
         path = check_path(routed.path[len(provider.prefix) :])
         check_query(scope.get("query_string", b""))
+        keyed = await self._check_key(provider, scope["headers"])
         body = await read_body(receive, headers, self._max_body_bytes)
         if body is None:
             self._count_refused("incomplete_body")
             return None
         try:
-            ex = self._start(provider, scope["method"], path, headers, routed, body)
+            ex = self._start(provider, scope["method"], path, headers, routed, body, keyed)
         except AttributionError as exc:
             message = f"tokenmeter: {exc}; nothing was forwarded"
             raise Refusal(Failure.BAD_REQUEST, message, "bad_attribution") from None
         return ex, body
+
+    async def _check_key(self, provider: Provider, raw: list[tuple[bytes, bytes]]) -> Admitted:
+        """What the key gate makes of the request's key (``proxy.credentials``), or of its
+        single sign-on token (``proxy.oidc``)."""
+        if self._gate is None:
+            return PASSTHROUGH
+        try:
+            token = bearer_jwt(raw) if self._oidc is not None else None
+            if self._oidc is None or token is None:
+                return self._gate.admit(provider.name, raw, provider.key_header)
+            identity = await self._oidc.verify(token)
+            return self._gate.swap(identity, provider.name, raw, provider.key_header)
+        except KeyRefused as exc:
+            message = f"{exc.message}; nothing was forwarded"
+            raise Refusal(exc.failure, message, exc.reason) from None
 
     async def _refuse(
         self, provider: Provider, send: Send, refusal: Refusal, headers: Mapping[bytes, bytes]
@@ -263,11 +288,17 @@ class Forwarder:
         headers: Mapping[bytes, bytes],
         routed: RoutedPath,
         body: bytes,
+        keyed: Admitted = PASSTHROUGH,
     ) -> _Exchange:
         scan = body if self._identifier.needs_body(headers) else b""
-        attribution = self._identifier.identify(headers, routed, scan)
+        who = keyed.identity
+        verified = None
+        if who is not None:
+            verified = Verified(KeyOwner(who.user, who.team), who.label, who.source)
+        attribution = self._identifier.identify(headers, routed, scan, verified)
         ex = _Exchange(provider, method, path, attribution, self._now(), time.perf_counter())
         ex.body = body
+        ex.upstream_headers = keyed.headers
         return ex
 
     async def _exchange(
@@ -284,7 +315,10 @@ class Forwarder:
         ex.sent_at = time.perf_counter()
         try:
             response = await self._upstream.send(
-                ex.method, url, _request_headers(scope["headers"]), upstream_body
+                ex.method,
+                url,
+                _request_headers(ex.upstream_headers or scope["headers"]),
+                upstream_body,
             )
         except UpstreamTimeout as exc:
             await self._unreachable(ex, send, Failure.UPSTREAM_TIMEOUT, f"timed out: {exc}")

@@ -41,7 +41,10 @@ _USAGE_LABELS = ("provider", "model", "kind", "user", "team")
 OVERFLOW = "other"  # the label of every user (team) past the bound
 # tokenmeter_requests_refused_total{reason}: bad_path (request target), bad_attribution
 # (x-tokenmeter-* or the /u/ /t/ prefix), body_too_large, incomplete_body (the client hung up
-# or was cut before its body was complete), headers_too_large, bad_request (not HTTP).
+# or was cut before its body was complete), headers_too_large, bad_request (not HTTP); the key
+# gate's (proxy/credentials.py): key_required, unknown_key, bad_key, revoked_key, expired_key,
+# no_company_key; single sign-on's (proxy/oidc.py): bad_token, expired_token, unknown_signing_key,
+# idp_unreachable.
 REFUSAL_REASONS = (
     "bad_path",
     "bad_attribution",
@@ -49,7 +52,20 @@ REFUSAL_REASONS = (
     "incomplete_body",
     "headers_too_large",
     "bad_request",
+    "key_required",
+    "unknown_key",
+    "bad_key",
+    "revoked_key",
+    "expired_key",
+    "no_company_key",
+    "bad_token",
+    "expired_token",
+    "unknown_signing_key",
+    "idp_unreachable",
 )
+# tokenmeter_identity_overrides_total{source}: a header or path prefix named another user or team
+# than the authenticated identity (source key or key_map), and was ignored.
+IDENTITY_SOURCES = ("key", "oidc", "key_map")
 TIMEOUT_PHASES = ("head", "body", "keepalive")
 
 _M = TypeVar("_M", bound=MetricWrapperBase)
@@ -269,14 +285,27 @@ class Metrics:
             ("phase",),
             registry=registry,
         )
+        self.identity_overrides = Counter(
+            "tokenmeter_identity_overrides",
+            "Requests whose x-tokenmeter-user/-team header or /u/ path prefix named someone else "
+            "than the authenticated identity (key or key map), by that identity's source; ignored.",
+            ("source",),
+            registry=registry,
+        )
         for reason in REFUSAL_REASONS:  # zero from the start: an alert sees the first one
             self.refused.labels(reason)
+        for source in IDENTITY_SOURCES:
+            self.identity_overrides.labels(source)
         for phase in TIMEOUT_PHASES:
             self.client_timeouts.labels(phase)
 
     def count_refused(self, reason: str) -> None:
         """One request answered by tokenmeter itself and not forwarded."""
         self.refused.labels(reason).inc()
+
+    def count_identity_override(self, source: str) -> None:
+        """One attempt to name another person than the authenticated one (it was ignored)."""
+        self.identity_overrides.labels(source).inc()
 
     def count_client_timeout(self, phase: str) -> None:
         """One client connection closed because it was too slow (or idle) in ``phase``."""

@@ -21,6 +21,8 @@ TABLES = {
     "tasks",
     "provider_reports",
     "session_context",
+    "api_keys",
+    "api_key_audit",
 }
 
 

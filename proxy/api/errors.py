@@ -8,6 +8,8 @@ raised, a JSON ``{"detail": message}`` with the status below, the message the do
 - ``tasks.TaskRecordError``: a task record refused (negative hours, an unknown field …): 400;
 - ``sessions.ContextError``: a session's work context refused (a field too long …): 422;
 - ``people.PersonError``: a person record refused (unknown currency, control characters …): 422;
+- ``apikeys.KeyNotFound``: no key has this id: 404; ``apikeys.KeyProblem``: a key that cannot
+  change any more (rotating a revoked key, revoking it twice) or an owner name refused: 409;
 - ``people.PeopleImportError``: a CSV refused, nothing imported: 422, with every problem and its
   line as ``errors: [{"line": …, "error": …}]``.
 """
@@ -19,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from proxy.apikeys import KeyNotFound, KeyProblem
 from proxy.people import PeopleImportError, PersonError
 from proxy.reports import ReportError
 from proxy.sessions import ContextError
@@ -29,6 +32,8 @@ STATUS: dict[type[Exception], int] = {
     TaskRecordError: 400,
     PersonError: 422,
     ContextError: 422,
+    KeyNotFound: 404,  # before KeyProblem, its base: a handler is looked up along the MRO
+    KeyProblem: 409,
 }
 
 

@@ -9,6 +9,11 @@
   alone with an error.
 - ``hook`` and ``statusline`` are the same as that command (``proxy.claude_hook``), with the
   context token from tokenmeter's settings: for trying it by hand.
+- ``env --key tmk_…`` prints the settings that point Claude Code at this proxy: shell ``export``
+  lines (default) or the ``env`` block of a ``settings.json`` (``--format settings``; the same
+  block goes in a company's managed settings, README: Keys). The key travels as
+  ``ANTHROPIC_AUTH_TOKEN`` (sent as ``Authorization: Bearer``, which the proxy swaps for the
+  company key; Claude Code asks no "use this API key?" question for it).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from proxy import claude_hook
-from proxy.cli.common import CliError
+from proxy.cli.common import USAGE, CliError
 from proxy.config import Settings
 
 HOOK_EVENTS = ("SessionStart", "Stop")
@@ -47,6 +52,13 @@ def add_commands(sub: Any) -> None:
         command = commands.add_parser(name, help=text)
         command.add_argument("--url", required=True, help="tokenmeter's URL")
         command.set_defaults(handler=handler)
+    env = commands.add_parser("env", help="the environment that points Claude Code here")
+    env.add_argument("--key", required=True, help="a tokenmeter key (tmk_…), from keys create")
+    env.add_argument("--url", help="the proxy's URL (default http://HOST:PORT of the settings)")
+    env.add_argument(
+        "--format", choices=("env", "settings"), default="env", help="export lines or JSON"
+    )
+    env.set_defaults(handler=_env)
 
 
 # --- hook and status line --------------------------------------------------------------------
@@ -63,13 +75,45 @@ def _statusline(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# --- env ----------------------------------------------------------------------------------------
+
+
+def claude_code_env(key: str, url: str) -> dict[str, str]:
+    """The variables Claude Code needs to send its traffic through tokenmeter with ``key``."""
+    return {
+        "ANTHROPIC_BASE_URL": url.rstrip("/"),
+        "ANTHROPIC_AUTH_TOKEN": key,
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    }
+
+
+def _default_url(settings: Settings) -> str:
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host  # noqa: S104
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{settings.port}"
+
+
+def _env(args: argparse.Namespace, settings: Settings) -> int:
+    from proxy.credentials import public_id_of
+
+    if public_id_of(args.key) is None:
+        raise CliError("claude-code env: --key must be a tokenmeter key (tmk_…_…)", USAGE)
+    env = claude_code_env(args.key, args.url or _default_url(settings))
+    if args.format == "settings":
+        print(json.dumps({"env": env}, indent=2))
+    else:
+        for name, value in env.items():
+            print(f"export {name}={shlex.quote(value)}")
+    return 0
+
+
 # --- install ---------------------------------------------------------------------------------
 
 
 def _install(args: argparse.Namespace, settings: Settings) -> int:
     base = Path.cwd() if args.project else Path.home()
     path = base / ".claude" / "settings.json"
-    url = args.url or f"http://{settings.host}:{settings.port}"
+    url = args.url or _default_url(settings)
     command = own_command()
     current = _read_settings(path)
     merged, kept = merge_settings(current, command, url, replace_statusline=args.statusline)

@@ -67,20 +67,23 @@ def _table(
 
 
 def _owners(settings: Settings) -> dict[str, str]:
-    """Fingerprint -> "user (team)" from the configured key map ({} without one)."""
+    """Key id -> "user (team)": tokenmeter keys' owners, and the configured key map's."""
+    from proxy import apikeys
     from proxy.attribution import load_key_owners
 
+    issued = run_with_engine(settings, apikeys.list_keys)
+    held = {k.label: f"{k.user} ({k.team})" if k.team else k.user for k in issued}
     if settings.key_map_file is None:
-        return {}
+        return held
     with refused(OSError, ValueError, status=2):
         owners = load_key_owners(settings.key_map_file)
-    return {fp: f"{o.user} ({o.team})" if o.team else o.user for fp, o in owners.items()}
+    return held | {fp: f"{o.user} ({o.team})" if o.team else o.user for fp, o in owners.items()}
 
 
 def _unowned_hint(result: list[tuple[str, Any]], owners: dict[str, str]) -> str:
     unowned = [key for key, _ in result if key.startswith("fp_") and key not in owners]
     if not unowned:
-        return "every key seen has an owner in the key map"
+        return "every key seen has an owner (a tokenmeter key's, or one in the key map)"
     return (
         f"{len(unowned)} key(s) without an owner: map them in TOKENMETER_KEY_MAP_FILE, then "
         "tokenmeter reattribute --since DATE gives their past usage to the owner"

@@ -70,6 +70,8 @@ class Provider:
     is_metered: Callable[[str, str], bool]  # (method, path) -> does the body carry usage?
     make_tap: TapFactory
     error_body: Callable[[Failure, str], bytes]  # (what went wrong, message) -> its error JSON
+    # Where its API key goes: (header name, value prefix), e.g. (b"authorization", b"Bearer ").
+    key_header: tuple[bytes, bytes] = (b"x-api-key", b"")
     # Only for providers whose metering needs the request changed (OpenAI's include_usage):
     prepare: Prepare | None = None
     make_filter: FilterFactory | None = None

@@ -57,6 +57,8 @@ _STREAM_EVENTS = frozenset({"message_start", "message_delta", "message_stop", "e
 _ERROR_TYPES: dict[Failure, str] = {  # the proxy's own failures in Anthropic's ``error.type``
     Failure.BAD_REQUEST: "invalid_request_error",
     Failure.NOT_FOUND: "not_found_error",
+    Failure.UNAUTHORIZED: "authentication_error",
+    Failure.NOT_CONFIGURED: "api_error",
     Failure.CLIENT_TIMEOUT: "timeout_error",
     Failure.BODY_TOO_LARGE: "request_too_large",
     Failure.HEAD_TOO_LARGE: "request_too_large",
@@ -88,6 +90,7 @@ def provider(upstream: str) -> Provider:
         is_metered=is_metered,
         make_tap=AnthropicTap,
         error_body=error_body,
+        key_header=(b"x-api-key", b""),
     )
 
 

@@ -72,6 +72,8 @@ _ID = re.compile(r'"id"\s*:\s*"([^"\\]*)"')
 _ERRORS: dict[Failure, tuple[str, str | None]] = {  # the proxy's own failures: (type, code)
     Failure.BAD_REQUEST: ("invalid_request_error", None),  # the type says it all
     Failure.NOT_FOUND: ("invalid_request_error", None),  # as OpenAI answers an unknown URL
+    Failure.UNAUTHORIZED: ("invalid_request_error", "invalid_api_key"),  # as OpenAI answers 401
+    Failure.NOT_CONFIGURED: ("server_error", "no_company_key"),
     Failure.CLIENT_TIMEOUT: ("invalid_request_error", "request_timeout"),
     Failure.BODY_TOO_LARGE: ("invalid_request_error", "request_too_large"),
     Failure.HEAD_TOO_LARGE: ("invalid_request_error", "request_too_large"),
@@ -97,6 +99,7 @@ def provider(upstream: str) -> Provider:
         error_body=error_body,
         prepare=prepare,
         make_filter=make_filter,
+        key_header=(b"authorization", b"Bearer "),
     )
 
 

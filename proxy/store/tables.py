@@ -171,3 +171,37 @@ session_context = Table(
     _text("ticket"),
     Column("updated_at", UTCDateTime(), nullable=False),
 )
+
+
+# Proxy-issued keys (proxy/credentials.py): the SHA-256 of the key, never the key; the secret
+# before the last rotation stays valid until ``previous_until``.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("public_id", String(12), primary_key=True),
+    Column("key_sha256", String(64), nullable=False),
+    Column("last4", String(4), nullable=False),
+    Column("user", String, nullable=False),
+    Column("team", String, nullable=True),
+    Column("name", String, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=True),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+    Column("rotated_at", UTCDateTime(), nullable=True),
+    Column("previous_sha256", String(64), nullable=True),
+    Column("previous_until", UTCDateTime(), nullable=True),
+    Column("last_used_at", UTCDateTime(), nullable=True),
+)
+
+# Every create, rotate and revoke of a key: who, when, what changed (JSON, never a secret).
+api_key_audit = Table(
+    "api_key_audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("public_id", String(12), nullable=False),
+    Column("action", String, nullable=False),
+    Column("actor", String, nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("detail", Text, nullable=False),
+    Index(None, "public_id"),
+)

@@ -68,15 +68,15 @@ async def test_reattribute_moves_events_and_rollups_once(engine: AsyncEngine) ->
     await _seed(engine)
     owners = {ALICE: KeyOwner("alice", "core")}
     dry = await reattribute(engine, owners, T0 - timedelta(hours=1), dry_run=True)
-    assert (dry.events, dry.changed) == (4, 3)
+    assert (dry.events, dry.changed) == (4, 4)
     result = await reattribute(engine, owners, T0 - timedelta(hours=1))
-    assert (result.events, result.changed, result.hours) == (4, 3, 2)
+    assert (result.events, result.changed, result.hours) == (4, 4, 3)
     assert await _users(engine) == [
         (None, None, "none"),  # before --since: left alone
         ("alice", "core", "key_map"),
         ("alice", "core", "key_map"),
-        ("alice", "web", "header"),  # the owner fills the user the header left empty
-        ("carol", "web", "header"),  # a header that named someone stays
+        ("alice", "core", "key_map"),  # the provider authenticated the key: headers can't
+        ("alice", "core", "key_map"),  # override its owner (a header that named carol too)
         (None, None, "none"),  # bob's key is not in the map
     ]
     hourly, daily = await rollup_rows(engine), await daily_rows(engine)
@@ -93,8 +93,8 @@ async def test_a_changed_map_moves_key_map_events_to_the_new_owner(engine: Async
     await _seed(engine)
     await reattribute(engine, {ALICE: KeyOwner("alice", "core")}, T0)
     result = await reattribute(engine, {ALICE: KeyOwner("alicia", None)}, T0)
-    assert result.changed == 2  # the two key_map events; the header ones keep what they had
-    assert (await _users(engine))[1:3] == [("alicia", None, "key_map")] * 2
+    assert result.changed == 4  # every event of the mapped key follows the map
+    assert (await _users(engine))[1:5] == [("alicia", None, "key_map")] * 4
 
 
 def test_cli_fingerprint_usage_by_key_and_reattribute(
@@ -131,9 +131,9 @@ def test_cli_fingerprint_usage_by_key_and_reattribute(
     assert out[-1].startswith("1 key(s) without an owner")
     assert main(["reattribute", "--since", "2026-11-20"]) == 0
     printed = capsys.readouterr().out
-    assert "4 events of mapped keys: 3 re-attributed in 2 hours" in printed
+    assert "4 events of mapped keys: 4 re-attributed in 3 hours" in printed
     assert main(["reattribute", "--since", "2026-11-20"]) == 0
     assert "4 events of mapped keys: 0 re-attributed" in capsys.readouterr().out
     assert main(["usage", "--by", "user", "--since", "2026-11-19"]) == 0
     users = [line.split()[:2] for line in capsys.readouterr().out.splitlines()[2:-1]]
-    assert users == [["(none)", "1"], ["alice", "3"], ["carol", "1"]]
+    assert users == [["(none)", "1"], ["alice", "4"]]

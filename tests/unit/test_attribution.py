@@ -14,6 +14,7 @@ from proxy.attribution import (
     Identifier,
     KeyOwner,
     RoutedPath,
+    Verified,
     fingerprint,
     load_key_owners,
     session_from_metadata,
@@ -66,6 +67,35 @@ def test_key_map_names_the_person_behind_a_key() -> None:
     got = ident.identify(headers(authorization="Bearer sk-ant-api03-secret"), RoutedPath("/v1/m"))
     assert (got.user, got.team, got.source, got.key_fingerprint) == ("dana", "infra", "key_map", fp)
     assert "secret" not in repr(got)
+
+
+def test_key_map_owner_wins_over_headers_and_the_attempt_is_counted() -> None:
+    fp = fingerprint("sk-ant-api03-secret", "pepper")
+    seen: list[str] = []
+    ident = Identifier("pepper", {fp: KeyOwner("alice", "core")}, seen.append)
+    spoof = headers(
+        x_api_key="sk-ant-api03-secret", x_tokenmeter_user="bob", x_tokenmeter_task="JIRA-1"
+    )
+    got = ident.identify(spoof, RoutedPath("/v1/m", user="carol"))
+    assert (got.user, got.team, got.task, got.source) == ("alice", "core", "JIRA-1", "key_map")
+    assert seen == ["key_map"]
+    same = headers(x_api_key="sk-ant-api03-secret", x_tokenmeter_user="alice")
+    assert ident.identify(same, RoutedPath("/v1/m")).user == "alice"
+    assert seen == ["key_map"]  # naming the owner is no attempt to override
+
+
+def test_a_verified_key_decides_user_and_team() -> None:
+    ident = Identifier("pepper")
+    verified = Verified(KeyOwner("alice", "core"), "tmk_0123456789ab")
+    got = ident.identify(
+        headers(x_tokenmeter_user="bob", x_tokenmeter_team="x"), RoutedPath("/v1/m"), b"", verified
+    )
+    assert (got.user, got.team, got.source, got.key_fingerprint) == (
+        "alice",
+        "core",
+        "key",
+        "tmk_0123456789ab",
+    )
 
 
 def test_fingerprint_is_salted_and_stable() -> None:

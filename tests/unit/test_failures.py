@@ -13,6 +13,8 @@ from proxy.providers import anthropic, openai
 RENDERED = {
     Failure.BAD_REQUEST: (400, "invalid_request_error", "invalid_request_error", None),
     Failure.NOT_FOUND: (404, "not_found_error", "invalid_request_error", None),
+    Failure.UNAUTHORIZED: (401, "authentication_error", "invalid_request_error", "invalid_api_key"),
+    Failure.NOT_CONFIGURED: (500, "api_error", "server_error", "no_company_key"),
     Failure.CLIENT_TIMEOUT: (408, "timeout_error", "invalid_request_error", "request_timeout"),
     Failure.BODY_TOO_LARGE: (
         413,
