@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy import api, people
 from proxy.attribution import Identifier, load_key_owners
+from proxy.batch_jobs import BatchJobs
 from proxy.config import Settings, ensure_data_dir
 from proxy.egress import Egress
 from proxy.failures import Failure
@@ -59,6 +60,7 @@ class Parts:
     recorder: Recorder
     forwarder: Forwarder
     retention: Retention
+    batches: BatchJobs
 
 
 class TokenmeterApp:
@@ -161,6 +163,7 @@ def build_parts(
     )
     owners = load_key_owners(settings.key_map_file) if settings.key_map_file else None
     client = upstream or make_upstream(settings)
+    batches = BatchJobs(engine, settings.public_url)
     forwarder = Forwarder(
         client,
         providers_for(settings),
@@ -169,9 +172,10 @@ def build_parts(
         max_in_flight=settings.max_in_flight,
         max_body_bytes=settings.max_body_mb * 1024 * 1024,
         refusals=metrics,
+        batches=batches,
     )
     retention = Retention(engine, settings.retention_days)
-    return Parts(settings, client, engine, metrics, pricer, recorder, forwarder, retention)
+    return Parts(settings, client, engine, metrics, pricer, recorder, forwarder, retention, batches)
 
 
 def create_app(
@@ -208,6 +212,7 @@ def _lifespan(parts: Parts) -> Any:
         finally:
             timeout = parts.settings.db_write_timeout_s
             await _bounded(parts.retention.stop(), timeout, "retention's last purge")
+            await _bounded(parts.batches.drain(), timeout, "batch records")
             await parts.recorder.stop()  # bounded by the write timeout itself
             await parts.client.aclose()
             await _bounded(parts.engine.dispose(), timeout, "closing database connections")

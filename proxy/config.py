@@ -125,6 +125,9 @@ class Settings(BaseSettings):
     migrate_on_start: bool = True
     anthropic_upstream: str = "https://api.anthropic.com"
     openai_upstream: str = "https://api.openai.com"
+    # The proxy's address as clients reach it (behind a load balancer), for the ``results_url``
+    # of Message Batches; unset: the scheme and Host of each request.
+    public_url: str | None = None
 
     upstream_client: Literal["http11", "aiohttp", "httpx"] = "http11"
     connect_timeout_s: float = Field(default=10.0, gt=0)
