@@ -18,7 +18,9 @@ beside the client and, when the exchange ends (``finish``), acts:
   attribution when the batch was not created through the proxy), dated when the batch was
   created, its path ``/v1/messages/batches/{id}/results/{custom_id}``. Its event id is derived
   from the batch id and ``custom_id``, and the store is idempotent by event id: downloading the
-  same results again counts nothing.
+  same results again counts nothing. Metrics neither: result events already metered by this
+  process, or already in the store (a primary-key lookup, in the background once the download
+  ended), are not emitted again.
 Errored, canceled and expired lines are not billed and make no event. Nothing here raises into
 the forwarder: a fault is logged, and the bytes still go to the client.
 """
@@ -29,7 +31,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -40,6 +42,7 @@ from proxy.providers import anthropic_batches as wire
 from proxy.providers.body import load_object
 from proxy.store import message_batches
 from proxy.store.message_batches import BatchRecord
+from proxy.store.recorded import stored_event_ids
 from proxy.usage import ResponseFacts, Status, UsageEvent
 
 log = logging.getLogger("tokenmeter.batch_jobs")
@@ -47,6 +50,7 @@ log = logging.getLogger("tokenmeter.batch_jobs")
 MAX_OBJECT_BYTES = 16 * 1024 * 1024  # a batch object (or a page of them) is a few KB
 MAX_LINE_BYTES = 64 * 1024 * 1024  # one result line: a whole message
 _KNOWN_MAX = 10_000  # batch records kept in memory (the table holds them all)
+_METERED_MAX = 1_000_000  # result event ids this process metered, kept to skip a re-download
 
 Emit = Callable[[UsageEvent], object]  # the meter
 
@@ -64,6 +68,7 @@ class BatchJobs:
         self._public_url = public_url.rstrip("/") if public_url else None
         self._known: dict[str, BatchRecord] = {}
         self._writes: set[asyncio.Task[None]] = set()
+        self._metered: dict[str, None] = {}  # insertion-ordered: the oldest go first
 
     @staticmethod
     def wants(provider: str, path: str) -> bool:
@@ -104,7 +109,31 @@ class BatchJobs:
         if len(self._known) >= _KNOWN_MAX:
             self._known.pop(next(iter(self._known)))
         self._known[record.batch_id] = record
-        task = asyncio.ensure_future(self._store(record))
+        self._background(self._store(record))
+
+    def results(self, events: list[UsageEvent], emit: Emit) -> None:
+        """Emit the result events not metered before (by this process, or found in the store),
+        in the background: a second download must not count again in metrics either."""
+        fresh = [e for e in events if e.event_id not in self._metered]
+        if fresh:
+            self._background(self._emit_new(fresh, emit))
+
+    async def _emit_new(self, events: list[UsageEvent], emit: Emit) -> None:
+        try:
+            stored = await stored_event_ids(self._engine, [e.event_id for e in events])
+        except Exception:  # the database away: the store's idempotence still holds
+            log.warning("could not check stored batch results; metering them all")
+            stored = set()
+        for event in events:
+            if event.event_id in stored or event.event_id in self._metered:
+                continue
+            if len(self._metered) >= _METERED_MAX:
+                self._metered.pop(next(iter(self._metered)))
+            self._metered[event.event_id] = None
+            emit(event)
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 
@@ -115,7 +144,7 @@ class BatchJobs:
             log.exception("could not store batch %s", record.batch_id)
 
     async def drain(self) -> None:
-        """Wait for the batch records being written (shutdown, tests)."""
+        """Wait for the batch records and results being handled (shutdown, tests)."""
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
 
@@ -206,7 +235,7 @@ class _Results(_Watch):
         creator: BatchRecord | None,
         encoding: str | None,
     ) -> None:
-        self._exchange, self._batch_id = exchange, batch_id
+        self._jobs, self._exchange, self._batch_id = jobs, exchange, batch_id
         self._who = creator.attribution if creator is not None else exchange.attribution
         self._at = creator.created_at if creator is not None else exchange.started_at
         self._decoder = None
@@ -241,9 +270,9 @@ class _Results(_Watch):
                 self._lines(self._decoder.flush())
         if self._partial.strip():
             self._lines(b"\n")
-        for custom_id, facts in self._results:
-            emit(self._event(custom_id, facts))
+        events = [self._event(custom_id, facts) for custom_id, facts in self._results]
         self._results = []
+        self._jobs.results(events, emit)
 
     def _event(self, custom_id: str, facts: ResponseFacts) -> UsageEvent:
         return UsageEvent(

@@ -33,3 +33,14 @@ async def recorded_ids(
                 )
                 found.update(value for (value,) in await conn.execute(query))
     return found
+
+
+async def stored_event_ids(engine: AsyncEngine, event_ids: Sequence[str]) -> set[str]:
+    """The given event ids the store already holds (a primary-key lookup per chunk)."""
+    found: set[str] = set()
+    async with engine.connect() as conn:
+        for start in range(0, len(event_ids), CHUNK):
+            chunk = list(event_ids[start : start + CHUNK])
+            query = sa.select(usage_events.c.event_id).where(usage_events.c.event_id.in_(chunk))
+            found.update(value for (value,) in await conn.execute(query))
+    return found

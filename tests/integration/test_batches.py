@@ -93,6 +93,8 @@ def test_sdk_create_poll_results_is_metered_once_at_the_batch_rate(
     assert upstream[0].batches.downloads == 2
     time.sleep(0.5)  # the recorder flushes every 0.05 s: a second count would be written by now
     assert len(_result_events(proxy, batch.id, 2)) == 2
+    labels = {"provider": "anthropic", "model": MODEL, "status": "ok", "code": "200"}
+    assert proxy.metric("tokenmeter_requests_total", **labels) == 2  # not 4: metrics agree
     task = proxy.task("B-1", requests=3)  # the create exchange ($0) and the two results
     assert task["requests"] == 3
     assert Decimal(task["cost_usd"]) == 2 * ONE_RESULT
