@@ -1,7 +1,8 @@
 """A fake Message Batches API, in the shapes of Anthropic's reference (and the Python SDK's
 ``MessageBatch``, ``MessageBatchIndividualResponse`` types), mounted in ``FakeAnthropic``.
 
-- ``POST /v1/messages/batches``: a batch ``in_progress``, every request ``processing``.
+- ``POST /v1/messages/batches``: a batch ``in_progress``, every request ``processing``;
+  ``GET /v1/messages/batches``: one page of them all, the newest first.
 - ``GET /v1/messages/batches/{id}``: the batch, ``ended`` from the first retrieve on, with its
   ``results_url`` on this server (as the real API names its own host).
 - ``GET /v1/messages/batches/{id}/results``: JSONL (``application/binary``, the type the SDK
@@ -43,6 +44,8 @@ class FakeBatches:
         rest = path.removeprefix("/v1/messages/batches").strip("/")
         if method == "POST" and not rest:
             return self._create(body)
+        if not rest:
+            return 200, "application/json", json.dumps(self._page(host)).encode()
         batch_id, _, tail = rest.partition("/")
         if batch_id not in self.batches:
             return 404, "application/json", json.dumps(wire.error("not_found_error", "x")).encode()
@@ -57,6 +60,12 @@ class FakeBatches:
         batch_id = f"msgbatch_{uuid.uuid4().hex[:24]}"
         self.batches[batch_id] = {"requests": requests, "ended": False}
         return 200, "application/json", json.dumps(self._object(batch_id, "")).encode()
+
+    def _page(self, host: str) -> dict[str, Any]:
+        ids = list(reversed(self.batches))  # the newest first
+        data = [self._object(batch_id, host) for batch_id in ids]
+        first, last = (ids[0], ids[-1]) if ids else (None, None)
+        return {"data": data, "has_more": False, "first_id": first, "last_id": last}
 
     def _object(self, batch_id: str, host: str) -> dict[str, Any]:
         batch = self.batches[batch_id]

@@ -118,3 +118,20 @@ def test_results_of_a_batch_the_proxy_never_saw_go_to_the_downloader(
 
 def _json_requests() -> bytes:
     return json.dumps({"requests": _requests()}).encode()
+
+
+def test_a_path_prefix_stays_on_the_results_url_and_pays_for_the_results(
+    proxy: Proxy, upstream: tuple[FakeAnthropic, ServerThread]
+) -> None:
+    base = f"{proxy.url}/u/carol/t/B-9"
+    with anthropic.Anthropic(base_url=base, api_key="sk-ant-test-123", max_retries=0) as client:
+        batch = client.messages.batches.create(requests=_requests()[:1])
+        ended = client.messages.batches.retrieve(batch.id)
+        assert ended.results_url == f"{base}/v1/messages/batches/{batch.id}/results"
+        page = client.messages.batches.list()
+        assert [b.results_url for b in page.data if b.id == batch.id] == [ended.results_url]
+        assert [r.custom_id for r in client.messages.batches.results(batch.id)] == ["q-1"]
+    rows = _result_events(proxy, batch.id, 1)
+    assert [(r["user"], r["task"], Decimal(r["cost_usd"])) for r in rows] == [
+        ("carol", "B-9", ONE_RESULT)
+    ]
