@@ -47,6 +47,7 @@ from proxy.usage import ResponseFacts, Status, UsageEvent
 
 log = logging.getLogger("tokenmeter.batch_jobs")
 
+LOOKUP_TIMEOUT_S = 5.0  # the results wait this long at most for their creator's record
 MAX_OBJECT_BYTES = 16 * 1024 * 1024  # a batch object (or a page of them) is a few KB
 MAX_LINE_BYTES = 64 * 1024 * 1024  # one result line: a whole message
 _KNOWN_MAX = 10_000  # batch records kept in memory (the table holds them all)
@@ -96,7 +97,9 @@ class BatchJobs:
         if (known := self._known.get(batch_id)) is not None:
             return known
         try:
-            return await message_batches.find(self._engine, batch_id)
+            return await asyncio.wait_for(
+                message_batches.find(self._engine, batch_id), LOOKUP_TIMEOUT_S
+            )
         except Exception:  # the database away: bill the downloader rather than nobody
             log.exception("could not read batch %s; its results go to the downloader", batch_id)
             return None
