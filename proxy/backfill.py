@@ -4,7 +4,8 @@ Why it exists: usage from before the proxy was installed, or that went around it
 Code's own logs (``claude_logs`` reads them, once per response). Each response becomes one
 ``UsageEvent`` priced by the same ``Pricer`` as proxied traffic, attributed to the person named
 (``--user``, ``--team``, ``--task``), the transcript's session and ``agent`` ``claude-code``,
-with attribution source ``backfill``, and written by the store's one write path.
+with attribution source ``backfill``, and written by the store's one write path. Where each
+session ran (``cwd``, ``gitBranch``) is kept per session in ``session_context``.
 
 Contract:
 - never counted twice: a response whose message id or upstream request id an event of the
@@ -26,8 +27,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from proxy import claude_logs
 from proxy.claude_logs import LoggedResponse
 from proxy.pricing import Pricer
+from proxy.store import session_context
 from proxy.store.recorded import recorded_ids
 from proxy.store.rows import event_to_row
+from proxy.store.session_context import SessionPlace
 from proxy.store.writes import write_batch
 from proxy.usage import Attribution, Status, UsageEvent
 
@@ -112,6 +115,7 @@ async def backfill(
     fresh = await _not_proxied(engine, reading.responses)
     events = [to_event(response, payer) for response in fresh]
     rows = [event_to_row(event.with_cost(pricer.price(event))) for event in events]
+    await session_context.save(engine, places(reading.responses), SOURCE)
     written = 0
     for start in range(0, len(rows), WRITE_CHUNK):
         written += await write_batch(engine, rows[start : start + WRITE_CHUNK])
@@ -126,6 +130,18 @@ async def backfill(
         written=written,
         already_backfilled=len(rows) - written,
     )
+
+
+def places(responses: list[LoggedResponse]) -> list[SessionPlace]:
+    """Where each session ran: one place per (session, cwd, branch), with its responses."""
+    seen: dict[tuple[str, str, str], list[LoggedResponse]] = {}
+    for r in responses:
+        if r.session is not None and (r.cwd is not None or r.git_branch is not None):
+            seen.setdefault((r.session, r.cwd or "", r.git_branch or ""), []).append(r)
+    return [
+        SessionPlace(*key, min(r.at for r in rs), max(r.at for r in rs), len(rs))
+        for key, rs in sorted(seen.items())
+    ]
 
 
 async def _not_proxied(

@@ -13,7 +13,15 @@ from sqlalchemy import Connection, inspect
 from proxy.store.engine import alembic_config, current, downgrade, make_engine, upgrade
 from proxy.store.tables import metadata
 
-TABLES = {"usage_events", "usage_hourly", "usage_daily", "people", "tasks", "message_batches"}
+TABLES = {
+    "usage_events",
+    "usage_hourly",
+    "usage_daily",
+    "people",
+    "tasks",
+    "message_batches",
+    "session_context",
+}
 
 
 def _diff(connection: Connection) -> list[Any]:

@@ -1,4 +1,5 @@
-"""Message Batches created through the proxy, so their results are billed to their creator.
+"""Message Batches created through the proxy, so their results are billed to their creator;
+where agent sessions ran (``session_context``: working directory and git branch, from backfill).
 
 Revision ID: 0007
 Revises: 0003
@@ -34,5 +35,19 @@ def upgrade() -> None:
     )
 
 
+    op.create_table(
+        "session_context",
+        sa.Column("session", sa.String(), nullable=False),
+        sa.Column("cwd", sa.String(), nullable=False),
+        sa.Column("git_branch", sa.String(), nullable=False),
+        sa.Column("first_seen", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_seen", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("responses", sa.Integer(), nullable=False),
+        sa.Column("source", sa.String(), nullable=False),
+        sa.PrimaryKeyConstraint("session", "cwd", "git_branch", name=op.f("pk_session_context")),
+    )
+
+
 def downgrade() -> None:
+    op.drop_table("session_context")
     op.drop_table("message_batches")

@@ -151,3 +151,17 @@ message_batches = Table(
     *(_text(n) for n in ("user", "team", "task", "session", "agent", "key_fingerprint")),
     Column("attribution_source", String, nullable=False),
 )
+
+# Where an agent session ran: its working directory and git branch, as Claude Code's transcripts
+# say (``tokenmeter backfill``); usage events carry the session to join on.
+session_context = Table(
+    "session_context",
+    metadata,
+    Column("session", String, primary_key=True),
+    Column("cwd", String, primary_key=True),
+    Column("git_branch", String, primary_key=True),
+    Column("first_seen", UTCDateTime(), nullable=False),
+    Column("last_seen", UTCDateTime(), nullable=False),
+    Column("responses", Integer, nullable=False),
+    Column("source", String, nullable=False),
+)

@@ -27,7 +27,7 @@ from sqlalchemy import select
 from proxy import claude_logs
 from proxy.cli import main
 from proxy.store.engine import make_engine, upgrade
-from proxy.store.tables import usage_events
+from proxy.store.tables import session_context, usage_events
 from proxy.usage import Usage
 from tests.conftest import Proxy
 
@@ -35,12 +35,12 @@ FIXTURES = Path(__file__).parent.parent / "fixtures" / "claude-code-transcripts"
 TOKENS = Usage(input=2136, cache_write_5m=40, cache_write_1h=2020, cache_read=4671, output=1860)
 
 
-def _rows(url: str) -> list[Any]:
+def _rows(url: str, table: Any = usage_events) -> list[Any]:
     async def read() -> list[Any]:
         engine = make_engine(url)
         try:
             async with engine.connect() as conn:
-                return list((await conn.execute(select(usage_events))).mappings())
+                return list((await conn.execute(select(table))).mappings())
         finally:
             await engine.dispose()
 
@@ -112,6 +112,14 @@ def test_backfill_twice_stores_each_response_once_for_the_named_person(
     assert {r["session"] for r in rows} == {
         "11111111-1111-4111-8111-111111111111",
         "22222222-2222-4222-8222-222222222222",
+    }
+    places = {
+        (p["session"][:8], p["cwd"], p["git_branch"], p["responses"])
+        for p in _rows(url, session_context)
+    }
+    assert places == {  # the resumed session's copy of msg_01A counts in the first session
+        ("11111111", "/home/ada/src/shop", "feature/cart", 5),
+        ("22222222", "/home/ada/src/shop", "main", 1),
     }
 
 
