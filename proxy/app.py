@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from proxy import api, people
 from proxy.apikeys import KeyRefresher
 from proxy.attribution import Identifier, load_key_owners
+from proxy.batch_jobs import BatchJobs
 from proxy.config import Settings, egress_of, ensure_data_dir
 from proxy.credentials import KeyCache, KeyGate
 from proxy.failures import Failure
@@ -62,6 +63,7 @@ class Parts:
     forwarder: Forwarder
     retention: Retention
     keys: KeyRefresher
+    batches: BatchJobs
 
 
 class TokenmeterApp:
@@ -156,6 +158,7 @@ def build_parts(
     client = upstream or make_upstream(settings)
     cache = KeyCache()
     gate = KeyGate(cache, settings.company_keys(), require_key=settings.require_key)
+    batches = BatchJobs(engine, settings.public_url)
     forwarder = Forwarder(
         client,
         providers_for(settings),
@@ -166,10 +169,13 @@ def build_parts(
         refusals=metrics,
         gate=gate,
         oidc=_oidc(settings),
+        batches=batches,
     )
     retention = Retention(engine, settings.retention_days)
     keys = KeyRefresher(engine, cache, settings.key_cache_s)
-    return Parts(settings, client, engine, metrics, pricer, recorder, forwarder, retention, keys)
+    return Parts(
+        settings, client, engine, metrics, pricer, recorder, forwarder, retention, keys, batches
+    )
 
 
 def _oidc(settings: Settings) -> OidcVerifier | None:
@@ -220,6 +226,7 @@ def _lifespan(parts: Parts) -> Any:
             timeout = parts.settings.db_write_timeout_s
             await _bounded(parts.retention.stop(), timeout, "retention's last purge")
             await _bounded(parts.keys.stop(), timeout, "writing keys' last use")
+            await _bounded(parts.batches.drain(), timeout, "batch records")
             await parts.recorder.stop()  # bounded by the write timeout itself
             await parts.client.aclose()
             await _bounded(parts.engine.dispose(), timeout, "closing database connections")

@@ -128,6 +128,9 @@ class Settings(BaseSettings):
     # `tokenmeter reconcile fetch`: Anthropic's Admin API and an admin key (sk-ant-admin01-…).
     anthropic_admin_url: str = "https://api.anthropic.com"
     anthropic_admin_key: str | None = Field(default=None, repr=False)
+    # The proxy's address as clients reach it (behind a load balancer), for the ``results_url``
+    # of Message Batches; unset: the scheme and Host of each request.
+    public_url: str | None = None
 
     upstream_client: Literal["http11", "aiohttp", "httpx"] = "http11"
     connect_timeout_s: float = Field(default=10.0, gt=0)

@@ -80,6 +80,46 @@ HOP_BY_HOP = frozenset(
 _RESPONSE_DROP = HOP_BY_HOP - {b"content-length"}
 
 
+@dataclass(frozen=True, slots=True)
+class BatchExchange:
+    """What a batch watch is told of its exchange: the request, who pays, and the proxy's own
+    address as the client used it (``origin`` scheme://host, ``route_prefix`` the path before
+    ``/v1/``)."""
+
+    method: str
+    path: str
+    attribution: Attribution
+    body: bytes
+    started_at: datetime
+    origin: str
+    route_prefix: str
+
+
+class BatchWatch(Protocol):
+    """Sees one answer's raw chunks (``feed``); when ``rewrites``, it is also the answer's
+    ``ChunkFilter``; ``finish(sink)`` once the exchange ended, however it ended. Never raises."""
+
+    rewrites: bool
+
+    def feed(self, chunk: bytes) -> None: ...
+
+    def filter(self, chunk: bytes) -> bytes: ...
+
+    def flush(self) -> bytes: ...
+
+    def finish(self, emit: Sink) -> None: ...
+
+
+class BatchWatcher(Protocol):
+    """Batch jobs (``proxy.batch_jobs``): which paths it wants, and a watch per answer."""
+
+    def wants(self, provider: str, path: str) -> bool: ...
+
+    async def watch(
+        self, exchange: BatchExchange, content_type: str | None, content_encoding: str | None
+    ) -> BatchWatch | None: ...
+
+
 class RefusalCounter(Protocol):
     """Where refused requests are counted (``Metrics``)."""
 
@@ -142,6 +182,8 @@ class _Exchange:
     body: bytes = b""  # the request as received: read only to name the model of an error
     upstream_headers: list[tuple[bytes, bytes]] | None = None  # the key swapped (credentials)
     metered: bool = False
+    batch: BatchExchange | None = None  # on a batch path only (``batch_jobs``)
+    watch: BatchWatch | None = None
 
 
 class Forwarder:
@@ -160,6 +202,7 @@ class Forwarder:
         gate: KeyGate | None = None,
         oidc: OidcVerifier | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        batches: BatchWatcher | None = None,
     ) -> None:
         self._upstream = upstream
         self._providers = sorted(providers, key=lambda p: len(p.prefix), reverse=True)
@@ -172,6 +215,7 @@ class Forwarder:
         self._oidc = oidc
         self._in_flight = 0
         self._now = now
+        self._batches = batches
 
     @property
     def in_flight(self) -> int:
@@ -311,6 +355,8 @@ class Forwarder:
         send: Send,
     ) -> None:
         url = _upstream_url(ex.provider, ex.path, scope.get("query_string", b""))
+        if self._batches is not None and self._batches.wants(ex.provider.name, ex.path):
+            ex.batch = _batch_exchange(ex, scope, headers)
         upstream_body = self._prepared(ex, body)
         ex.sent_at = time.perf_counter()
         try:
@@ -366,6 +412,11 @@ class Forwarder:
             ex.tap = ex.provider.make_tap(content_type, encoding)
             if ex.note is not None and ex.provider.make_filter is not None:
                 ex.chunk_filter = ex.provider.make_filter(ex.note, content_type, encoding)
+        elif ex.batch is not None and self._batches is not None and response.status < 400:
+            encoding = response.header("content-encoding")
+            ex.watch = await self._batches.watch(ex.batch, content_type, encoding)
+            if ex.watch is not None and ex.watch.rewrites:
+                ex.chunk_filter = ex.watch
         await send(
             {
                 "type": "http.response.start",
@@ -394,13 +445,15 @@ class Forwarder:
                 hangup.close()
 
     async def _pump(self, ex: _Exchange, response: UpstreamResponse, send: Send) -> None:
-        tap, chunk_filter = ex.tap, ex.chunk_filter
+        tap, chunk_filter, watch = ex.tap, ex.chunk_filter, ex.watch
         left = _content_length(response) if chunk_filter is None else None
         async for chunk in response.chunks():
             if ex.first_chunk_at is None:
                 ex.first_chunk_at = time.perf_counter()
             if tap is not None:
                 tap.feed(chunk)
+            elif watch is not None:
+                watch.feed(chunk)
             if chunk_filter is not None:
                 chunk = chunk_filter.filter(chunk)
             if left is not None:
@@ -420,6 +473,11 @@ class Forwarder:
             self._sink(_build_event(ex))
         except Exception:  # the response is already on its way; metering must never break it
             log.exception("could not meter %s %s", ex.method, ex.path)
+        if ex.watch is not None:
+            try:
+                ex.watch.finish(self._sink)
+            except Exception:
+                log.exception("could not meter the batch answer of %s %s", ex.method, ex.path)
 
 
 def _build_event(ex: _Exchange) -> UsageEvent:
@@ -446,6 +504,16 @@ def _build_event(ex: _Exchange) -> UsageEvent:
         added_ms=_added_ms(ex),
         request_id=ex.request_id,
     )
+
+
+def _batch_exchange(ex: _Exchange, scope: Scope, headers: Mapping[bytes, bytes]) -> BatchExchange:
+    """What a batch watch needs: the exchange, and the proxy's own address as the client used
+    it (scheme, Host, and the path before ``/v1/``: a ``/u/…/t/…`` prefix and the provider's)."""
+    host = headers.get(b"host", b"").decode("latin-1") or "127.0.0.1"
+    origin = f"{scope.get('scheme', 'http')}://{host}"
+    raw_path = raw_target(scope).partition("?")[0]
+    prefix = raw_path[: len(raw_path) - len(ex.path)] if raw_path.endswith(ex.path) else ""
+    return BatchExchange(ex.method, ex.path, ex.attribution, ex.body, ex.started_at, origin, prefix)
 
 
 def _requested_model(body: bytes) -> str | None:

@@ -23,6 +23,7 @@ TABLES = {
     "session_context",
     "api_keys",
     "api_key_audit",
+    "message_batches",
 }
 
 

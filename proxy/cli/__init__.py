@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import NoReturn
 
 from proxy.cli import (
+    backfill,
     claude_code,
     common,
     keys,
@@ -50,6 +51,7 @@ COMMAND_MODULES = (
     settings,
     claude_code,
     work,
+    backfill,
 )
 
 

@@ -51,7 +51,7 @@ def _moment(text: str) -> datetime:
     return as_utc(moment)
 
 
-def _pricer(settings: Settings) -> Any:
+def load_pricer(settings: Settings) -> Any:
     from proxy.pricing import Pricer, load_overrides
     from proxy.pricing.overrides import OverridesError
 
@@ -61,7 +61,7 @@ def _pricer(settings: Settings) -> Any:
 
 
 def _show(args: argparse.Namespace, settings: Settings) -> int:
-    pricer, at = _pricer(settings), args.at or datetime.now(UTC)
+    pricer, at = load_pricer(settings), args.at or datetime.now(UTC)
     for provider in (args.provider,) if args.provider else PROVIDERS:
         served = {"service_tier": args.tier, "inference_geo": args.geo, "speed": args.speed}
         card = pricer.rate_card(provider, args.model, at, **served)
@@ -79,7 +79,7 @@ def _missing(args: argparse.Namespace, settings: Settings) -> int:
     if not found:
         print("every request seen so far had a price")
         return 0
-    pricer, now = _pricer(settings), datetime.now(UTC)
+    pricer, now = load_pricer(settings), datetime.now(UTC)
 
     def priced_now(row: Unpriced) -> str:
         known = bool(row.model) and pricer.rate_card(row.provider, row.model, now) is not None
@@ -101,7 +101,7 @@ _MISSING: list[Column[Unpriced]] = [
 def _reprice(args: argparse.Namespace, settings: Settings) -> int:
     from proxy.repricing import reprice
 
-    pricer, start = _pricer(settings), since(args.since)
+    pricer, start = load_pricer(settings), since(args.since)
     result = run_with_engine(
         settings, lambda engine: reprice(engine, pricer, start, dry_run=args.dry_run)
     )

@@ -245,21 +245,10 @@ class AnthropicTap(BodyTap):
             self._read_error(payload)
 
     def _read_message(self, message: dict[str, Any]) -> None:
-        facts = self._facts
-        facts.model = as_str(message.get("model")) or facts.model
-        facts.message_id = as_str(message.get("id")) or facts.message_id
-        facts.stop_reason = as_str(message.get("stop_reason")) or facts.stop_reason
-        self._read_usage(message.get("usage"))
+        _read_message(self._facts, self._counts, message)
 
     def _read_usage(self, usage: object) -> None:
-        if not isinstance(usage, dict):
-            return
-        self._counts.update(usage)
-        facts = self._facts
-        facts.saw_usage = True
-        facts.service_tier = as_str(usage.get("service_tier")) or facts.service_tier
-        facts.inference_geo = as_str(usage.get("inference_geo")) or facts.inference_geo
-        facts.speed = as_str(usage.get("speed")) or facts.speed
+        _read_usage(self._facts, self._counts, usage)
 
     def _read_error(self, payload: dict[str, Any]) -> None:
         self._facts.error_type = as_str(as_object(payload.get("error")).get("type")) or "unknown"
@@ -277,3 +266,34 @@ class AnthropicTap(BodyTap):
         else:
             self._read_message(payload)
         self._facts.complete = True
+
+
+def _read_message(facts: ResponseFacts, counts: _Counts, message: dict[str, Any]) -> None:
+    facts.model = as_str(message.get("model")) or facts.model
+    facts.message_id = as_str(message.get("id")) or facts.message_id
+    facts.stop_reason = as_str(message.get("stop_reason")) or facts.stop_reason
+    _read_usage(facts, counts, message.get("usage"))
+
+
+def _read_usage(facts: ResponseFacts, counts: _Counts, usage: object) -> None:
+    if not isinstance(usage, dict):
+        return
+    counts.update(usage)
+    facts.saw_usage = True
+    facts.service_tier = as_str(usage.get("service_tier")) or facts.service_tier
+    facts.inference_geo = as_str(usage.get("inference_geo")) or facts.inference_geo
+    facts.speed = as_str(usage.get("speed")) or facts.speed
+
+
+def message_facts(message: dict[str, Any]) -> ResponseFacts:
+    """The facts of one Message object read whole (a batch result, a Claude Code transcript
+    line): the same reading, and the same problems, as the tap's for a JSON answer."""
+    counts = _Counts(set())
+    facts = ResponseFacts()
+    _read_message(facts, counts, message)
+    result = facts.with_usage(counts.to_usage())
+    if counts.iterations:
+        _with_iterations(result, counts.iterations, counts.problems)
+    result.complete = result.metered = True
+    result.problems = tuple(sorted(counts.problems))
+    return result

@@ -205,3 +205,17 @@ api_key_audit = Table(
     Column("detail", Text, nullable=False),
     Index(None, "public_id"),
 )
+# A Message Batch created through the proxy: who created it (the attribution its results are
+# billed to when they are downloaded, possibly by another replica or after a restart), which
+# models its requests name, how many requests it holds.
+message_batches = Table(
+    "message_batches",
+    metadata,
+    Column("batch_id", String, primary_key=True),
+    Column("provider", String, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("model", String, nullable=True),
+    Column("request_count", Integer, nullable=False),
+    *(_text(n) for n in ("user", "team", "task", "session", "agent", "key_fingerprint")),
+    Column("attribution_source", String, nullable=False),
+)

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.fakes import anthropic_format as wire
+from tests.fakes.anthropic_batches import FakeBatches
 
 DEFAULT_USAGE: dict[str, Any] = {
     "input_tokens": 11,
@@ -75,6 +76,7 @@ class FakeAnthropic:
     served: list[dict[str, Any]] = field(default_factory=list)  # messages sent to their end
     pause_s: float = 0.3
     sent_at: list[float] = field(default_factory=list)  # monotonic time each SSE event went out
+    batches: FakeBatches = field(default_factory=FakeBatches)  # /v1/messages/batches
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         received = await receive_request(scope, receive, send)
@@ -89,6 +91,9 @@ class FakeAnthropic:
             return
         if req.path == "/v1/messages/count_tokens" or scenario == "count_tokens":
             await _json(send, 200, {"input_tokens": 2095}, req)
+            return
+        if req.path.startswith("/v1/messages/batches"):
+            await self._batch(req, send)
             return
         if req.path == "/v1/models":
             await _json(send, 200, {"data": [{"id": "claude-opus-4-8", "type": "model"}]}, req)
@@ -111,6 +116,20 @@ class FakeAnthropic:
         else:
             await _json(send, 200, message, req)
         self.served.append(message)
+
+    async def _batch(self, req: Received, send: Any) -> None:
+        host = req.header("host") or ""
+        status, content_type, body = self.batches.answer(req.method, req.path, req.body, host)
+        headers = [
+            (b"content-type", content_type.encode()),
+            (b"request-id", _request_id().encode()),
+        ]
+        if "gzip" in (req.header("accept-encoding") or ""):
+            body = gzip.compress(body)
+            headers.append((b"content-encoding", b"gzip"))
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
     async def _stream(self, send: Any, message: dict[str, Any], scenario: str) -> None:
         await send(
