@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote_to_bytes
 
+from proxy.billing import classify
 from proxy.text import CONTROL, NAME_MAX_CHARS
 from proxy.usage import Attribution
 
@@ -240,6 +241,7 @@ class Identifier:
             agent=_label(headers.get(AGENT_HEADER)),
             key_fingerprint=fp,
             source=source,
+            billing=classify(headers),
         )
 
     def needs_body(self, headers: Mapping[bytes, bytes]) -> bool:

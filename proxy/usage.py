@@ -197,8 +197,9 @@ class Attribution:
     task: str | None = None
     session: str | None = None
     agent: str | None = None
-    key_fingerprint: str | None = None
+    key_fingerprint: str | None = None  # of a subscription's OAuth token: the seat's id
     source: str = "none"  # proxy_key | header | path | key_map | client | none
+    billing: str = "unknown"  # ``proxy.billing.Billing``: api_key | subscription | unknown
 
 
 @dataclass(slots=True)
@@ -210,6 +211,9 @@ class Cost:
     sticker: Decimal  # the same tokens at list input/output price with no caching
     price_version: str  # e.g. "genai-prices 0.2.3+overlay 2026-11-26+overrides 3f2a…"
     catalog_model: str | None = None  # the catalog's id for the model that priced it
+    # A subscription (seat) exchange: paid per token nothing (``total`` and every kind 0), and
+    # this is what the same tokens cost at list price: never added to ``total``.
+    api_equivalent: Decimal | None = None
 
 
 class _EventIds:

@@ -21,6 +21,9 @@ Change a table here and add a migration in the same change.
   statement/transaction as ``usage_hourly``; reports read whole days here and only the edge hours
   of a range from ``usage_hourly``. Kept when raw events are purged.
 - ``people`` and ``tasks``: records the API maintains (compensation history, task value).
+- ``seats``: the subscription seat a person holds (plan name, USD per month), which
+  ``tokenmeter seats`` maintains; ``usage_events.billing`` says which events a seat paid for
+  (``proxy.billing``), ``api_equivalent_usd`` what they would have cost on the API.
 
 Money and other exact quantities use ``Fixed`` (NUMERIC(20, 10)); times use ``UTCDateTime``.
 """
@@ -83,6 +86,7 @@ usage_events = Table(
     _text("error_type"),
     *(_text(n) for n in ("user", "team", "task", "session", "agent", "key_fingerprint")),
     Column("attribution_source", String, nullable=False),
+    _text("billing"),
     *(_tokens(n) for n in COUNT_COLUMNS),
     *(_text(n) for n in ("service_tier", "inference_geo", "speed")),
     *(_money(n) for n in COST_COLUMNS),
@@ -134,5 +138,14 @@ tasks = Table(
     Column("human_hours", Fixed(), nullable=True),
     Column("hourly_rate_usd", Fixed(), nullable=True),
     Column("value_usd", Fixed(), nullable=True),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+seats = Table(
+    "seats",
+    metadata,
+    Column("user", String, primary_key=True),
+    Column("plan", String, nullable=True),
+    Column("usd_per_month", Fixed(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
 )

@@ -1,0 +1,104 @@
+"""Subscription seats end to end: the real anthropic SDK logged in with an OAuth bearer (as Claude
+Code is after ``/login``) through the real proxy to the fake upstream; what is stored, reported
+and counted for it next to API-key traffic.
+
+The list price is computed here by hand from Anthropic's pricing page (Opus 4.8: $5 input,
+$6.25 5-minute write, $10 1-hour write, $0.50 read, $25 output per MTok) for the fake's default
+usage: 11 input, 40 + 20 cache writes, 300 read, 7 output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import pytest
+import sqlalchemy as sa
+
+from proxy.attribution import fingerprint
+from proxy.store.tables import usage_events
+from tests.conftest import Proxy
+
+OAUTH_TOKEN = "sk-ant-oat01-test-seat-token-of-alice"
+OAUTH_BETA = "oauth-2025-04-20"
+# 11×5 + 40×6.25 + 20×10 + 300×0.5 + 7×25 = 830 µ$
+LIST_PRICE = Decimal("0.000830")
+
+
+def seat_client(proxy: Proxy) -> anthropic.Anthropic:
+    """The SDK as a claude.ai login drives it: an OAuth bearer and the OAuth beta flag."""
+    return anthropic.Anthropic(
+        base_url=proxy.url,
+        auth_token=OAUTH_TOKEN,
+        default_headers={"anthropic-beta": OAUTH_BETA},
+        max_retries=0,
+    )
+
+
+@pytest.fixture
+def seat(proxy: Proxy) -> Iterator[anthropic.Anthropic]:
+    with seat_client(proxy) as client:
+        yield client
+
+
+def rows(proxy: Proxy, task: str, n: int) -> list[dict[str, Any]]:
+    """The ``usage_events`` rows of ``task``, once the recorder wrote ``n`` of them."""
+    proxy.task(task, n)
+    url = str(proxy.app.parts.settings.database_url).replace("+aiosqlite", "")
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            query = sa.select(usage_events).where(usage_events.c.task == task)
+            return [dict(row) for row in conn.execute(query).mappings()]
+    finally:
+        engine.dispose()
+
+
+def ask(client: anthropic.Anthropic, task: str, *, stream: bool = False) -> None:
+    request: dict[str, Any] = {
+        "model": "claude-opus-4-8",
+        "max_tokens": 64,
+        "messages": [{"role": "user", "content": "hello"}],
+        "extra_headers": {"x-tokenmeter-task": task, "x-tokenmeter-user": "alice"},
+    }
+    if stream:
+        with client.messages.stream(**request) as events:
+            events.until_done()
+    else:
+        client.messages.create(**request)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_oauth_traffic_is_a_seat_paid_zero_worth_its_list_price(
+    proxy: Proxy, seat: anthropic.Anthropic, stream: bool
+) -> None:
+    ask(seat, "T-seat", stream=stream)
+    (row,) = rows(proxy, "T-seat", 1)
+    assert row["billing"] == "subscription"
+    assert row["key_fingerprint"] == fingerprint(OAUTH_TOKEN, proxy.app.parts.settings.key_salt)
+    assert row["cost_usd"] == 0
+    assert row["sticker_usd"] == 0
+    assert row["api_equivalent_usd"] == LIST_PRICE
+
+
+def test_api_key_traffic_is_paid_with_no_api_equivalent(
+    proxy: Proxy, claude: anthropic.Anthropic
+) -> None:
+    ask(claude, "T-key")
+    (row,) = rows(proxy, "T-key", 1)
+    assert row["billing"] == "api_key"
+    assert row["cost_usd"] == LIST_PRICE
+    assert row["api_equivalent_usd"] is None
+
+
+def test_the_oauth_token_is_never_stored(
+    proxy: Proxy, seat: anthropic.Anthropic, tmp_path: Path
+) -> None:
+    ask(seat, "T-secret")
+    rows(proxy, "T-secret", 1)
+    stored = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
+    assert OAUTH_TOKEN.encode() not in stored
+    assert b"test-seat-token" not in stored
