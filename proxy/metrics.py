@@ -19,6 +19,7 @@ rename a collector here and that test names every panel and rule that broke.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from decimal import Decimal
 from pathlib import Path
 from typing import TypeVar
 
@@ -114,6 +115,8 @@ class Metrics:
         self._tokens: _Children[Counter] = {}
         self._cost: _Children[Counter] = {}
         self._sticker: _Children[Counter] = {}
+        self._api_equivalent: _Children[Counter] = {}
+        self._api_equivalent_tokens: _Children[Counter] = {}
         self._unpriced: _Children[Counter] = {}
         self._problems: _Children[Counter] = {}
         self._unpriced_tokens: _Children[Counter] = {}
@@ -152,6 +155,20 @@ class Metrics:
         self.sticker = Counter(
             "tokenmeter_sticker_cost_usd",
             "What the same tokens would cost at list input/output prices with no caching.",
+            ("provider", "model", "user", "team"),
+            registry=registry,
+        )
+        self.api_equivalent = Counter(
+            "tokenmeter_api_equivalent_cost_usd",
+            "What subscription (seat) traffic would have cost at list price; its paid dollars"
+            " (tokenmeter_cost_usd) are 0. Never add the two.",
+            ("provider", "model", "user", "team"),
+            registry=registry,
+        )
+        self.api_equivalent_tokens = Counter(
+            "tokenmeter_api_equivalent_tokens",
+            "Tokens (all five kinds) of priced subscription (seat) traffic: paid $/MTok leaves"
+            " them out.",
             ("provider", "model", "user", "team"),
             registry=registry,
         )
@@ -331,6 +348,14 @@ class Metrics:
         if cost.sticker:
             sticker = _child(self.sticker, self._sticker, (provider, model, user, team))
             sticker.inc(float(cost.sticker))
+        if cost.api_equivalent is not None:
+            self._observe_seat(event, cost.api_equivalent, (provider, model, user, team))
+
+    def _observe_seat(self, event: UsageEvent, dollars: Decimal, who: tuple[str, ...]) -> None:
+        """A seat's exchange: its list price and tokens, beside (never in) the paid dollars."""
+        _child(self.api_equivalent, self._api_equivalent, who).inc(float(dollars))
+        if tokens := event.usage.total_tokens():
+            _child(self.api_equivalent_tokens, self._api_equivalent_tokens, who).inc(tokens)
 
     def _observe_latency(self, event: UsageEvent) -> None:
         key = (event.provider,)

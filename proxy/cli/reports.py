@@ -35,6 +35,7 @@ from proxy.cli.tables import (
     keyed,
     multiple,
     render,
+    seat_note,
     share,
     spent,
     window_line,
@@ -166,6 +167,8 @@ def _blended(args: argparse.Namespace, settings: Settings) -> int:
     if not args.json:
         print(window_line(found.filters))
     text = render(keyed(args.by, BLENDED), rows)
+    if note := seat_note(t for _, t in rows):
+        text += "\n" + note
     return _print(found.as_json(), args, text, (not t.cost_complete for _, t in rows))
 
 
@@ -314,6 +317,8 @@ def _task_show(args: argparse.Namespace, settings: Settings) -> int:
     rows = [*view.by_model.items(), ("total", view.totals)]
     print(render(keyed("model", BLENDED), rows))
     if note := footnote(not t.cost_complete for _, t in rows):
+        print(note)
+    if note := seat_note(t for _, t in rows):
         print(note)
     print(_roi_line(view))
     return 0

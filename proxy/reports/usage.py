@@ -1,9 +1,9 @@
-"""Totals per user, team, model, provider, task, session, key or day over a time window.
+"""Totals per user, team, model, provider, task, session, key, billing or day over a window.
 
 One window, one answer: every grouping and view counts exactly the events with
-``start <= ts < end``. Grouped by task, session or key (the salted fingerprint of the caller's
-API key) the answer comes from raw events (those keys are not in the rollup). Every other
-grouping reads the whole UTC hours inside the window from the rollups (whole days from
+``start <= ts < end``. Grouped by task, session, key (the salted fingerprint of the caller's
+API key or seat token) or billing (``proxy.billing``) the answer comes from raw events (those
+keys are not in the rollup). Every other grouping reads the whole UTC hours inside the window from the rollups (whole days from
 ``usage_daily``, the other whole hours from ``usage_hourly``, ``rollup_source``) and the partial
 hours at either edge from raw events, summed the way a rollup row is (``rollup.hourly_sums``).
 ``resolve`` decides the window a report answers for: the one asked, except a start whose hour's
@@ -33,9 +33,9 @@ from proxy.store.rollup import hourly_sums, oldest_raw
 from proxy.store.tables import usage_daily, usage_events, usage_hourly
 from proxy.usage import as_utc
 
-GROUPS = ("user", "team", "model", "provider", "task", "session", "key", "day")
+GROUPS = ("user", "team", "model", "provider", "task", "session", "key", "billing", "day")
 NONE_KEY = "(none)"
-_RAW_GROUPS = {"task", "session", "key"}
+_RAW_GROUPS = {"task", "session", "key", "billing"}
 _COLUMNS = {"key": "key_fingerprint"}
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)
 Bound = datetime | None

@@ -102,3 +102,44 @@ def test_the_oauth_token_is_never_stored(
     stored = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
     assert OAUTH_TOKEN.encode() not in stored
     assert b"test-seat-token" not in stored
+
+
+TOKENS = 11 + 60 + 300 + 7  # the fake's default usage, five kinds
+
+
+def test_reports_show_paid_and_api_equivalent_side_by_side(
+    proxy: Proxy, seat: anthropic.Anthropic, claude: anthropic.Anthropic
+) -> None:
+    """alice on a seat (two requests), bob on an API key (one): paid and API-equivalent dollars
+    in separate columns, and blended $/MTok over bob's paid tokens only."""
+    ask(seat, "T-mix")
+    ask(seat, "T-mix", stream=True)
+    claude.messages.create(
+        model="claude-opus-4-8",
+        max_tokens=64,
+        messages=[{"role": "user", "content": "hello"}],
+        extra_headers={"x-tokenmeter-task": "T-mix", "x-tokenmeter-user": "bob"},
+    )
+    rows(proxy, "T-mix", 3)
+    response = proxy.http.get("/api/v1/reports/blended", params={"by": "user"})
+    data = response.json()
+    by_user = {row["user"]: row for row in data["rows"]}
+    alice, bob, total = by_user["alice"], by_user["bob"], data["total"]
+    assert (alice["cost_usd"], alice["api_equivalent_usd"]) == ("0.000000", "0.001660")
+    assert alice["blended_usd_per_mtok"] is None  # nothing paid per token
+    assert "2 subscription (seat) requests paid $0" in alice["billing_note"]
+    assert (bob["cost_usd"], bob["api_equivalent_usd"]) == ("0.000830", "0.000000")
+    assert "billing_note" not in bob
+    assert (total["cost_usd"], total["api_equivalent_usd"]) == ("0.000830", "0.001660")
+    assert total["paid_tokens"] == TOKENS
+    per_mtok = (LIST_PRICE * 1_000_000 / TOKENS).quantize(Decimal("0.000001"))
+    assert total["blended_usd_per_mtok"] == str(per_mtok)
+    alice_labels = {"provider": "anthropic", "model": "claude-opus-4-8", "user": "alice"}
+    labels = alice_labels | {"team": ""}
+    assert proxy.metric("tokenmeter_api_equivalent_cost_usd_total", **labels) == pytest.approx(
+        0.00166
+    )
+    assert proxy.metric("tokenmeter_api_equivalent_tokens_total", **labels) == 2 * TOKENS
+    assert proxy.metric("tokenmeter_cost_usd_total", **labels, kind="output") == 0
+    bob_labels = labels | {"user": "bob"}
+    assert proxy.metric("tokenmeter_api_equivalent_cost_usd_total", **bob_labels) == 0
