@@ -4,8 +4,9 @@ One window, one answer: every grouping and view counts exactly the events with
 ``start <= ts < end``. Grouped by task, session, key (the salted fingerprint of the caller's
 API key or seat token) or billing (``proxy.billing``) the answer comes from raw events (those
 keys are not in the rollup). Every other grouping reads the whole UTC hours inside the window
-from the rollups (whole days from ``usage_daily``, the other whole hours from ``usage_hourly``, ``rollup_source``) and the partial
-hours at either edge from raw events, summed the way a rollup row is (``rollup.hourly_sums``).
+from the rollups (whole days from ``usage_daily``, the other whole hours from ``usage_hourly``,
+``rollup_source``) and the partial hours at either edge from raw events, summed the way a
+rollup row is (``rollup.hourly_sums``).
 ``resolve`` decides the window a report answers for: the one asked, except a start whose hour's
 raw events retention already purged, which moves to the top of that hour (read whole from the
 rollup); reports echo the resolved window.
