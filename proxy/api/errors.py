@@ -7,8 +7,9 @@ raised, a JSON ``{"detail": message}`` with the status below, the message the do
   end, an unknown grouping, compensation that cannot be converted to USD): 400;
 - ``tasks.TaskRecordError``: a task record refused (negative hours, an unknown field …): 400;
 - ``people.PersonError``: a person record refused (unknown currency, control characters …): 422;
-- ``people.PeopleImportError``: a CSV refused, nothing imported: 422, with every problem and its
-  line as ``errors: [{"line": …, "error": …}]``.
+- ``seats.SeatError``: a seat record refused: 422;
+- ``people.PeopleImportError``, ``seats.SeatImportError``: a CSV refused, nothing imported: 422,
+  with every problem and its line as ``errors: [{"line": …, "error": …}]``.
 """
 
 from __future__ import annotations
@@ -20,9 +21,15 @@ from fastapi.responses import JSONResponse
 
 from proxy.people import PeopleImportError, PersonError
 from proxy.reports import ReportError
+from proxy.seats import SeatError, SeatImportError
 from proxy.tasks import TaskRecordError
 
-STATUS: dict[type[Exception], int] = {ReportError: 400, TaskRecordError: 400, PersonError: 422}
+STATUS: dict[type[Exception], int] = {
+    ReportError: 400,
+    TaskRecordError: 400,
+    PersonError: 422,
+    SeatError: 422,
+}
 
 
 def register(app: FastAPI) -> None:
@@ -30,6 +37,7 @@ def register(app: FastAPI) -> None:
     for error, status in STATUS.items():
         app.add_exception_handler(error, _detail(status))
     app.add_exception_handler(PeopleImportError, _import_refused)
+    app.add_exception_handler(SeatImportError, _import_refused)
 
 
 def _detail(status: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
@@ -40,6 +48,6 @@ def _detail(status: int) -> Callable[[Request, Exception], Awaitable[JSONRespons
 
 
 async def _import_refused(request: Request, exc: Exception) -> JSONResponse:
-    problems = exc.errors if isinstance(exc, PeopleImportError) else []
+    problems = exc.errors if isinstance(exc, PeopleImportError | SeatImportError) else []
     errors = [{"line": line, "error": message} for line, message in problems]
     return JSONResponse({"detail": "nothing imported", "errors": errors}, status_code=422)

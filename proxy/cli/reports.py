@@ -1,7 +1,7 @@
 """``tokenmeter report …`` and ``tokenmeter task …``: the reports in the terminal, or JSON.
 
-``report blended|people|tasks|roi|distribution`` print aligned tables; ``--json`` prints what the
-REST API answers. ``blended``, ``tasks`` and ``roi`` take ``--since``/``--until`` and count
+``report blended|people|tasks|roi|distribution|seats`` print aligned tables; ``--json`` prints
+what the REST API answers. ``blended``, ``tasks`` and ``roi`` take ``--since``/``--until`` and count
 exactly the events in that window, as ``tokenmeter usage`` does; a dollar figure is ``?`` when
 unknown and ends in ``*`` when it covers priced requests only (a legend says so).
 ``task show ID`` gives one task's cost and ROI; ``task set ID`` records what the
@@ -20,6 +20,7 @@ from typing import Any
 
 from proxy.cli.common import SINCE_HELP, USAGE, CliError, refused, run_with_engine, since
 from proxy.cli.tables import (
+    API_EQUIVALENT,
     BLENDED,
     COST,
     NONE,
@@ -44,6 +45,7 @@ from proxy.config import Settings
 from proxy.people import Person
 from proxy.reports import CompensationReport, TaskRow, TaskView, Totals, Window
 from proxy.reports.compensation import Spend, team_of
+from proxy.reports.seats import SeatMonth
 from proxy.reports.totals import money
 
 
@@ -58,9 +60,13 @@ def add_commands(sub: Any) -> None:
         ("tasks", _tasks, "tasks by cost or ROI"),
         ("roi", _roi, "tasks with a value: cost, value, ROI"),
         ("distribution", _distribution, "percentiles, top-N share, Gini across people"),
+        ("seats", _seats, "per seat and month: API-equivalent value vs seat price"),
     ):
         parser = kinds.add_parser(name, help=text)
-        parser.add_argument("--since", default="30d", type=since, help=SINCE_HELP)
+        if name == "seats":
+            parser.add_argument("--months", type=_count, default=3, help="calendar months (UTC)")
+        else:
+            parser.add_argument("--since", default="30d", type=since, help=SINCE_HELP)
         if name in {"blended", "tasks", "roi"}:
             parser.add_argument("--until", type=since, help="end of the window (default: now)")
         parser.add_argument("--json", action="store_true", help="print JSON")
@@ -247,6 +253,42 @@ class _Payroll:
     spend: Spend
 
 
+def _seats(args: argparse.Namespace, settings: Settings) -> int:
+    from proxy import reports
+
+    found = _run(settings, lambda engine: reports.seat_report(engine, args.months))
+    text = render(_SEAT_COLUMNS, found.rows)
+    if any(row.to_date for row in found.rows):
+        text += "\n~ month to date: its value can still grow; the price is the whole month's"
+    return _print(found.as_json(), args, text)
+
+
+def _month(row: SeatMonth) -> str:
+    return row.month.strftime("%Y-%m") + ("~" if row.to_date else "")
+
+
+def _saves(row: SeatMonth) -> str:
+    saves = row.seat_saves_usd
+    return NONE if saves is None else money(saves)
+
+
+_SEAT_COLUMNS: list[Column[SeatMonth]] = [
+    Column("user", lambda row: row.user),
+    Column("month", _month),
+    Column("plan", lambda row: row.seat.plan or "" if row.seat else ""),
+    Column("seat $", lambda row: entered(row.price_usd)),
+    Column("API-equiv $", lambda row: money(row.value_usd)),
+    Column("value/price", lambda row: multiple(row.value_per_price)),
+    Column("seat saves $", _saves),
+    Column("verdict", lambda row: row.verdict),
+    Column("paid $", lambda row: spent(row.totals, row.totals.known_cost_usd)),
+]
+
+
+def _seat_year(spend: Spend) -> str:
+    return money(spend.seat_usd_per_year) if spend.seat_usd_per_year else NONE
+
+
 def _compensation_table(report: CompensationReport) -> str:
     """People, then (after a blank line) teams and the org: pay against annualized spend."""
     window = report.window
@@ -255,6 +297,8 @@ def _compensation_table(report: CompensationReport) -> str:
         Column("team", lambda row: row.team),
         Column("compensation", lambda row: row.pay),
         Column("spend $", lambda row: spent(row.spend.totals, row.spend.totals.known_cost_usd)),
+        Column("API-equiv $", lambda row: API_EQUIVALENT.cell(row.spend.totals)),
+        Column("seats $/yr", lambda row: _seat_year(row.spend)),
         Column(
             "annualized $",
             lambda row: spent(row.spend.totals, row.spend.annualized_usd(window), str),

@@ -12,12 +12,14 @@ Unknown dollars are null, never $0 (``totals``). One module per question:
 - ``tasks``: one task's view, the task list, and ROI;
 - ``compensation``: annualized spend vs compensation per person, team and org;
 - ``distribution``: percentiles, top-N share and Gini across people;
-- ``unpriced``: models seen in traffic without a price.
+- ``unpriced``: models seen in traffic without a price;
+- ``seats``: per subscription seat and month, API-equivalent value vs seat price (break-even).
 """
 
 from proxy.reports.blended import BLENDED_GROUPS, Blended, blended
 from proxy.reports.compensation import CompensationReport, Window, compensation_report, trailing
 from proxy.reports.distribution import METRICS, Distribution, distribution
+from proxy.reports.seats import SeatReport, seat_report
 from proxy.reports.tasks import (
     SORTS,
     RoiReport,
@@ -42,6 +44,7 @@ __all__ = [
     "Filters",
     "ReportError",
     "RoiReport",
+    "SeatReport",
     "TaskRow",
     "TaskView",
     "Totals",
@@ -53,6 +56,7 @@ __all__ = [
     "list_tasks",
     "resolve",
     "roi_report",
+    "seat_report",
     "task_view",
     "total_of",
     "trailing",

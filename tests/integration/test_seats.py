@@ -143,3 +143,25 @@ def test_reports_show_paid_and_api_equivalent_side_by_side(
     assert proxy.metric("tokenmeter_cost_usd_total", **labels, kind="output") == 0
     bob_labels = labels | {"user": "bob"}
     assert proxy.metric("tokenmeter_api_equivalent_cost_usd_total", **bob_labels) == 0
+
+
+def test_seats_and_the_seat_report_through_the_api(proxy: Proxy, seat: anthropic.Anthropic) -> None:
+    ask(seat, "T-api")
+    rows(proxy, "T-api", 1)
+    put = proxy.http.put("/api/v1/seats/alice", json={"plan": "max-20x", "usd_per_month": "200"})
+    assert put.status_code == 200, put.text
+    assert proxy.http.get("/api/v1/seats").json()["rows"][0]["usd_per_month"] == "200"
+    refused = proxy.http.put("/api/v1/seats/bob", json={"usd_per_month": "-1"})
+    assert refused.status_code == 422
+    imported = proxy.http.post(
+        "/api/v1/seats/import",
+        content="user,usd_per_month\nbob,abc\n",
+        headers={"content-type": "text/csv"},
+    )
+    assert imported.status_code == 422
+    assert imported.json()["errors"][0]["line"] == 2
+    report = proxy.http.get("/api/v1/reports/seats", params={"months": 1}).json()
+    (alice,) = report["rows"]
+    assert (alice["user"], alice["plan"], alice["seat_usd"]) == ("alice", "max-20x", "200")
+    assert alice["api_equivalent_usd"] == str(LIST_PRICE)
+    assert (alice["verdict"], alice["month_to_date"]) == ("API cheaper", True)
