@@ -37,10 +37,12 @@ from proxy.attribution import (
     RoutedPath,
     split_path,
 )
+from proxy.billing import Billing
 from proxy.failures import Failure
 from proxy.intake import Refusal, check_path, check_query, raw_target, read_body
 from proxy.meter import Sink
 from proxy.providers import ChunkFilter, Provider, UsageTap
+from proxy.quota import read_quota
 from proxy.upstream import (
     Upstream,
     UpstreamBroken,
@@ -48,7 +50,7 @@ from proxy.upstream import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from proxy.usage import Attribution, ResponseFacts, Status, UsageEvent
+from proxy.usage import Attribution, QuotaReading, ResponseFacts, Status, UsageEvent
 
 log = logging.getLogger("tokenmeter.forward")
 _MAX_MODEL_SCAN = 4 * 1024 * 1024
@@ -137,6 +139,7 @@ class _Exchange:
     facts: ResponseFacts = field(default_factory=ResponseFacts)
     body: bytes = b""  # the request as received: read only to name the model of an error
     metered: bool = False
+    quota: tuple[QuotaReading, ...] = ()  # a seat's plan limits, from the response headers
 
 
 class Forwarder:
@@ -325,6 +328,8 @@ class Forwarder:
         ex.headers_at = time.perf_counter()
         ex.http_status = response.status
         ex.request_id = response.header("request-id") or response.header("x-request-id")
+        if ex.attribution.billing == Billing.SUBSCRIPTION:
+            ex.quota = read_quota(response.header)
         content_type = response.header("content-type")
         ex.stream = content_type is not None and content_type.startswith("text/event-stream")
         if ex.provider.is_metered(ex.method, ex.path):
@@ -411,6 +416,7 @@ def _build_event(ex: _Exchange) -> UsageEvent:
         first_token_ms=_ms(ex.t0, ex.first_chunk_at) if ex.stream else None,
         added_ms=_added_ms(ex),
         request_id=ex.request_id,
+        quota=ex.quota,
     )
 
 

@@ -172,6 +172,7 @@ class Metrics:
             ("provider", "model", "user", "team"),
             registry=registry,
         )
+        self._build_quota(registry)
         self.requests = Counter(
             "tokenmeter_requests",
             "Exchanges forwarded, by how they ended and the HTTP status.",
@@ -196,6 +197,41 @@ class Metrics:
             ("provider", "problem"),
             registry=registry,
         )
+
+    def _build_quota(self, registry: CollectorRegistry) -> None:
+        """A seat holder's plan limits, per window (``proxy.quota``): the latest reading."""
+        labels = ("user", "window")
+        self.quota_utilization = Gauge(
+            "tokenmeter_seat_quota_utilization",
+            "How much of a subscription plan window the seat holder has used (0..1), as the"
+            " latest response's unified rate-limit headers said.",
+            labels,
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.quota_reset = Gauge(
+            "tokenmeter_seat_quota_reset_timestamp_seconds",
+            "When the seat holder's plan window resets (Unix time), from the latest response.",
+            labels,
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.quota_rejected = Counter(
+            "tokenmeter_seat_quota_rejected",
+            "Seat responses whose plan window status was rejected (the plan's limit was hit).",
+            labels,
+            registry=registry,
+        )
+
+    def _observe_quota(self, event: UsageEvent, user: str) -> None:
+        for reading in event.quota:
+            who = (user, reading.window)
+            if reading.utilization is not None:
+                self.quota_utilization.labels(*who).set(reading.utilization)
+            if reading.reset_at is not None:
+                self.quota_reset.labels(*who).set(reading.reset_at)
+            if reading.status == "rejected":
+                self.quota_rejected.labels(*who).inc()
 
     def _build_latency(self, registry: CollectorRegistry) -> None:
         def histogram(name: str, doc: str, buckets: tuple[float, ...]) -> Histogram:
@@ -307,6 +343,8 @@ class Metrics:
             if count:
                 _child(tokens, children, (provider, model, kind, user, team)).inc(count)
         self._observe_cost(event, model, user, team)
+        if event.quota:
+            self._observe_quota(event, user)
         for problem in event.facts.problems:
             _child(self.usage_problems, self._problems, (provider, problem)).inc()
         self._observe_latency(event)

@@ -216,6 +216,18 @@ class Cost:
     api_equivalent: Decimal | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class QuotaReading:
+    """One window of a subscription's plan limit, as a response's unified rate-limit headers
+    said it (``proxy.quota``): how much of the window is used (0..1), when it resets (Unix
+    seconds), and its status (``allowed``, ``allowed_warning``, ``rejected``)."""
+
+    window: str  # one of ``proxy.quota.WINDOWS``: a bounded metric label
+    utilization: float | None = None
+    reset_at: float | None = None
+    status: str | None = None
+
+
 class _EventIds:
     """A random 64-bit prefix per process and a counter. Renewed in a forked child (so workers
     never share a prefix) by a fork hook, not by checking the pid per event: getpid() is a system
@@ -261,6 +273,7 @@ class UsageEvent:
     request_id: str | None = None  # upstream's `request-id` header
     cost: Cost | None = None
     event_id: str = field(default_factory=new_event_id)
+    quota: tuple[QuotaReading, ...] = ()  # a seat's plan limits, from the response headers
 
     @property
     def usage(self) -> Usage:
@@ -287,6 +300,7 @@ class UsageEvent:
             self.request_id,
             cost,
             self.event_id,
+            self.quota,
         )
 
     @property

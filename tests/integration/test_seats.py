@@ -9,6 +9,7 @@ usage: 11 input, 40 + 20 cache writes, 300 read, 7 output.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -165,3 +166,30 @@ def test_seats_and_the_seat_report_through_the_api(proxy: Proxy, seat: anthropic
     assert (alice["user"], alice["plan"], alice["seat_usd"]) == ("alice", "max-20x", "200")
     assert alice["api_equivalent_usd"] == str(LIST_PRICE)
     assert (alice["verdict"], alice["month_to_date"]) == ("API cheaper", True)
+
+
+def test_a_seats_plan_limits_are_gauges_per_seat_holder(
+    proxy: Proxy, seat: anthropic.Anthropic
+) -> None:
+    ask(seat, "T-quota", stream=True)
+    rows(proxy, "T-quota", 1)
+    five_hours = {"user": "alice", "window": "5h"}
+    assert proxy.metric("tokenmeter_seat_quota_utilization", **five_hours) == 0.42
+    assert proxy.metric("tokenmeter_seat_quota_reset_timestamp_seconds", **five_hours) == 1.795e9
+    assert proxy.metric("tokenmeter_seat_quota_utilization", user="alice", window="7d") == 0.18
+    limited = json.dumps({"5h": [1.0, 1795000000, "rejected"], "7d_zz": [0.5, 1, "allowed"]})
+    seat.messages.create(
+        model="claude-opus-4-8",
+        max_tokens=64,
+        messages=[{"role": "user", "content": "hello"}],
+        extra_headers={
+            "x-tokenmeter-task": "T-quota",
+            "x-tokenmeter-user": "alice",
+            "x-fake-quota": limited,
+        },
+    )
+    rows(proxy, "T-quota", 2)
+    assert proxy.metric("tokenmeter_seat_quota_utilization", **five_hours) == 1.0
+    assert proxy.metric("tokenmeter_seat_quota_rejected_total", **five_hours) == 1
+    exposed = proxy.http.get("/metrics").text
+    assert "7d_zz" not in exposed  # windows are a fixed list: a bounded label
