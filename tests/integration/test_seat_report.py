@@ -13,6 +13,7 @@ from proxy.people import parse_csv, save_people
 from proxy.reports import Window, compensation_report, seat_report
 from proxy.store.engine import make_engine
 from proxy.store.tables import seats as seats_table
+from tests.factories import sample_cost
 from tests.seats_seed import NOW, OCTOBER, seed_seats
 
 
@@ -79,3 +80,18 @@ async def test_spend_vs_compensation_counts_the_seat_price_as_spend(engine: Asyn
     assert alice["seat_usd_per_year"] == "2400.00"
     assert alice["annualized_spend_usd"] == "2400.00"
     assert alice["spend_to_compensation"] == "0.0100"  # 2400 / 240000
+
+
+async def test_reprice_keeps_seat_events_paid_zero_and_reprices_their_api_equivalent(
+    engine: AsyncEngine,
+) -> None:
+    from proxy.pricing import Pricer
+    from proxy.repricing import reprice
+
+    await reprice(engine, Pricer(), OCTOBER.replace(day=1))
+    report = await seat_report(engine, 2, now=NOW)
+    bob = next(r for r in report.rows if r.user == "bob" and r.month.month == 10)
+    # Sonnet 4.5 list price of 1,000 input, 90,000 cache read, 9,000 output: $0.165 (was $40)
+    assert bob.value_usd == Decimal("0.165")
+    assert bob.totals.cost_usd == sample_cost().total  # his API-key event: paid, at list price
+    assert bob.totals.api_equivalent_requests == 1

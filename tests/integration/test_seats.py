@@ -21,7 +21,10 @@ import sqlalchemy as sa
 
 from proxy.attribution import fingerprint
 from proxy.store.tables import usage_events
+from tests.claude_code import run_claude
 from tests.conftest import Proxy
+from tests.fakes.anthropic_upstream import FakeAnthropic
+from tests.servers import ServerThread
 
 OAUTH_TOKEN = "sk-ant-oat01-test-seat-token-of-alice"
 OAUTH_BETA = "oauth-2025-04-20"
@@ -193,3 +196,26 @@ def test_a_seats_plan_limits_are_gauges_per_seat_holder(
     assert proxy.metric("tokenmeter_seat_quota_rejected_total", **five_hours) == 1
     exposed = proxy.http.get("/metrics").text
     assert "7d_zz" not in exposed  # windows are a fixed list: a bounded label
+
+
+def test_real_claude_code_with_an_oauth_token_is_a_seat(
+    proxy: Proxy, upstream: tuple[FakeAnthropic, ServerThread], tmp_path: Path
+) -> None:
+    """Claude Code logged in with a long-lived OAuth token (``CLAUDE_CODE_OAUTH_TOKEN``, what
+    ``claude setup-token`` prints for a subscription) through the proxy to the fake."""
+    fake, _ = upstream
+    done = run_claude(
+        "say hi",
+        home=tmp_path / "home",
+        base_url=proxy.url,
+        CLAUDE_CODE_OAUTH_TOKEN=OAUTH_TOKEN,
+        ANTHROPIC_CUSTOM_HEADERS="x-tokenmeter-user: alice\nx-tokenmeter-task: T-cc",
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    sent = [r for r in fake.requests if r.path == "/v1/messages"]
+    assert sent
+    assert sent[-1].header("authorization") == f"Bearer {OAUTH_TOKEN}"
+    assert OAUTH_BETA in (sent[-1].header("anthropic-beta") or "")
+    recorded = rows(proxy, "T-cc", len(sent))
+    assert {row["billing"] for row in recorded} == {"subscription"}
+    assert all(row["cost_usd"] == 0 and row["api_equivalent_usd"] > 0 for row in recorded)
