@@ -28,4 +28,5 @@ def test_what_is_not_a_known_window_or_a_number_is_skipped() -> None:
         "anthropic-ratelimit-unified-7d-utilization": "nan",
     }
     assert read_quota(headers.get) == ()
-    assert read_quota({}.get) == ()
+    none: dict[str, str] = {}
+    assert read_quota(none.get) == ()
