@@ -18,6 +18,8 @@ TOKENS = "tokenmeter_tokens_total"
 COST = "tokenmeter_cost_usd_total"
 STICKER = "tokenmeter_sticker_cost_usd_total"
 UNPRICED_TOKENS = "tokenmeter_unpriced_tokens_total"
+# Tokens of subscription (seat) traffic: paid $0 per token, so no paid $/MTok divides by them.
+SEAT_TOKENS = "tokenmeter_api_equivalent_tokens_total"
 REQUESTS = "tokenmeter_requests_total"
 # Pay as /metrics exports it by default: team totals, and who is in which team without an
 # amount (proxy/paymetrics.py); never a person's pay. Their team is the person's team in the
@@ -48,10 +50,12 @@ def over(fn: str, metric: str, filters: str, window: str, by: str = "", extra: s
 
 
 def priced_tokens(filters: str, window: str, by: str = "", fn: str = "increase") -> str:
-    """Tokens of requests with a known price (all five kinds): every $/MTok's denominator, so
-    requests without a price neither add dollars nor pull the rate down."""
+    """Tokens of paid requests with a known price (all five kinds): every $/MTok's denominator,
+    so requests without a price, and seat traffic (paid $0 per token), neither add dollars nor
+    pull the rate down. Each ``or`` keeps the groups that have no such tokens."""
     tokens = over(fn, TOKENS, filters, window, by)
-    return f"(({tokens} - {over(fn, UNPRICED_TOKENS, filters, window, by)}) or {tokens})"
+    priced = f"(({tokens} - {over(fn, UNPRICED_TOKENS, filters, window, by)}) or {tokens})"
+    return f"(({priced} - {over(fn, SEAT_TOKENS, filters, window, by)}) or {priced})"
 
 
 def blended(filters: str, window: str, by: str = "", fn: str = "increase") -> str:

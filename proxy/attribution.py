@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote_to_bytes
 
+from proxy.billing import classify
 from proxy.text import CONTROL, NAME_MAX_CHARS
 from proxy.usage import Attribution
 
@@ -273,6 +274,7 @@ class Identifier:
             agent=_label(headers.get(AGENT_HEADER)),
             key_fingerprint=fp,
             source=source,
+            billing=classify(headers),
         )
 
     def _count_override(self, source: str) -> None:

@@ -26,7 +26,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -39,12 +39,14 @@ from proxy.attribution import (
     Verified,
     split_path,
 )
+from proxy.billing import BY_IDENTITY, Billing
 from proxy.credentials import PASSTHROUGH, Admitted, KeyGate, KeyRefused
 from proxy.failures import Failure
 from proxy.intake import Refusal, check_path, check_query, raw_target, read_body
 from proxy.meter import Sink
 from proxy.oidc import OidcVerifier, bearer_jwt
 from proxy.providers import ChunkFilter, Provider, UsageTap
+from proxy.quota import read_quota
 from proxy.upstream import (
     Upstream,
     UpstreamBroken,
@@ -52,7 +54,7 @@ from proxy.upstream import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from proxy.usage import Attribution, ResponseFacts, Status, UsageEvent
+from proxy.usage import Attribution, QuotaReading, ResponseFacts, Status, UsageEvent
 
 log = logging.getLogger("tokenmeter.forward")
 _MAX_MODEL_SCAN = 4 * 1024 * 1024
@@ -184,6 +186,7 @@ class _Exchange:
     metered: bool = False
     batch: BatchExchange | None = None  # on a batch path only (``batch_jobs``)
     watch: BatchWatch | None = None
+    quota: tuple[QuotaReading, ...] = ()  # a seat's plan limits, from the response headers
 
 
 class Forwarder:
@@ -340,6 +343,8 @@ class Forwarder:
         if who is not None:
             verified = Verified(KeyOwner(who.user, who.team), who.label, who.source)
         attribution = self._identifier.identify(headers, routed, scan, verified)
+        if who is not None:  # paid per token, with the company's key
+            attribution = replace(attribution, billing=BY_IDENTITY.get(who.source, Billing.API_KEY))
         ex = _Exchange(provider, method, path, attribution, self._now(), time.perf_counter())
         ex.body = body
         ex.upstream_headers = keyed.headers
@@ -405,6 +410,8 @@ class Forwarder:
         ex.headers_at = time.perf_counter()
         ex.http_status = response.status
         ex.request_id = response.header("request-id") or response.header("x-request-id")
+        if ex.attribution.billing == Billing.SUBSCRIPTION:
+            ex.quota = read_quota(response.header)
         content_type = response.header("content-type")
         ex.stream = content_type is not None and content_type.startswith("text/event-stream")
         if ex.provider.is_metered(ex.method, ex.path):
@@ -503,6 +510,7 @@ def _build_event(ex: _Exchange) -> UsageEvent:
         first_token_ms=_ms(ex.t0, ex.first_chunk_at) if ex.stream else None,
         added_ms=_added_ms(ex),
         request_id=ex.request_id,
+        quota=ex.quota,
     )
 
 

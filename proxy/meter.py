@@ -125,6 +125,7 @@ def access_record(event: UsageEvent) -> dict[str, Any]:
         "task": who.task,
         "session": who.session,
         "source": who.source,
+        "billing": who.billing,
         "key_fingerprint": who.key_fingerprint,
         "request_id": event.request_id,
     }

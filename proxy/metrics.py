@@ -133,6 +133,8 @@ class Metrics:
         self._tokens: _Children[Counter] = {}
         self._cost: _Children[Counter] = {}
         self._sticker: _Children[Counter] = {}
+        self._api_equivalent: _Children[Counter] = {}
+        self._api_equivalent_tokens: _Children[Counter] = {}
         self._unpriced: _Children[Counter] = {}
         self._problems: _Children[Counter] = {}
         self._unpriced_tokens: _Children[Counter] = {}
@@ -177,6 +179,21 @@ class Metrics:
             ("provider", "model", "user", "team"),
             registry=registry,
         )
+        self.api_equivalent = Counter(
+            "tokenmeter_api_equivalent_cost_usd",
+            "What subscription (seat) traffic would have cost at list price; its paid dollars"
+            " (tokenmeter_cost_usd) are 0. Never add the two.",
+            ("provider", "model", "user", "team"),
+            registry=registry,
+        )
+        self.api_equivalent_tokens = Counter(
+            "tokenmeter_api_equivalent_tokens",
+            "Tokens (all five kinds) of priced subscription (seat) traffic: paid $/MTok leaves"
+            " them out.",
+            ("provider", "model", "user", "team"),
+            registry=registry,
+        )
+        self._build_quota(registry)
         self.requests = Counter(
             "tokenmeter_requests",
             "Exchanges forwarded, by how they ended and the HTTP status.",
@@ -201,6 +218,41 @@ class Metrics:
             ("provider", "problem"),
             registry=registry,
         )
+
+    def _build_quota(self, registry: CollectorRegistry) -> None:
+        """A seat holder's plan limits, per window (``proxy.quota``): the latest reading."""
+        labels = ("user", "window")
+        self.quota_utilization = Gauge(
+            "tokenmeter_seat_quota_utilization",
+            "How much of a subscription plan window the seat holder has used (0..1), as the"
+            " latest response's unified rate-limit headers said.",
+            labels,
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.quota_reset = Gauge(
+            "tokenmeter_seat_quota_reset_timestamp_seconds",
+            "When the seat holder's plan window resets (Unix time), from the latest response.",
+            labels,
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.quota_rejected = Counter(
+            "tokenmeter_seat_quota_rejected",
+            "Seat responses whose plan window status was rejected (the plan's limit was hit).",
+            labels,
+            registry=registry,
+        )
+
+    def _observe_quota(self, event: UsageEvent, user: str) -> None:
+        for reading in event.quota:
+            who = (user, reading.window)
+            if reading.utilization is not None:
+                self.quota_utilization.labels(*who).set(reading.utilization)
+            if reading.reset_at is not None:
+                self.quota_reset.labels(*who).set(reading.reset_at)
+            if reading.status == "rejected":
+                self.quota_rejected.labels(*who).inc()
 
     def _build_latency(self, registry: CollectorRegistry) -> None:
         def histogram(name: str, doc: str, buckets: tuple[float, ...]) -> Histogram:
@@ -325,6 +377,8 @@ class Metrics:
             if count:
                 _child(tokens, children, (provider, model, kind, user, team)).inc(count)
         self._observe_cost(event, model, user, team)
+        if event.quota:
+            self._observe_quota(event, user)
         for problem in event.facts.problems:
             _child(self.usage_problems, self._problems, (provider, problem)).inc()
         self._observe_latency(event)
@@ -366,6 +420,14 @@ class Metrics:
         if cost.sticker:
             sticker = _child(self.sticker, self._sticker, (provider, model, user, team))
             sticker.inc(float(cost.sticker))
+        if cost.api_equivalent is not None:
+            self._observe_seat(event, cost.api_equivalent, (provider, model, user, team))
+
+    def _observe_seat(self, event: UsageEvent, dollars: Decimal, who: tuple[str, ...]) -> None:
+        """A seat's exchange: its list price and tokens, beside (never in) the paid dollars."""
+        _child(self.api_equivalent, self._api_equivalent, who).inc(float(dollars))
+        if tokens := event.usage.total_tokens():
+            _child(self.api_equivalent_tokens, self._api_equivalent_tokens, who).inc(tokens)
 
     def _observe_latency(self, event: UsageEvent) -> None:
         key = (event.provider,)

@@ -152,7 +152,7 @@ def _event(row: Row) -> UsageEvent:
         method=row["method"],
         path=row["path"],
         started_at=row["ts"],
-        attribution=Attribution(),
+        attribution=Attribution(billing=row["billing"] or "unknown"),
         facts=facts,
         status=Status(row["status"]),
         http_status=row["http_status"],

@@ -197,8 +197,9 @@ class Attribution:
     task: str | None = None
     session: str | None = None
     agent: str | None = None
-    key_fingerprint: str | None = None
+    key_fingerprint: str | None = None  # of a subscription's OAuth token: the seat's id
     source: str = "none"  # proxy_key | header | path | key_map | client | none
+    billing: str = "unknown"  # ``proxy.billing.Billing``: api_key | subscription | unknown
 
 
 @dataclass(slots=True)
@@ -210,6 +211,21 @@ class Cost:
     sticker: Decimal  # the same tokens at list input/output price with no caching
     price_version: str  # e.g. "genai-prices 0.2.3+overlay 2026-11-26+overrides 3f2a…"
     catalog_model: str | None = None  # the catalog's id for the model that priced it
+    # A subscription (seat) exchange: paid per token nothing (``total`` and every kind 0), and
+    # this is what the same tokens cost at list price: never added to ``total``.
+    api_equivalent: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaReading:
+    """One window of a subscription's plan limit, as a response's unified rate-limit headers
+    said it (``proxy.quota``): how much of the window is used (0..1), when it resets (Unix
+    seconds), and its status (``allowed``, ``allowed_warning``, ``rejected``)."""
+
+    window: str  # one of ``proxy.quota.WINDOWS``: a bounded metric label
+    utilization: float | None = None
+    reset_at: float | None = None
+    status: str | None = None
 
 
 class _EventIds:
@@ -257,6 +273,7 @@ class UsageEvent:
     request_id: str | None = None  # upstream's `request-id` header
     cost: Cost | None = None
     event_id: str = field(default_factory=new_event_id)
+    quota: tuple[QuotaReading, ...] = ()  # a seat's plan limits, from the response headers
 
     @property
     def usage(self) -> Usage:
@@ -283,6 +300,7 @@ class UsageEvent:
             self.request_id,
             cost,
             self.event_id,
+            self.quota,
         )
 
     @property

@@ -60,6 +60,14 @@ DEMO = [
     ("WEB-80", "eve", "web", "claude-haiku-4-5", 5, AGENTIC),
     ("LAB-1", "ada", "core", "claude-private-x", 3, {"input": 180, "output": 40}),
 ]
+# Seat traffic (a claude.ai login: OAuth bearer and the OAuth beta flag): (user, team, model,
+# requests, tokens per request). One long Claude Code turn on a 1M context is ~$1.04 at list
+# price: alice's month is worth more than a $200 seat, tom's less than a $100 one.
+LONG_TURN = {"input": 5000, "cache_write_5m": 50_000, "cache_read": 1_000_000, "output": 8000}
+SEAT_DEMO = [
+    ("alice", "platform", "claude-opus-4-8", 250, LONG_TURN),
+    ("tom", "platform", "claude-opus-4-8", 60, LONG_TURN),
+]
 BROKEN_CSV = """user,name,team,annual_compensation,currency,effective_from
 ada,Ada,core,210000,USD,2026-01-01
 bob,Bob,core,165 000,USS,2026-01-01
@@ -71,6 +79,7 @@ ada,Ada,core,1,USD,2026-01-01
 VARYING = [
     (re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([+-]\d{2}:\d{2}|Z)?"), "<T>"),
     (re.compile(r"\d{4}-\d{2}-\d{2}"), "<D>"),
+    (re.compile(r"\b\d{4}-\d{2}\b"), "<MONTH>"),
     (re.compile(r"\b[0-9a-f]{32}\b"), "<ID>"),
     (re.compile(r"\b(req|msg|resp|chatcmpl)_[0-9A-Za-z]+"), r"\1_<ID>"),
     (re.compile(r"127\.0\.0\.1:\d+"), "127.0.0.1:<PORT>"),
@@ -240,7 +249,10 @@ class World:
         if done.returncode != 0:
             raise RuntimeError(f"README python example failed:\n{code}\n{done.stderr}")
 
-    def seed(self) -> None:
+    def seed(self, which: str = "") -> None:
+        if which == "seats":
+            self._seed_seats()
+            return
         for task, user, team, model, count, tokens in DEMO:
             usage = {
                 "input_tokens": tokens.get("input", 0),
@@ -264,6 +276,33 @@ class World:
             for _ in range(count):
                 self.http.post("/v1/messages", json=body, headers=headers).raise_for_status()
 
+    def _seed_seats(self) -> None:
+        for user, team, model, count, tokens in SEAT_DEMO:
+            headers = {
+                "authorization": f"Bearer sk-ant-oat01-demo-{user}",
+                "anthropic-beta": "oauth-2025-04-20",
+                "anthropic-version": "2023-06-01",
+                "x-tokenmeter-user": user,
+                "x-tokenmeter-team": team,
+                "x-fake-usage": json.dumps(_wire_usage(tokens)),
+            }
+            body = {
+                "model": model,
+                "max_tokens": 64,
+                "messages": [{"role": "user", "content": "go"}],
+            }
+            for _ in range(count):
+                self.http.post("/v1/messages", json=body, headers=headers).raise_for_status()
+
+
+def _wire_usage(tokens: dict[str, int]) -> dict[str, int]:
+    return {
+        "input_tokens": tokens.get("input", 0),
+        "cache_creation_input_tokens": tokens.get("cache_write_5m", 0),
+        "cache_read_input_tokens": tokens.get("cache_read", 0),
+        "output_tokens": tokens["output"],
+    }
+
 
 def console(world: World, block: Block) -> list[str]:
     """Run a console block's commands; the block as it should read."""
@@ -284,7 +323,7 @@ def run_readme(world: World, lines: list[str]) -> dict[int, list[str]]:
             if what == "file":
                 (world.cwd / arg).write_text("\n".join(block.lines) + "\n")
             elif what == "seed":
-                world.seed()
+                world.seed(arg)
         world.settle()
         if block.kind == "python":
             world.python("\n".join(block.lines))

@@ -24,6 +24,7 @@ TABLES = {
     "api_keys",
     "api_key_audit",
     "message_batches",
+    "seats",
 }
 
 

@@ -5,7 +5,8 @@ app; ``parts_of`` is the one place that reads them back. A route asks for what i
 ``EngineDep``, ``SettingsDep``, ``PartsDep``, and a report's window and slice: ``FiltersDep``
 (``start``, ``end``, ``user``, ``team``) or ``ModelFiltersDep`` (also ``model``), each value
 validated (``params``) and the window resolved as every report resolves it (``reports.resolve``).
-A start after the end is a ``ReportError`` (400, ``errors``).
+A start after the end is a ``ReportError`` (400, ``errors``). ``CsvDep``: an imported file, the
+request body as text (400 unless it is UTF-8).
 
 Each is ``async``, so FastAPI runs it on the event loop rather than in its thread pool.
 ``ApiParts`` is a Protocol declared here, not the wiring type of ``app`` (which imports the API):
@@ -17,7 +18,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Annotated, Any, Protocol
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy import reports
@@ -110,3 +111,14 @@ async def model_filters(
 
 FiltersDep = Annotated[reports.Filters, Depends(filters)]
 ModelFiltersDep = Annotated[reports.Filters, Depends(model_filters)]
+
+
+async def csv_text(request: Request) -> str:
+    """The request body as text: 400 unless it is UTF-8."""
+    try:
+        return (await request.body()).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise HTTPException(400, f"the file is not UTF-8 text: {exc}") from exc
+
+
+CsvDep = Annotated[str, Depends(csv_text)]

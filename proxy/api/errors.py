@@ -10,8 +10,9 @@ raised, a JSON ``{"detail": message}`` with the status below, the message the do
 - ``people.PersonError``: a person record refused (unknown currency, control characters …): 422;
 - ``apikeys.KeyNotFound``: no key has this id: 404; ``apikeys.KeyProblem``: a key that cannot
   change any more (rotating a revoked key, revoking it twice) or an owner name refused: 409;
-- ``people.PeopleImportError``: a CSV refused, nothing imported: 422, with every problem and its
-  line as ``errors: [{"line": …, "error": …}]``.
+- ``seats.SeatError``: a seat record refused: 422;
+- ``people.PeopleImportError``, ``seats.SeatImportError``: a CSV refused, nothing imported: 422,
+  with every problem and its line as ``errors: [{"line": …, "error": …}]``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from fastapi.responses import JSONResponse
 from proxy.apikeys import KeyNotFound, KeyProblem
 from proxy.people import PeopleImportError, PersonError
 from proxy.reports import ReportError
+from proxy.seats import SeatError, SeatImportError
 from proxy.sessions import ContextError
 from proxy.tasks import TaskRecordError
 
@@ -34,6 +36,7 @@ STATUS: dict[type[Exception], int] = {
     ContextError: 422,
     KeyNotFound: 404,  # before KeyProblem, its base: a handler is looked up along the MRO
     KeyProblem: 409,
+    SeatError: 422,
 }
 
 
@@ -42,6 +45,7 @@ def register(app: FastAPI) -> None:
     for error, status in STATUS.items():
         app.add_exception_handler(error, _detail(status))
     app.add_exception_handler(PeopleImportError, _import_refused)
+    app.add_exception_handler(SeatImportError, _import_refused)
 
 
 def _detail(status: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
@@ -52,6 +56,6 @@ def _detail(status: int) -> Callable[[Request, Exception], Awaitable[JSONRespons
 
 
 async def _import_refused(request: Request, exc: Exception) -> JSONResponse:
-    problems = exc.errors if isinstance(exc, PeopleImportError) else []
+    problems = exc.errors if isinstance(exc, PeopleImportError | SeatImportError) else []
     errors = [{"line": line, "error": message} for line, message in problems]
     return JSONResponse({"detail": "nothing imported", "errors": errors}, status_code=422)

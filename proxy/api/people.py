@@ -10,12 +10,12 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from proxy import people
-from proxy.api.deps import ApiParts, EngineDep, PartsDep
+from proxy.api.deps import ApiParts, CsvDep, EngineDep, PartsDep
 from proxy.api.params import Amount, Name
 from proxy.api.tabular import respond
 
@@ -44,14 +44,6 @@ async def _save(parts: ApiParts, rows: list[people.Person]) -> int:
     usd_per = parts.settings.usd_per_currency
     await people.refresh_gauge(parts.engine, parts.metrics, usd_per, _today())
     return count
-
-
-async def _csv_text(request: Request) -> str:
-    """The request body as text: 400 unless it is UTF-8."""
-    try:
-        return (await request.body()).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise HTTPException(400, f"the file is not UTF-8 text: {exc}") from exc
 
 
 @router.get("", summary="People in effect on a day (default today), or the whole history")
@@ -85,6 +77,6 @@ async def put_person(user: Name, body: PersonIn, parts: PartsDep) -> dict[str, A
     summary="Import a CSV (text/csv body); the whole file or nothing",
     openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}}},
 )
-async def import_people(parts: PartsDep, text: Annotated[str, Depends(_csv_text)]) -> Response:
+async def import_people(parts: PartsDep, text: CsvDep) -> Response:
     count = await _save(parts, people.parse_csv(text, _today()))
     return JSONResponse({"imported": count})

@@ -1,7 +1,7 @@
 """``tokenmeter report …`` and ``tokenmeter task …``: the reports in the terminal, or JSON.
 
-``report blended|people|tasks|roi|distribution`` print aligned tables; ``--json`` prints what the
-REST API answers. ``blended``, ``tasks`` and ``roi`` take ``--since``/``--until`` and count
+``report blended|people|tasks|roi|distribution|seats`` print aligned tables; ``--json`` prints
+what the REST API answers. ``blended``, ``tasks`` and ``roi`` take ``--since``/``--until`` and count
 exactly the events in that window, as ``tokenmeter usage`` does; a dollar figure is ``?`` when
 unknown and ends in ``*`` when it covers priced requests only (a legend says so).
 ``task show ID`` gives one task's cost and ROI; ``task set ID`` records what the
@@ -21,6 +21,7 @@ from typing import Any
 
 from proxy.cli.common import SINCE_HELP, USAGE, CliError, refused, run_with_engine, since
 from proxy.cli.tables import (
+    API_EQUIVALENT,
     BLENDED,
     COST,
     NONE,
@@ -36,6 +37,7 @@ from proxy.cli.tables import (
     keyed,
     multiple,
     render,
+    seat_note,
     share,
     spent,
     window_line,
@@ -44,6 +46,7 @@ from proxy.config import Settings
 from proxy.people import Person
 from proxy.reports import CompensationReport, TaskRow, TaskView, Totals, Window
 from proxy.reports.compensation import Spend, team_of
+from proxy.reports.seats import SeatMonth
 from proxy.reports.totals import money
 
 
@@ -59,9 +62,13 @@ def add_commands(sub: Any) -> None:
         ("roi", _roi, "tasks with a value: cost, value, ROI"),
         ("distribution", _distribution, "percentiles, top-N share, Gini across people"),
         ("reconcile", _reconcile, "proxy vs the provider's usage and cost reports, per day"),
+        ("seats", _seats, "per seat and month: API-equivalent value vs seat price"),
     ):
         parser = kinds.add_parser(name, help=text)
-        parser.add_argument("--since", default="30d", type=since, help=SINCE_HELP)
+        if name == "seats":
+            parser.add_argument("--months", type=_count, default=3, help="calendar months (UTC)")
+        else:
+            parser.add_argument("--since", default="30d", type=since, help=SINCE_HELP)
         if name in {"blended", "tasks", "roi", "reconcile"}:
             parser.add_argument("--until", type=since, help="end of the window (default: now)")
         parser.add_argument("--json", action="store_true", help="print JSON")
@@ -173,6 +180,8 @@ def _blended(args: argparse.Namespace, settings: Settings) -> int:
     if not args.json:
         print(window_line(found.filters))
     text = render(keyed(args.by, BLENDED), rows)
+    if note := seat_note(t for _, t in rows):
+        text += "\n" + note
     return _print(found.as_json(), args, text, (not t.cost_complete for _, t in rows))
 
 
@@ -251,6 +260,42 @@ class _Payroll:
     spend: Spend
 
 
+def _seats(args: argparse.Namespace, settings: Settings) -> int:
+    from proxy import reports
+
+    found = _run(settings, lambda engine: reports.seat_report(engine, args.months))
+    text = render(_SEAT_COLUMNS, found.rows)
+    if any(row.to_date for row in found.rows):
+        text += "\n~ month to date: its value can still grow; the price is the whole month's"
+    return _print(found.as_json(), args, text)
+
+
+def _month(row: SeatMonth) -> str:
+    return row.month.strftime("%Y-%m") + ("~" if row.to_date else "")
+
+
+def _saves(row: SeatMonth) -> str:
+    saves = row.seat_saves_usd
+    return NONE if saves is None else money(saves)
+
+
+_SEAT_COLUMNS: list[Column[SeatMonth]] = [
+    Column("user", lambda row: row.user),
+    Column("month", _month),
+    Column("plan", lambda row: row.seat.plan or "" if row.seat else ""),
+    Column("seat $", lambda row: entered(row.price_usd)),
+    Column("API-equiv $", lambda row: money(row.value_usd)),
+    Column("value/price", lambda row: multiple(row.value_per_price)),
+    Column("seat saves $", _saves),
+    Column("verdict", lambda row: row.verdict),
+    Column("paid $", lambda row: spent(row.totals, row.totals.known_cost_usd)),
+]
+
+
+def _seat_year(spend: Spend) -> str:
+    return money(spend.seat_usd_per_year) if spend.seat_usd_per_year else NONE
+
+
 def _compensation_table(report: CompensationReport) -> str:
     """People, then (after a blank line) teams and the org: pay against annualized spend."""
     window = report.window
@@ -259,6 +304,8 @@ def _compensation_table(report: CompensationReport) -> str:
         Column("team", lambda row: row.team),
         Column("compensation", lambda row: row.pay),
         Column("spend $", lambda row: spent(row.spend.totals, row.spend.totals.known_cost_usd)),
+        Column("API-equiv $", lambda row: API_EQUIVALENT.cell(row.spend.totals)),
+        Column("seats $/yr", lambda row: _seat_year(row.spend)),
         Column(
             "annualized $",
             lambda row: spent(row.spend.totals, row.spend.annualized_usd(window), str),
@@ -321,6 +368,8 @@ def _task_show(args: argparse.Namespace, settings: Settings) -> int:
     rows = [*view.by_model.items(), ("total", view.totals)]
     print(render(keyed("model", BLENDED), rows))
     if note := footnote(not t.cost_complete for _, t in rows):
+        print(note)
+    if note := seat_note(t for _, t in rows):
         print(note)
     print(_roi_line(view))
     return 0

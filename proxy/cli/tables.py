@@ -6,6 +6,8 @@ A row given as ``Given`` is shown as it is (a blank separator, a total the colum
 
 How a figure is shown, the same in every table:
 
+- paid dollars (``cost $``) and, beside them, never added, the API-equivalent dollars of seat
+  traffic (``API-equiv $``, ``seat_note`` the legend); $/MTok over paid traffic only;
 - dollars and $/MTok as the API writes them (``reports.totals.money``), ``?`` when unknown (no
   request of the row has a price) and ending in ``*`` when they cover the priced requests only;
   ``footnote`` gives the legend when a row is marked. ``-`` where there is nothing to divide;
@@ -126,14 +128,39 @@ TOKENS: Column[Totals] = Column("tokens", lambda t: count(t.total_tokens))
 IN_OUT: Column[Totals] = Column("in:out", lambda t: number(t.input_output_ratio))
 CACHE_HIT: Column[Totals] = Column("cache hit", lambda t: share(t.cache_hit_rate))
 COST: Column[Totals] = Column("cost $", lambda t: spent(t, t.known_cost_usd))
+# Beside the paid dollars, never added to them: what seat traffic would have cost on the API.
+API_EQUIVALENT: Column[Totals] = Column(
+    "API-equiv $",
+    lambda t: money(t.api_equivalent_usd) if t.api_equivalent_requests else NONE,
+)
 STICKER: Column[Totals] = Column("sticker $", lambda t: spent(t, _known(t, t.sticker_usd)))
 SAVED: Column[Totals] = Column("saved", lambda t: share(_known(t, t.cache_discount)))
 PER_MTOK: Column[Totals] = Column("$/MTok", lambda t: spent(t, t.blended_usd_per_mtok))
 STICKER_PER_MTOK: Column[Totals] = Column(
     "sticker $/MTok", lambda t: spent(t, t.sticker_usd_per_mtok)
 )
-USAGE = (REQUESTS, TOKENS, CACHE_HIT, COST, STICKER, PER_MTOK)
-BLENDED = (REQUESTS, TOKENS, IN_OUT, CACHE_HIT, COST, STICKER, SAVED, PER_MTOK, STICKER_PER_MTOK)
+USAGE = (REQUESTS, TOKENS, CACHE_HIT, COST, API_EQUIVALENT, STICKER, PER_MTOK)
+BLENDED = (
+    REQUESTS,
+    TOKENS,
+    IN_OUT,
+    CACHE_HIT,
+    COST,
+    API_EQUIVALENT,
+    STICKER,
+    SAVED,
+    PER_MTOK,
+    STICKER_PER_MTOK,
+)
+SEAT_NOTE = (
+    "API-equiv $: seat (subscription) traffic at list price; paid $0 per token, so it is not in"
+    " cost $ and $/MTok covers paid traffic only"
+)
+
+
+def seat_note(rows: Iterable[Totals]) -> str | None:
+    """The legend of the API-equivalent column, when any row has seat traffic."""
+    return SEAT_NOTE if any(t.api_equivalent_requests for t in rows) else None
 
 
 def keyed(heading: str, columns: Sequence[Column[Totals]]) -> list[Column[tuple[str, Totals]]]:

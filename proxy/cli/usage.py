@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from proxy.cli.common import SINCE_HELP, refused, run_with_engine, since
-from proxy.cli.tables import USAGE, Column, footnote, keyed, render, window_line
+from proxy.cli.tables import USAGE, Column, footnote, keyed, render, seat_note, window_line
 from proxy.config import Settings
 from proxy.reports.totals import Totals
 from proxy.reports.usage import GROUPS
@@ -48,6 +48,8 @@ def _usage(args: argparse.Namespace, settings: Settings) -> int:
     owners = _owners(settings) if args.by == "key" else None
     print(_table(args.by, result, total, owners))
     if note := footnote(not t.cost_complete for _, t in [*result, ("total", total)]):
+        print(note)
+    if note := seat_note(t for _, t in [*result, ("total", total)]):
         print(note)
     if owners is not None:
         print(_unowned_hint(result, owners))

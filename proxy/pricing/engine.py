@@ -26,6 +26,7 @@ from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from functools import lru_cache
 
+from proxy.billing import Billing
 from proxy.pricing import overlay
 from proxy.pricing.billing import Part, charged_parts
 from proxy.pricing.catalog import Catalog, normalize_model
@@ -69,7 +70,14 @@ class Pricer:
         return self._version
 
     def price(self, event: UsageEvent) -> Cost | None:
-        """The cost of ``event`` at its request time; None when it is unknown (module doc)."""
+        """The cost of ``event`` at its request time; None when it is unknown (module doc).
+        A subscription exchange costs $0 paid, its list price kept as ``api_equivalent``."""
+        cost = self._list_price(event)
+        if cost is None or event.attribution.billing != Billing.SUBSCRIPTION:
+            return cost
+        return seat_cost(cost)
+
+    def _list_price(self, event: UsageEvent) -> Cost | None:
         facts = event.facts
         if facts.distrusted or not _in_range(facts.usage):
             return None
@@ -195,6 +203,20 @@ def cost_of(card: RateCard, usage: Usage) -> Cost:
     if searches:
         sticker += web
     return Cost(total, by_kind, sticker, card.price_version, card.catalog_model)
+
+
+def seat_cost(listed: Cost) -> Cost:
+    """What a subscription exchange costs: $0 paid per token (a seat's price is monthly, not
+    per token), the list price ``listed`` kept as its API-equivalent value."""
+    zeros = dict.fromkeys(COST_KINDS, _ZERO)
+    return Cost(
+        _ZERO,
+        zeros,
+        _ZERO,
+        listed.price_version,
+        listed.catalog_model,
+        api_equivalent=listed.total,
+    )
 
 
 def summed_costs(costs: list[Cost], main: Cost) -> Cost:

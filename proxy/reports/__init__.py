@@ -17,12 +17,14 @@ Unknown dollars are null, never $0 (``totals``). One module per question:
 - ``reconcile``: the proxy's tokens and dollars beside the provider's own usage and cost reports.
 - ``work``: one task or work unit (pull request, repository, branch, ticket) seen whole;
 - ``sessions``: one session's cost and its person's month, for Claude Code's status line.
+- ``seats``: per subscription seat and month, API-equivalent value vs seat price (break-even).
 """
 
 from proxy.reports.blended import BLENDED_GROUPS, Blended, blended
 from proxy.reports.compensation import CompensationReport, Window, compensation_report, trailing
 from proxy.reports.distribution import METRICS, Distribution, distribution
 from proxy.reports.reconcile import Reconciliation, company_prices, reconcile
+from proxy.reports.seats import SeatReport, seat_report
 from proxy.reports.sessions import session_spend
 from proxy.reports.tasks import (
     SORTS,
@@ -52,6 +54,7 @@ __all__ = [
     "Reconciliation",
     "ReportError",
     "RoiReport",
+    "SeatReport",
     "TaskRow",
     "TaskView",
     "UNATTRIBUTED",
@@ -69,6 +72,7 @@ __all__ = [
     "reconcile",
     "roi_report",
     "session_spend",
+    "seat_report",
     "task_view",
     "total_of",
     "trailing",

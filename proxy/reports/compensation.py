@@ -9,6 +9,9 @@ people row are grouped under ``NO_RECORD``, and traffic with no user is counted 
 
 Ratios (``spend_to_compensation``) use only people whose compensation is known, so a group's
 ratio never mixes in spend nobody is paid for; ``uncovered_spend_usd`` shows what was left out.
+A seat holder's seat (``proxy.seats``) is spend too: its price per month × 12 is added to their
+annualized spend (``seat_usd_per_year``), since their seat traffic costs $0 per token; the
+API-equivalent value of that traffic is shown beside it, never added.
 Spend of requests without a price is unknown, never $0: ``spend_usd`` is null when none of a
 row's requests has a price, and ``spend_complete`` false when some lack one (the dollars then
 cover the priced ones only).
@@ -28,6 +31,7 @@ from proxy.people import Person, in_effect, load_people, missing_rate_message
 from proxy.reports.totals import RATIO, ReportError, Totals, exact, money
 from proxy.reports.totals import add as add_totals
 from proxy.reports.usage import NONE_KEY, Filters, usage
+from proxy.seats import load_seats
 from proxy.usage import as_utc
 
 NO_RECORD = "(no people record)"
@@ -93,12 +97,16 @@ class Spend:
     compensation_usd: Decimal = Decimal(0)
     covered_spend: Decimal = Decimal(0)  # spend of members whose compensation is known
     headcount: int = 0
+    seat_usd_per_year: Decimal = Decimal(0)  # the members' seats, 12 × price per month
+    covered_seat_usd: Decimal = Decimal(0)  # of those, members whose compensation is known
 
     def add(self, other: Spend) -> None:
         add_totals(self.totals, other.totals)
         self.compensation_usd += other.compensation_usd
         self.covered_spend += other.covered_spend
         self.headcount += other.headcount
+        self.seat_usd_per_year += other.seat_usd_per_year
+        self.covered_seat_usd += other.covered_seat_usd
 
     @property
     def annual_compensation_usd(self) -> Decimal:
@@ -109,11 +117,14 @@ class Spend:
         """The spend over ``window`` scaled to a year, to the cent; None when unknown."""
         if not self.totals.cost_known:
             return None
-        return window.annualize(self.totals.cost_usd).quantize(CENTS)
+        annual = window.annualize(self.totals.cost_usd) + self.seat_usd_per_year
+        return annual.quantize(CENTS)
 
     def spend_to_compensation(self, window: Window) -> Decimal | None:
-        """Annualized spend of the members whose pay is known, over their pay."""
-        return _ratio(window.annualize(self.covered_spend), self.compensation_usd)
+        """Annualized spend (seats included) of the members whose pay is known, over their
+        pay."""
+        covered = window.annualize(self.covered_spend) + self.covered_seat_usd
+        return _ratio(covered, self.compensation_usd)
 
     def tokens_per_month(self, window: Window) -> int | None:
         """Tokens per person per month; None without a person."""
@@ -129,6 +140,8 @@ class Spend:
             "spend_complete": self.totals.cost_complete,
             "unpriced_requests": self.totals.unpriced_requests,
             "annualized_spend_usd": None if annualized is None else str(annualized),
+            "seat_usd_per_year": str(self.seat_usd_per_year.quantize(CENTS)),
+            "api_equivalent_usd": money(self.totals.api_equivalent_usd),
             "annual_compensation_usd": str(self.annual_compensation_usd),
             "spend_to_compensation": None if ratio is None else str(ratio),
             "uncovered_spend_usd": money(cost - self.covered_spend),
@@ -194,9 +207,13 @@ async def compensation_report(
     unattributed = spent.pop(NONE_KEY, Totals())
     current = in_effect(await load_people(engine), window.last_day)
     usd = _usd(current, usd_per)
+    seats = {user: seat.usd_per_month * 12 for user, seat in (await load_seats(engine)).items()}
     people = [
-        (_person_spend(user, spent.get(user, Totals()), usd.get(user)), current.get(user))
-        for user in sorted(set(spent) | set(current))
+        (
+            _person_spend(user, spent.get(user, Totals()), usd.get(user), seats.get(user)),
+            current.get(user),
+        )
+        for user in sorted(set(spent) | set(current) | set(seats))
     ]
     teams: dict[str, Spend] = {}
     for spend, person in people:
@@ -207,9 +224,21 @@ async def compensation_report(
     return CompensationReport(window, people, sorted(teams.values(), key=lambda t: t.key), org)
 
 
-def _person_spend(user: str, totals: Totals, compensation_usd: Decimal | None) -> Spend:
-    covered = totals.cost_usd if compensation_usd is not None else Decimal(0)
-    return Spend(user, totals, compensation_usd or Decimal(0), covered, headcount=1)
+def _person_spend(
+    user: str, totals: Totals, compensation_usd: Decimal | None, seat_per_year: Decimal | None
+) -> Spend:
+    known = compensation_usd is not None
+    covered = totals.cost_usd if known else Decimal(0)
+    seat = seat_per_year or Decimal(0)
+    return Spend(
+        user,
+        totals,
+        compensation_usd or Decimal(0),
+        covered,
+        headcount=1,
+        seat_usd_per_year=seat,
+        covered_seat_usd=seat if known else Decimal(0),
+    )
 
 
 def _usd(current: Mapping[str, Person], usd_per: Mapping[str, Decimal]) -> dict[str, Decimal]:

@@ -6,6 +6,11 @@ blended $/MTok = Σ cost / Σ all five token kinds of *priced* requests × 10⁶
 cache_read / all input; sticker = the same tokens at list input/output price with no caching;
 cache savings = sticker − cost; cache discount = savings / sticker.
 
+Two kinds of dollars, side by side and never summed: ``cost_usd`` is what was paid per token;
+``api_equivalent_usd`` is what subscription (seat) traffic would have cost at list price (its
+paid cost is $0: the seat is paid per month). Blended $/MTok divides paid dollars by the tokens
+of paid, priced traffic only (``paid_tokens``); a slice with seat traffic has a ``billing_note``.
+
 Unknown dollars are never $0: a slice whose requests all lack a price has ``cost_usd`` (and every
 dollar figure) null; one with some has ``cost_complete: false``, ``unpriced_requests`` and
 ``unpriced_tokens``, dollars and $/MTok over the priced part only, and a ``cost_note`` saying
@@ -29,8 +34,16 @@ MTOK = Decimal(1_000_000)
 MONEY = Decimal("0.000001")
 RATIO = Decimal("0.0001")
 # The rollup sums a ``Totals`` is made of, in ``sum_columns`` order.
-_COUNTS = ("requests", "errors", "unpriced_requests", "unpriced_tokens", "web_search_requests")
-_DOLLARS = ("cost_usd", "sticker_usd")
+_COUNTS = (
+    "requests",
+    "errors",
+    "unpriced_requests",
+    "unpriced_tokens",
+    "web_search_requests",
+    "api_equivalent_requests",
+    "api_equivalent_tokens",
+)
+_DOLLARS = ("cost_usd", "sticker_usd", "api_equivalent_usd")
 _READ = (*_COUNTS, *TOKEN_KIND_COLUMNS.values(), *_DOLLARS)
 
 
@@ -72,6 +85,9 @@ class Totals:
     web_search_requests: int = 0
     cost_usd: Decimal = Decimal(0)
     sticker_usd: Decimal = Decimal(0)
+    api_equivalent_requests: int = 0  # subscription (seat) requests with a list price
+    api_equivalent_tokens: int = 0  # their five token kinds
+    api_equivalent_usd: Decimal = Decimal(0)  # their list price; paid: $0, not in cost_usd
 
     @property
     def total_tokens(self) -> int:
@@ -79,8 +95,13 @@ class Totals:
 
     @property
     def priced_tokens(self) -> int:
-        """Tokens of requests with a known price: the denominator of every $/MTok."""
+        """Tokens of requests with a known price (paid or API-equivalent)."""
         return self.total_tokens - self.unpriced_tokens
+
+    @property
+    def paid_tokens(self) -> int:
+        """Tokens of priced requests paid per token: the denominator of every $/MTok."""
+        return self.priced_tokens - self.api_equivalent_tokens
 
     @property
     def cost_known(self) -> bool:
@@ -105,7 +126,7 @@ class Totals:
         return self._per_mtok(self.sticker_usd)
 
     def _per_mtok(self, dollars: Decimal) -> Decimal | None:
-        priced = self.priced_tokens
+        priced = self.paid_tokens
         return None if not priced else (dollars * MTOK / priced).quantize(MONEY)
 
     @property
@@ -142,6 +163,10 @@ class Totals:
             "web_search_requests": self.web_search_requests,
             "cost_usd": money(self.cost_usd) if known else None,
             "cost_complete": self.cost_complete,
+            "api_equivalent_usd": money(self.api_equivalent_usd),
+            "api_equivalent_requests": self.api_equivalent_requests,
+            "api_equivalent_tokens": self.api_equivalent_tokens,
+            "paid_tokens": self.paid_tokens,
             "sticker_usd": money(self.sticker_usd) if known else None,
             "cache_savings_usd": money(self.cache_savings_usd) if known else None,
             "cache_discount": text(self.cache_discount) if known else None,
@@ -152,7 +177,18 @@ class Totals:
         }
         if not self.cost_complete:
             data["cost_note"] = self.cost_note()
+        if self.api_equivalent_requests:
+            data["billing_note"] = self.billing_note()
         return data
+
+    def billing_note(self) -> str:
+        """Why seat traffic adds nothing to ``cost_usd``, in words."""
+        n = self.api_equivalent_requests
+        return (
+            f"{n:,} subscription (seat) request{'s' * (n != 1)} paid $0 per token (a seat is"
+            f" paid per month): their list price is api_equivalent_usd, not in cost_usd, and"
+            f" $/MTok covers paid traffic only"
+        )
 
     def cost_note(self) -> str:
         """What the dollar figures of an incomplete slice leave out, in words."""
@@ -183,6 +219,9 @@ def totals_of(row: sa.Row[Any] | tuple[Any, ...], offset: int = 0) -> Totals:
         web_search_requests=int(n["web_search_requests"]),
         cost_usd=Decimal(n["cost_usd"]),
         sticker_usd=Decimal(n["sticker_usd"]),
+        api_equivalent_requests=int(n["api_equivalent_requests"]),
+        api_equivalent_tokens=int(n["api_equivalent_tokens"]),
+        api_equivalent_usd=Decimal(n["api_equivalent_usd"]),
     )
 
 
@@ -195,6 +234,9 @@ def add(into: Totals, part: Totals) -> None:
     into.web_search_requests += part.web_search_requests
     into.cost_usd += part.cost_usd
     into.sticker_usd += part.sticker_usd
+    into.api_equivalent_requests += part.api_equivalent_requests
+    into.api_equivalent_tokens += part.api_equivalent_tokens
+    into.api_equivalent_usd += part.api_equivalent_usd
     for kind in TOKEN_KINDS:
         into.tokens[kind] += part.tokens[kind]
 

@@ -1,13 +1,13 @@
-"""Totals per user, team, model, provider, task, session, key, day, or work unit (repository,
-branch, pull request, ticket) over a time window.
+"""Totals per user, team, model, provider, task, session, key, billing, day, or work unit
+(repository, branch, pull request, ticket) over a time window.
 
 One window, one answer: every grouping and view counts exactly the events with
-``start <= ts < end``. Grouped by task, session or key (the salted fingerprint of the caller's
-API key) the answer comes from raw events (those keys are not in the rollup). Grouped by work
-unit it comes from raw events joined by session to ``session_context`` (``work_key``); events
-whose session has no such context are one row, ``unattributed``, never spread over the rest.
-So does grouping by task: an event with no task header belongs to its session's ticket
-(``work_task``), the task every task report uses.
+``start <= ts < end``. Grouped by task, session, key (the salted fingerprint of the caller's
+API key or seat token) or billing (``proxy.billing``) the answer comes from raw events (those
+keys are not in the rollup). Grouped by work unit it comes from raw events joined by session to
+``session_context`` (``work_key``); events whose session has no such context are one row,
+``unattributed``, never spread over the rest. So does grouping by task: an event with no task
+header belongs to its session's ticket (``work_task``), the task every task report uses.
 Every other grouping reads the whole UTC hours inside the window from the rollups (whole days from
 ``usage_daily``, the other whole hours from ``usage_hourly``, ``rollup_source``) and the partial
 hours at either edge from raw events, summed the way a rollup row is (``rollup.hourly_sums``).
@@ -39,10 +39,21 @@ from proxy.store.tables import session_context, usage_daily, usage_events, usage
 from proxy.usage import as_utc
 
 WORK_GROUPS = ("repo", "branch", "pr", "ticket")
-GROUPS = ("user", "team", "model", "provider", "task", "session", "key", "day", *WORK_GROUPS)
+GROUPS = (
+    "user",
+    "team",
+    "model",
+    "provider",
+    "task",
+    "session",
+    "key",
+    "billing",
+    "day",
+    *WORK_GROUPS,
+)
 NONE_KEY = "(none)"
 UNATTRIBUTED = "unattributed"
-_RAW_GROUPS = {"session", "key"}
+_RAW_GROUPS = {"session", "key", "billing"}
 _COLUMNS = {"key": "key_fingerprint"}
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)
 Bound = datetime | None

@@ -40,7 +40,14 @@ COUNT_COLUMNS: tuple[str, ...] = (
 )
 # ``Cost.by_kind`` key -> column.
 COST_KIND_COLUMNS: dict[str, str] = {kind: f"cost_{kind}_usd" for kind in COST_KINDS}
-COST_COLUMNS: tuple[str, ...] = ("cost_usd", "sticker_usd", *COST_KIND_COLUMNS.values())
+# ``api_equivalent_usd``: a subscription event's list price; its ``cost_usd`` (paid) is 0. The
+# two kinds of dollars sit side by side in every rollup and report, never summed.
+COST_COLUMNS: tuple[str, ...] = (
+    "cost_usd",
+    "sticker_usd",
+    *COST_KIND_COLUMNS.values(),
+    "api_equivalent_usd",
+)
 
 ROLLUP_KEY: tuple[str, ...] = ("hour", "provider", "model", "user", "team")
 DAILY_KEY: tuple[str, ...] = ("day", *ROLLUP_KEY[1:])
@@ -65,6 +72,7 @@ class When:
 
 FAILED = When("status", f"<> '{Status.OK}'", lambda status: status != Status.OK)
 UNPRICED = When("cost_usd", "IS NULL", lambda cost: cost is None)
+SEAT_PRICED = When("api_equivalent_usd", "IS NOT NULL", lambda value: value is not None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +113,9 @@ SUMS: tuple[Sum, ...] = (
     Sum("unpriced_requests", when=UNPRICED),
     # Blended $/MTok divides priced dollars by priced tokens only: these are left out.
     Sum("unpriced_tokens", of=tuple(TOKEN_KIND_COLUMNS.values()), when=UNPRICED),
+    # Subscription (seat) traffic with a list price: paid $0, so blended $/MTok leaves it out too.
+    Sum("api_equivalent_requests", when=SEAT_PRICED),
+    Sum("api_equivalent_tokens", of=tuple(TOKEN_KIND_COLUMNS.values()), when=SEAT_PRICED),
     *(Sum(name, of=(name,)) for name in COUNT_COLUMNS),
     *(Sum(name, of=(name,), money=True) for name in COST_COLUMNS),
 )

@@ -38,9 +38,16 @@ _NULLABLE_COLUMNS = frozenset(c.name for c in usage_events.columns if c.nullable
 
 def _cost_columns(cost: Cost | None) -> Row:
     if cost is None:
-        return {"cost_usd": None, "sticker_usd": None, "price_version": None, "catalog_model": None}
+        return {
+            "cost_usd": None,
+            "sticker_usd": None,
+            "api_equivalent_usd": None,
+            "price_version": None,
+            "catalog_model": None,
+        }
     return {
         "cost_usd": cost.total,
+        "api_equivalent_usd": cost.api_equivalent,
         "sticker_usd": cost.sticker,
         "price_version": cost.price_version,
         "catalog_model": cost.catalog_model,
@@ -118,6 +125,7 @@ def _attribution_columns(event: UsageEvent) -> Row:
         "agent": who.agent,
         "key_fingerprint": who.key_fingerprint,
         "attribution_source": who.source,
+        "billing": who.billing,
     }
 
 

@@ -30,6 +30,9 @@ Change a table here and add a migration in the same change.
   request, ticket), one row per session id, as Claude Code's hooks and status line report it
   (``proxy.sessions``). Reports join it to events by ``session`` at read time: the write path
   never looks it up.
+- ``seats``: the subscription seat a person holds (plan name, USD per month), which
+  ``tokenmeter seats`` maintains; ``usage_events.billing`` says which events a seat paid for
+  (``proxy.billing``), ``api_equivalent_usd`` what they would have cost on the API.
 
 Money and other exact quantities use ``Fixed`` (NUMERIC(20, 10)); times use ``UTCDateTime``.
 """
@@ -92,6 +95,7 @@ usage_events = Table(
     _text("error_type"),
     *(_text(n) for n in ("user", "team", "task", "session", "agent", "key_fingerprint")),
     Column("attribution_source", String, nullable=False),
+    _text("billing"),
     *(_tokens(n) for n in COUNT_COLUMNS),
     *(_text(n) for n in ("service_tier", "inference_geo", "speed")),
     *(_money(n) for n in COST_COLUMNS),
@@ -218,4 +222,12 @@ message_batches = Table(
     Column("request_count", Integer, nullable=False),
     *(_text(n) for n in ("user", "team", "task", "session", "agent", "key_fingerprint")),
     Column("attribution_source", String, nullable=False),
+)
+seats = Table(
+    "seats",
+    metadata,
+    Column("user", String, primary_key=True),
+    Column("plan", String, nullable=True),
+    Column("usd_per_month", Fixed(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
 )

@@ -25,6 +25,10 @@ The beta shapes of Anthropic's compaction, advisor and fallback pages:
   leaves the partial text out (the refusals-and-fallback page, "Streaming").
 - ``no_final_blank``: the stream ends right after its final ``message_delta``, whose blank line
   never comes (no ``message_stop``), as a proxy that trims the body would send it.
+A request with a claude.ai login (``Authorization: Bearer sk-ant-oat…`` and the beta flag
+``oauth-2025-04-20``) is answered with the unified rate-limit headers a subscription gets
+(``anthropic-ratelimit-unified-<window>-utilization|reset|status``): ``QUOTA`` by default, or
+the windows of ``x-fake-quota`` (JSON ``{"5h": [utilization, reset, status], …}``).
 Every request received is kept in ``requests`` so tests can compare what arrived byte for byte;
 every message answered to its end is kept in ``served``, so tests can count what was delivered.
 """
@@ -50,6 +54,30 @@ DEFAULT_USAGE: dict[str, Any] = {
     "output_tokens": 7,
     "service_tier": "standard",
 }
+
+
+QUOTA: dict[str, tuple[float, int, str]] = {
+    "5h": (0.42, 1_795_000_000, "allowed"),
+    "7d": (0.18, 1_795_400_000, "allowed"),
+}
+
+
+def quota_headers(req: Received) -> list[tuple[bytes, bytes]]:
+    """The unified rate-limit headers of a subscription answer; [] for any other request."""
+    auth = req.header("authorization") or ""
+    beta = req.header("anthropic-beta") or ""
+    if not auth.startswith("Bearer sk-ant-oat") or "oauth-2025-04-20" not in beta:
+        return []
+    windows = json.loads(req.header("x-fake-quota") or "null") or QUOTA
+    headers = [(b"anthropic-ratelimit-unified-status", b"allowed")]
+    for window, (utilization, reset, status) in windows.items():
+        base = f"anthropic-ratelimit-unified-{window}"
+        headers += [
+            (f"{base}-utilization".encode(), str(utilization).encode()),
+            (f"{base}-reset".encode(), str(reset).encode()),
+            (f"{base}-status".encode(), status.encode()),
+        ]
+    return headers
 
 
 @dataclass
@@ -112,7 +140,8 @@ class FakeAnthropic:
         requested = request.get("model", "claude-opus-4-8")
         message = _message(_serving_model(requested, scenario, usage), scenario, usage)
         if request.get("stream"):
-            await self._stream(send, _as_streamed(message, requested, scenario), scenario)
+            streamed = _as_streamed(message, requested, scenario)
+            await self._stream(send, streamed, scenario, quota_headers(req))
         else:
             await _json(send, 200, message, req)
         self.served.append(message)
@@ -131,7 +160,13 @@ class FakeAnthropic:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    async def _stream(self, send: Any, message: dict[str, Any], scenario: str) -> None:
+    async def _stream(
+        self,
+        send: Any,
+        message: dict[str, Any],
+        scenario: str,
+        extra: list[tuple[bytes, bytes]] = [],  # noqa: B006 - never changed
+    ) -> None:
         await send(
             {
                 "type": "http.response.start",
@@ -140,6 +175,7 @@ class FakeAnthropic:
                     (b"content-type", b"text/event-stream; charset=utf-8"),
                     (b"cache-control", b"no-cache"),
                     (b"request-id", _request_id().encode()),
+                    *extra,
                 ],
             }
         )
@@ -261,6 +297,7 @@ def _request_id() -> str:
 async def _json(send: Any, status: int, payload: dict[str, Any], req: Received) -> None:
     body = json.dumps(payload).encode()
     headers = [(b"content-type", b"application/json"), (b"request-id", _request_id().encode())]
+    headers += quota_headers(req)
     if "gzip" in (req.header("accept-encoding") or ""):
         body = gzip.compress(body)
         headers.append((b"content-encoding", b"gzip"))

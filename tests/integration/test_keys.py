@@ -128,6 +128,10 @@ def test_a_key_is_billed_to_its_owner_and_only_the_company_key_goes_upstream(
     users_once_recorded(capsys, {"alice": "4"})  # with accepted()'s GET /v1/models
     assert keyed.task("T-1", 1)["requests"] == 1  # the task header still applies
     capsys.readouterr()
+    assert main(["usage", "--by", "billing", "--since", "1h"]) == 0
+    billed = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()}
+    assert billed.get("tokenmeter_key") == "4"  # paid per token with the company's key
+    assert "api_key" not in billed
     assert main(["usage", "--by", "key", "--since", "1h"]) == 0
     by_key = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
     assert by_key[key.rsplit("_", 1)[0]].endswith("alice (platform)")  # the id, not the secret

@@ -257,13 +257,25 @@ def _register_values(proxy: Proxy) -> None:
 
 
 def _send_traffic(proxy: Proxy, prometheus: Prometheus) -> int:
-    """Two waves a few scrapes apart, so every counter has a sample before and after a rise."""
+    """Two waves a few scrapes apart, so every counter has a sample before and after a rise.
+    Each wave has one seat request too (a claude.ai login: paid $0, its list price apart)."""
     sent = 0
-    with anthropic.Anthropic(base_url=proxy.url, api_key="sk-ant-test", max_retries=0) as claude:
+    seat = anthropic.Anthropic(
+        base_url=proxy.url,
+        auth_token="sk-ant-oat01-prometheus-test",
+        default_headers={"anthropic-beta": "oauth-2025-04-20"},
+        max_retries=0,
+    )
+    with (
+        seat,
+        anthropic.Anthropic(base_url=proxy.url, api_key="sk-ant-test", max_retries=0) as claude,
+    ):
         for wave in range(2):
             for request in WAVE:
                 _send(claude, request)
                 sent += 1
+            _send(seat, ("alice", "platform", "claude-opus-4-8", "text", False))
+            sent += 1
             prometheus.wait_for("sum(tokenmeter_requests_total)", sent)
             if wave == 0:
                 time.sleep(2.5)  # let a few scrapes see wave 1 alone

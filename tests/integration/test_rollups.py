@@ -37,8 +37,10 @@ from tests.dbfixtures import (
 from tests.factories import make_event
 
 T0 = datetime(2026, 11, 2, tzinfo=UTC)
-OLD_SUMS = [name for name in ROLLUP_SUMS if name != "unpriced_tokens"]  # before 0003
+SEAT_SUMS = ("api_equivalent_usd", "api_equivalent_requests", "api_equivalent_tokens")  # 0008
+OLD_SUMS = [name for name in ROLLUP_SUMS if name not in ("unpriced_tokens", *SEAT_SUMS)]
 NEW_EVENT_COLUMNS = ("stop_reason", "usage_problem", "iterations")  # added by 0003
+SEAT_EVENT_COLUMNS = ("billing", "api_equivalent_usd")  # added by 0008
 USERS = ("ada", "bob", None)
 MODELS = ("claude-sonnet-4-5", "claude-opus-4-5")
 
@@ -175,7 +177,8 @@ async def test_upgrade_backfills_unpriced_tokens_from_raw_events_where_it_can(db
     whose requests were all unpriced gets all its tokens; a purged mixed hour cannot know (0)."""
     await asyncio.to_thread(upgrade, db_url, "0002")
     raw_hour, all_unpriced, mixed = T0 + timedelta(hours=3), T0 + timedelta(hours=5), T0
-    old = [c.name for c in usage_events.columns if c.name not in NEW_EVENT_COLUMNS]
+    newer = (*NEW_EVENT_COLUMNS, *SEAT_EVENT_COLUMNS)
+    old = [c.name for c in usage_events.columns if c.name not in newer]
     events = []
     for i, cost in enumerate((None, Decimal("2"), None)):
         row = event_to_row(make_event(started_at=raw_hour + timedelta(minutes=i), user=None))

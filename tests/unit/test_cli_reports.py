@@ -203,7 +203,7 @@ def test_tables_mark_unknown_and_partial_dollars(
     lines = out.splitlines()
     assert lines[0] == "window 2026-11-20T10:37:00+00:00 .. 2026-11-20T13:05:00+00:00"
     mystery = next(line.split() for line in lines if line.startswith("mystery-9"))
-    assert mystery[5:7] == ["?", "?"]  # cost and sticker: unknown, not $0
+    assert mystery[5:8] == ["?", "-", "?"]  # cost and sticker: unknown, not $0; no seat traffic
     total = next(line.split() for line in lines if line.startswith("total"))
     assert total[5] == "0.134440*"
     assert total[-2] == "1.031931*"  # $/MTok over priced tokens: not pulled down to 0.687954

@@ -8,7 +8,16 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from proxy.usage import Attribution, Cost, ResponseFacts, Status, Usage, UsageEvent, new_event_id
+from proxy.usage import (
+    Attribution,
+    Cost,
+    QuotaReading,
+    ResponseFacts,
+    Status,
+    Usage,
+    UsageEvent,
+    new_event_id,
+)
 
 
 def test_with_usage_copies_every_field() -> None:
@@ -50,6 +59,7 @@ def test_with_cost_copies_every_field() -> None:
         "request_id": "req",
         "cost": None,
         "event_id": "id",
+        "quota": (QuotaReading("5h", 0.5),),
     }
     assert set(values) == {f.name for f in fields(UsageEvent)}
     event = UsageEvent(**values)
