@@ -12,12 +12,14 @@ Unknown dollars are null, never $0 (``totals``). One module per question:
 - ``tasks``: one task's view, the task list, and ROI;
 - ``compensation``: annualized spend vs compensation per person, team and org;
 - ``distribution``: percentiles, top-N share and Gini across people;
+- ``series``: totals per day and model or team, and one task's hours (the dashboard's charts);
 - ``unpriced``: models seen in traffic without a price.
 """
 
 from proxy.reports.blended import BLENDED_GROUPS, Blended, blended
 from proxy.reports.compensation import CompensationReport, Window, compensation_report, trailing
 from proxy.reports.distribution import METRICS, Distribution, distribution
+from proxy.reports.series import SERIES_GROUPS, Point, over_time, task_hours
 from proxy.reports.tasks import (
     SORTS,
     RoiReport,
@@ -35,11 +37,13 @@ __all__ = [
     "BLENDED_GROUPS",
     "GROUPS",
     "METRICS",
+    "SERIES_GROUPS",
     "SORTS",
     "Blended",
     "CompensationReport",
     "Distribution",
     "Filters",
+    "Point",
     "ReportError",
     "RoiReport",
     "TaskRow",
@@ -51,8 +55,10 @@ __all__ = [
     "compensation_report",
     "distribution",
     "list_tasks",
+    "over_time",
     "resolve",
     "roi_report",
+    "task_hours",
     "task_view",
     "total_of",
     "trailing",
