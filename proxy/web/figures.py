@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -24,6 +24,7 @@ from proxy.web.period import View
 OTHERS = "other"
 STACK_MAX = 8  # series in a stacked chart; the rest are summed as "other"
 PROVIDERS = ("anthropic", "openai")
+MAX_DAYS = 3660  # the longest day axis a chart draws
 
 
 async def overview_page(engine: AsyncEngine, view: View) -> dict[str, Any]:
@@ -33,15 +34,16 @@ async def overview_page(engine: AsyncEngine, view: View) -> dict[str, Any]:
     by_model = await reports.over_time(engine, "model", filters)
     by_team = await reports.over_time(engine, "team", filters)
     rows = [{"day": day, **t.as_json()} for day, t in days]
+    axis = day_axis(filters)
     return {
         "filters": filters,
         "total": total.as_json(),
         "rows": rows,
         "csv_rows": [*rows, {"day": "(total)", **total.as_json()}],
         "charts": {
-            "spend_by_model": _stacked(by_model, [d for d, _ in days]),
-            "spend_by_team": _stacked(by_team, [d for d, _ in days]),
-            "mix": _mix(days),
+            "spend_by_model": _stacked(by_model, axis),
+            "spend_by_team": _stacked(by_team, axis),
+            "mix": _mix(days, axis),
         },
     }
 
@@ -71,10 +73,24 @@ def _stacked(points: list[reports.Point], days: list[str]) -> dict[str, Any]:
     return {"labels": days, "series": series}
 
 
-def _mix(days: list[tuple[str, Totals]]) -> dict[str, Any]:
-    ratio = [None if t.input_output_ratio is None else float(t.input_output_ratio) for _, t in days]
-    hits = [None if t.cache_hit_rate is None else float(t.cache_hit_rate * 100) for _, t in days]
-    return {"labels": [d for d, _ in days], "ratio": ratio, "hit_rate": hits}
+def day_axis(filters: Filters) -> list[str]:
+    """Every UTC day of the window (up to today when it is open), so quiet days show as gaps."""
+    today = datetime.now(UTC).date()
+    last = today if filters.end is None else (filters.end - timedelta(microseconds=1)).date()
+    first = (filters.start or datetime.now(UTC)).date()
+    count = max(0, min((last - first).days + 1, MAX_DAYS))
+    return [(first + timedelta(days=n)).isoformat() for n in range(count)]
+
+
+def _mix(days: list[tuple[str, Totals]], axis: list[str]) -> dict[str, Any]:
+    found = dict(days)
+    ratio = [_number(found[d].input_output_ratio) if d in found else None for d in axis]
+    hits = [_number(found[d].cache_hit_rate, 100) if d in found else None for d in axis]
+    return {"labels": axis, "ratio": ratio, "hit_rate": hits}
+
+
+def _number(value: Decimal | None, scale: int = 1) -> float | None:
+    return None if value is None else float(value * scale)
 
 
 async def tasks_page(engine: AsyncEngine, view: View, limit: int = 25) -> dict[str, Any]:

@@ -10,8 +10,13 @@
     return node ? JSON.parse(node.textContent) : {};
   }
 
+  function dollars(v) {  // cents for amounts of a dollar or more, two significant digits below
+    if (v === 0 || Math.abs(v) >= 1) { return usd.format(v); }
+    return "$" + Number(v.toPrecision(2)).toString();
+  }
+
   function money(axisTitle) {
-    return { beginAtZero: true, title: { display: true, text: axisTitle }, ticks: { callback: function (v) { return usd.format(v); } } };
+    return { beginAtZero: true, title: { display: true, text: axisTitle }, ticks: { callback: dollars } };
   }
 
   var builders = {
@@ -20,7 +25,7 @@
         type: "bar",
         data: { labels: d.labels, datasets: d.series.map(function (s, i) { return { label: s.label, data: s.data, backgroundColor: palette[i % palette.length], stack: "spend" }; }) },
         options: { scales: { x: { stacked: true, title: { display: true, text: "day (UTC)" } }, y: Object.assign(money("USD per day"), { stacked: true }) },
-          plugins: { tooltip: { callbacks: { label: function (c) { return c.dataset.label + ": " + usd.format(c.parsed.y); } } } } }
+          plugins: { tooltip: { callbacks: { label: function (c) { return c.dataset.label + ": " + dollars(c.parsed.y); } } } } }
       };
     },
     mix: function (d) {
