@@ -10,6 +10,8 @@
     return node ? JSON.parse(node.textContent) : {};
   }
 
+  function shortDay(day) { return day.slice(5); }  // 2026-11-27 -> 11-27; the axis says UTC
+
   function dollars(v) {  // cents for amounts of a dollar or more, two significant digits below
     if (v === 0 || Math.abs(v) >= 1) { return usd.format(v); }
     return "$" + Number(v.toPrecision(2)).toString();
@@ -23,20 +25,20 @@
     stacked: function (d) {
       return {
         type: "bar",
-        data: { labels: d.labels, datasets: d.series.map(function (s, i) { return { label: s.label, data: s.data, backgroundColor: palette[i % palette.length], stack: "spend" }; }) },
-        options: { scales: { x: { stacked: true, title: { display: true, text: "day (UTC)" } }, y: Object.assign(money("USD per day"), { stacked: true }) },
+        data: { labels: d.labels.map(shortDay), datasets: d.series.map(function (s, i) { return { label: s.label, data: s.data, backgroundColor: palette[i % palette.length], stack: "spend" }; }) },
+        options: { scales: { x: { stacked: true, title: { display: true, text: "day (UTC, month-day)" } }, y: Object.assign(money("USD per day"), { stacked: true }) },
           plugins: { tooltip: { callbacks: { label: function (c) { return c.dataset.label + ": " + dollars(c.parsed.y); } } } } }
       };
     },
     mix: function (d) {
       return {
         type: "line",
-        data: { labels: d.labels, datasets: [
+        data: { labels: d.labels.map(shortDay), datasets: [
           { label: "input:output ratio", data: d.ratio, borderColor: palette[0], backgroundColor: palette[0], yAxisID: "ratio", spanGaps: true },
           { label: "cache hit rate (%)", data: d.hit_rate, borderColor: palette[1], backgroundColor: palette[1], yAxisID: "hit", spanGaps: true }
         ] },
         options: { scales: {
-          x: { title: { display: true, text: "day (UTC)" } },
+          x: { title: { display: true, text: "day (UTC, month-day)" } },
           ratio: { position: "left", beginAtZero: true, title: { display: true, text: "input tokens per output token" } },
           hit: { position: "right", min: 0, max: 100, title: { display: true, text: "cache hit rate (%)" }, grid: { drawOnChartArea: false } }
         } }
