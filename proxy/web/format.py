@@ -38,5 +38,9 @@ def percent(value: Decimal | str | None) -> str:
 
 
 def multiple(value: Decimal | str | None) -> str:
-    """A ratio such as ROI or input:output as ``12.5×``."""
-    return "—" if value is None else f"{Decimal(value).normalize():,f}×"
+    """A ratio such as ROI or input:output as ``12.5×`` (whole from 100 on: ``139,018×``)."""
+    if value is None:
+        return "—"
+    amount = Decimal(value)
+    places = Decimal(1) if abs(amount) >= 100 else _CENT
+    return f"{amount.quantize(places, rounding=ROUND_HALF_EVEN).normalize():,f}×"
