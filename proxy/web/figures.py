@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy import reports
 from proxy.pricing import Pricer
-from proxy.reports import Totals
+from proxy.reports import Filters, Totals
 from proxy.web.period import View
 
 OTHERS = "other"
