@@ -19,7 +19,7 @@ Unknown dollars are null, never $0 (``totals``). One module per question:
 from proxy.reports.blended import BLENDED_GROUPS, Blended, blended
 from proxy.reports.compensation import CompensationReport, Window, compensation_report, trailing
 from proxy.reports.distribution import METRICS, Distribution, distribution
-from proxy.reports.series import SERIES_GROUPS, Point, over_time, task_hours
+from proxy.reports.series import SERIES_GROUPS, Point, over_time, per_day, task_hours
 from proxy.reports.tasks import (
     SORTS,
     RoiReport,
@@ -28,6 +28,7 @@ from proxy.reports.tasks import (
     list_tasks,
     roi_report,
     task_view,
+    tasks_and_roi,
 )
 from proxy.reports.totals import ReportError, Totals
 from proxy.reports.unpriced import Unpriced, unpriced_models
@@ -56,10 +57,12 @@ __all__ = [
     "distribution",
     "list_tasks",
     "over_time",
+    "per_day",
     "resolve",
     "roi_report",
     "task_hours",
     "task_view",
+    "tasks_and_roi",
     "total_of",
     "trailing",
     "unpriced_models",

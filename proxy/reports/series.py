@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from proxy.reports.totals import ReportError, Totals, sum_columns, totals_of
+from proxy.reports.totals import ReportError, Totals, add, sum_columns, totals_of
 from proxy.reports.usage import Filters, key_text, resolve, window_source
 from proxy.store.aggregates import DAY_LABEL_SQL, HOUR_SQL, bucket
 from proxy.store.tables import usage_events
@@ -38,6 +38,14 @@ async def over_time(engine: AsyncEngine, by: str, filters: Filters) -> list[Poin
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
     return [(str(row[0]), key_text(row[1]), totals_of(row, 2)) for row in rows]
+
+
+def per_day(points: list[Point]) -> list[tuple[str, Totals]]:
+    """``over_time``'s points summed per day: ``usage(engine, "day", filters)``'s answer."""
+    days: dict[str, Totals] = {}
+    for day, _, totals in points:
+        add(days.setdefault(day, Totals()), totals)
+    return sorted(days.items())
 
 
 async def task_hours(engine: AsyncEngine, task_id: str) -> list[tuple[str, Totals]]:

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy.config import Settings
 from proxy.pricing import Pricer
-from proxy.web import pages
+from proxy.web import figures, pages
 from proxy.web.access import Sessions
 
 PREFIX = "/web/"
@@ -46,6 +46,7 @@ def build(parts: WebParts) -> FastAPI:
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     app.state.parts = parts
     app.state.sessions = Sessions(parts.settings)
+    app.state.menus = figures.Menus()
     app.mount("/web/static", StaticFiles(directory=STATIC), name="web-static")
     app.include_router(pages.router)
     pages.register_errors(app)

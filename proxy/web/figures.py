@@ -7,6 +7,7 @@ Each ``*_page`` returns the template's context; its ``rows`` are what the CSV do
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -24,14 +25,15 @@ from proxy.web.period import View
 OTHERS = "other"
 STACK_MAX = 8  # series in a stacked chart; the rest are summed as "other"
 PROVIDERS = ("anthropic", "openai")
-MAX_DAYS = 3660  # the longest day axis a chart draws
+MAX_DAYS = 3660
+MENUS_KEPT = 64  # periods whose menus are kept  # the longest day axis a chart draws
 
 
 async def overview_page(engine: AsyncEngine, view: View) -> dict[str, Any]:
     filters = await reports.resolve(engine, view.filters())
-    days = await reports.usage(engine, "day", filters)
-    total = reports.total_of(days)
     by_model = await reports.over_time(engine, "model", filters)
+    days = reports.per_day(by_model)  # what usage by day answers, from the same read
+    total = reports.total_of(days)
     by_team = await reports.over_time(engine, "team", filters)
     rows = [{"day": day, **t.as_json()} for day, t in days]
     axis = day_axis(filters)
@@ -48,13 +50,27 @@ async def overview_page(engine: AsyncEngine, view: View) -> dict[str, Any]:
     }
 
 
-async def choices(engine: AsyncEngine, view: View) -> dict[str, list[str]]:
-    """The teams, users and models seen in the view's period: the filter menus."""
-    window = replace(view.filters(), user=None, team=None, model=None)
-    found = {}
-    for name in ("team", "user", "model"):
-        found[name] = [key for key, _ in await reports.usage(engine, name, window)]
-    return found
+class Menus:
+    """The teams, users and models seen in a period: the filter menus. Kept for a minute per
+    period, so paging through a view reads them once (a name new this minute shows next)."""
+
+    def __init__(self, ttl_s: float = 60.0) -> None:
+        self.ttl_s = ttl_s
+        self._kept: dict[tuple[Any, Any], tuple[float, dict[str, list[str]]]] = {}
+
+    async def of(self, engine: AsyncEngine, view: View) -> dict[str, list[str]]:
+        window = replace(view.filters(), user=None, team=None, model=None)
+        key = (window.start, window.end)
+        kept = self._kept.get(key)
+        if kept is not None and time.monotonic() - kept[0] < self.ttl_s:
+            return kept[1]
+        found = {}
+        for name in ("team", "user", "model"):
+            found[name] = [key for key, _ in await reports.usage(engine, name, window)]
+        if len(self._kept) > MENUS_KEPT:
+            self._kept.clear()
+        self._kept[key] = (time.monotonic(), found)
+        return found
 
 
 def _stacked(points: list[reports.Point], days: list[str]) -> dict[str, Any]:
@@ -95,8 +111,7 @@ def _number(value: Decimal | None, scale: int = 1) -> float | None:
 
 async def tasks_page(engine: AsyncEngine, view: View, limit: int = 25) -> dict[str, Any]:
     filters = await reports.resolve(engine, view.filters(with_model=False))
-    costliest = await reports.list_tasks(engine, filters, "cost", limit)
-    roi = await reports.roi_report(engine, filters)
+    costliest, roi = await reports.tasks_and_roi(engine, filters, limit)
     return {
         "filters": filters,
         "costliest": [row.as_json() for row in costliest],

@@ -122,7 +122,7 @@ async def overview(request: Request) -> Response:
     page = await figures.overview_page(engine, view)
     if _wants_csv(request):
         return csv_download(page["csv_rows"], "overview")
-    menus = await figures.choices(engine, view)
+    menus = await request.app.state.menus.of(engine, view)
     return _page_of(
         request, caller, view, "overview.html", page=page, menus=menus, active="overview"
     )
@@ -139,7 +139,7 @@ async def tasks(request: Request) -> Response:
     if _wants_csv(request):
         table = request.query_params.get("table", "costliest")
         return csv_download(page["csv_rows"].get(table, []), f"tasks-{table}")
-    menus = await figures.choices(engine, view)
+    menus = await request.app.state.menus.of(engine, view)
     return _page_of(request, caller, view, "tasks.html", page=page, menus=menus, active="tasks")
 
 
@@ -244,7 +244,7 @@ async def models(request: Request) -> Response:
     page = await figures.models_page(parts.engine, view, parts.pricer)
     if _wants_csv(request):
         return csv_download(page["csv_rows"], "models")
-    menus = await figures.choices(parts.engine, view)
+    menus = await request.app.state.menus.of(parts.engine, view)
     return _page_of(request, caller, view, "models.html", page=page, menus=menus, active="models")
 
 
