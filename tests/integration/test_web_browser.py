@@ -111,6 +111,8 @@ def shoot(page: Any, name: str) -> None:
         page.set_viewport_size({"width": width, "height": height})
         page.wait_for_timeout(150)  # the charts resize
         page.screenshot(path=str(SCREENSHOTS / f"{name}-{label}.png"), full_page=True)
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{name} is {overflow} px wider than a {width} px screen"
     page.set_viewport_size({"width": 1280, "height": 800})
 
 
