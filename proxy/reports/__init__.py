@@ -19,7 +19,7 @@ Unknown dollars are null, never $0 (``totals``). One module per question:
 from proxy.reports.blended import BLENDED_GROUPS, Blended, blended
 from proxy.reports.compensation import CompensationReport, Window, compensation_report, trailing
 from proxy.reports.distribution import METRICS, Distribution, distribution
-from proxy.reports.series import SERIES_GROUPS, Point, over_time, per_day, task_hours
+from proxy.reports.series import SERIES_GROUPS, Point, by_key, over_time, per_day, task_hours
 from proxy.reports.tasks import (
     SORTS,
     RoiReport,
@@ -53,6 +53,7 @@ __all__ = [
     "Unpriced",
     "Window",
     "blended",
+    "by_key",
     "compensation_report",
     "distribution",
     "list_tasks",

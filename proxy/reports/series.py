@@ -1,4 +1,4 @@
-"""Totals over time: per UTC day and one more key (model, team), and one task's hours.
+"""Totals over time: per UTC day and some keys (model and team), and one task's hours.
 
 ``over_time`` reads what ``usage`` reads (whole hours from the rollups, edge hours from raw
 events, ``window_source``), grouped by the day and ``by``: the dashboard's stacked spend and its
@@ -8,6 +8,7 @@ task's requests per UTC hour from raw events, as every per-task answer is read.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,25 +20,39 @@ from proxy.store.aggregates import DAY_LABEL_SQL, HOUR_SQL, bucket
 from proxy.store.tables import usage_events
 
 SERIES_GROUPS = ("model", "team", "user", "provider")
-Point = tuple[str, str, Totals]  # (UTC day YYYY-MM-DD, key, totals)
+Point = tuple[str, tuple[str, ...], Totals]  # (UTC day YYYY-MM-DD, keys in ``by`` order, totals)
 
 
-async def over_time(engine: AsyncEngine, by: str, filters: Filters) -> list[Point]:
-    """Totals per UTC day and ``by`` over ``resolve(filters)``, by day then key."""
-    if by not in SERIES_GROUPS:
-        raise ReportError(f"by must be one of {', '.join(SERIES_GROUPS)}; got {by!r}")
+async def over_time(engine: AsyncEngine, by: Sequence[str], filters: Filters) -> list[Point]:
+    """Totals per UTC day and each combination of ``by`` (e.g. model and team: one read for
+    both charts) over ``resolve(filters)``, by day then keys."""
+    unknown = [name for name in by if name not in SERIES_GROUPS]
+    if unknown or not by:
+        raise ReportError(f"by must name some of {', '.join(SERIES_GROUPS)}; got {list(by)!r}")
     filters = await resolve(engine, filters)
     table = window_source(filters, engine.dialect.name)
     day: Any = sa.literal_column(bucket(DAY_LABEL_SQL, engine.dialect.name, "hour"))
-    key = table.c[by]
+    keys = [table.c[name] for name in by]
     query = (
-        sa.select(day.label("day"), key.label("key"), *sum_columns(table))
-        .group_by(day, key)
-        .order_by(day, key)
+        sa.select(day.label("day"), *keys, *sum_columns(table))
+        .group_by(day, *keys)
+        .order_by(day, *keys)
     )
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
-    return [(str(row[0]), key_text(row[1]), totals_of(row, 2)) for row in rows]
+    width = len(keys) + 1
+    return [
+        (str(row[0]), tuple(key_text(value) for value in row[1:width]), totals_of(row, width))
+        for row in rows
+    ]
+
+
+def by_key(points: list[Point], index: int) -> list[tuple[str, str, Totals]]:
+    """``points`` summed per day and their ``index``-th key: (day, key, totals)."""
+    sums: dict[tuple[str, str], Totals] = {}
+    for day, keys, totals in points:
+        add(sums.setdefault((day, keys[index]), Totals()), totals)
+    return [(day, key, totals) for (day, key), totals in sorted(sums.items())]
 
 
 def per_day(points: list[Point]) -> list[tuple[str, Totals]]:

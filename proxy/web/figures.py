@@ -31,10 +31,10 @@ MENUS_KEPT = 64  # periods whose menus are kept  # the longest day axis a chart 
 
 async def overview_page(engine: AsyncEngine, view: View) -> dict[str, Any]:
     filters = await reports.resolve(engine, view.filters())
-    by_model = await reports.over_time(engine, "model", filters)
-    days = reports.per_day(by_model)  # what usage by day answers, from the same read
+    points = await reports.over_time(engine, ("model", "team"), filters)  # one read
+    days = reports.per_day(points)  # what usage by day answers
     total = reports.total_of(days)
-    by_team = await reports.over_time(engine, "team", filters)
+    by_model, by_team = reports.by_key(points, 0), reports.by_key(points, 1)
     rows = [{"day": day, **t.as_json()} for day, t in days]
     axis = day_axis(filters)
     return {
@@ -73,7 +73,7 @@ class Menus:
         return found
 
 
-def _stacked(points: list[reports.Point], days: list[str]) -> dict[str, Any]:
+def _stacked(points: list[tuple[str, str, Totals]], days: list[str]) -> dict[str, Any]:
     """Dollars per day per key, the biggest ``STACK_MAX`` keys kept and the rest summed."""
     spend: dict[str, dict[str, Decimal]] = defaultdict(dict)
     for day, key, totals in points:
