@@ -250,6 +250,8 @@ async def models(request: Request) -> Response:
 
 @router.get("/web/login")
 async def login_form(request: Request) -> Response:
+    if not sessions_of(request).login_required:  # loopback-only: nothing to log in with
+        return RedirectResponse("/", 303)
     return render(request, "login.html", None, next=_next(request.query_params.get("next")))
 
 
