@@ -26,11 +26,11 @@ _MONTH = f"period=custom&start={MONTH_START.date()}&end={(MONTH_END - timedelta(
 PAGES = {
     "overview": f"/?{_MONTH}",
     "overview, one team": f"/?{_MONTH}&team=team-07",
-    "tasks": f"/web/tasks?{_MONTH}",
     "one task": "/web/tasks/T-7-3",
     "people": f"/web/people?{_MONTH}",
     "models": f"/web/models?{_MONTH}",
     "overview CSV": f"/?{_MONTH}&format=csv",
+    "tasks": f"/web/tasks?{_MONTH}",  # last: it reads the month's raw events
 }
 
 
