@@ -51,7 +51,10 @@ def thirty_days() -> str:
     return (datetime.now(UTC).date() - timedelta(days=29)).isoformat() + "T00:00:00+00:00"
 
 
-def test_overview_shows_the_api_figures_and_downloads_them(proxy: Proxy) -> None:
+def test_overview_shows_the_api_figures_and_downloads_them(
+    make_proxy: Callable[..., Proxy], db_url: str
+) -> None:
+    proxy = make_proxy(database_url=db_url)  # on SQLite and PostgreSQL
     seed(proxy)
     page = proxy.http.get("/")
     assert page.status_code == 200, page.text
