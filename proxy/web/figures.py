@@ -143,8 +143,9 @@ async def people_page(
     filters = view.filters(with_model=False)
     start = filters.start or datetime.now(UTC)
     window = reports.Window(start, filters.end or datetime.now(UTC))
-    report = await reports.compensation_report(engine, window, usd_per)
-    spread = await reports.distribution(engine, window, "cost_usd", [1, 5, 10])
+    by_user = await reports.usage(engine, "user", Filters(window.start, window.end))  # once
+    report = await reports.compensation_report(engine, window, usd_per, by_user)
+    spread = await reports.distribution(engine, window, "cost_usd", [1, 5, 10], by_user)
     data = report.as_json()
     return {
         "window": window,
