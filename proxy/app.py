@@ -1,7 +1,8 @@
 """``create_app(settings)``: the one place where tokenmeter's parts are built and wired.
 
 The returned ASGI app sends tokenmeter's own paths (``/api/``, ``/healthz``, ``/metrics``,
-``/docs``) to a FastAPI app and everything else to the ``Forwarder``. Each part gets what it needs
+``/docs``) to a FastAPI app, the dashboard's (``/`` and ``/web/``) to another, and everything
+else to the ``Forwarder``. Each part gets what it needs
 handed in (the upstream client, the engine, the registry, the recorder), so tests build the real
 app around fakes: an upstream transport, a fresh registry, a throwaway database.
 """
@@ -23,7 +24,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import mark_process_dead
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from proxy import api, people
+from proxy import api, people, web
 from proxy.apikeys import KeyRefresher
 from proxy.attribution import Identifier, load_key_owners
 from proxy.batch_jobs import BatchJobs
@@ -70,23 +71,26 @@ class TokenmeterApp:
     """The ASGI entry point: routes by path prefix, nothing else. Also the ``ServerHooks`` of
     the HTTP protocol (proxy/serving.py): its limits, counters and error bodies."""
 
-    def __init__(self, parts: Parts, api_app: FastAPI) -> None:
+    def __init__(self, parts: Parts, api_app: FastAPI, web_app: FastAPI) -> None:
         self.parts = parts
         self.api = api_app
+        self.web = web_app
         self._forward = parts.forwarder
         self.server_hooks = self
         self.limits = ServerLimits.from_settings(parts.settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not scope["path"].startswith(_OWN_PREFIXES):
-            await self._forward(scope, receive, send)
+        if scope["type"] != "http" or scope["path"].startswith(_OWN_PREFIXES):
+            await self.api(scope, receive, send)  # the lifespan too
+        elif web.is_web_path(scope["path"]):
+            await self.web(scope, receive, send)
         else:
-            await self.api(scope, receive, send)
+            await self._forward(scope, receive, send)
 
     def error_body(self, target: bytes, failure: Failure, message: str) -> bytes:
         """An error the server protocol answers itself, in the format of the path asked for."""
         path = target.decode("latin-1")
-        if path.startswith(_OWN_PREFIXES):
+        if path.startswith(_OWN_PREFIXES) or web.is_web_path(path.partition("?")[0]):
             return json.dumps({"detail": message}).encode()
         return self._forward.error_body(path, failure, message)
 
@@ -202,7 +206,7 @@ def create_app(
     settings = settings or Settings()
     parts = build_parts(settings, upstream=upstream, registry=registry, spool=spool)
     api_app = api.build(parts, lifespan=_lifespan(parts))
-    return TokenmeterApp(parts, api_app)
+    return TokenmeterApp(parts, api_app, web.build(parts))
 
 
 def _lifespan(parts: Parts) -> Any:

@@ -201,6 +201,8 @@ class Settings(BaseSettings):
         default=None, validation_alias="PROMETHEUS_MULTIPROC_DIR"
     )
     admin_token: str | None = None
+    # The dashboard's read-only login (finance): sees every page, changes nothing.
+    viewer_token: str | None = None
     # USD per unit of each compensation currency, e.g. {"EUR": "1.08"}: the company's own rates.
     usd_per_currency: dict[str, Decimal] = Field(default_factory=dict)
     # One JSON line per exchange on stdout (status, model, tokens, cost, attribution); off: free.
@@ -264,7 +266,7 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("admin_token", "metrics_token", "context_token")
+    @field_validator("admin_token", "metrics_token", "context_token", "viewer_token")
     @classmethod
     def _token_is_strong(cls, value: str | None) -> str | None:
         if value is None:

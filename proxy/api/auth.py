@@ -7,33 +7,18 @@
   only, never reads, so it can be opened wider than the rest of ``/api/``.
 - ``/metrics``: a bearer token when ``TOKENMETER_METRICS_TOKEN`` is set, else open.
 
-"Loopback" is judged on the TCP peer alone. The server never rewrites it from
-``X-Forwarded-For`` (``SERVER_OPTIONS`` turns uvicorn's proxy headers off), the ``Host`` header
-plays no part, and a request carrying any forwarding header is refused: a reverse proxy on this
-host relays strangers from 127.0.0.1, so a relayed request is never a local caller.
+"Loopback" is judged as ``proxy.callers`` says (the TCP peer alone; a relayed request is never a
+local caller).
 """
 
 from __future__ import annotations
 
 import hmac
-import ipaddress
 
 from fastapi import HTTPException, Request
 
 from proxy.api.deps import SettingsDep
-
-FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip", "true-client-ip")
-
-
-def is_loopback(host: str) -> bool:
-    """True for an IP address in 127.0.0.0/8 or ::1 (also IPv4-mapped); never for a name."""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_loopback
+from proxy.callers import is_loopback, relayed_by
 
 
 async def require_admin(request: Request, settings: SettingsDep) -> None:
@@ -59,7 +44,7 @@ async def require_context_caller(request: Request, settings: SettingsDep) -> Non
 
 
 def _is_local_caller(request: Request) -> bool:
-    relayed = any(name in request.headers for name in FORWARDING_HEADERS)
+    relayed = relayed_by(request.headers) is not None
     return not relayed and is_loopback(request.client.host if request.client else "")
 
 
@@ -71,11 +56,11 @@ async def require_metrics_token(request: Request, settings: SettingsDep) -> None
 
 
 def _require_local_caller(request: Request) -> None:
-    relayed = [name for name in FORWARDING_HEADERS if name in request.headers]
+    relayed = relayed_by(request.headers)
     if relayed:
         raise HTTPException(
             403,
-            f"a request relayed by a proxy ({relayed[0]} header) needs TOKENMETER_ADMIN_TOKEN: "
+            f"a request relayed by a proxy ({relayed} header) needs TOKENMETER_ADMIN_TOKEN: "
             "without it the API serves callers on this host only",
         )
     if not is_loopback(request.client.host if request.client else ""):

@@ -13,6 +13,7 @@ Unknown dollars are null, never $0 (``totals``). One module per question:
 - ``tasks``: one task's view, the task list, and ROI;
 - ``compensation``: annualized spend vs compensation per person, team and org;
 - ``distribution``: percentiles, top-N share and Gini across people;
+- ``series``: totals per day and model or team, and one task's hours (the dashboard's charts);
 - ``unpriced``: models seen in traffic without a price;
 - ``reconcile``: the proxy's tokens and dollars beside the provider's own usage and cost reports.
 - ``work``: one task or work unit (pull request, repository, branch, ticket) seen whole;
@@ -25,6 +26,7 @@ from proxy.reports.compensation import CompensationReport, Window, compensation_
 from proxy.reports.distribution import METRICS, Distribution, distribution
 from proxy.reports.reconcile import Reconciliation, company_prices, reconcile
 from proxy.reports.seats import SeatReport, seat_report
+from proxy.reports.series import SERIES_GROUPS, Point, by_key, over_time, per_day, task_hours
 from proxy.reports.sessions import session_spend
 from proxy.reports.tasks import (
     SORTS,
@@ -34,6 +36,7 @@ from proxy.reports.tasks import (
     list_tasks,
     roi_report,
     task_view,
+    tasks_and_roi,
     value_by_team,
     value_by_team_quietly,
 )
@@ -46,12 +49,14 @@ __all__ = [
     "BLENDED_GROUPS",
     "GROUPS",
     "METRICS",
+    "SERIES_GROUPS",
     "SORTS",
     "Blended",
     "CompensationReport",
     "Distribution",
     "Filters",
     "Reconciliation",
+    "Point",
     "ReportError",
     "RoiReport",
     "SeatReport",
@@ -65,15 +70,20 @@ __all__ = [
     "Window",
     "blended",
     "company_prices",
+    "by_key",
     "compensation_report",
     "distribution",
     "list_tasks",
+    "over_time",
+    "per_day",
     "resolve",
     "reconcile",
     "roi_report",
     "session_spend",
     "seat_report",
+    "task_hours",
     "task_view",
+    "tasks_and_roi",
     "total_of",
     "trailing",
     "unpriced_models",

@@ -200,10 +200,16 @@ def team_of(person: Person | None) -> str:
 
 
 async def compensation_report(
-    engine: AsyncEngine, window: Window, usd_per: Mapping[str, Decimal]
+    engine: AsyncEngine,
+    window: Window,
+    usd_per: Mapping[str, Decimal],
+    by_user: list[tuple[str, Totals]] | None = None,
 ) -> CompensationReport:
-    """Spend vs compensation for everyone with a people row or traffic in ``window``."""
-    spent = dict(await usage(engine, "user", Filters(window.start, window.end)))
+    """Spend vs compensation for everyone with a people row or traffic in ``window``;
+    ``by_user``: ``usage`` by user over ``window`` when the caller has read it already."""
+    if by_user is None:
+        by_user = await usage(engine, "user", Filters(window.start, window.end))
+    spent = dict(by_user)
     unattributed = spent.pop(NONE_KEY, Totals())
     current = in_effect(await load_people(engine), window.last_day)
     usd = _usd(current, usd_per)

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy.people import in_effect, load_people
 from proxy.reports.compensation import Window
-from proxy.reports.totals import RATIO, ReportError
+from proxy.reports.totals import RATIO, ReportError, Totals
 from proxy.reports.usage import NONE_KEY, Filters, usage
 
 METRICS = ("tokens", "cost_usd")
@@ -120,14 +120,21 @@ class Distribution:
 
 
 async def distribution(
-    engine: AsyncEngine, window: Window, metric: str = "tokens", top: Sequence[int] = TOP_N
+    engine: AsyncEngine,
+    window: Window,
+    metric: str = "tokens",
+    top: Sequence[int] = TOP_N,
+    by_user: list[tuple[str, Totals]] | None = None,
 ) -> Distribution:
-    """Per-person ``metric`` totals over ``window`` and how unequal they are."""
+    """Per-person ``metric`` totals over ``window`` and how unequal they are; ``by_user``:
+    ``usage`` by user over ``window`` when the caller has read it already."""
     if metric not in METRICS:
         raise ReportError(f"metric must be one of {', '.join(METRICS)}; got {metric!r}")
     if any(n < 1 for n in top):
         raise ReportError("top must list positive counts of people")
-    spent = dict(await usage(engine, "user", Filters(window.start, window.end)))
+    if by_user is None:
+        by_user = await usage(engine, "user", Filters(window.start, window.end))
+    spent = dict(by_user)
     spent.pop(NONE_KEY, None)
     values = dict.fromkeys(in_effect(await load_people(engine), window.last_day), Fraction(0))
     for user, totals in spent.items():

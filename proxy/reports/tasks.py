@@ -135,25 +135,63 @@ async def list_tasks(
     """Tasks with events matching ``filters``, sorted by cost, ROI (unknown last) or recency."""
     if sort not in SORTS:
         raise ReportError(f"sort must be one of {', '.join(SORTS)}; got {sort!r}")
-    c, task = usage_events.c, work_task()
+    found = sort_tasks(await _task_rows(engine, filters), sort)
+    return await _with_whole(engine, filters, found[:limit] if limit else found)
+
+
+async def tasks_and_roi(
+    engine: AsyncEngine, filters: Filters, limit: int
+) -> tuple[list[TaskRow], RoiReport]:
+    """The ``limit`` costliest tasks and the ROI report, from one read of the events."""
+    found = await _task_rows(engine, filters)
+    costliest = await _with_whole(engine, filters, sort_tasks(found, "cost")[:limit])
+    return costliest, roi_of(found, filters)
+
+
+async def _task_rows(engine: AsyncEngine, filters: Filters) -> list[TaskRow]:
+    """Every task with events matching ``filters``; ``whole`` is exact for tasks with a value
+    (what ROI needs) and, until ``_with_whole``, the windowed totals for the others: reading
+    every task's whole cost would be a second pass over all their events."""
+    c, task_id = usage_events.c, work_task()
     query = (
-        sa.select(task, sa.func.min(c.ts), sa.func.max(c.ts), *sum_columns(usage_events))
+        sa.select(task_id, sa.func.min(c.ts), sa.func.max(c.ts), *sum_columns(usage_events))
         .select_from(WITH_CONTEXT)
-        .where(task.is_not(None), *conditions(usage_events, filters))
-        .group_by(task)
+        .where(task_id.is_not(None), *conditions(usage_events, filters))
+        .group_by(task_id)
     )
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
-    ids = [row[0] for row in rows]
-    records = await task_records(engine, ids)
+    records = await task_records(engine, [row[0] for row in rows])
     windowed = {row[0]: totals_of(row, 3) for row in rows}
-    whole = windowed if filters == Filters() else await _whole_totals(engine, ids)
-    found = [
-        TaskRow(task, as_utc(first), as_utc(last), windowed[task], records.get(task), whole[task])
+    valued = [task for task, record in records.items() if record.value()[0] is not None]
+    whole = {} if filters == Filters() else await _whole_totals(engine, valued)
+    return [
+        TaskRow(
+            task,
+            as_utc(first),
+            as_utc(last),
+            windowed[task],
+            records.get(task),
+            whole.get(task, windowed[task]),
+        )
         for task, first, last, *_ in rows
     ]
-    found.sort(key=_SORT_KEYS[sort])
-    return found[:limit] if limit else found
+
+
+async def _with_whole(engine: AsyncEngine, filters: Filters, rows: list[TaskRow]) -> list[TaskRow]:
+    """``rows`` with every task's whole totals read (see ``_task_rows``)."""
+    if filters == Filters():
+        return rows  # the window is everything: windowed totals are whole
+    missing = [row.task_id for row in rows if row.value_usd is None]
+    whole = await _whole_totals(engine, missing)
+    for row in rows:
+        row.whole = whole.get(row.task_id, row.whole)
+    return rows
+
+
+def sort_tasks(rows: list[TaskRow], sort: str) -> list[TaskRow]:
+    """``rows`` by cost (highest first), ROI (best first, unknown last) or recency."""
+    return sorted(rows, key=_SORT_KEYS[sort])
 
 
 async def _whole_totals(engine: AsyncEngine, task_ids: list[str]) -> dict[str, Totals]:
@@ -227,8 +265,13 @@ class RoiReport:
 
 async def roi_report(engine: AsyncEngine, filters: Filters) -> RoiReport:
     """Every task with a value and events matching ``filters``, best ROI first."""
-    rows = await list_tasks(engine, filters, sort="roi")
-    return RoiReport([row for row in rows if row.value_usd is not None], filters)
+    return roi_of(await _task_rows(engine, filters), filters)
+
+
+def roi_of(rows: list[TaskRow], filters: Filters) -> RoiReport:
+    """The ROI report of the tasks in ``rows`` (``list_tasks`` over ``filters``)."""
+    valued = [row for row in rows if row.value_usd is not None]
+    return RoiReport(sort_tasks(valued, "roi"), filters)
 
 
 async def value_by_team(engine: AsyncEngine) -> list[tuple[str, Decimal, Decimal]]:

@@ -109,7 +109,7 @@ async def usage(engine: AsyncEngine, group_by: str, filters: Filters) -> list[tu
     query = query.where(*where)
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
-    return [(_key_text(row[0]), totals_of(row, 1)) for row in rows]
+    return [(key_text(row[0]), totals_of(row, 1)) for row in rows]
 
 
 WITH_CONTEXT = usage_events.outerjoin(
@@ -278,7 +278,7 @@ def conditions(table: sa.Table, f: Filters) -> list[sa.ColumnElement[bool]]:
     return _between(time, f.start, f.end) + _who(table, f)
 
 
-def _key_text(value: Any) -> str:
+def key_text(value: Any) -> str:
     if value is None or value == "":
         return NONE_KEY
     if isinstance(value, date | datetime):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.api.auth import is_loopback
+from proxy.callers import is_loopback
 from tests.conftest import Proxy
 
 ROOT = Path(__file__).resolve().parents[2]

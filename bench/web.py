@@ -1,0 +1,73 @@
+"""Dashboard bench (issue 20): server time per page over a seeded month in PostgreSQL.
+
+``.venv/bin/python -m bench.web --events 1000000`` seeds a throwaway PostgreSQL database with
+``bench.ingest``'s month (1,000 users, 30 teams, 6 models, 20 tasks a person; rollups rebuilt),
+then asks each dashboard page for that month through the real app (in process, over ASGI, so
+the time is the server's: reports, rendering, no network) and prints the median of ``--repeats``
+timed requests after one warm-up. The database is dropped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+from datetime import timedelta
+from typing import Any
+
+import httpx
+
+from bench.ingest import MONTH_END, MONTH_START, PG_SERVER, pg_database, seed
+from proxy.app import create_app
+from proxy.config import Settings
+
+_MONTH = f"period=custom&start={MONTH_START.date()}&end={(MONTH_END - timedelta(days=1)).date()}"
+PAGES = {
+    "overview": f"/?{_MONTH}",
+    "overview, one team": f"/?{_MONTH}&team=team-07",
+    "one task": "/web/tasks/T-7-3",
+    "people": f"/web/people?{_MONTH}",
+    "models": f"/web/models?{_MONTH}",
+    "overview CSV": f"/?{_MONTH}&format=csv",
+    "tasks": f"/web/tasks?{_MONTH}",  # last: it reads the month's raw events
+}
+
+
+async def time_pages(url: str, repeats: int) -> dict[str, float]:
+    app = create_app(Settings(database_url=url))
+    transport = httpx.ASGITransport(app=app.web, client=("127.0.0.1", 50000))
+    medians: dict[str, float] = {}
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+            for name, path in PAGES.items():
+                times = []
+                for attempt in range(repeats + 1):
+                    began = time.perf_counter()
+                    answer = await client.get(path)
+                    elapsed = (time.perf_counter() - began) * 1000
+                    if answer.status_code != 200:
+                        raise RuntimeError(f"{path}: {answer.status_code} {answer.text[:300]}")
+                    if attempt:  # the first warms the caches, as a server in use has them
+                        times.append(elapsed)
+                medians[name] = round(statistics.median(times), 1)
+                print(f"{name:<20} {medians[name]:>9.1f} ms  ({path})", flush=True)
+    finally:
+        await app.parts.engine.dispose()
+    return medians
+
+
+async def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="python -m bench.web", description=__doc__)
+    parser.add_argument("--events", type=int, default=1_000_000, help="raw events in the month")
+    parser.add_argument("--repeats", type=int, default=5, help="timed requests per page")
+    parser.add_argument("--pg", default=PG_SERVER, help="PostgreSQL server (a database on it)")
+    args = parser.parse_args(argv)
+    async with pg_database(args.pg) as url:
+        seeded = await seed(url, args.events, lambda line: print(line, flush=True))
+        print(f"seeded {args.events:,} events: {seeded}", flush=True)
+        return {"events": args.events, "seed": seeded, "ms": await time_pages(url, args.repeats)}
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
