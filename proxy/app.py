@@ -25,10 +25,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy import api, people
 from proxy.attribution import Identifier, load_key_owners
+from proxy.budgets import time_zone
 from proxy.config import Settings, ensure_data_dir
 from proxy.egress import Egress
 from proxy.failures import Failure
 from proxy.forward import Forwarder, Receive, Scope, Send
+from proxy.guard import BudgetGuard
 from proxy.meter import AccessLog, Meter
 from proxy.metrics import Metrics
 from proxy.pricing import Pricer, load_overrides
@@ -36,6 +38,7 @@ from proxy.providers import Provider
 from proxy.providers import anthropic as anthropic_provider
 from proxy.providers import openai as openai_provider
 from proxy.serving import ServerLimits
+from proxy.store.budgets import BudgetRefresher
 from proxy.store.engine import make_engine, upgrade
 from proxy.store.recorder import Recorder
 from proxy.store.retention import Retention
@@ -59,6 +62,9 @@ class Parts:
     recorder: Recorder
     forwarder: Forwarder
     retention: Retention
+    guard: BudgetGuard
+    budget_refresher: BudgetRefresher
+    identifier: Identifier
 
 
 class TokenmeterApp:
@@ -149,6 +155,13 @@ def build_parts(
     overrides = load_overrides(settings.prices_file) if settings.prices_file else None
     pricer = Pricer(overrides)
     engine = make_engine(settings.database_url)
+    guard = BudgetGuard(
+        time_zone(settings.budget_tz),
+        pricer.estimate,
+        fail_closed=settings.budget_fail_closed,
+        stale_after_s=settings.budget_stale_s,
+        unenforced=metrics,
+    )
     recorder = Recorder(
         engine,
         spool or Spool(settings.spool_dir),
@@ -158,20 +171,37 @@ def build_parts(
         queue_max=settings.recorder_queue_max,
         write_timeout_s=settings.db_write_timeout_s,
         retry_max_s=settings.recorder_retry_max_s,
+        budget_tz=guard.tz,
+        on_written=guard.written,
     )
     owners = load_key_owners(settings.key_map_file) if settings.key_map_file else None
     client = upstream or make_upstream(settings)
+    identifier = Identifier(settings.key_salt, owners)
     forwarder = Forwarder(
         client,
         providers_for(settings),
-        Identifier(settings.key_salt, owners),
+        identifier,
         Meter(pricer, metrics, recorder, AccessLog() if settings.access_log == "json" else None),
         max_in_flight=settings.max_in_flight,
         max_body_bytes=settings.max_body_mb * 1024 * 1024,
         refusals=metrics,
+        guard=guard,
     )
     retention = Retention(engine, settings.retention_days)
-    return Parts(settings, client, engine, metrics, pricer, recorder, forwarder, retention)
+    refresher = BudgetRefresher(engine, guard, metrics, settings.budget_refresh_s)
+    return Parts(
+        settings,
+        client,
+        engine,
+        metrics,
+        pricer,
+        recorder,
+        forwarder,
+        retention,
+        guard,
+        refresher,
+        identifier,
+    )
 
 
 def create_app(
@@ -197,6 +227,7 @@ def _lifespan(parts: Parts) -> Any:
             await asyncio.to_thread(upgrade, parts.settings.database_url)
         await parts.recorder.start()
         await parts.retention.start()
+        await parts.budget_refresher.start()
         await people.refresh_gauge_quietly(
             parts.engine, parts.metrics, parts.settings.usd_per_currency
         )
@@ -208,6 +239,7 @@ def _lifespan(parts: Parts) -> Any:
         finally:
             timeout = parts.settings.db_write_timeout_s
             await _bounded(parts.retention.stop(), timeout, "retention's last purge")
+            await parts.budget_refresher.stop()
             await parts.recorder.stop()  # bounded by the write timeout itself
             await parts.client.aclose()
             await _bounded(parts.engine.dispose(), timeout, "closing database connections")

@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AliasChoices,
@@ -185,6 +186,14 @@ class Settings(BaseSettings):
     # One JSON line per exchange on stdout (status, model, tokens, cost, attribution); off: free.
     access_log: Literal["off", "json"] = "off"
 
+    # Budgets (README: Budgets and caps): the calendar periods are counted in this time zone.
+    budget_tz: str = "UTC"
+    # The store is away (no budget view for budget_stale_s): refuse metered requests instead
+    # of letting them pass unenforced.
+    budget_fail_closed: bool = False
+    budget_refresh_s: float = Field(default=1.0, gt=0, le=60)
+    budget_stale_s: float = Field(default=10.0, gt=0)
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -256,6 +265,17 @@ class Settings(BaseSettings):
                 "set TOKENMETER_METRICS_TOKEN too"
             )
         return self
+
+    @field_validator("budget_tz")
+    @classmethod
+    def _known_time_zone(cls, value: str) -> str:
+        if value.upper() == "UTC":
+            return "UTC"
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"budget_tz: unknown time zone {value!r}") from None
+        return value
 
     @field_validator("usd_per_currency")
     @classmethod

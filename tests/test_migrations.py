@@ -13,7 +13,15 @@ from sqlalchemy import Connection, inspect
 from proxy.store.engine import alembic_config, current, downgrade, make_engine, upgrade
 from proxy.store.tables import metadata
 
-TABLES = {"usage_events", "usage_hourly", "usage_daily", "people", "tasks"}
+TABLES = {
+    "usage_events",
+    "usage_hourly",
+    "usage_daily",
+    "people",
+    "tasks",
+    "budgets",
+    "budget_counters",
+}
 
 
 def _diff(connection: Connection) -> list[Any]:

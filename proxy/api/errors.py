@@ -7,6 +7,7 @@ raised, a JSON ``{"detail": message}`` with the status below, the message the do
   end, an unknown grouping, compensation that cannot be converted to USD): 400;
 - ``tasks.TaskRecordError``: a task record refused (negative hours, an unknown field …): 400;
 - ``people.PersonError``: a person record refused (unknown currency, control characters …): 422;
+- ``budgets.BudgetError``: a budget refused (no amount, a name on org …): 422;
 - ``people.PeopleImportError``: a CSV refused, nothing imported: 422, with every problem and its
   line as ``errors: [{"line": …, "error": …}]``.
 """
@@ -18,11 +19,17 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from proxy.budgets import BudgetError
 from proxy.people import PeopleImportError, PersonError
 from proxy.reports import ReportError
 from proxy.tasks import TaskRecordError
 
-STATUS: dict[type[Exception], int] = {ReportError: 400, TaskRecordError: 400, PersonError: 422}
+STATUS: dict[type[Exception], int] = {
+    ReportError: 400,
+    TaskRecordError: 400,
+    PersonError: 422,
+    BudgetError: 422,
+}
 
 
 def register(app: FastAPI) -> None:

@@ -22,12 +22,12 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import NoReturn
 
-from proxy.cli import common, keys, people, prices, reports, server, settings, usage
+from proxy.cli import budgets, common, keys, people, prices, reports, server, settings, usage
 from proxy.cli.common import RUNTIME, USAGE, CliError
 from proxy.config import CONFIG_VARIABLE, Settings, SettingsError, load_settings, unknown_variables
 
 Handler = Callable[[argparse.Namespace, Settings], int]
-COMMAND_MODULES = (server, usage, reports, people, prices, keys, settings)
+COMMAND_MODULES = (server, usage, reports, people, prices, keys, budgets, settings)
 
 
 class Parser(argparse.ArgumentParser):

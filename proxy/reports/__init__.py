@@ -12,10 +12,12 @@ Unknown dollars are null, never $0 (``totals``). One module per question:
 - ``tasks``: one task's view, the task list, and ROI;
 - ``compensation``: annualized spend vs compensation per person, team and org;
 - ``distribution``: percentiles, top-N share and Gini across people;
-- ``unpriced``: models seen in traffic without a price.
+- ``unpriced``: models seen in traffic without a price;
+- ``budgets``: each budget's period-to-date spend, limit and reset (and the budget records).
 """
 
 from proxy.reports.blended import BLENDED_GROUPS, Blended, blended
+from proxy.reports.budgets import BudgetStatus, budget_status, remove_budget, set_budget
 from proxy.reports.compensation import CompensationReport, Window, compensation_report, trailing
 from proxy.reports.distribution import METRICS, Distribution, distribution
 from proxy.reports.tasks import (
@@ -37,6 +39,7 @@ __all__ = [
     "METRICS",
     "SORTS",
     "Blended",
+    "BudgetStatus",
     "CompensationReport",
     "Distribution",
     "Filters",
@@ -48,11 +51,14 @@ __all__ = [
     "Unpriced",
     "Window",
     "blended",
+    "budget_status",
     "compensation_report",
     "distribution",
     "list_tasks",
+    "remove_budget",
     "resolve",
     "roi_report",
+    "set_budget",
     "task_view",
     "total_of",
     "trailing",

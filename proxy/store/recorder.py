@@ -33,7 +33,9 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, tzinfo
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -123,11 +125,18 @@ class Recorder:
         retry_max_s: float = 5.0,
         max_in_flight: int = 2,
         sync_interval_s: float = 0.1,
+        budget_tz: tzinfo = UTC,
+        on_written: Callable[[list[str]], None] | None = None,
     ) -> None:
         self._spool = spool
         self._metrics: RecorderMetrics = metrics or _NoMetrics()
         self._writer = BatchWriter(
-            engine, quarantine or Quarantine(spool.directory), self._metrics, write_timeout_s
+            engine,
+            quarantine or Quarantine(spool.directory),
+            self._metrics,
+            write_timeout_s,
+            budget_tz=budget_tz,
+            on_written=on_written,
         )
         self._batch_size = batch_size
         self._flush_interval_s = flush_interval_s
