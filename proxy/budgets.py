@@ -149,8 +149,10 @@ def reset_text(end: datetime, tz: tzinfo) -> str:
 
 
 def money(amount: Decimal) -> str:
-    """``$2,000.00``."""
-    return f"${amount:,.2f}"
+    """``$2,000.00``; a budget below a cent keeps its digits (``$0.0005``, up to 6 places)."""
+    exponent = amount.normalize().as_tuple().exponent
+    places = min(6, max(2, -exponent if isinstance(exponent, int) else 2))
+    return f"${amount:,.{places}f}"
 
 
 def limit_message(budget: Budget, end: datetime, tz: tzinfo) -> str:
