@@ -191,7 +191,7 @@ class Settings(BaseSettings):
     # The store is away (no budget view for budget_stale_s): refuse metered requests instead
     # of letting them pass unenforced.
     budget_fail_closed: bool = False
-    budget_refresh_s: float = Field(default=1.0, gt=0, le=60)
+    budget_refresh_s: float = Field(default=0.25, gt=0, le=60)
     budget_stale_s: float = Field(default=10.0, gt=0)
 
     @classmethod
