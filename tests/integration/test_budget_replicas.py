@@ -3,6 +3,7 @@ recorded spend ends past the cap (the figure README's "Budgets and caps" quotes)
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable
@@ -84,7 +85,7 @@ async def test_two_replicas_32_clients_end_near_the_cap(
     for thread in threads:
         thread.join(timeout=120)
     took = time.monotonic() - began
-    time.sleep(1.5)  # both recorders commit
+    await asyncio.sleep(1.5)  # both recorders commit
     spent, requests = await _recorded(pg_url)
     per_request = spent / requests
     over = spent - CAP
