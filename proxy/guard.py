@@ -106,7 +106,7 @@ class BudgetGuard:
         self._counted: dict[CounterKey, Decimal] = {}
         self._local: dict[CounterKey, Decimal] = {}
         self._unwritten: dict[str, tuple[list[CounterKey], Decimal]] = {}
-        self._awaiting: list[tuple[int, list[CounterKey], Decimal]] = []
+        self._awaiting: list[tuple[int, CounterKey, Decimal]] = []
         self._refreshes = 0
         self._fresh_at: float | None = None
         self._warned = False
@@ -152,12 +152,28 @@ class BudgetGuard:
 
     # -- the recorder and the refresher ----------------------------------------------------
 
-    def written(self, event_ids: Iterable[str]) -> None:
-        """These events' rows (and so their counter increments) are committed."""
+    def written(
+        self, event_ids: Iterable[str], counters: dict[CounterKey, Decimal] | None = None
+    ) -> None:
+        """These events' rows (and so their counter increments) are committed. ``counters``:
+        the counters as that transaction left them (every replica's commits up to it): they
+        replace this replica's local amounts for their keys at once, so a replica learns what
+        the others spent at each of its own commits, not only at the next refresh."""
+        fresh = counters or {}
+        for key, value in fresh.items():
+            self._counted[key] = max(value, self._counted.get(key, _ZERO))
+        if fresh:
+            self._drop_awaiting(lambda done, key: key in fresh)
         for event_id in event_ids:
             charge = self._unwritten.pop(event_id, None)
-            if charge is not None:
-                self._awaiting.append((self._refreshes, *charge))
+            if charge is None:
+                continue
+            keys, spent = charge
+            for key in keys:
+                if key in fresh:
+                    self._add((key,), -spent)
+                else:
+                    self._awaiting.append((self._refreshes, key, spent))
 
     def begin_refresh(self) -> int:
         """Number a refresh about to read the database (pass it to ``apply``)."""
@@ -166,21 +182,26 @@ class BudgetGuard:
 
     def apply(self, view: View, refresh: int) -> None:
         """Take the database's view read by refresh number ``refresh``: drop the local amounts
-        of rows committed before that refresh began (the counters hold them now)."""
+        of rows committed before that refresh began (the counters hold them now). Counters only
+        grow within a period, so a value learnt at a later commit is kept over an older read."""
         self._by_user, self._by_team, self._org = _index(view.budgets)
-        self._counted = view.counted
-        keep = []
-        for done, keys, spent in self._awaiting:
-            if done < refresh:
-                self._add(keys, -spent)
-            else:
-                keep.append((done, keys, spent))
-        self._awaiting = keep
+        old = self._counted
+        self._counted = {k: max(v, old.get(k, _ZERO)) for k, v in view.counted.items()}
+        self._drop_awaiting(lambda done, key: done < refresh)
         self._local = {key: amount for key, amount in self._local.items() if amount}
         self._fresh_at = self._monotonic()
         if self._warned:
             log.info("budget store answers again: budgets enforced")
             self._warned = False
+
+    def _drop_awaiting(self, covered: Callable[[int, CounterKey], bool]) -> None:
+        keep = []
+        for done, key, spent in self._awaiting:
+            if covered(done, key):
+                self._add((key,), -spent)
+            else:
+                keep.append((done, key, spent))
+        self._awaiting = keep
 
     def budgets(self) -> list[Budget]:
         return [

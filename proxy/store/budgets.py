@@ -55,13 +55,15 @@ async def _read_budgets(conn: AsyncConnection) -> list[Budget]:
     return [_budget(row) for row in result]
 
 
-async def count_new(conn: AsyncConnection, rows: Sequence[Row], tz: tzinfo) -> None:
-    """Add the cost of ``rows`` (just inserted, in ``conn``'s transaction) to the counters."""
-    if not rows:
-        return
-    found = await _read_budgets(conn)
+async def count_new(
+    conn: AsyncConnection, rows: Sequence[Row], tz: tzinfo
+) -> dict[CounterKey, Decimal]:
+    """Add the cost of ``rows`` (just inserted, in ``conn``'s transaction) to the counters;
+    return the counters of the current periods as this transaction leaves them ({} when no
+    budget exists)."""
+    found = await _read_budgets(conn) if rows else []
     if not found:
-        return
+        return {}
     deltas: dict[CounterKey, Decimal] = {}
     for row in rows:
         cost = row["cost_usd"]
@@ -74,6 +76,24 @@ async def count_new(conn: AsyncConnection, rows: Sequence[Row], tz: tzinfo) -> N
                 deltas[key] = deltas.get(key, _ZERO) + cost
     if deltas:
         await _add(conn, deltas)
+    return await _current_counters(conn, found, tz, datetime.now(UTC))
+
+
+async def _current_counters(
+    conn: AsyncConnection, found: list[Budget], tz: tzinfo, now: datetime
+) -> dict[CounterKey, Decimal]:
+    starts = {p: period_bounds(p, now, tz)[0] for p in Period}
+    earliest = min(starts[b.period] for b in found)
+    result = await conn.execute(
+        sa.select(budget_counters).where(budget_counters.c.period_start >= earliest)
+    )
+    counted: dict[CounterKey, Decimal] = {}
+    for row in result:
+        m = row._mapping
+        start = m["period_start"]
+        if starts[Period(m["period"])] == start:
+            counted[(m["scope"], m["name"], m["period"], start)] = Decimal(m["spent_usd"])
+    return counted
 
 
 async def _add(conn: AsyncConnection, deltas: dict[CounterKey, Decimal]) -> None:
@@ -152,18 +172,7 @@ async def load_view(engine: AsyncEngine, tz: tzinfo, now: datetime) -> View:
         found = await _read_budgets(conn)
         if not found:
             return View(found)
-        starts = {p: period_bounds(p, now, tz)[0] for p in Period}
-        earliest = min(starts[b.period] for b in found)
-        result = await conn.execute(
-            sa.select(budget_counters).where(budget_counters.c.period_start >= earliest)
-        )
-        counted: dict[CounterKey, Decimal] = {}
-        for row in result:
-            m = row._mapping
-            start = m["period_start"]
-            if starts[Period(m["period"])] == start:
-                counted[(m["scope"], m["name"], m["period"], start)] = Decimal(m["spent_usd"])
-    return View(found, counted)
+        return View(found, await _current_counters(conn, found, tz, now))
 
 
 # -- the refresher --------------------------------------------------------------------------

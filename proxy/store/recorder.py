@@ -33,7 +33,6 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 from pathlib import Path
@@ -41,7 +40,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from proxy.store.batches import BatchMetrics, BatchWriter
+from proxy.store.batches import BatchMetrics, BatchWriter, Written
 from proxy.store.quarantine import Quarantine, describe
 from proxy.store.rows import Row, event_to_row, missing_columns, row_to_line
 from proxy.store.spool import Spool
@@ -126,7 +125,7 @@ class Recorder:
         max_in_flight: int = 2,
         sync_interval_s: float = 0.1,
         budget_tz: tzinfo = UTC,
-        on_written: Callable[[list[str]], None] | None = None,
+        on_written: Written | None = None,
     ) -> None:
         self._spool = spool
         self._metrics: RecorderMetrics = metrics or _NoMetrics()

@@ -33,6 +33,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, tzinfo
+from decimal import Decimal
 from functools import cache
 from operator import itemgetter
 from typing import Any
@@ -42,6 +43,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from proxy.budgets import CounterKey
 from proxy.store.aggregates import (
     DAILY_KEY,
     DAY_SQL,
@@ -61,10 +63,16 @@ from proxy.store.tables import usage_events
 from proxy.store.types import UTCDateTime
 
 
-async def write_batch(engine: AsyncEngine, rows: Sequence[Row], budget_tz: tzinfo = UTC) -> int:
+async def write_batch(
+    engine: AsyncEngine,
+    rows: Sequence[Row],
+    budget_tz: tzinfo = UTC,
+    counters: dict[CounterKey, Decimal] | None = None,
+) -> int:
     """Store ``rows``, their rollup and their budget counters atomically; return how many were
     new. Only the new rows are counted against budgets (``store.budgets.count_new``), in the
-    same transaction: a replayed row counts nowhere twice."""
+    same transaction: a replayed row counts nowhere twice. ``counters`` (if given) receives the
+    budget counters as the transaction left them."""
     if not rows:
         return 0
     unique = _unique(rows)
@@ -72,7 +80,9 @@ async def write_batch(engine: AsyncEngine, rows: Sequence[Row], budget_tz: tzinf
 
     async def write_all(conn: AsyncConnection) -> int:
         new = await write(conn, unique)
-        await count_new(conn, [row for row in unique if row["event_id"] in new], budget_tz)
+        fresh = await count_new(conn, [row for row in unique if row["event_id"] in new], budget_tz)
+        if counters is not None:
+            counters.update(fresh)
         return len(new)
 
     return int(await _in_transaction(engine, write_all))

@@ -112,3 +112,22 @@ def test_stale_view_fails_open_and_counts_or_fails_closed() -> None:
         closed.admit("anthropic", ALICE, BODY)
     closed.apply(View([]), closed.begin_refresh())
     assert closed.admit("anthropic", ALICE, BODY) is None  # fresh, and no budget covers alice
+
+
+def test_a_commit_teaches_the_replica_what_every_replica_spent() -> None:
+    clock = Clock(_at("2026-11-27 12:00"))
+    guard = _guard(clock)
+    budget = make_budget("org", None, "month", "1")
+    key = (*budget.key, _at("2026-11-01 00:00"))
+    guard.apply(View([budget]), guard.begin_refresh())
+    ticket = guard.admit("anthropic", ALICE, BODY)
+    guard.settle(ticket, "e1", Decimal("0.10"))
+
+    # This replica's 0.10 and another replica's 0.95, committed before this batch: over.
+    guard.written(["e1"], {key: Decimal("1.05")})
+
+    assert guard.used(key) == Decimal("1.05")
+    with pytest.raises(OverBudget):
+        guard.admit("anthropic", ALICE, BODY)
+    guard.apply(View([budget], {key: Decimal("0.10")}), guard.begin_refresh())  # an older read
+    assert guard.used(key) == Decimal("1.05")
