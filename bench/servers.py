@@ -7,6 +7,8 @@
   upstream client, ``http11``);
 * ``tokenmeter-aiohttp``, ``tokenmeter-httpx``: the same with ``TOKENMETER_UPSTREAM_CLIENT`` set to
   the library clients, to compare;
+* ``tokenmeter-budgets``: ``tokenmeter`` with a hard org budget set, so every request goes
+  through the budget check (next to the ``tokenmeter`` row: what budgets cost);
 * ``litellm``: LiteLLM's proxy with its local cost map (no network call), when importable.
 
 ``launch`` starts one on the server core, waits for its port, and returns the ``Child`` (None
@@ -31,6 +33,7 @@ SERVERS = (
     "tokenmeter",
     "tokenmeter-aiohttp",
     "tokenmeter-httpx",
+    "tokenmeter-budgets",
     "litellm",
 )
 DEFAULT_SERVERS = ("direct", "passthrough", "tokenmeter")
@@ -76,14 +79,23 @@ def _command(name: str, port: int, setup: Setup) -> tuple[list[str], dict[str, s
         return [*command, "--upstream", setup.upstream, "--client", client], env
     if name.startswith("tokenmeter"):
         client = name.partition("-")[2] or "http11"
-        return [str(Path(python).parent / "tokenmeter"), "serve", "--port", str(port)], {
-            **env,
-            **_tokenmeter_env(setup),
-            "TOKENMETER_UPSTREAM_CLIENT": client,
-        }
+        tokenmeter = str(Path(python).parent / "tokenmeter")
+        env = {**env, **_tokenmeter_env(setup)}
+        if client == "budgets":
+            client = "http11"
+            _set_org_budget(tokenmeter, env)
+        command = [tokenmeter, "serve", "--port", str(port)]
+        return command, {**env, "TOKENMETER_UPSTREAM_CLIENT": client}
     if name == "litellm":
         return _litellm_command(port, setup), {**env, **_litellm_env()}
     raise ValueError(f"unknown server {name!r}; choose from {', '.join(SERVERS)}")
+
+
+def _set_org_budget(tokenmeter: str, env: dict[str, str]) -> None:
+    """A hard org budget no bench reaches, in the server's database, before it starts."""
+    budget = ["budget", "set", "--org", "--period", "month", "--usd", "1000000"]
+    for args in (["db", "upgrade"], budget):
+        subprocess.run([tokenmeter, *args], env=env, check=True, capture_output=True)
 
 
 def _base_env() -> dict[str, str]:

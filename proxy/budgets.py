@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from proxy.usage import Attribution
 
 DEFAULT_ALERTS = (50, 80, 100)
-MAX_AMOUNT = Decimal("1000000000")
+MAX_AMOUNT = Decimal("100000000")  # within what the money columns hold on SQLite
 
 
 class BudgetError(ValueError):
