@@ -36,7 +36,7 @@ from typing import Protocol
 from proxy.budgets import Budget, CounterKey, Period, Scope, limit_message, period_bounds
 from proxy.usage import Attribution
 
-log = logging.getLogger("tokenmeter.budgets")
+log = logging.getLogger("tokenmeter.guard")
 
 OUTPUT_ALLOWANCE_TOKENS = 2048  # what an in-flight request is assumed to write, at most
 BYTES_PER_TOKEN = 4
