@@ -283,7 +283,7 @@ def _budgets() -> list[Panel | Row]:
             [
                 target(_MONTHLY, "{{scope}} {{name}} used"),
                 target(
-                    f"predict_linear(({_MONTHLY})[6h:5m], {_MONTH_LEFT})",
+                    f"predict_linear(({_MONTHLY})[6h:], {_MONTH_LEFT})",
                     "{{scope}} {{name}} forecast at month end",
                 ),
             ],
