@@ -47,7 +47,7 @@ def add_commands(sub: Any) -> None:
 
 
 def _who(parser: argparse.ArgumentParser) -> None:
-    who = parser.add_mutually_exclusive_group(required=True)
+    who = parser.add_mutually_exclusive_group()  # one is required: checked by ``_scope``
     who.add_argument("--user", help="a person's budget")
     who.add_argument("--team", help="a team's shared pool")
     who.add_argument("--org", action="store_true", help="the whole company's pool")
@@ -68,6 +68,8 @@ def _alerts(text: str) -> tuple[int, ...]:
 
 
 def _scope(args: argparse.Namespace) -> tuple[str, str | None]:
+    if not args.org and args.user is None and args.team is None:
+        raise CliError("budget: give one of --user USER, --team TEAM or --org", USAGE)
     if args.org:
         return "org", None
     return ("user", args.user) if args.user is not None else ("team", args.team)
