@@ -38,6 +38,7 @@ from proxy.providers import Provider
 from proxy.providers import anthropic as anthropic_provider
 from proxy.providers import openai as openai_provider
 from proxy.serving import ServerLimits
+from proxy.store.alerts import Alerts
 from proxy.store.budgets import BudgetRefresher
 from proxy.store.engine import make_engine, upgrade
 from proxy.store.recorder import Recorder
@@ -188,7 +189,8 @@ def build_parts(
         guard=guard,
     )
     retention = Retention(engine, settings.retention_days)
-    refresher = BudgetRefresher(engine, guard, metrics, settings.budget_refresh_s)
+    alerts = Alerts(engine, settings.alert_webhook_url) if settings.alert_webhook_url else None
+    refresher = BudgetRefresher(engine, guard, metrics, settings.budget_refresh_s, alerts)
     return Parts(
         settings,
         client,

@@ -193,6 +193,8 @@ class Settings(BaseSettings):
     budget_fail_closed: bool = False
     budget_refresh_s: float = Field(default=0.25, gt=0, le=60)
     budget_stale_s: float = Field(default=10.0, gt=0)
+    # POSTed a JSON body once per budget threshold crossed per period, across replicas.
+    alert_webhook_url: str | None = None
 
     @classmethod
     def settings_customise_sources(

@@ -21,6 +21,7 @@ TABLES = {
     "tasks",
     "budgets",
     "budget_counters",
+    "budget_alerts",
 }
 
 

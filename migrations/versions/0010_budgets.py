@@ -7,7 +7,8 @@ Create Date: 2026-11-27
 ``budgets``: one row per (scope, name, period) (name '' for the org): the amount in USD,
 hard or soft, the alert thresholds (comma-separated percentages). ``budget_counters``: each
 budget's priced spend per period (``period_start``, UTC), added to in the same transaction as
-the usage rows it counts. Both start empty. Self-contained, like 0001.
+the usage rows it counts. ``budget_alerts``: one row per threshold crossed per period, the
+webhook's once-across-replicas claim. All start empty. Self-contained, like 0001.
 """
 
 from collections.abc import Sequence
@@ -50,6 +51,19 @@ def upgrade() -> None:
     )
 
 
+    op.create_table(
+        "budget_alerts",
+        *_key(),
+        sa.Column("period_start", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("threshold", sa.Integer(), nullable=False),
+        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "scope", "name", "period", "period_start", "threshold", name="pk_budget_alerts"
+        ),
+    )
+
+
 def downgrade() -> None:
+    op.drop_table("budget_alerts")
     op.drop_table("budget_counters")
     op.drop_table("budgets")

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from proxy.budgets import Budget, BudgetKey, CounterKey, Period, Scope, make_budget, period_bounds
 from proxy.guard import BudgetGuard, View
+from proxy.store.alerts import Alerts
 from proxy.store.rollup import dialect_insert
 from proxy.store.rows import Row
 from proxy.store.tables import budget_counters, budgets, usage_events
@@ -193,8 +194,10 @@ class BudgetRefresher:
         guard: BudgetGuard,
         ratios: UsedRatios | None = None,
         interval_s: float = 1.0,
+        alerts: Alerts | None = None,
     ) -> None:
         self._engine = engine
+        self._alerts = alerts
         self._guard = guard
         self._ratios = ratios
         self._interval_s = interval_s
@@ -214,6 +217,12 @@ class BudgetRefresher:
         self._guard.apply(view, number)
         if self._ratios is not None:
             self._ratios.set_budget_used(self._ratios_of(view, now))
+        if self._alerts is not None:
+            starts = {p.value: period_bounds(p, now, self._guard.tz)[0] for p in Period}
+            try:
+                await self._alerts.check(view, starts)
+            except Exception as exc:  # the claim needs the database: tried again next refresh
+                log.debug("budget alert check failed: %r", exc)
         return True
 
     def _ratios_of(self, view: View, now: datetime) -> dict[BudgetKey, float]:
@@ -229,6 +238,8 @@ class BudgetRefresher:
         self._task = asyncio.create_task(self._loop(), name="tokenmeter-budget-refresh")
 
     async def stop(self) -> None:
+        if self._alerts is not None:
+            await self._alerts.stop()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -162,3 +162,14 @@ budget_counters = Table(
     Column("period_start", UTCDateTime(), primary_key=True),
     Column("spent_usd", Fixed(), nullable=False),
 )
+
+budget_alerts = Table(
+    "budget_alerts",
+    metadata,
+    Column("scope", String(8), primary_key=True),
+    Column("name", String, primary_key=True),
+    Column("period", String(8), primary_key=True),
+    Column("period_start", UTCDateTime(), primary_key=True),
+    Column("threshold", Integer, primary_key=True),
+    Column("sent_at", UTCDateTime(), nullable=False),
+)

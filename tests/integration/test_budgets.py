@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -211,3 +213,49 @@ async def test_a_new_budget_starts_from_the_period_to_date_spend(engine: AsyncEn
     budget = make_budget("user", "alice", "day", "10")
     await store.save_budget(engine, budget, UTC, now)
     assert await _counter(engine, budget) == Decimal("2")
+
+
+class Receiver:
+    """A webhook endpoint: keeps every JSON body POSTed to it."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        self.bodies.append(json.loads(body))
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+
+def test_webhook_once_per_threshold_across_two_replicas(
+    make_proxy: Callable[..., Proxy], tmp_path: Path
+) -> None:
+    receiver = Receiver()
+    with ServerThread(receiver) as hook:
+        url = f"{hook.url}/budget-alerts"
+        first = make_proxy(alert_webhook_url=url, spool_dir=tmp_path / "spool-a")
+        second = make_proxy(alert_webhook_url=url, spool_dir=tmp_path / "spool-b")
+        _set(first, scope="team", name="platform", period="week", usd="0.0008", alerts=[50, 200])
+        _wait_refreshed(first)
+        _wait_refreshed(second)
+        with anthropic.Anthropic(base_url=first.url, api_key="k", max_retries=0) as one:
+            _ask(one)  # $0.00083: past 50% (and 100%, not asked for), not 200%
+        time.sleep(1)  # the second replica has read the first one's spend
+        with (
+            anthropic.Anthropic(base_url=second.url, api_key="k", max_retries=0) as other,
+            pytest.raises(anthropic.RateLimitError),
+        ):
+            _ask(other)  # hard at 100%: refused, nothing more spent
+        time.sleep(2)  # both replicas refresh several times
+    assert [(b["name"], b["threshold"], b["period"]) for b in receiver.bodies] == [
+        ("platform", 50, "week")
+    ]
+    assert Decimal(receiver.bodies[0]["spent_usd"]) > Decimal("0.0004")
