@@ -10,6 +10,8 @@
 * ``tokenmeter-keys``: ``tokenmeter`` with ``TOKENMETER_REQUIRE_KEY=true`` and a company key: the
   load sends a tokenmeter key made with ``tokenmeter keys create`` before start, which the proxy
   checks and swaps for the company key on every request;
+* ``tokenmeter-budgets``: ``tokenmeter`` with a hard org budget set, so every request goes
+  through the budget check (next to the ``tokenmeter`` row: what budgets cost);
 * ``litellm``: LiteLLM's proxy with its local cost map (no network call), when importable.
 
 ``launch`` starts one on the server core, waits for its port, and returns the ``Child`` (None
@@ -36,6 +38,7 @@ SERVERS = (
     "tokenmeter-aiohttp",
     "tokenmeter-httpx",
     "tokenmeter-keys",
+    "tokenmeter-budgets",
     "litellm",
 )
 DEFAULT_SERVERS = ("direct", "passthrough", "tokenmeter", "tokenmeter-keys")
@@ -97,18 +100,27 @@ def _command(name: str, port: int, setup: Setup) -> tuple[list[str], dict[str, s
         return [*command, "--upstream", setup.upstream, "--client", client], env
     if name.startswith("tokenmeter"):
         client = name.partition("-")[2] or "http11"
+        tokenmeter = str(Path(python).parent / "tokenmeter")
+        env = {**env, **_tokenmeter_env(setup)}
         keys = {"TOKENMETER_REQUIRE_KEY": "true", "TOKENMETER_ANTHROPIC_API_KEY": COMPANY_KEY}
         if client == "keys":
             client = "http11"
-        return [str(Path(python).parent / "tokenmeter"), "serve", "--port", str(port)], {
-            **env,
-            **_tokenmeter_env(setup),
-            "TOKENMETER_UPSTREAM_CLIENT": client,
-            **(keys if name == "tokenmeter-keys" else {}),
-        }
+            env = {**env, **keys}
+        if client == "budgets":
+            client = "http11"
+            _set_org_budget(tokenmeter, env)
+        command = [tokenmeter, "serve", "--port", str(port)]
+        return command, {**env, "TOKENMETER_UPSTREAM_CLIENT": client}
     if name == "litellm":
         return _litellm_command(port, setup), {**env, **_litellm_env()}
     raise ValueError(f"unknown server {name!r}; choose from {', '.join(SERVERS)}")
+
+
+def _set_org_budget(tokenmeter: str, env: dict[str, str]) -> None:
+    """A hard org budget no bench reaches, in the server's database, before it starts."""
+    budget = ["budget", "set", "--org", "--period", "month", "--usd", "1000000"]
+    for args in (["db", "upgrade"], budget):
+        subprocess.run([tokenmeter, *args], env=env, check=True, capture_output=True)
 
 
 def _base_env() -> dict[str, str]:

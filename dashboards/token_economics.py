@@ -32,6 +32,7 @@ def build() -> Json:
         *_spend_over_time(),
         *_unit_economics_by_model(),
         *_teams_and_people(),
+        *_budgets(),
     ]
     variables = [
         variable("provider", "Provider", TOKENS),
@@ -251,5 +252,47 @@ def _teams_and_people() -> list[Panel | Row]:
             "{{user}}",
             "none",
             w=6,
+        ),
+    ]
+
+
+_USED = "max by (scope, name, period) (tokenmeter_budget_used_ratio)"
+_MONTHLY = 'max by (scope, name, period) (tokenmeter_budget_used_ratio{period="month"})'
+# Seconds left in the current UTC month: where a monthly budget's burn-down is projected to.
+_MONTH_LEFT = (
+    "scalar((days_in_month() - day_of_month()) * 86400"
+    " + (23 - hour()) * 3600 + (59 - minute()) * 60)"
+)
+
+
+def _budgets() -> list[Panel | Row]:
+    return [
+        Row("Budgets"),
+        series(
+            "Budget used",
+            "Period-to-date spend over each budget's amount (tokenmeter budget set): 100% is"
+            " spent; a hard budget then refuses requests until its period resets.",
+            [target(_USED, "{{scope}} {{name}} ({{period}})")],
+            "percentunit",
+            w=12,
+        ),
+        series(
+            "Monthly budgets: burn-down and linear forecast to month end",
+            "Used share of each monthly budget, and where the last 6 hours' pace puts it at the"
+            " end of the month (UTC).",
+            [
+                target(_MONTHLY, "{{scope}} {{name}} used"),
+                target(
+                    f"predict_linear(({_MONTHLY})[6h:], {_MONTH_LEFT})",
+                    "{{scope}} {{name}} forecast at month end",
+                ),
+            ],
+            "percentunit",
+            w=12,
+        ),
+        table(
+            "Over 80% of a budget",
+            "Every budget at 80% or more of its period's amount, highest first.",
+            [("Used", "percentunit", f"{_USED} >= 0.8")],
         ),
     ]

@@ -28,10 +28,12 @@ from proxy import api, people, web
 from proxy.apikeys import KeyRefresher
 from proxy.attribution import Identifier, load_key_owners
 from proxy.batch_jobs import BatchJobs
+from proxy.budgets import time_zone
 from proxy.config import Settings, egress_of, ensure_data_dir
 from proxy.credentials import KeyCache, KeyGate
 from proxy.failures import Failure
 from proxy.forward import Forwarder, Receive, Scope, Send
+from proxy.guard import BudgetGuard
 from proxy.meter import AccessLog, Meter
 from proxy.metrics import Metrics
 from proxy.oidc import OidcVerifier
@@ -40,6 +42,8 @@ from proxy.providers import Provider
 from proxy.providers import anthropic as anthropic_provider
 from proxy.providers import openai as openai_provider
 from proxy.serving import ServerLimits
+from proxy.store.alerts import Alerts
+from proxy.store.budgets import BudgetRefresher
 from proxy.store.engine import make_engine, upgrade
 from proxy.store.recorder import Recorder
 from proxy.store.retention import Retention
@@ -65,6 +69,9 @@ class Parts:
     retention: Retention
     keys: KeyRefresher
     batches: BatchJobs
+    guard: BudgetGuard
+    budget_refresher: BudgetRefresher
+    identifier: Identifier
 
 
 class TokenmeterApp:
@@ -148,6 +155,13 @@ def build_parts(
     overrides = load_overrides(settings.prices_file) if settings.prices_file else None
     pricer = Pricer(overrides)
     engine = make_engine(settings.database_url)
+    guard = BudgetGuard(
+        time_zone(settings.budget_tz),
+        pricer.estimate,
+        fail_closed=settings.budget_fail_closed,
+        stale_after_s=settings.budget_stale_s,
+        unenforced=metrics,
+    )
     recorder = Recorder(
         engine,
         spool or Spool(settings.spool_dir),
@@ -157,16 +171,19 @@ def build_parts(
         queue_max=settings.recorder_queue_max,
         write_timeout_s=settings.db_write_timeout_s,
         retry_max_s=settings.recorder_retry_max_s,
+        budget_tz=guard.tz,
+        on_written=guard.written,
     )
     owners = load_key_owners(settings.key_map_file) if settings.key_map_file else None
     client = upstream or make_upstream(settings)
     cache = KeyCache()
     gate = KeyGate(cache, settings.company_keys(), require_key=settings.require_key)
     batches = BatchJobs(engine, settings.public_url)
+    identifier = Identifier(settings.key_salt, owners, metrics.count_identity_override)
     forwarder = Forwarder(
         client,
         providers_for(settings),
-        Identifier(settings.key_salt, owners, metrics.count_identity_override),
+        identifier,
         Meter(pricer, metrics, recorder, AccessLog() if settings.access_log == "json" else None),
         max_in_flight=settings.max_in_flight,
         max_body_bytes=settings.max_body_mb * 1024 * 1024,
@@ -174,11 +191,26 @@ def build_parts(
         gate=gate,
         oidc=_oidc(settings),
         batches=batches,
+        guard=guard,
     )
     retention = Retention(engine, settings.retention_days)
     keys = KeyRefresher(engine, cache, settings.key_cache_s)
+    alerts = Alerts(engine, settings.alert_webhook_url) if settings.alert_webhook_url else None
+    refresher = BudgetRefresher(engine, guard, metrics, settings.budget_refresh_s, alerts)
     return Parts(
-        settings, client, engine, metrics, pricer, recorder, forwarder, retention, keys, batches
+        settings,
+        client,
+        engine,
+        metrics,
+        pricer,
+        recorder,
+        forwarder,
+        retention,
+        keys,
+        batches,
+        guard,
+        refresher,
+        identifier,
     )
 
 
@@ -218,6 +250,7 @@ def _lifespan(parts: Parts) -> Any:
         await parts.recorder.start()
         await parts.retention.start()
         await parts.keys.start()
+        await parts.budget_refresher.start()
         await people.refresh_gauge_quietly(
             parts.engine, parts.metrics, parts.settings.usd_per_currency
         )
@@ -231,6 +264,7 @@ def _lifespan(parts: Parts) -> Any:
             await _bounded(parts.retention.stop(), timeout, "retention's last purge")
             await _bounded(parts.keys.stop(), timeout, "writing keys' last use")
             await _bounded(parts.batches.drain(), timeout, "batch records")
+            await parts.budget_refresher.stop()
             await parts.recorder.stop()  # bounded by the write timeout itself
             await parts.client.aclose()
             await _bounded(parts.engine.dispose(), timeout, "closing database connections")

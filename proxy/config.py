@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AliasChoices,
@@ -214,6 +215,16 @@ class Settings(BaseSettings):
     # task header names one.
     ticket_pattern: str = r"[A-Z][A-Z0-9]+-\d+"
 
+    # Budgets (README: Budgets and caps): the calendar periods are counted in this time zone.
+    budget_tz: str = "UTC"
+    # The store is away (no budget view for budget_stale_s): refuse metered requests instead
+    # of letting them pass unenforced.
+    budget_fail_closed: bool = False
+    budget_refresh_s: float = Field(default=0.25, gt=0, le=60)
+    budget_stale_s: float = Field(default=10.0, gt=0)
+    # POSTed a JSON body once per budget threshold crossed per period, across replicas.
+    alert_webhook_url: str | None = None
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -303,6 +314,17 @@ class Settings(BaseSettings):
                 "application of the same issuer must not be accepted"
             )
         return self
+
+    @field_validator("budget_tz")
+    @classmethod
+    def _known_time_zone(cls, value: str) -> str:
+        if value.upper() == "UTC":
+            return "UTC"
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"budget_tz: unknown time zone {value!r}") from None
+        return value
 
     @field_validator("usd_per_currency")
     @classmethod

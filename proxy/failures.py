@@ -28,6 +28,7 @@ class Failure(StrEnum):
     UPSTREAM_UNREACHABLE = "upstream_unreachable"  # connect error, refused CONNECT, bad TLS
     OVERLOADED = "overloaded"  # more requests in flight than TOKENMETER_MAX_IN_FLIGHT
     UPSTREAM_TIMEOUT = "upstream_timeout"  # upstream did not answer in time
+    SPEND_LIMIT = "spend_limit"  # a hard budget is spent, or cannot be checked (fail closed)
 
     @property
     def status(self) -> int:
@@ -45,5 +46,6 @@ _STATUS: dict[Failure, int] = {
     Failure.HEAD_TOO_LARGE: 431,
     Failure.UPSTREAM_UNREACHABLE: 502,
     Failure.OVERLOADED: 503,
+    Failure.SPEND_LIMIT: 429,
     Failure.UPSTREAM_TIMEOUT: 504,
 }

@@ -42,6 +42,7 @@ from proxy.attribution import (
 from proxy.billing import BY_IDENTITY, Billing
 from proxy.credentials import PASSTHROUGH, Admitted, KeyGate, KeyRefused
 from proxy.failures import Failure
+from proxy.guard import BudgetGuard, OverBudget, Ticket
 from proxy.intake import Refusal, check_path, check_query, raw_target, read_body
 from proxy.meter import Sink
 from proxy.oidc import OidcVerifier, bearer_jwt
@@ -187,6 +188,7 @@ class _Exchange:
     batch: BatchExchange | None = None  # on a batch path only (``batch_jobs``)
     watch: BatchWatch | None = None
     quota: tuple[QuotaReading, ...] = ()  # a seat's plan limits, from the response headers
+    ticket: Ticket | None = None  # its estimate on the budgets that cover it
 
 
 class Forwarder:
@@ -206,7 +208,9 @@ class Forwarder:
         oidc: OidcVerifier | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         batches: BatchWatcher | None = None,
+        guard: BudgetGuard | None = None,
     ) -> None:
+        self._guard = guard
         self._upstream = upstream
         self._providers = sorted(providers, key=lambda p: len(p.prefix), reverse=True)
         self._identifier = identifier
@@ -239,6 +243,12 @@ class Forwarder:
         if admitted is None:
             return
         ex, body = admitted
+        if self._guard is not None and provider.is_metered(ex.method, ex.path):
+            try:
+                ex.ticket = self._guard.admit(provider.name, ex.attribution, body)
+            except OverBudget as over:
+                await self._over_budget(provider, send, over)
+                return
         try:
             if self._in_flight >= self._max_in_flight:
                 msg = f"tokenmeter: more than {self._max_in_flight} requests in flight; retry"
@@ -322,6 +332,15 @@ class Forwarder:
         body = provider.error_body(refusal.failure, refusal.message)
         close = headers.get(b"expect", b"").lower() == b"100-continue"
         await _send_local(send, refusal.status, body, close=close)
+
+    async def _over_budget(self, provider: Provider, send: Send, over: OverBudget) -> None:
+        """A hard budget is spent: 429 in the provider's billing/quota error, told not to
+        retry before the budget resets. Nothing is forwarded and no usage event is made."""
+        self._count_refused("spend_limit")
+        log.info("refused (spend_limit): %s", over.message)
+        body = provider.error_body(Failure.SPEND_LIMIT, over.message)
+        extra = [(b"x-should-retry", b"false"), (b"retry-after", b"%d" % over.retry_after_s)]
+        await _send_local(send, Failure.SPEND_LIMIT.status, body, extra=extra)
 
     def _count_refused(self, reason: str) -> None:
         if self._refusals is not None:
@@ -477,7 +496,10 @@ class Forwarder:
             return
         ex.metered = True
         try:
-            self._sink(_build_event(ex))
+            priced = self._sink(_build_event(ex))
+            if self._guard is not None and isinstance(priced, UsageEvent):
+                cost = None if priced.cost is None else priced.cost.total
+                self._guard.settle(ex.ticket, priced.event_id, cost)
         except Exception:  # the response is already on its way; metering must never break it
             log.exception("could not meter %s %s", ex.method, ex.path)
         if ex.watch is not None:
@@ -586,8 +608,16 @@ async def _wait_disconnect(receive: Receive) -> None:
         pass
 
 
-async def _send_local(send: Send, status: int, body: bytes, *, close: bool = False) -> None:
+async def _send_local(
+    send: Send,
+    status: int,
+    body: bytes,
+    *,
+    close: bool = False,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    headers += extra or []
     if close:
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -62,6 +62,7 @@ REFUSAL_REASONS = (
     "expired_token",
     "unknown_signing_key",
     "idp_unreachable",
+    "spend_limit",
 )
 # tokenmeter_identity_overrides_total{source}: a header or path prefix named another user or team
 # than the authenticated identity (source key or key_map), and was ignored.
@@ -128,6 +129,7 @@ class Metrics:
         self._build_latency(registry)
         self._build_recorder(registry)
         self._build_clients(registry)
+        self._build_budgets(registry)
         # Labelled children by label values (see ``_child``), one dict per usage collector.
         self._requests: _Children[Counter] = {}
         self._tokens: _Children[Counter] = {}
@@ -350,6 +352,30 @@ class Metrics:
             self.identity_overrides.labels(source)
         for phase in TIMEOUT_PHASES:
             self.client_timeouts.labels(phase)
+
+    def _build_budgets(self, registry: CollectorRegistry) -> None:
+        self.budget_used = Gauge(
+            "tokenmeter_budget_used_ratio",
+            "Period-to-date spend of each budget over its amount (1 = spent), as this replica "
+            "sees it. Labels: the budgets an admin set, so bounded.",
+            ("scope", "name", "period"),
+            registry=registry,
+            multiprocess_mode="max",  # every worker sees the same counters: take the highest
+        )
+        self.budget_unenforced = Counter(
+            "tokenmeter_budget_unenforced",
+            "Metered requests let through unchecked because the budget store was unavailable.",
+            registry=registry,
+        )
+
+    def set_budget_used(self, ratios: dict[tuple[str, str, str], float]) -> None:
+        """Each budget's used ratio; budgets no longer set disappear."""
+        self.budget_used.clear()
+        for (scope, name, period), ratio in ratios.items():
+            self.budget_used.labels(scope, name, period).set(ratio)
+
+    def count_budget_unenforced(self) -> None:
+        self.budget_unenforced.inc()
 
     def count_refused(self, reason: str) -> None:
         """One request answered by tokenmeter itself and not forwarded."""

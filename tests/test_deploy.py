@@ -146,7 +146,7 @@ def load(path: Path) -> Any:
 def test_rules_pass_promtool_check() -> None:
     result = run([*tool(["promtool", "--version"]), "check", "rules", str(RULES)])
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 23 rules found" in result.stdout
+    assert "SUCCESS: 25 rules found" in result.stdout
 
 
 def test_rule_unit_tests_pass() -> None:
@@ -190,7 +190,7 @@ def test_compose_prometheus_config_is_valid_and_loads_the_rules(tmp_path: Path) 
     config.write_text(config.read_text().replace(METRICS_TOKEN_FILE, str(token)))
     result = run([*tool(["promtool", "--version"]), "check", "config", str(config)])
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 23 rules found" in result.stdout
+    assert "SUCCESS: 25 rules found" in result.stdout
 
 
 def test_rules_and_dashboards_never_read_a_persons_pay() -> None:

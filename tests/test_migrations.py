@@ -25,6 +25,9 @@ TABLES = {
     "api_key_audit",
     "message_batches",
     "seats",
+    "budgets",
+    "budget_counters",
+    "budget_alerts",
 }
 
 

@@ -17,7 +17,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from proxy.api import errors, health, keys, people, reports, seats, sessions, tasks, usage
+from proxy.api import budgets, errors, health, keys, people, reports, seats, sessions, tasks, usage
 from proxy.api.auth import require_admin, require_context_caller
 from proxy.api.deps import ApiParts, keep_parts
 
@@ -37,7 +37,8 @@ def build(parts: ApiParts, *, lifespan: Any) -> FastAPI:
     keep_parts(app, parts)
     app.include_router(health.router)
     guarded = [Depends(require_admin)]
-    for module in (usage, tasks, people, seats, reports, keys):
+    app.include_router(budgets.mine, prefix="/api/v1")  # the caller's own: no admin token
+    for module in (usage, tasks, people, seats, reports, keys, budgets):
         app.include_router(module.router, prefix="/api/v1", dependencies=guarded)
     context_callers = [Depends(require_context_caller)]
     app.include_router(sessions.router, prefix="/api/v1", dependencies=context_callers)

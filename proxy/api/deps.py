@@ -15,6 +15,7 @@ imports flow one way, and the API sees only what it uses.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Annotated, Any, Protocol
 
@@ -23,8 +24,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy import reports
 from proxy.api.params import Moment, Name
+from proxy.attribution import RoutedPath
 from proxy.config import Settings
 from proxy.metrics import Metrics
+from proxy.usage import Attribution
 
 
 class StoreHealth(Protocol):
@@ -38,6 +41,14 @@ class Traffic(Protocol):
 
     @property
     def in_flight(self) -> int: ...
+
+
+class Identifies(Protocol):
+    """The proxy's attribution (``attribution.Identifier``), for ``/budgets/me``."""
+
+    def identify(
+        self, headers: Mapping[bytes, bytes], routed: RoutedPath, body: bytes = b""
+    ) -> Attribution: ...
 
 
 class ApiParts(Protocol):
@@ -57,6 +68,9 @@ class ApiParts(Protocol):
 
     @property
     def forwarder(self) -> Traffic: ...
+
+    @property
+    def identifier(self) -> Identifies: ...
 
 
 def keep_parts(app: FastAPI, parts: ApiParts) -> None:

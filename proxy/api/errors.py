@@ -11,6 +11,7 @@ raised, a JSON ``{"detail": message}`` with the status below, the message the do
 - ``apikeys.KeyNotFound``: no key has this id: 404; ``apikeys.KeyProblem``: a key that cannot
   change any more (rotating a revoked key, revoking it twice) or an owner name refused: 409;
 - ``seats.SeatError``: a seat record refused: 422;
+- ``budgets.BudgetError``: a budget refused (no amount, a name on org …): 422;
 - ``people.PeopleImportError``, ``seats.SeatImportError``: a CSV refused, nothing imported: 422,
   with every problem and its line as ``errors: [{"line": …, "error": …}]``.
 """
@@ -23,6 +24,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from proxy.apikeys import KeyNotFound, KeyProblem
+from proxy.budgets import BudgetError
 from proxy.people import PeopleImportError, PersonError
 from proxy.reports import ReportError
 from proxy.seats import SeatError, SeatImportError
@@ -37,6 +39,7 @@ STATUS: dict[type[Exception], int] = {
     KeyNotFound: 404,  # before KeyProblem, its base: a handler is looked up along the MRO
     KeyProblem: 409,
     SeatError: 422,
+    BudgetError: 422,
 }
 
 

@@ -24,6 +24,7 @@ from typing import NoReturn
 
 from proxy.cli import (
     backfill,
+    budgets,
     claude_code,
     common,
     keys,
@@ -50,6 +51,7 @@ COMMAND_MODULES = (
     seats,
     prices,
     keys,
+    budgets,
     settings,
     claude_code,
     work,

@@ -22,7 +22,7 @@ part at a model without a price costs None. ``price`` never raises.
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from functools import lru_cache
 
@@ -88,6 +88,16 @@ class Pricer:
         except ArithmeticError:  # only a hand-built event can get here (counts are capped)
             log.warning("could not price event %s: %r", event.event_id, facts.usage)
             return None
+
+    def estimate(
+        self, provider: str, model: str, input_tokens: int, output_tokens: int
+    ) -> Decimal | None:
+        """What ``input_tokens`` uncached input and ``output_tokens`` output of ``model`` cost
+        today at list rates (the budget guard's in-flight estimate); None for an unknown model."""
+        card = self._card(provider, model, _utc_day(datetime.now(UTC)), Served(None, None, None))
+        if card is None:
+            return None
+        return cost_of(card, Usage(input=input_tokens, output=output_tokens)).total
 
     def _price_one(self, event: UsageEvent, model: str | None, usage: Usage) -> Cost | None:
         card = self._event_card(event, model)

@@ -65,6 +65,7 @@ _ERROR_TYPES: dict[Failure, str] = {  # the proxy's own failures in Anthropic's 
     Failure.UPSTREAM_UNREACHABLE: "api_error",
     Failure.OVERLOADED: "overloaded_error",
     Failure.UPSTREAM_TIMEOUT: "timeout_error",
+    Failure.SPEND_LIMIT: "billing_error",
 }
 
 

@@ -80,6 +80,7 @@ _ERRORS: dict[Failure, tuple[str, str | None]] = {  # the proxy's own failures: 
     Failure.UPSTREAM_UNREACHABLE: ("server_error", "upstream_unreachable"),
     Failure.OVERLOADED: ("server_error", "proxy_overloaded"),
     Failure.UPSTREAM_TIMEOUT: ("server_error", "upstream_timeout"),
+    Failure.SPEND_LIMIT: ("insufficient_quota", "insufficient_quota"),  # as OpenAI's own quota
 }
 
 

@@ -19,9 +19,11 @@ Unknown dollars are null, never $0 (``totals``). One module per question:
 - ``work``: one task or work unit (pull request, repository, branch, ticket) seen whole;
 - ``sessions``: one session's cost and its person's month, for Claude Code's status line.
 - ``seats``: per subscription seat and month, API-equivalent value vs seat price (break-even).
+- ``budgets``: each budget's period-to-date spend, limit and reset (and the budget records).
 """
 
 from proxy.reports.blended import BLENDED_GROUPS, Blended, blended
+from proxy.reports.budgets import BudgetStatus, budget_status, remove_budget, set_budget
 from proxy.reports.compensation import CompensationReport, Window, compensation_report, trailing
 from proxy.reports.distribution import METRICS, Distribution, distribution
 from proxy.reports.reconcile import Reconciliation, company_prices, reconcile
@@ -52,6 +54,7 @@ __all__ = [
     "SERIES_GROUPS",
     "SORTS",
     "Blended",
+    "BudgetStatus",
     "CompensationReport",
     "Distribution",
     "Filters",
@@ -69,18 +72,21 @@ __all__ = [
     "Unpriced",
     "Window",
     "blended",
-    "company_prices",
+    "budget_status",
     "by_key",
+    "company_prices",
     "compensation_report",
     "distribution",
     "list_tasks",
     "over_time",
     "per_day",
+    "remove_budget",
     "resolve",
     "reconcile",
     "roi_report",
-    "session_spend",
     "seat_report",
+    "session_spend",
+    "set_budget",
     "task_hours",
     "task_view",
     "tasks_and_roi",

@@ -7,8 +7,9 @@ after ``write_timeout_s``. A timed-out write is cancelled but not awaited (a hun
 not even finish cancelling), so the caller is never held longer; it may still commit later,
 which is harmless (writes are idempotent by event id). Rows the database refuses for what they
 hold are found by halving the batch, added to the quarantine and counted; the rest of the batch
-is written. An ``OSError`` from the quarantine file propagates like an outage: the caller keeps
-the rows and tries again later.
+is written; ``on_written`` is told the event ids of every batch committed (the budget guard
+then stops counting them locally). An ``OSError`` from the quarantine file propagates like an
+outage: the caller keeps the rows and tries again later.
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from datetime import UTC, tzinfo
+from decimal import Decimal
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from proxy.budgets import CounterKey
 from proxy.store.quarantine import Quarantine, describe
 from proxy.store.rows import Row
 from proxy.store.writes import is_rows_fault, write_batch
@@ -33,6 +37,9 @@ _T = TypeVar("_T")
 class BatchMetrics(Protocol):
     def observe_batch(self, size: int, seconds: float) -> None: ...
     def add_quarantined(self, n: int) -> None: ...
+
+
+Written = Callable[[list[str], dict[CounterKey, Decimal]], None]  # event ids, counters after
 
 
 class WriteTimeout(TimeoutError):
@@ -48,8 +55,13 @@ class BatchWriter:
         quarantine: Quarantine,
         metrics: BatchMetrics,
         write_timeout_s: float,
+        *,
+        budget_tz: tzinfo = UTC,
+        on_written: Written | None = None,
     ) -> None:
         self._engine = engine
+        self._budget_tz = budget_tz
+        self._on_written = on_written
         self.quarantine = quarantine
         self._metrics = metrics
         self.write_timeout_s = write_timeout_s
@@ -79,15 +91,18 @@ class BatchWriter:
 
     async def _write(self, rows: Sequence[Row]) -> None:
         began = time.perf_counter()
-        await self._within_timeout(self._write_turn(rows))
+        counters: dict[CounterKey, Decimal] = {}
+        await self._within_timeout(self._write_turn(rows, counters))
         self._metrics.observe_batch(len(rows), time.perf_counter() - began)
+        if self._on_written is not None:
+            self._on_written([row["event_id"] for row in rows], counters)
 
-    async def _write_turn(self, rows: Sequence[Row]) -> None:
+    async def _write_turn(self, rows: Sequence[Row], counters: dict[CounterKey, Decimal]) -> None:
         if self._one_writer is None:
-            await write_batch(self._engine, rows)
+            await write_batch(self._engine, rows, self._budget_tz, counters)
             return
         async with self._one_writer:  # SQLite has one writer: take turns here, not in its lock
-            await write_batch(self._engine, rows)
+            await write_batch(self._engine, rows, self._budget_tz, counters)
 
     async def _within_timeout(self, work: Coroutine[Any, Any, _T]) -> _T:
         task = asyncio.ensure_future(work)

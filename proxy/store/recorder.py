@@ -34,12 +34,13 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import UTC, tzinfo
 from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from proxy.store.batches import BatchMetrics, BatchWriter
+from proxy.store.batches import BatchMetrics, BatchWriter, Written
 from proxy.store.quarantine import Quarantine, describe
 from proxy.store.rows import Row, event_to_row, missing_columns, row_to_line
 from proxy.store.spool import Spool
@@ -123,11 +124,18 @@ class Recorder:
         retry_max_s: float = 5.0,
         max_in_flight: int = 2,
         sync_interval_s: float = 0.1,
+        budget_tz: tzinfo = UTC,
+        on_written: Written | None = None,
     ) -> None:
         self._spool = spool
         self._metrics: RecorderMetrics = metrics or _NoMetrics()
         self._writer = BatchWriter(
-            engine, quarantine or Quarantine(spool.directory), self._metrics, write_timeout_s
+            engine,
+            quarantine or Quarantine(spool.directory),
+            self._metrics,
+            write_timeout_s,
+            budget_tz=budget_tz,
+            on_written=on_written,
         )
         self._batch_size = batch_size
         self._flush_interval_s = flush_interval_s

@@ -91,6 +91,7 @@ _FILL_BATCH = f"INSERT INTO {_BATCH} ({_names(_COLUMNS)}) VALUES ({_PLACES})"  #
 _DROP_KNOWN = f"DELETE FROM {_BATCH} WHERE event_id IN (SELECT event_id FROM usage_events)"  # noqa: S608
 _INSERT = f"INSERT INTO usage_events ({_names(_COLUMNS)}) SELECT {_names(_COLUMNS)} FROM {_BATCH}"  # noqa: S608
 _CLEAR_BATCH = f"DELETE FROM {_BATCH}"  # noqa: S608
+_NEW_IDS = f"SELECT event_id FROM {_BATCH}"  # noqa: S608
 
 
 def _upsert(table: str, key_names: Sequence[str], time: dict[str, str]) -> str:
@@ -109,14 +110,15 @@ _HOURLY = _upsert("usage_hourly", ROLLUP_KEY, HOUR_SQL)
 _DAILY = _upsert("usage_daily", DAILY_KEY, DAY_SQL)
 
 
-async def write_sqlite(conn: AsyncConnection, rows: Sequence[Row]) -> int:
+async def write_sqlite(conn: AsyncConnection, rows: Sequence[Row]) -> set[str]:
     """Store ``rows`` (unique event ids) and their rollups, in ``conn``'s transaction; return
-    how many were new."""
+    the ids of the rows that were new."""
     await conn.exec_driver_sql(_CREATE_BATCH)
     await conn.exec_driver_sql(_CLEAR_BATCH)  # an aborted earlier batch left nothing behind
     await conn.exec_driver_sql(_FILL_BATCH, _encode(rows))
     await conn.exec_driver_sql(_DROP_KNOWN)
-    result = await conn.exec_driver_sql(_INSERT)
+    new = set((await conn.exec_driver_sql(_NEW_IDS)).scalars())
+    await conn.exec_driver_sql(_INSERT)
     for statement in (_HOURLY, _DAILY, _CLEAR_BATCH):
         await conn.exec_driver_sql(statement)
-    return int(result.rowcount)
+    return new

@@ -231,3 +231,41 @@ seats = Table(
     Column("usd_per_month", Fixed(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
 )
+
+
+# Budgets (``proxy.budgets``): one row per (scope, name, period); name '' for the org. Counters:
+# the priced spend of each budget's period (``period_start`` in UTC), added to in the same
+# transaction as the usage rows (``store.budgets.count_new``). Alerts: one row per threshold
+# crossed per period, inserted once across replicas (the webhook's de-duplication).
+budgets = Table(
+    "budgets",
+    metadata,
+    Column("scope", String(8), primary_key=True),
+    Column("name", String, primary_key=True),
+    Column("period", String(8), primary_key=True),
+    Column("amount_usd", Fixed(), nullable=False),
+    Column("hard", Boolean, nullable=False),
+    Column("alerts", String, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+budget_counters = Table(
+    "budget_counters",
+    metadata,
+    Column("scope", String(8), primary_key=True),
+    Column("name", String, primary_key=True),
+    Column("period", String(8), primary_key=True),
+    Column("period_start", UTCDateTime(), primary_key=True),
+    Column("spent_usd", Fixed(), nullable=False),
+)
+
+budget_alerts = Table(
+    "budget_alerts",
+    metadata,
+    Column("scope", String(8), primary_key=True),
+    Column("name", String, primary_key=True),
+    Column("period", String(8), primary_key=True),
+    Column("period_start", UTCDateTime(), primary_key=True),
+    Column("threshold", Integer, primary_key=True),
+    Column("sent_at", UTCDateTime(), nullable=False),
+)

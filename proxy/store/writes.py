@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
+from decimal import Decimal
 from functools import cache
 from operator import itemgetter
 from typing import Any
@@ -42,6 +43,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from proxy.budgets import CounterKey
 from proxy.store.aggregates import (
     DAILY_KEY,
     DAY_SQL,
@@ -54,20 +56,36 @@ from proxy.store.aggregates import (
     key_sql,
     quoted,
 )
+from proxy.store.budgets import count_new
 from proxy.store.rows import Row
 from proxy.store.sqlite_write import write_sqlite
 from proxy.store.tables import usage_events
 from proxy.store.types import UTCDateTime
 
 
-async def write_batch(engine: AsyncEngine, rows: Sequence[Row]) -> int:
-    """Store ``rows`` and their rollup atomically; return how many were new."""
+async def write_batch(
+    engine: AsyncEngine,
+    rows: Sequence[Row],
+    budget_tz: tzinfo = UTC,
+    counters: dict[CounterKey, Decimal] | None = None,
+) -> int:
+    """Store ``rows``, their rollup and their budget counters atomically; return how many were
+    new. Only the new rows are counted against budgets (``store.budgets.count_new``), in the
+    same transaction: a replayed row counts nowhere twice. ``counters`` (if given) receives the
+    budget counters as the transaction left them."""
     if not rows:
         return 0
     unique = _unique(rows)
-    if engine.dialect.name == "postgresql":
-        return await _write_postgresql(engine, unique)
-    return int(await _in_transaction(engine, lambda conn: write_sqlite(conn, unique)))
+    write = _write_postgresql if engine.dialect.name == "postgresql" else write_sqlite
+
+    async def write_all(conn: AsyncConnection) -> int:
+        new = await write(conn, unique)
+        fresh = await count_new(conn, [row for row in unique if row["event_id"] in new], budget_tz)
+        if counters is not None:
+            counters.update(fresh)
+        return len(new)
+
+    return int(await _in_transaction(engine, write_all))
 
 
 def _unique(rows: Sequence[Row]) -> list[Row]:
@@ -135,14 +153,10 @@ async def _in_transaction(engine: AsyncEngine, write: Callable[[AsyncConnection]
 # -- PostgreSQL: insert + rollup in one statement -----------------------------------------------
 
 
-async def _write_postgresql(engine: AsyncEngine, rows: Sequence[Row]) -> int:
-    arrays = _arrays(rows)
-
-    async def write(conn: AsyncConnection) -> int:
-        result = await conn.exec_driver_sql(_postgresql_write_sql(), arrays)
-        return int(result.scalar_one())
-
-    return int(await _in_transaction(engine, write))
+async def _write_postgresql(conn: AsyncConnection, rows: Sequence[Row]) -> set[str]:
+    """Insert + rollups in one statement; the ids of the rows that were new."""
+    result = await conn.exec_driver_sql(_postgresql_write_sql(), _arrays(rows))
+    return set(result.scalars())
 
 
 _EVENT_COLUMNS = tuple(column.name for column in usage_events.columns)
@@ -215,7 +229,7 @@ def _insert_new_events() -> str:
         f"${i}::text::{_array_type(column)}"
         for i, column in enumerate(usage_events.columns, start=1)
     )
-    returned = ("ts", *ROLLUP_KEY[1:], *SUMMED_COLUMNS)  # what the rollup sums read
+    returned = ("event_id", "ts", *ROLLUP_KEY[1:], *SUMMED_COLUMNS)  # what the rollup sums read
     return (
         f"INSERT INTO usage_events ({_names(_EVENT_COLUMNS)})"  # noqa: S608
         f" SELECT * FROM unnest({arrays}) AS batch({_names(_EVENT_COLUMNS)})"
@@ -255,12 +269,12 @@ _BY_KEY = _names(ROLLUP_KEY)
 @cache
 def _postgresql_write_sql() -> str:
     """INSERT the batch (skipping known event ids), upsert the rollup of what was inserted,
-    and answer how many rows were new."""
+    and answer the ids of the rows that were new."""
     hourly = f"SELECT * FROM hourly ORDER BY {_BY_KEY}"  # noqa: S608
     return (
         f"WITH new AS ({_insert_new_events()}),"  # noqa: S608
         f" hourly AS ({_sum_new_by_hour()}),"
         f" rolled AS ({_upsert('usage_hourly', ROLLUP_KEY, hourly)}),"
         f" rolled_daily AS ({_upsert('usage_daily', DAILY_KEY, _sum_hourly_by_day())})"
-        " SELECT count(*) FROM new"
+        " SELECT event_id FROM new"
     )

@@ -256,6 +256,13 @@ def _register_values(proxy: Proxy) -> None:
         assert response.status_code == 200, response.text
 
 
+def _set_budget(proxy: Proxy) -> None:
+    """A soft monthly org budget the traffic passes at once: the Budgets row and its alert."""
+    budget = {"scope": "org", "period": "month", "usd": "0.000001", "soft": True}
+    response = proxy.http.put("/api/v1/budgets", json=budget)
+    assert response.status_code == 200, response.text
+
+
 def _send_traffic(proxy: Proxy, prometheus: Prometheus) -> int:
     """Two waves a few scrapes apart, so every counter has a sample before and after a rise.
     Each wave has one seat request too (a claude.ai login: paid $0, its list price apart)."""
@@ -382,6 +389,7 @@ def test_every_dashboard_panel_and_rule_answers_from_a_real_prometheus(
 ) -> None:
     _register_people(proxy)
     _register_values(proxy)
+    _set_budget(proxy)
     sent = _send_traffic(proxy, prometheus)
     recorded = _recorded(proxy, sent)
     assert recorded["total"]["requests"] == sent

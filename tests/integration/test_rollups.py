@@ -244,13 +244,13 @@ async def test_recorder_keeps_two_batches_in_flight(
     way every event lands once in the raw table and both rollups."""
     busy, most = 0, 0
 
-    async def slow_write(engine: AsyncEngine, rows: list[Row]) -> int:
+    async def slow_write(engine: AsyncEngine, rows: list[Row], *budgets: Any) -> int:
         nonlocal busy, most
         busy += 1
         most = max(most, busy)
         try:
             await asyncio.sleep(0.03)
-            return await write_batch(engine, rows)
+            return await write_batch(engine, rows, *budgets)
         finally:
             busy -= 1
 

@@ -31,6 +31,7 @@ RENDERED = {
     Failure.UPSTREAM_UNREACHABLE: (502, "api_error", "server_error", "upstream_unreachable"),
     Failure.OVERLOADED: (503, "overloaded_error", "server_error", "proxy_overloaded"),
     Failure.UPSTREAM_TIMEOUT: (504, "timeout_error", "server_error", "upstream_timeout"),
+    Failure.SPEND_LIMIT: (429, "billing_error", "insufficient_quota", "insufficient_quota"),
 }
 
 
