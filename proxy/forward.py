@@ -262,6 +262,19 @@ class Forwarder:
         finally:
             self._finish(ex)
 
+    async def caller(self, raw_headers: list[tuple[bytes, bytes]]) -> Attribution:
+        """Who a request with these headers is billed to, as a forwarded request would be: its
+        tokenmeter key or SSO token first, then the key map and headers. ``/budgets/me`` asks
+        this, so a header cannot read another person's budget when a key says who is calling.
+        Raises ``Refusal`` for a credential the gate refuses (or none, when one is required)."""
+        provider = self._providers[0]
+        keyed = await self._check_key(provider, raw_headers)
+        who = keyed.identity
+        verified = None
+        if who is not None:
+            verified = Verified(KeyOwner(who.user, who.team), who.label, who.source)
+        return self._identifier.identify(dict(raw_headers), split_path("/"), b"", verified)
+
     def _provider_for(self, path: str) -> Provider | None:
         for provider in self._providers:
             if path.startswith(provider.prefix + "/v1/"):

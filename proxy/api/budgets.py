@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from proxy import reports
 from proxy.api.deps import EngineDep, PartsDep, SettingsDep
 from proxy.api.params import Amount, Name
-from proxy.attribution import split_path
 from proxy.budgets import Period, Scope, make_budget, time_zone
+from proxy.intake import Refusal
 
 router = APIRouter(tags=["budgets"])
 mine = APIRouter(tags=["budgets"])
@@ -68,8 +68,10 @@ async def delete_budget(
 
 @mine.get("/budgets/me", summary="The caller's own budgets: spent, limit, percent, resets at")
 async def get_my_budgets(request: Request, parts: PartsDep) -> dict[str, Any]:
-    headers = {name.lower(): value for name, value in request.headers.raw}
-    who = parts.identifier.identify(headers, split_path("/"))
+    try:
+        who = await parts.forwarder.caller(list(request.headers.raw))
+    except Refusal as refused:
+        raise HTTPException(401, refused.message) from None
     tz, now = time_zone(parts.settings.budget_tz), datetime.now(UTC)
     rows = await reports.budget_status(
         parts.engine, tz, now, user=who.user, team=who.team, covering=True

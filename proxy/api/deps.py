@@ -37,10 +37,12 @@ class StoreHealth(Protocol):
 
 
 class Traffic(Protocol):
-    """The forwarder, as ``/healthz`` reads it."""
+    """The forwarder, as ``/healthz`` and ``/budgets/me`` read it."""
 
     @property
     def in_flight(self) -> int: ...
+
+    async def caller(self, raw_headers: list[tuple[bytes, bytes]]) -> Attribution: ...
 
 
 class Identifies(Protocol):

@@ -332,3 +332,18 @@ def test_real_claude_code_with_the_env_of_claude_code_env(
         assert key not in repr(request.headers)
         assert request.header("x-api-key") == COMPANY_ANTHROPIC
     users_once_recorded(capsys, {"hana": str(1 + len(sent))})
+
+
+def test_budgets_me_answers_for_the_key_not_for_a_header(
+    keyed: Proxy, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``/budgets/me`` needs no admin token, so who is asking must come from the key when there
+    is one: a header naming someone else reads nothing of theirs, a refused key reads nothing."""
+    key = create(capsys, "--user", "alice", "--team", "platform")
+    accepted(keyed, key)
+    spoofed = {"x-api-key": key, "x-tokenmeter-user": "bob", "x-tokenmeter-team": "x"}
+    me = keyed.http.get("/api/v1/budgets/me", headers=spoofed)
+    assert me.status_code == 200, me.text
+    assert (me.json()["user"], me.json()["team"]) == ("alice", "platform")
+    wrong = {"x-api-key": key[:-4] + "zzzz"}
+    assert keyed.http.get("/api/v1/budgets/me", headers=wrong).status_code == 401
