@@ -440,7 +440,7 @@ def test_unknown_model_is_unpriced_never_zero(proxy: Proxy, claude: anthropic.An
 
 
 def test_non_provider_path_gets_a_clear_404(proxy: Proxy) -> None:
-    r = httpx.head(f"{proxy.url}/")
+    r = httpx.head(f"{proxy.url}/nope/")  # "/" is the web dashboard now
     assert r.status_code == 404
     r = httpx.get(f"{proxy.url}/nope")
     assert "under /v1/" in r.json()["error"]["message"]
