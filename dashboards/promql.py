@@ -20,6 +20,10 @@ STICKER = "tokenmeter_sticker_cost_usd_total"
 UNPRICED_TOKENS = "tokenmeter_unpriced_tokens_total"
 # Tokens of subscription (seat) traffic: paid $0 per token, so no paid $/MTok divides by them.
 SEAT_TOKENS = "tokenmeter_api_equivalent_tokens_total"
+# What that seat traffic would have cost at list price: shown beside spend, never added to it.
+SEAT_COST = "tokenmeter_api_equivalent_cost_usd_total"
+# A seat holder's plan windows (proxy/quota.py): the latest utilization, 0..1.
+SEAT_QUOTA = "tokenmeter_seat_quota_utilization"
 REQUESTS = "tokenmeter_requests_total"
 # Pay as /metrics exports it by default: team totals, and who is in which team without an
 # amount (proxy/paymetrics.py); never a person's pay. Their team is the person's team in the

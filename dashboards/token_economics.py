@@ -19,7 +19,17 @@ from dashboards.grafana import (
     target,
     variable,
 )
-from dashboards.promql import COST, TOKENS, blended, cache_hit, io_ratio, over, sticker
+from dashboards.promql import (
+    COST,
+    SEAT_COST,
+    SEAT_QUOTA,
+    TOKENS,
+    blended,
+    cache_hit,
+    io_ratio,
+    over,
+    sticker,
+)
 
 ECON = 'provider=~"$provider", model=~"$model", team=~"$team", user=~"$user"'
 RANGE = "$__range"
@@ -32,6 +42,7 @@ def build() -> Json:
         *_spend_over_time(),
         *_unit_economics_by_model(),
         *_teams_and_people(),
+        *_seats(),
         *_budgets(),
     ]
     variables = [
@@ -263,6 +274,44 @@ _MONTH_LEFT = (
     "scalar((days_in_month() - day_of_month()) * 86400"
     " + (23 - hour()) * 3600 + (59 - minute()) * 60)"
 )
+
+
+def _seats() -> list[Panel | Row]:
+    """Subscription seats: what their traffic would have cost on the API, beside (never added
+    to) the spend above, and how close each seat holder runs to the plan's limits."""
+    return [
+        Row("Subscription seats (selected range)"),
+        stat(
+            "API-equivalent of seat traffic",
+            "What the claude.ai-login (seat) traffic in the selected range would have cost at"
+            " list price. Its paid dollars are 0 per token (the seat price is paid instead), so"
+            " this is never part of Spend.",
+            over("increase", SEAT_COST, ECON, RANGE),
+            "currencyUSD",
+            noValue="0",
+        ),
+        bars(
+            "API-equivalent by seat holder",
+            "Per person, the list price of their seat traffic in the selected range (compare"
+            " with the seat's price: tokenmeter report seats).",
+            over("increase", SEAT_COST, ECON, RANGE, "user"),
+            "{{user}}",
+            "currencyUSD",
+            w=9,
+        ),
+        series(
+            "Plan window used, by seat holder",
+            "The latest share of each plan window (5 h, 7 d, ...) the seat holder has used, from"
+            " the unified rate-limit headers of their responses: 100% is the plan's limit.",
+            [
+                target(
+                    f'max by (user, window) ({SEAT_QUOTA}{{user=~"$user"}})', "{{user}} {{window}}"
+                )
+            ],
+            "percentunit",
+            w=9,
+        ),
+    ]
 
 
 def _budgets() -> list[Panel | Row]:
