@@ -222,14 +222,21 @@ class TooManyConnections(_Base):
     hogs: list[asyncpg.Connection]
 
     async def down(self) -> None:
+        """Take every slot, then end the proxy's sessions until none is left: its background
+        refreshers (budgets every 0.25 s, keys) reconnect at once, and a slot they win back
+        between the two would keep the proxy's pool working."""
         self.hogs = []
         await self._fill()
-        victims = await _backends(self.hogs[0], self.database)
-        mine = {hog.get_server_pid() for hog in self.hogs}
-        for pid in set(victims) - mine:
-            await self.hogs[0].execute("SELECT pg_terminate_backend($1)", pid)
-        await asyncio.sleep(0.1)
-        await self._fill()
+        for _ in range(50):
+            mine = {hog.get_server_pid() for hog in self.hogs}
+            victims = set(await _backends(self.hogs[0], self.database)) - mine
+            if not victims:
+                return
+            for pid in victims:
+                await self.hogs[0].execute("SELECT pg_terminate_backend($1)", pid)
+            await asyncio.sleep(0.05)
+            await self._fill()
+        raise AssertionError("the proxy kept winning a connection slot back")
 
     async def _fill(self) -> None:
         while True:
