@@ -43,7 +43,7 @@ from proxy.providers import anthropic as anthropic_provider
 from proxy.providers import openai as openai_provider
 from proxy.serving import ServerLimits
 from proxy.store.alerts import Alerts
-from proxy.store.budgets import BudgetRefresher
+from proxy.store.budgets import BudgetRefresher, Leases
 from proxy.store.engine import make_engine, upgrade
 from proxy.store.recorder import Recorder
 from proxy.store.retention import Retention
@@ -172,6 +172,7 @@ def build_parts(
         write_timeout_s=settings.db_write_timeout_s,
         retry_max_s=settings.recorder_retry_max_s,
         budget_tz=guard.tz,
+        budget_holder=guard.holder,
         on_written=guard.written,
     )
     owners = load_key_owners(settings.key_map_file) if settings.key_map_file else None
@@ -196,6 +197,7 @@ def build_parts(
     retention = Retention(engine, settings.retention_days)
     keys = KeyRefresher(engine, cache, settings.key_cache_s)
     alerts = Alerts(engine, settings.alert_webhook_url) if settings.alert_webhook_url else None
+    guard.leases = Leases(engine, guard.holder)
     refresher = BudgetRefresher(engine, guard, metrics, settings.budget_refresh_s, alerts)
     return Parts(
         settings,

@@ -246,6 +246,8 @@ class Forwarder:
         if self._guard is not None and provider.is_metered(ex.method, ex.path):
             try:
                 ex.ticket = self._guard.admit(provider.name, ex.attribution, body)
+                if ex.ticket is not None and ex.ticket.short:  # near a hard cap: a round trip
+                    await self._guard.secure(ex.ticket)
             except OverBudget as over:
                 await self._over_budget(provider, send, over)
                 return

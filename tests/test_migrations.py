@@ -27,6 +27,7 @@ TABLES = {
     "seats",
     "budgets",
     "budget_counters",
+    "budget_holds",
     "budget_alerts",
 }
 

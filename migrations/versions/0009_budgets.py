@@ -7,7 +7,9 @@ Create Date: 2026-11-27
 ``budgets``: one row per (scope, name, period) (name '' for the org): the amount in USD,
 hard or soft, the alert thresholds (comma-separated percentages). ``budget_counters``: each
 budget's priced spend per period (``period_start``, UTC), added to in the same transaction as
-the usage rows it counts. ``budget_alerts``: one row per threshold crossed per period, the
+the usage rows it counts, and ``reserved_usd``, the sum of its ``budget_holds``: the leases each
+replica (``holder``) takes of a hard budget so it can admit requests without a round trip while
+the replicas together never pass the cap by more than one request. ``budget_alerts``: one row per threshold crossed per period, the
 webhook's once-across-replicas claim. All start empty. Self-contained, like 0001.
 """
 
@@ -45,8 +47,20 @@ def upgrade() -> None:
         *_key(),
         sa.Column("period_start", sa.DateTime(timezone=True), nullable=False),
         sa.Column("spent_usd", sa.Numeric(20, 10), nullable=False),
+        sa.Column("reserved_usd", sa.Numeric(20, 10), nullable=False, server_default="0"),
         sa.PrimaryKeyConstraint(
             "scope", "name", "period", "period_start", name="pk_budget_counters"
+        ),
+    )
+    op.create_table(
+        "budget_holds",
+        sa.Column("holder", sa.String(32), nullable=False),
+        *_key(),
+        sa.Column("period_start", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("amount_usd", sa.Numeric(20, 10), nullable=False),
+        sa.Column("renewed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "holder", "scope", "name", "period", "period_start", name="pk_budget_holds"
         ),
     )
 
@@ -65,5 +79,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("budget_alerts")
+    op.drop_table("budget_holds")
     op.drop_table("budget_counters")
     op.drop_table("budgets")

@@ -25,6 +25,7 @@ from typing import Any, Protocol, TypeVar
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy.budgets import CounterKey
+from proxy.store.budgets import Tally
 from proxy.store.quarantine import Quarantine, describe
 from proxy.store.rows import Row
 from proxy.store.writes import is_rows_fault, write_batch
@@ -39,7 +40,8 @@ class BatchMetrics(Protocol):
     def add_quarantined(self, n: int) -> None: ...
 
 
-Written = Callable[[list[str], dict[CounterKey, Decimal]], None]  # event ids, counters after
+# event ids; the counters after the transaction; what it took off this replica's leases
+Written = Callable[[list[str], dict[CounterKey, Decimal], dict[CounterKey, Decimal]], None]
 
 
 class WriteTimeout(TimeoutError):
@@ -57,10 +59,12 @@ class BatchWriter:
         write_timeout_s: float,
         *,
         budget_tz: tzinfo = UTC,
+        budget_holder: str | None = None,
         on_written: Written | None = None,
     ) -> None:
         self._engine = engine
         self._budget_tz = budget_tz
+        self._budget_holder = budget_holder
         self._on_written = on_written
         self.quarantine = quarantine
         self._metrics = metrics
@@ -91,18 +95,18 @@ class BatchWriter:
 
     async def _write(self, rows: Sequence[Row]) -> None:
         began = time.perf_counter()
-        counters: dict[CounterKey, Decimal] = {}
-        await self._within_timeout(self._write_turn(rows, counters))
+        tally = Tally(self._budget_tz, self._budget_holder)
+        await self._within_timeout(self._write_turn(rows, tally))
         self._metrics.observe_batch(len(rows), time.perf_counter() - began)
         if self._on_written is not None:
-            self._on_written([row["event_id"] for row in rows], counters)
+            self._on_written([row["event_id"] for row in rows], tally.counters, tally.released)
 
-    async def _write_turn(self, rows: Sequence[Row], counters: dict[CounterKey, Decimal]) -> None:
+    async def _write_turn(self, rows: Sequence[Row], tally: Tally) -> None:
         if self._one_writer is None:
-            await write_batch(self._engine, rows, self._budget_tz, counters)
+            await write_batch(self._engine, rows, tally)
             return
         async with self._one_writer:  # SQLite has one writer: take turns here, not in its lock
-            await write_batch(self._engine, rows, self._budget_tz, counters)
+            await write_batch(self._engine, rows, tally)
 
     async def _within_timeout(self, work: Coroutine[Any, Any, _T]) -> _T:
         task = asyncio.ensure_future(work)

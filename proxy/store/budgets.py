@@ -1,14 +1,23 @@
 """Budgets in the database: the records, the counters, and the refresher of the in-memory view.
 
-- ``count_new(conn, rows, tz)`` runs inside the recorder's write transaction, on the rows that
+- ``count_new(conn, rows, tally)`` runs inside the recorder's write transaction, on the rows that
   transaction inserted (never a replayed one: ``writes`` passes only rows its INSERT returned),
   and adds their priced cost to every covering budget's counter of the period the event started
   in: one upsert per (budget, period start), ``spent_usd = spent_usd + excluded.spent_usd``, in
-  key order, so replicas writing at once agree and cannot deadlock.
+  key order, so replicas writing at once agree and cannot deadlock. The same cost comes off the
+  writing replica's lease of that counter (``tally.holder``; at most what the lease holds), so
+  ``reserved_usd`` stays the sum of the leases and spend is never held twice.
+- ``Leases``: a replica's leases of hard budgets (``budget_holds``), the database side of the
+  guard's admission near and far from the cap: ``take`` grows a lease by a chunk when the
+  budget's ``spent + reserved`` leaves room for it, else by what one request needs while any
+  room is left (the one request that may end past the cap), else by nothing; ``give_back``
+  returns an unused part; ``renew`` keeps a live replica's leases from being swept; ``sweep``
+  returns the leases of replicas that stopped renewing them (crashed), from any replica.
 - ``save_budget`` / ``delete_budget`` / ``list_budgets``: the records. A new budget's counter for
   the current period starts from the priced events already recorded in it (period-to-date),
   so a budget set mid-month knows what the month has spent.
-- ``load_view``: every budget and the counters of its current period, for ``BudgetGuard``.
+- ``load_view``: every budget and the counters (spent, reserved) of its current period, for
+  ``BudgetGuard``.
 - ``BudgetRefresher``: reads ``load_view`` every ``interval_s`` (1 s by default) and hands it to
   the guard; a failed read leaves the guard's view to go stale (the guard then fails open or
   closed). It also sets each budget's used ratio for ``tokenmeter_budget_used_ratio``.
@@ -20,7 +29,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime, tzinfo
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
 from typing import Protocol
 
@@ -32,7 +42,7 @@ from proxy.guard import BudgetGuard, View
 from proxy.store.alerts import Alerts
 from proxy.store.rollup import dialect_insert
 from proxy.store.rows import Row
-from proxy.store.tables import budget_counters, budgets, usage_events
+from proxy.store.tables import budget_counters, budget_holds, budgets, usage_events
 
 log = logging.getLogger("tokenmeter.store.budgets")
 _ZERO = Decimal(0)
@@ -56,15 +66,24 @@ async def _read_budgets(conn: AsyncConnection) -> list[Budget]:
     return [_budget(row) for row in result]
 
 
-async def count_new(
-    conn: AsyncConnection, rows: Sequence[Row], tz: tzinfo
-) -> dict[CounterKey, Decimal]:
-    """Add the cost of ``rows`` (just inserted, in ``conn``'s transaction) to the counters;
-    return the counters of the current periods as this transaction leaves them ({} when no
-    budget exists)."""
+@dataclass(slots=True)
+class Tally:
+    """One write transaction's dealings with the budgets: the time zone of their periods and
+    the replica whose leases its rows were spent under (in); the counters of the current
+    periods as it left them and what it took off the holder's leases (out)."""
+
+    tz: tzinfo = UTC
+    holder: str | None = None
+    counters: dict[CounterKey, Decimal] = field(default_factory=dict)
+    released: dict[CounterKey, Decimal] = field(default_factory=dict)
+
+
+async def count_new(conn: AsyncConnection, rows: Sequence[Row], tally: Tally) -> None:
+    """Add the cost of ``rows`` (just inserted, in ``conn``'s transaction) to the counters and
+    take it off the holder's leases; fill ``tally`` (nothing when no budget exists)."""
     found = await _read_budgets(conn) if rows else []
     if not found:
-        return {}
+        return
     deltas: dict[CounterKey, Decimal] = {}
     for row in rows:
         cost = row["cost_usd"]
@@ -72,28 +91,107 @@ async def count_new(
             continue
         for budget in found:
             if budget.covers(row["user"], row["team"]):
-                start, _ = period_bounds(budget.period, row["ts"], tz)
+                start, _ = period_bounds(budget.period, row["ts"], tally.tz)
                 key = (*budget.key, start)
                 deltas[key] = deltas.get(key, _ZERO) + cost
     if deltas:
         await _add(conn, deltas)
-    return await _current_counters(conn, found, tz, datetime.now(UTC))
+        if tally.holder is not None:
+            tally.released = await _release(conn, tally.holder, deltas)
+    counters = await _current_counters(conn, found, tally.tz, datetime.now(UTC))
+    tally.counters = {key: spent for key, (spent, _) in counters.items()}
+
+
+async def _release(
+    conn: AsyncConnection, holder: str, deltas: dict[CounterKey, Decimal]
+) -> dict[CounterKey, Decimal]:
+    """Take the newly spent ``deltas`` off ``holder``'s leases (at most what each holds)."""
+    held = await _holds(conn, holder)
+    released = {key: min(held[key], spent) for key, spent in deltas.items() if held.get(key)}
+    for key, amount in sorted(released.items()):
+        await _move(conn, holder, key, -amount)
+    return released
+
+
+async def _holds(conn: AsyncConnection, holder: str) -> dict[CounterKey, Decimal]:
+    result = await conn.execute(sa.select(budget_holds).where(budget_holds.c.holder == holder))
+    return {_key_of(row): Decimal(row._mapping["amount_usd"]) for row in result}
+
+
+def _key_of(row: sa.Row[tuple[object, ...]]) -> CounterKey:
+    m = row._mapping
+    return (m["scope"], m["name"], m["period"], m["period_start"])
+
+
+def _where(table: sa.Table, key: CounterKey) -> sa.ColumnElement[bool]:
+    scope, name, period, start = key
+    c = table.c
+    return sa.and_(c.scope == scope, c.name == name, c.period == period, c.period_start == start)
+
+
+async def _move(conn: AsyncConnection, holder: str, key: CounterKey, amount: Decimal) -> None:
+    """Grow (``amount`` > 0) or shrink ``holder``'s lease of ``key`` and the counter's
+    ``reserved_usd`` with it."""
+    await _reserve(conn, key, amount)
+    await _hold(conn, holder, key, amount)
+
+
+async def _reserve(conn: AsyncConnection, key: CounterKey, amount: Decimal) -> None:
+    await conn.execute(
+        sa.update(budget_counters)
+        .where(_where(budget_counters, key))
+        .values(reserved_usd=budget_counters.c.reserved_usd + amount)
+    )
+
+
+async def _hold(conn: AsyncConnection, holder: str, key: CounterKey, amount: Decimal) -> None:
+    """Change ``holder``'s lease row of ``key`` by ``amount``; one shrunk to nothing goes."""
+    mine = sa.and_(budget_holds.c.holder == holder, _where(budget_holds, key))
+    if amount < 0:
+        await conn.execute(
+            sa.update(budget_holds)
+            .where(mine)
+            .values(amount_usd=budget_holds.c.amount_usd + amount)
+        )
+        await conn.execute(sa.delete(budget_holds).where(mine, budget_holds.c.amount_usd <= 0))
+        return
+    scope, name, period, start = key
+    insert = dialect_insert(conn, budget_holds).values(
+        holder=holder,
+        scope=scope,
+        name=name,
+        period=period,
+        period_start=start,
+        amount_usd=amount,
+        renewed_at=datetime.now(UTC),
+    )
+    await conn.execute(
+        insert.on_conflict_do_update(
+            index_elements=[c.name for c in budget_holds.primary_key.columns],
+            set_={
+                "amount_usd": budget_holds.c.amount_usd + insert.excluded.amount_usd,
+                "renewed_at": insert.excluded.renewed_at,
+            },
+        )
+    )
 
 
 async def _current_counters(
     conn: AsyncConnection, found: list[Budget], tz: tzinfo, now: datetime
-) -> dict[CounterKey, Decimal]:
+) -> dict[CounterKey, tuple[Decimal, Decimal]]:
+    """(spent, reserved) of each budget's current period."""
     starts = {p: period_bounds(p, now, tz)[0] for p in Period}
     earliest = min(starts[b.period] for b in found)
     result = await conn.execute(
         sa.select(budget_counters).where(budget_counters.c.period_start >= earliest)
     )
-    counted: dict[CounterKey, Decimal] = {}
+    counted: dict[CounterKey, tuple[Decimal, Decimal]] = {}
     for row in result:
         m = row._mapping
         start = m["period_start"]
         if starts[Period(m["period"])] == start:
-            counted[(m["scope"], m["name"], m["period"], start)] = Decimal(m["spent_usd"])
+            key = (m["scope"], m["name"], m["period"], start)
+            counted[key] = (Decimal(m["spent_usd"]), Decimal(m["reserved_usd"]))
     return counted
 
 
@@ -153,7 +251,7 @@ async def delete_budget(engine: AsyncEngine, key: BudgetKey) -> bool:
     """Remove one budget and its counters; False when there was none."""
     scope, name, period = key
     async with engine.begin() as conn:
-        for table in (budget_counters, budgets):
+        for table in (budget_holds, budget_counters, budgets):
             result = await conn.execute(
                 sa.delete(table).where(
                     table.c.scope == scope, table.c.name == name, table.c.period == period
@@ -168,12 +266,102 @@ async def list_budgets(engine: AsyncEngine) -> list[Budget]:
 
 
 async def load_view(engine: AsyncEngine, tz: tzinfo, now: datetime) -> View:
-    """Every budget and the database's counter of its current period."""
+    """Every budget and the database's counter (spent, reserved) of its current period."""
     async with engine.connect() as conn:
         found = await _read_budgets(conn)
         if not found:
             return View(found)
-        return View(found, await _current_counters(conn, found, tz, now))
+        counters = await _current_counters(conn, found, tz, now)
+    spent = {key: value for key, (value, _) in counters.items()}
+    reserved = {key: value for key, (_, value) in counters.items()}
+    return View(found, spent, reserved)
+
+
+# -- leases ---------------------------------------------------------------------------------
+
+LEASE_TTL = timedelta(seconds=60)  # a lease not renewed for this long is its holder's no more
+
+
+class Leases:
+    """One replica's (``holder``'s) leases in the database (see module doc)."""
+
+    def __init__(self, engine: AsyncEngine, holder: str) -> None:
+        self._engine = engine
+        self.holder = holder
+
+    async def take(
+        self, key: CounterKey, amount: Decimal, chunk: Decimal, need: Decimal
+    ) -> tuple[Decimal, Decimal]:
+        """Grow this replica's lease of ``key`` (a budget of ``amount``) by ``chunk`` if the
+        budget has room for it, else by ``need`` if it has any room at all; return (granted,
+        the counter's spent_usd)."""
+        scope, name, period, start = key
+        async with self._engine.begin() as conn:
+            seed = dialect_insert(conn, budget_counters).values(
+                scope=scope, name=name, period=period, period_start=start, spent_usd=_ZERO
+            )
+            await conn.execute(seed.on_conflict_do_nothing())
+            granted = _ZERO
+            for want, room in ((chunk, amount - chunk), (need, None)):
+                taken = budget_counters.c.spent_usd + budget_counters.c.reserved_usd
+                fits = taken <= room if room is not None else taken < amount
+                result = await conn.execute(
+                    sa.update(budget_counters)
+                    .where(_where(budget_counters, key), fits)
+                    .values(reserved_usd=budget_counters.c.reserved_usd + want)
+                )
+                if result.rowcount:
+                    granted = want
+                    break
+            if granted:
+                await _hold(conn, self.holder, key, granted)
+            spent = (
+                await conn.execute(
+                    sa.select(budget_counters.c.spent_usd).where(_where(budget_counters, key))
+                )
+            ).scalar_one()
+        return granted, Decimal(spent)
+
+    async def give_back(self, key: CounterKey, amount: Decimal) -> None:
+        """Return ``amount`` of this replica's lease of ``key`` to the budget (at most what
+        the lease holds)."""
+        async with self._engine.begin() as conn:
+            held = (await _holds(conn, self.holder)).get(key, _ZERO)
+            if held > 0:
+                await _move(conn, self.holder, key, -min(amount, held))
+
+    async def renew(self) -> dict[CounterKey, Decimal]:
+        """Mark this replica's leases alive (``sweep`` leaves them be); return them."""
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                sa.update(budget_holds)
+                .where(budget_holds.c.holder == self.holder)
+                .values(renewed_at=datetime.now(UTC))
+            )
+            return await _holds(conn, self.holder)
+
+    async def sweep(self, now: datetime) -> int:
+        """Return every lease its holder stopped renewing (a replica that crashed) to its
+        budget; how many. Each is claimed by deleting it, so two sweepers release it once."""
+        cutoff = now - LEASE_TTL
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                sa.select(budget_holds).where(budget_holds.c.renewed_at < cutoff)
+            )
+            stale = [(row._mapping["holder"], _key_of(row)) for row in result]
+            released = 0
+            for holder, key in stale:
+                mine = sa.and_(budget_holds.c.holder == holder, _where(budget_holds, key))
+                gone = await conn.execute(
+                    sa.delete(budget_holds)
+                    .where(mine, budget_holds.c.renewed_at < cutoff)
+                    .returning(budget_holds.c.amount_usd)
+                )
+                amount = gone.scalar_one_or_none()
+                if amount is not None:
+                    await _reserve(conn, key, -Decimal(amount))
+                    released += 1
+        return released
 
 
 # -- the refresher --------------------------------------------------------------------------
@@ -215,6 +403,10 @@ class BudgetRefresher:
             log.debug("budget refresh failed: %r", exc)
             return False
         self._guard.apply(view, number)
+        try:
+            await self._guard.maintain()
+        except Exception as exc:  # leases are given back, renewed, swept at a later refresh
+            log.debug("budget lease upkeep failed: %r", exc)
         if self._ratios is not None:
             self._ratios.set_budget_used(self._ratios_of(view, now))
         if self._alerts is not None:

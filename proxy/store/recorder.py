@@ -125,6 +125,7 @@ class Recorder:
         max_in_flight: int = 2,
         sync_interval_s: float = 0.1,
         budget_tz: tzinfo = UTC,
+        budget_holder: str | None = None,
         on_written: Written | None = None,
     ) -> None:
         self._spool = spool
@@ -135,6 +136,7 @@ class Recorder:
             self._metrics,
             write_timeout_s,
             budget_tz=budget_tz,
+            budget_holder=budget_holder,
             on_written=on_written,
         )
         self._batch_size = batch_size

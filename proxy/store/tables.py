@@ -235,7 +235,8 @@ seats = Table(
 
 # Budgets (``proxy.budgets``): one row per (scope, name, period); name '' for the org. Counters:
 # the priced spend of each budget's period (``period_start`` in UTC), added to in the same
-# transaction as the usage rows (``store.budgets.count_new``). Alerts: one row per threshold
+# transaction as the usage rows (``store.budgets.count_new``); ``reserved_usd``: what the replicas'
+# leases hold of it (below). Alerts: one row per threshold
 # crossed per period, inserted once across replicas (the webhook's de-duplication).
 budgets = Table(
     "budgets",
@@ -257,6 +258,24 @@ budget_counters = Table(
     Column("period", String(8), primary_key=True),
     Column("period_start", UTCDateTime(), primary_key=True),
     Column("spent_usd", Fixed(), nullable=False),
+    Column("reserved_usd", Fixed(), nullable=False, server_default="0"),
+)
+
+# Leases (``store.budgets.Leases``): the part of a hard budget's period each replica (``holder``,
+# one per process) may spend without asking the database again. ``budget_counters.reserved_usd``
+# is always the sum of a counter's holds: both change in one transaction. A hold shrinks as the
+# holder's rows are committed (their cost moves to ``spent_usd``), is given back when unused, and
+# is swept when its holder stops renewing it (a crashed replica).
+budget_holds = Table(
+    "budget_holds",
+    metadata,
+    Column("holder", String(32), primary_key=True),
+    Column("scope", String(8), primary_key=True),
+    Column("name", String, primary_key=True),
+    Column("period", String(8), primary_key=True),
+    Column("period_start", UTCDateTime(), primary_key=True),
+    Column("amount_usd", Fixed(), nullable=False),
+    Column("renewed_at", UTCDateTime(), nullable=False),
 )
 
 budget_alerts = Table(

@@ -32,8 +32,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import UTC, datetime, tzinfo
-from decimal import Decimal
+from datetime import datetime
 from functools import cache
 from operator import itemgetter
 from typing import Any
@@ -43,7 +42,6 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from proxy.budgets import CounterKey
 from proxy.store.aggregates import (
     DAILY_KEY,
     DAY_SQL,
@@ -56,7 +54,7 @@ from proxy.store.aggregates import (
     key_sql,
     quoted,
 )
-from proxy.store.budgets import count_new
+from proxy.store.budgets import Tally, count_new
 from proxy.store.rows import Row
 from proxy.store.sqlite_write import write_sqlite
 from proxy.store.tables import usage_events
@@ -66,13 +64,12 @@ from proxy.store.types import UTCDateTime
 async def write_batch(
     engine: AsyncEngine,
     rows: Sequence[Row],
-    budget_tz: tzinfo = UTC,
-    counters: dict[CounterKey, Decimal] | None = None,
+    tally: Tally | None = None,
 ) -> int:
     """Store ``rows``, their rollup and their budget counters atomically; return how many were
     new. Only the new rows are counted against budgets (``store.budgets.count_new``), in the
-    same transaction: a replayed row counts nowhere twice. ``counters`` (if given) receives the
-    budget counters as the transaction left them."""
+    same transaction: a replayed row counts nowhere twice. ``tally`` (if given) says whose
+    leases the rows were spent under and receives the counters as the transaction left them."""
     if not rows:
         return 0
     unique = _unique(rows)
@@ -80,9 +77,7 @@ async def write_batch(
 
     async def write_all(conn: AsyncConnection) -> int:
         new = await write(conn, unique)
-        fresh = await count_new(conn, [row for row in unique if row["event_id"] in new], budget_tz)
-        if counters is not None:
-            counters.update(fresh)
+        await count_new(conn, [row for row in unique if row["event_id"] in new], tally or Tally())
         return len(new)
 
     return int(await _in_transaction(engine, write_all))

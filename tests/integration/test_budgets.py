@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -13,13 +14,16 @@ from typing import Any
 import anthropic
 import openai
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from proxy.budgets import Budget, make_budget
+from proxy.budgets import Budget, make_budget, period_bounds
 from proxy.store import budgets as store
 from proxy.store.rows import event_to_row
+from proxy.store.tables import budget_counters, budget_holds
 from proxy.store.writes import write_batch
 from proxy.usage import Cost
+from tests import dbfixtures
 from tests.conftest import Proxy
 from tests.factories import make_event
 from tests.fakes.anthropic_upstream import FakeAnthropic
@@ -259,3 +263,116 @@ def test_webhook_once_per_threshold_across_two_replicas(
         ("platform", 50, "week")
     ]
     assert Decimal(receiver.bodies[0]["spent_usd"]) > Decimal("0.0004")
+
+
+async def _reserved_and_holds(engine: AsyncEngine) -> tuple[Decimal, dict[str, Decimal]]:
+    async with engine.connect() as conn:
+        reserved = (await conn.execute(sa.select(budget_counters.c.reserved_usd))).scalars()
+        holds = (await conn.execute(sa.select(budget_holds))).mappings().all()
+    return sum(reserved, Decimal(0)), {h["holder"]: Decimal(h["amount_usd"]) for h in holds}
+
+
+async def test_leases_reserve_commit_release_and_a_crashed_replicas_are_swept(
+    engine: AsyncEngine,
+) -> None:
+    now = datetime.now(UTC)
+    budget = make_budget("team", "platform", "month", "1")
+    await store.save_budget(engine, budget, UTC, now)
+    key = (*budget.key, period_bounds(budget.period, now, UTC)[0])
+    a, b = store.Leases(engine, "replica-a"), store.Leases(engine, "replica-b")
+
+    assert await a.take(key, budget.amount_usd, Decimal("0.6"), Decimal("0.1")) == (
+        Decimal("0.6"),
+        Decimal(0),
+    )
+    # 0.6 + 0.6 > 1: not the chunk; room is left, so what one request needs.
+    granted, _ = await b.take(key, budget.amount_usd, Decimal("0.6"), Decimal("0.3"))
+    assert granted == Decimal("0.3")
+    # 0.9 reserved, 0.1 of room: the last room goes to one request, past the cap...
+    granted, _ = await b.take(key, budget.amount_usd, Decimal("0.6"), Decimal("0.3"))
+    assert granted == Decimal("0.3")
+    # ... and none after it.
+    granted, _ = await a.take(key, budget.amount_usd, Decimal("0.6"), Decimal("0.1"))
+    assert granted == 0
+    assert await _reserved_and_holds(engine) == (
+        Decimal("1.2"),
+        {"replica-a": Decimal("0.6"), "replica-b": Decimal("0.6")},
+    )
+
+    # replica-a's rows commit: their cost moves from its lease to spent_usd.
+    tally = store.Tally(UTC, "replica-a")
+    rows = [event_to_row(_costing("0.25", user="alice", team="platform", started_at=now))]
+    assert await write_batch(engine, rows, tally) == 1
+    assert tally.released == {key: Decimal("0.25")}
+    assert tally.counters == {key: Decimal("0.25")}
+    await a.give_back(key, Decimal("5"))  # at most what the lease holds
+    assert await _reserved_and_holds(engine) == (Decimal("0.6"), {"replica-b": Decimal("0.6")})
+
+    # replica-b stops renewing (it crashed): a sweep from any replica returns its lease once.
+    assert await a.sweep(now + store.LEASE_TTL + timedelta(seconds=1)) == 1
+    assert await b.sweep(now + store.LEASE_TTL + timedelta(seconds=1)) == 0
+    assert await _reserved_and_holds(engine) == (Decimal(0), {})
+
+
+async def _allow_connections(url: str, allow: bool) -> None:
+    admin = await dbfixtures._admin_connection()
+    try:
+        database = sa.engine.make_url(url).database
+        await admin.execute(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS {allow}')
+    finally:
+        await admin.close()
+    if not allow:
+        await dbfixtures.terminate_backends(url)
+
+
+async def _until(check: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 20
+    while not await asyncio.to_thread(check):
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.postgres
+async def test_with_the_store_away_budgets_fail_open_or_closed_as_configured(
+    make_proxy: Callable[..., Proxy], pg_url: str, tmp_path: Path
+) -> None:
+    fast = {"database_url": pg_url, "budget_refresh_s": 0.1, "budget_stale_s": 0.5}
+    open_ = make_proxy(spool_dir=tmp_path / "a", **fast)
+    closed = make_proxy(spool_dir=tmp_path / "b", budget_fail_closed=True, **fast)
+    _set(open_, scope="team", name="platform", period="month", usd="1000")
+    for proxy in (open_, closed):
+        _wait_refreshed(proxy)
+    with (
+        anthropic.Anthropic(base_url=open_.url, api_key="sk-ant-test", max_retries=0) as a,
+        anthropic.Anthropic(base_url=closed.url, api_key="sk-ant-test", max_retries=0) as b,
+    ):
+        _ask(a)
+        _ask(b)
+        await _allow_connections(pg_url, False)
+        try:
+            said: list[str] = []
+
+            def refused() -> bool:
+                try:
+                    _ask(b)
+                except anthropic.RateLimitError as exc:
+                    said.append(str(exc))
+                    return True
+                return False
+
+            await _until(refused, "fail-closed never refused with the store away")
+            assert "the budget store is unavailable" in said[0]
+            before = open_.metric("tokenmeter_budget_unenforced_total")
+            _ask(a)  # fail-open: answered, and counted as unenforced
+            assert open_.metric("tokenmeter_budget_unenforced_total") == before + 1
+        finally:
+            await _allow_connections(pg_url, True)
+
+        def admitted() -> bool:
+            try:
+                _ask(b)
+            except anthropic.RateLimitError:
+                return False
+            return True
+
+        await _until(admitted, "fail-closed never admitted again once the store was back")

@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from proxy.budgets import Period, make_budget, period_bounds
-from proxy.guard import BudgetGuard, OverBudget, View
+from proxy.budgets import CounterKey, Period, make_budget, period_bounds
+from proxy.guard import BudgetGuard, OverBudget, Ticket, View
 from proxy.usage import Attribution
 
 ALICE = Attribution(user="alice", team="platform", source="header")
@@ -131,3 +131,86 @@ def test_a_commit_teaches_the_replica_what_every_replica_spent() -> None:
         guard.admit("anthropic", ALICE, BODY)
     guard.apply(View([budget], {key: Decimal("0.10")}), guard.begin_refresh())  # an older read
     assert guard.used(key) == Decimal("1.05")
+
+
+class FakeLeases:
+    """The database side of leases in memory: one budget's spent and reserved, shared by the
+    guards given the same instance (replicas)."""
+
+    def __init__(self, amount: Decimal) -> None:
+        self.holder = "replica"
+        self.amount = amount
+        self.spent = Decimal(0)
+        self.reserved = Decimal(0)
+        self.takes = 0
+
+    async def take(
+        self, key: CounterKey, amount: Decimal, chunk: Decimal, need: Decimal
+    ) -> tuple[Decimal, Decimal]:
+        self.takes += 1
+        for want, fits in ((chunk, chunk <= amount - self.spent - self.reserved), (need, None)):
+            if fits or (fits is None and self.spent + self.reserved < amount):
+                self.reserved += want
+                return want, self.spent
+        return Decimal(0), self.spent
+
+    async def give_back(self, key: CounterKey, amount: Decimal) -> None:
+        self.reserved -= amount
+
+    async def renew(self) -> dict[CounterKey, Decimal]:
+        return {}
+
+    async def sweep(self, now: datetime) -> int:
+        return 0
+
+
+def _leased(clock: Clock, amount: str) -> tuple[BudgetGuard, FakeLeases, CounterKey]:
+    guard = _guard(clock)
+    leases = FakeLeases(Decimal(amount))
+    guard.leases = leases
+    budget = make_budget("org", None, "month", amount)
+    guard.apply(View([budget]), guard.begin_refresh())
+    return guard, leases, (*budget.key, _at("2026-11-01 00:00"))
+
+
+async def _admit(guard: BudgetGuard) -> Ticket | None:
+    ticket = guard.admit("anthropic", ALICE, BODY)
+    if ticket is not None and ticket.short:
+        await guard.secure(ticket)
+    return ticket
+
+
+async def test_far_from_the_cap_a_lease_admits_many_requests_per_round_trip() -> None:
+    guard, leases, key = _leased(Clock(_at("2026-11-27 12:00")), "100")
+    for n in range(500):
+        ticket = await _admit(guard)
+        guard.settle(ticket, f"e{n}", Decimal("0.01"))
+    assert leases.takes == 1  # one round trip: the request's estimate and an eighth of the room
+    assert leases.reserved == _estimate() + Decimal(100) / 8
+
+
+def _estimate() -> Decimal:
+    """What one request of ``BODY`` is estimated at (a guard without leases says)."""
+    guard = _guard(Clock(_at("2026-11-27 12:00")))
+    guard.apply(View([make_budget("org", None, "month", "1")]), guard.begin_refresh())
+    ticket = guard.admit("anthropic", ALICE, BODY)
+    assert ticket is not None
+    return ticket.estimate
+
+
+async def test_the_last_room_goes_to_one_request_then_the_spent_budget_refuses() -> None:
+    clock = Clock(_at("2026-11-27 12:00"))
+    guard, leases, key = _leased(clock, "0.05")
+    estimate = _estimate()  # 2048 output tokens at $15/MTok and the input: over half the budget
+    first = await _admit(guard)
+    second = await _admit(guard)  # room left (0.05 - one estimate > 0): the last room
+    assert first is not None
+    assert second is not None
+    assert leases.reserved == 2 * estimate > leases.amount
+    leases.spent, leases.reserved = Decimal("0.06"), Decimal(0)  # both committed past the cap
+    guard.settle(first, "e1", Decimal("0.03"))
+    guard.settle(second, "e2", Decimal("0.03"))
+    guard.written(["e1", "e2"], {key: Decimal("0.06")}, {key: 2 * estimate})
+    with pytest.raises(OverBudget, match="spend limit reached"):
+        await _admit(guard)
+    assert guard.used(key) == Decimal("0.06")  # the refused request is counted nowhere
