@@ -85,7 +85,7 @@ class LeaseStore(Protocol):
 
 LEASE_CALL_S = 2.0  # a lease round trip that takes longer counts as the store being away
 WAIT_FOR_ROOM_S = 10.0  # how long a request waits for in-flight spend to free room
-IDLE_LEASE_S = 1.0  # an unused lease not drawn on for this long goes back to its budget
+IDLE_LEASE_S = 60.0  # an unused lease not drawn on for this long goes back to its budget
 RENEW_EVERY_S = 10.0
 
 
