@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -196,3 +196,19 @@ def _card(pricer: Pricer, model: str, now: datetime) -> dict[str, Any] | None:
             ]
             return {"provider": provider, "on": card.on.isoformat(), "rates": rates}
     return None
+
+
+async def budgets_page(engine: AsyncEngine, tz: tzinfo, now: datetime) -> dict[str, Any]:
+    """Every budget in its current period, the fullest first (``reports.budget_status``: the
+    counters the caps enforce, as ``/api/v1/budgets`` and ``tokenmeter budget status``)."""
+    found = await reports.budget_status(engine, tz, now)
+    found.sort(key=lambda s: (-s.spent / s.budget.amount_usd, s.budget.key))
+    rows = [status.as_json() for status in found]
+    for row, status in zip(rows, found, strict=True):
+        row["bar_percent"] = str(min(status.percent, Decimal(100)))
+        row["over"] = status.over
+    csv_rows = [{k: v for k, v in row.items() if k not in _PAGE_ONLY} for row in rows]
+    return {"rows": rows, "csv_rows": csv_rows, "over": sum(1 for s in found if s.over)}
+
+
+_PAGE_ONLY = ("bar_percent", "over", "alerts")

@@ -10,6 +10,7 @@ token (``access``).
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -246,6 +247,18 @@ async def models(request: Request) -> Response:
         return csv_download(page["csv_rows"], "models")
     menus = await request.app.state.menus.of(parts.engine, view)
     return _page_of(request, caller, view, "models.html", page=page, menus=menus, active="models")
+
+
+@router.get("/web/budgets")
+async def budgets(request: Request) -> Response:
+    caller = _allowed(request)
+    if isinstance(caller, Response):
+        return caller
+    guard = request.app.state.parts.guard
+    page = await figures.budgets_page(request.app.state.parts.engine, guard.tz, datetime.now(UTC))
+    if _wants_csv(request):
+        return csv_download(page["csv_rows"], "budgets")
+    return render(request, "budgets.html", caller, view=_view(request), page=page, active="budgets")
 
 
 @router.get("/web/login")

@@ -8,6 +8,7 @@ import io
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import anthropic
 import httpx
@@ -78,7 +79,7 @@ def test_overview_shows_the_api_figures_and_downloads_them(
 def test_every_page_answers_and_provider_paths_are_still_forwarded(proxy: Proxy) -> None:
     seed(proxy)
     assert proxy.http.get("/web/login").headers["location"] == "/"  # no token: nothing to log in
-    for path in ("/web/tasks", "/web/tasks/t-1", "/web/people", "/web/models"):
+    for path in ("/web/tasks", "/web/tasks/t-1", "/web/people", "/web/models", "/web/budgets"):
         answer = proxy.http.get(path)
         assert answer.status_code == 200, (path, answer.text)
         assert "content-security-policy" in answer.headers
@@ -92,6 +93,25 @@ def test_an_empty_store_says_what_to_do(proxy: Proxy) -> None:
     page = proxy.http.get("/")
     assert "No traffic in this period yet" in page.text
     assert "ANTHROPIC_BASE_URL=http://" in page.text
+    assert "tokenmeter budget set --team" in proxy.http.get("/web/budgets").text
+
+
+def test_budgets_page_and_csv_are_the_api_budgets(proxy: Proxy) -> None:
+    seed(proxy)
+    for scope, name in (("team", "core"), ("user", "bob"), ("org", None)):
+        budget = {"scope": scope, "name": name, "period": "month", "usd": "0.0001"}
+        assert proxy.http.put("/api/v1/budgets", json=budget).status_code == 200
+    page = proxy.http.get("/web/budgets")
+    assert page.status_code == 200, page.text
+    rows = proxy.http.get("/api/v1/budgets").json()["budgets"]
+    over = sum(1 for row in rows if Decimal(row["spent_usd"]) >= Decimal(row["limit_usd"]))
+    assert figure(page.text, "budgets_over") == str(over) == "3"
+    download = proxy.http.get("/web/budgets", params={"format": "csv"})
+    listed = list(csv.DictReader(io.StringIO(download.text)))
+    by_key = {(r["scope"], r["name"]): r for r in listed}
+    for row in rows:
+        shown = by_key[(row["scope"], row["name"] or "")]
+        assert (shown["spent_usd"], shown["percent"]) == (row["spent_usd"], row["percent"])
 
 
 def _csrf(html: str) -> str:

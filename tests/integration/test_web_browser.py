@@ -200,6 +200,24 @@ def test_every_page_in_chromium_matches_the_api(proxy: Proxy, browser: Any, tmp_
     assert page.locator("details table.rates").count() >= 1
     shoot(page, "models")
 
+    # Budgets: each budget's period-to-date spend is the API's, the spent one marked.
+    for budget in (
+        {"scope": "team", "name": "core", "period": "month", "usd": "2000"},
+        {"scope": "user", "name": "bob", "period": "day", "usd": "0.0001"},
+    ):
+        assert proxy.http.put("/api/v1/budgets", json=budget).status_code == 200
+    page.goto(f"{proxy.url}/web/budgets")
+    for row in api(proxy, "/api/v1/budgets")["budgets"]:
+        cells = page.locator(
+            f'#budgets tr[data-budget="{row["scope"]}:{row["name"]}:{row["period"]}"]'
+        )
+        assert (
+            cells.locator("td[data-exact]").nth(1).get_attribute("data-exact") == row["spent_usd"]
+        )
+    assert exact(page, "budgets_over") == "1"
+    assert "refusing" in page.locator('#budgets tr[data-budget="user:bob:day"]').inner_text()
+    shoot(page, "budgets")
+
     assert watch.problems == []
     context.close()
 
