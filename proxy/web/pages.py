@@ -10,7 +10,7 @@ token (``access``).
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from proxy import people as records
 from proxy.reports import ReportError
 from proxy.tabular import CSV_TYPE, to_csv
 from proxy.tasks import TaskRecordError, update_task
@@ -232,7 +233,65 @@ async def people(request: Request) -> Response:
     page = await figures.people_page(parts.engine, view, parts.settings.usd_per_currency)
     if _wants_csv(request):
         return csv_download(page["csv_rows"], "people")
-    return _page_of(request, caller, view, "people.html", page=page, menus={}, active="people")
+    edit = await _person_to_edit(parts.engine, request.query_params.get("edit"))
+    saved = request.query_params.get("saved")
+    return _page_of(
+        request,
+        caller,
+        view,
+        "people.html",
+        page=page,
+        menus={},
+        active="people",
+        edit=edit,
+        saved=saved,
+    )
+
+
+async def _person_to_edit(engine: Any, user: str | None) -> dict[str, Any]:
+    """The pay form's starting values: ``user``'s record in effect today, if any."""
+    if not user:
+        return {}
+    today = datetime.now(UTC).date()
+    found = records.in_effect(await records.load_people(engine), today).get(user)
+    return found.as_json() if found else {"user": user}
+
+
+@router.post("/web/people")
+async def set_person(request: Request) -> Response:
+    """The pay form: one person's team and annual pay from a date (as ``PUT /api/v1/people``),
+    then the pay gauge refreshed."""
+    caller = _allowed(request)
+    if isinstance(caller, Response):
+        return caller
+    form = await form_of(request)
+    _check_change(request, caller, form.get("csrf", ""))
+    parts = request.app.state.parts
+    today = datetime.now(UTC).date()
+    person = records.check(
+        records.Person(
+            user=form.get("user", "").strip(),
+            effective_from=_day(form.get("effective_from", ""), today),
+            name=form.get("name", "").strip() or None,
+            team=form.get("team", "").strip() or None,
+            annual_compensation=_amount(form, "annual_compensation"),
+            currency=form.get("currency", "USD").strip().upper() or "USD",
+        )
+    )
+    await records.save_people(parts.engine, [person])
+    await records.refresh_gauge(parts.engine, parts.metrics, parts.settings.usd_per_currency, today)
+    return RedirectResponse(f"/web/people?saved={quote(person.user, safe='')}", 303)
+
+
+def _day(text: str, today: date) -> date:
+    if not text.strip():
+        return today
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise Refused(
+            400, f"effective from must be a date (YYYY-MM-DD); got {text[:40]!r}"
+        ) from exc
 
 
 @router.get("/web/models")
@@ -308,11 +367,11 @@ def _next(target: str | None) -> str:
 
 def register_errors(app: Any) -> None:
     async def refused(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, Refused | ReportError | TaskRecordError)
+        assert isinstance(exc, Refused | ReportError | TaskRecordError | records.PersonError)
         status = exc.status if isinstance(exc, Refused) else 400
         return render(request, "refused.html", caller_of(request), status, message=str(exc))
 
-    for kind in (Refused, ReportError, TaskRecordError):
+    for kind in (Refused, ReportError, TaskRecordError, records.PersonError):
         app.add_exception_handler(kind, refused)
 
 

@@ -140,6 +140,43 @@ def test_the_value_form_sets_a_task_value_from_this_origin_only(proxy: Proxy) ->
     assert figure(proxy.http.get("/web/tasks/t-1").text, "value_usd") == "300"
 
 
+def test_the_pay_form_sets_a_person_and_refuses_nonsense_and_other_origins(proxy: Proxy) -> None:
+    seed(proxy)
+    page = proxy.http.get("/web/people", params={"edit": "ada"})
+    assert 'name="user" required maxlength="200" value="ada"' in page.text
+    origin = {"origin": proxy.url}
+    form = {
+        "csrf": _csrf(page.text),
+        "user": "ada",
+        "team": "core",
+        "annual_compensation": "180,000",
+        "currency": "eur",
+        "effective_from": "2026-01-01",
+    }
+    foreign = proxy.http.post("/web/people", data=form, headers={"origin": "http://evil.test"})
+    assert foreign.status_code == 403
+    bad = proxy.http.post("/web/people", data={**form, "annual_compensation": "-5"}, headers=origin)
+    assert bad.status_code == 400
+    assert "must be zero or more" in bad.text
+    unknown = proxy.http.post("/web/people", data={**form, "currency": "ZZZ"}, headers=origin)
+    assert unknown.status_code == 400
+    assert "unknown currency" in unknown.text
+    saved = proxy.http.post("/web/people", data=form, headers=origin)
+    assert saved.status_code == 303
+    assert saved.headers["location"] == "/web/people?saved=ada"
+    listed = proxy.http.get("/api/v1/people", params={"history": "true"}).json()["rows"]
+    assert listed == [
+        {
+            "user": "ada",
+            "effective_from": "2026-01-01",
+            "name": None,
+            "team": "core",
+            "annual_compensation": "180000",
+            "currency": "EUR",
+        }
+    ]
+
+
 def test_off_loopback_or_relayed_without_a_token_is_refused(proxy: Proxy) -> None:
     relayed = proxy.http.get("/", headers={"x-forwarded-for": "203.0.113.9"})
     assert relayed.status_code == 403
@@ -175,6 +212,11 @@ def test_login_gives_a_strict_httponly_session_and_viewers_cannot_change(
             "/web/tasks/t-1", data={"basis": "dollars", "value_usd": "5"}, headers=origin
         )
         assert sent.status_code == 403
+        people = viewer.get("/web/people")
+        assert "can see but not change people" in people.text
+        assert 'method="post" action="/web/people"' not in people.text
+        pay = {"user": "zed", "annual_compensation": "1"}
+        assert viewer.post("/web/people", data=pay, headers=origin).status_code == 403
     with httpx.Client(base_url=proxy.url) as admin:
         admin.post("/web/login", data={"token": ADMIN, "next": "/"}, headers=origin)
         page = admin.get("/web/tasks/t-1")

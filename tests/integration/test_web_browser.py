@@ -191,6 +191,21 @@ def test_every_page_in_chromium_matches_the_api(proxy: Proxy, browser: Any, tmp_
     assert "no pay record" in page.locator('#people tr[data-user="zed"]').inner_text()
     shoot(page, "people")
 
+    # The pay form: "edit" on zed's row fills the user; saving makes the record the API lists.
+    page.click('#people tr[data-user="zed"] >> text=edit')
+    page.wait_for_url("**edit=zed**")
+    assert page.input_value("input[name=user]") == "zed"
+    page.fill("input[name=team]", "web")
+    page.fill("input[name=annual_compensation]", "120000")
+    page.click("text=Save person")
+    page.wait_for_url("**saved=zed")
+    assert page.locator("#pay .ok").inner_text() == "Saved zed's record."
+    people = api(proxy, "/api/v1/people")["rows"]
+    assert {"user": "zed", "team": "web", "annual_compensation": "120000"}.items() <= next(
+        p for p in people if p["user"] == "zed"
+    ).items()
+    assert "no pay record" not in page.locator('#people tr[data-user="zed"]').inner_text()
+
     # Models and prices: each model's blended $/MTok is the blended report's.
     page.goto(f"{proxy.url}/web/models")
     blended = api(proxy, "/api/v1/reports/blended", by="model", start=month_start())["rows"]
