@@ -19,12 +19,13 @@ Every value is the same on every replica: aggregate with ``max by (team)``, neve
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from proxy.reloading import Reloading
 
 TEAM_PAY = "tokenmeter_team_annual_compensation_usd"
 PERSON_TEAM = "tokenmeter_person_team_info"
@@ -33,31 +34,17 @@ PERSONAL_PAY = "tokenmeter_annual_compensation_usd"
 Row = tuple[str, str, Decimal]
 
 
-class PayCollector(Collector):
-    """The pay series from the rows of ``set_rows``; ``due`` says when to load them again."""
+class PayCollector(Reloading["Row"], Collector):
+    """The pay series from the rows of ``set_rows`` (user, people-table team, annual USD);
+    ``due`` says when to load them again."""
 
     def __init__(self, *, personal: bool, per_user: bool, max_age_s: float = 5.0) -> None:
+        super().__init__(max_age_s)
         self._personal = personal
         self._per_user = per_user
-        self._max_age_s = max_age_s
-        self._rows: tuple[Row, ...] = ()
-        self._loaded_at = float("-inf")
-
-    def set_rows(self, rows: Iterable[Row]) -> None:
-        """Replace every row: (user, people-table team, annual USD)."""
-        self._rows = tuple(rows)
-        self.touch()
-
-    def touch(self) -> None:
-        """Count a load attempt (also a failed one) towards ``due``."""
-        self._loaded_at = time.monotonic()
-
-    def due(self) -> bool:
-        """True when the rows are older than ``max_age_s``: a scrape should reload them."""
-        return time.monotonic() - self._loaded_at > self._max_age_s
 
     def collect(self) -> Iterator[Metric]:
-        rows = self._rows
+        rows = self.rows
         yield _team_totals(rows)
         if self._per_user:
             info = GaugeMetricFamily(

@@ -17,12 +17,13 @@ Never a task, repository or branch label: teams only, bounded like every team la
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from proxy.reloading import Reloading
 
 TASK_VALUE = "tokenmeter_task_value_usd"
 VALUED_COST = "tokenmeter_valued_task_cost_usd"
@@ -30,29 +31,12 @@ VALUED_COST = "tokenmeter_valued_task_cost_usd"
 Row = tuple[str, Decimal, Decimal]
 
 
-class RoiCollector(Collector):
-    """The ROI counters from the rows of ``set_rows``; ``due`` says when to load them again."""
+class RoiCollector(Reloading["Row"], Collector):
+    """The ROI counters from the rows of ``set_rows`` (team label, value USD, valued-task cost
+    USD); ``due`` says when to load them again."""
 
     def __init__(self, max_age_s: float = 15.0) -> None:
-        self._max_age_s = max_age_s
-        self._rows: tuple[Row, ...] = ()
-        self._loaded_at = float("-inf")
-
-    def set_rows(self, rows: Iterable[Row]) -> None:
-        """Replace every row: (team label, value USD, valued-task cost USD)."""
-        self._rows = tuple(rows)
-        self.touch()
-
-    def touch(self) -> None:
-        """Count a load attempt (also a failed one) towards ``due``."""
-        self._loaded_at = time.monotonic()
-
-    def expire(self) -> None:
-        """Load the rows again at the next scrape (a value was just set here)."""
-        self._loaded_at = float("-inf")
-
-    def due(self) -> bool:
-        return time.monotonic() - self._loaded_at > self._max_age_s
+        super().__init__(max_age_s)
 
     def collect(self) -> Iterator[Metric]:
         value = CounterMetricFamily(
@@ -66,7 +50,7 @@ class RoiCollector(Collector):
             "Token dollars spent on tasks that have a value (the same on every replica).",
             labels=("team",),
         )
-        for team, usd, spent in self._rows:
+        for team, usd, spent in self.rows:
             value.add_metric((team,), float(usd))
             cost.add_metric((team,), float(spent))
         yield value
