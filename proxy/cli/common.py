@@ -115,6 +115,16 @@ def since(text: str | datetime) -> datetime:
     return moment
 
 
+def read_text(path: Path) -> str:
+    """A file the user named, as UTF-8 text; a ``CliError`` (usage) saying why not."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}", USAGE) from exc
+    except UnicodeDecodeError as exc:
+        raise CliError(f"{path} is not UTF-8 text: {exc.reason}", USAGE) from exc
+
+
 def shown(path: Path | str) -> str:
     """A path as a person would type it: under the home directory as ``~/…``."""
     path, home = Path(path), Path.home()

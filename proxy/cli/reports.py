@@ -19,7 +19,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from proxy.cli.common import SINCE_HELP, USAGE, CliError, refused, run_with_engine, since
+from proxy.cli.common import SINCE_HELP, USAGE, CliError, read_text, refused, run_with_engine, since
 from proxy.cli.tables import (
     API_EQUIVALENT,
     BLENDED,
@@ -392,12 +392,7 @@ def _roi_line(view: TaskView) -> str:
 def _task_import(args: argparse.Namespace, settings: Settings) -> int:
     from proxy.tasks import TaskImportError, import_tasks, parse_values_csv
 
-    try:
-        content = args.file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CliError(f"cannot read {args.file}: {exc.strerror}", USAGE) from exc
-    except UnicodeDecodeError as exc:
-        raise CliError(f"{args.file} is not UTF-8 text: {exc.reason}", USAGE) from exc
+    content = read_text(args.file)
     with refused(TaskImportError):
         found = parse_values_csv(content)
     count = _run(settings, lambda engine: import_tasks(engine, found))

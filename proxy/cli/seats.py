@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from proxy.cli.common import USAGE, CliError, run_with_engine
+from proxy.cli.common import USAGE, CliError, read_text, run_with_engine
 from proxy.cli.tables import Column, entered, render
 from proxy.config import Settings
 from proxy.seats import Seat
@@ -55,12 +55,7 @@ def _set(args: argparse.Namespace, settings: Settings) -> int:
 def _import(args: argparse.Namespace, settings: Settings) -> int:
     from proxy import seats
 
-    try:
-        text = args.file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CliError(f"cannot read {args.file}: {exc.strerror}", USAGE) from exc
-    except UnicodeDecodeError as exc:
-        raise CliError(f"{args.file} is not UTF-8 text: {exc.reason}", USAGE) from exc
+    text = read_text(args.file)
     try:
         found = seats.parse_csv(text, datetime.now(UTC))
     except seats.SeatImportError as exc:
