@@ -19,13 +19,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import urllib.request
 from collections.abc import Iterable
-from typing import Any
-
-import jwt
+from typing import TYPE_CHECKING, Any
 
 from proxy.credentials import Identity, KeyRefused, client_keys
+
+if TYPE_CHECKING:  # PyJWT (and the cryptography it loads) only once SSO is configured
+    import jwt
 
 REFRESH_COOLDOWN_S = 10.0
 FETCH_TIMEOUT_S = 5.0
@@ -54,6 +54,8 @@ class OidcVerifier:
         user_claim: str = "sub",
         groups_claim: str = "groups",
     ) -> None:
+        import jwt  # noqa: F401  (here, not at the top: a proxy without SSO never loads it)
+
         self._issuer = issuer
         self._audience = audience
         self._jwks_url = jwks_url
@@ -65,6 +67,8 @@ class OidcVerifier:
 
     async def verify(self, token: str) -> Identity:
         """The caller a valid token names, or ``KeyRefused`` saying why it is not valid."""
+        import jwt
+
         try:
             kid = jwt.get_unverified_header(token).get("kid")
         except jwt.InvalidTokenError:
@@ -81,6 +85,8 @@ class OidcVerifier:
         return self._identity(self._claims(token, key))
 
     def _claims(self, token: str, key: jwt.PyJWK) -> dict[str, Any]:
+        import jwt
+
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -112,6 +118,8 @@ class OidcVerifier:
         return Identity(user.strip()[:256], team, None, "oidc")
 
     async def _refresh(self) -> None:
+        import jwt
+
         async with self._lock:
             if time.monotonic() - self._refreshed_at < REFRESH_COOLDOWN_S:
                 return
@@ -127,6 +135,8 @@ class OidcVerifier:
                 ) from None
 
     def _fetch_keys(self) -> dict[str, jwt.PyJWK]:
+        import jwt
+
         url = self._jwks_url or self._discover()
         client = jwt.PyJWKClient(url, cache_jwk_set=False, timeout=FETCH_TIMEOUT_S)
         return {key.key_id: key for key in client.get_jwk_set().keys if key.key_id}
@@ -135,6 +145,8 @@ class OidcVerifier:
         url = self._issuer.rstrip("/") + "/.well-known/openid-configuration"
         if not url.startswith(("https://", "http://")):
             raise ValueError("the issuer is not an http(s) URL")
+        import urllib.request
+
         with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT_S) as answer:  # noqa: S310
             document = json.load(answer)
         jwks = document.get("jwks_uri") if isinstance(document, dict) else None

@@ -9,16 +9,16 @@ token (``access``).
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from proxy import people as records
 from proxy.reports import ReportError
@@ -29,19 +29,36 @@ from proxy.web import figures, format
 from proxy.web.access import COOKIE, SESSION_SECONDS, Caller, Sessions, same_origin
 from proxy.web.period import PERIODS, View, view_of
 
+if TYPE_CHECKING:
+    import jinja2
+
 router = APIRouter(include_in_schema=False)
 TEMPLATES = Path(__file__).parent / "templates"
-_env = Environment(
-    loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(), auto_reload=False
-)
-_env.filters |= {
-    "usd": format.usd,
-    "per_mtok": format.per_mtok,
-    "count": format.count,
-    "percent": format.percent,
-    "multiple": format.multiple,
-    "quote": lambda text: quote(text, safe=""),
-}
+
+
+@functools.cache
+def _templates() -> jinja2.Environment:
+    """The page templates, loaded at the first page served (a proxy nobody opens the
+    dashboard of never imports Jinja)."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=jinja2.select_autoescape(),
+        auto_reload=False,
+    )
+    env.filters |= {
+        "usd": format.usd,
+        "per_mtok": format.per_mtok,
+        "count": format.count,
+        "percent": format.percent,
+        "multiple": format.multiple,
+        "quote": lambda text: quote(text, safe=""),
+        "chart_json": chart_json,
+    }
+    return env
+
+
 SECURITY_HEADERS = {
     "content-security-policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
     "x-content-type-options": "nosniff",
@@ -80,7 +97,7 @@ def render(
         "login_required": sessions_of(request).login_required,
         "periods": PERIODS,
     }
-    html = _env.get_template(name).render(context)
+    html = _templates().get_template(name).render(context)
     return HTMLResponse(html, status, headers=SECURITY_HEADERS)
 
 
@@ -378,6 +395,3 @@ def register_errors(app: Any) -> None:
 def chart_json(data: Any) -> str:
     """Chart data for a ``<script type="application/json">`` block (``</`` cannot end it)."""
     return json.dumps(data).replace("</", "<\\/")
-
-
-_env.filters["chart_json"] = chart_json
