@@ -449,7 +449,7 @@ def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
     )
     if not any(v for used in found.snapshots.values() for v in used.values()):
         print("no provider reports stored: tokenmeter reconcile fetch, or reconcile import FILE")
-    print(render(_RECONCILE, [*data["rows"], data["total"]], left=2))
+    print(render(_RECONCILE, [*data["rows"], data["total"]], left=3))
     print(f"coverage: {share(found.coverage)} of provider-reported tokens seen by the proxy")
     print("verdicts: " + ", ".join(f"{n} {name}" for name, n in data["verdicts"].items()))
     other = data["other_costs"]
