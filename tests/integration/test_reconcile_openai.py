@@ -18,9 +18,11 @@ And the real openai SDK through the proxy, with cached tokens, matches the provi
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -471,3 +473,33 @@ def test_saved_file_time_is_the_snapshot_time(
     os.utime(path, (saved.timestamp(), saved.timestamp()))
     tokenmeter(capsys, "reconcile", "import", str(path))
     assert {r["fetched_at"] for r in stored(database)} == {saved}
+
+
+def test_the_rest_api_answers_openai_rows_one_provider_at_a_time_and_as_csv(
+    make_proxy: Callable[..., Proxy],
+    admin: FakeOpenAIAdmin,
+    db_url: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = db_url  # SQLite and PostgreSQL: the day buckets and the provider group are SQL
+    proxy = make_proxy(database_url=url)
+    record(url, with_claude=True)  # Claude traffic with no Anthropic report stored
+    monkeypatch.setenv("TOKENMETER_DATABASE_URL", url)
+    tokenmeter(capsys, "reconcile", "fetch", "--since", "5d")
+    both = proxy.http.get("/api/v1/reports/reconcile", params={"days": 5})
+    assert both.status_code == 200, both.text
+    assert both.json()["verdicts"] == {"match": 6, "proxy_low": 0, "proxy_high": 3}
+    answer = proxy.http.get("/api/v1/reports/reconcile", params={"days": 5, "provider": "openai"})
+    assert answer.json()["verdicts"] == {"match": 6, "proxy_low": 0, "proxy_high": 0}
+    assert answer.json()["providers"] == ["openai"]
+    sheet = proxy.http.get(
+        "/api/v1/reports/reconcile", params={"days": 5, "provider": "openai", "format": "csv"}
+    )
+    rows = list(csv.DictReader(io.StringIO(sheet.text)))
+    assert [(row["vendor"], row["verdict"]) for row in rows] == [("openai", "match")] * 6 + [
+        ("", "match")
+    ]
+    assert rows[0]["provider.tokens.cache_read"] == "120000"
+    wrong = proxy.http.get("/api/v1/reports/reconcile", params={"provider": "gemini"})
+    assert wrong.status_code == 422
