@@ -68,11 +68,11 @@ def _fetch(args: argparse.Namespace, settings: Settings) -> int:
     # Whole UTC days: the Admin APIs return the buckets that end before the window's end.
     start, end = day_of(args.since), day_of(datetime.now(UTC)) + timedelta(days=1)
 
-    async def work(engine: Any) -> list[Any]:
+    async def work(engine: Any) -> None:
         upstream = reconciliation.admin_client(settings)
         try:
-            return [
-                await reconciliation.fetch(
+            for api, url, key, _ in chosen:  # a provider's snapshot is kept if a later one fails
+                summary = await reconciliation.fetch(
                     engine,
                     upstream,
                     base_url=url,
@@ -81,15 +81,12 @@ def _fetch(args: argparse.Namespace, settings: Settings) -> int:
                     end=end,
                     api=api,
                 )
-                for api, url, key, _ in chosen
-            ]
+                print(_summary_line("fetched", summary), flush=True)
         finally:
             await upstream.aclose()
 
     with refused(reconciliation.ReconcileError):
-        summaries = run_with_engine(settings, work)
-    for summary in summaries:
-        print(_summary_line("fetched", summary))
+        run_with_engine(settings, work)
     return 0
 
 

@@ -503,3 +503,25 @@ def test_the_rest_api_answers_openai_rows_one_provider_at_a_time_and_as_csv(
     assert rows[0]["provider.tokens.cache_read"] == "120000"
     wrong = proxy.http.get("/api/v1/reports/reconcile", params={"provider": "gemini"})
     assert wrong.status_code == 422
+
+
+def test_when_one_provider_fails_the_other_providers_snapshot_is_kept(
+    database: str,
+    admin: FakeOpenAIAdmin,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    claude = FakeAdmin(page_size=7)
+    claude.usage[days()[0]] = [usage_line(SONNET, tokens())]
+    monkeypatch.setenv("TOKENMETER_OPENAI_ADMIN_KEY", "sk-admin-revoked")
+    with ServerThread(claude) as server:
+        monkeypatch.setenv("TOKENMETER_ANTHROPIC_ADMIN_URL", server.url)
+        monkeypatch.setenv("TOKENMETER_ANTHROPIC_ADMIN_KEY", ANTHROPIC_KEY)
+        code, out, err = run(capsys, "reconcile", "fetch", "--since", "5d")
+    assert code == 1
+    assert "; anthropic snapshot " in out
+    assert err.startswith("tokenmeter: /v1/organization/usage/completions: the Admin API answered")
+    assert {(r["provider"], r["endpoint"]) for r in stored(database)} == {
+        ("anthropic", "usage"),
+        ("anthropic", "cost"),
+    }
