@@ -7,8 +7,9 @@ Two ways in, one result (``provider_reports`` rows, one snapshot per run and pro
   API key, service tier, context window and inference geo) and
   ``GET /v1/organizations/cost_report`` (daily, grouped by description: model, cost and token
   type) from ``TOKENMETER_ANTHROPIC_ADMIN_URL`` with ``TOKENMETER_ANTHROPIC_ADMIN_KEY`` (sent in
-  ``x-api-key``); OpenAI: ``GET /v1/organization/usage/completions`` (daily buckets, grouped by
-  model, API key and project) and ``GET /v1/organization/costs`` (daily, grouped by line item)
+  ``x-api-key``); OpenAI: ``GET /v1/organization/usage/completions`` and ``…/usage/embeddings``
+  (daily buckets, grouped by model, API key and project) and ``GET /v1/organization/costs``
+  (daily, grouped by line item)
   from ``TOKENMETER_OPENAI_ADMIN_URL`` with ``TOKENMETER_OPENAI_ADMIN_KEY`` (a bearer token).
   Both follow ``next_page`` while ``has_more`` and go out through the proxy's own upstream
   client and egress settings (``HTTPS_PROXY``, the CA bundle), so they reach the provider the
@@ -226,7 +227,7 @@ def report_url(base: str, endpoint: str, start: datetime, end: datetime, page: s
 def openai_url(base: str, endpoint: str, start: datetime, end: datetime, page: str | None) -> str:
     """OpenAI's organization API URL of one page of ``endpoint`` over ``[start, end)``, daily
     (Unix seconds; ``group_by`` repeated, as OpenAI's reference sends it)."""
-    groups = OPENAI_USAGE_GROUPS if endpoint == USAGE else OPENAI_COST_GROUPS
+    groups = OPENAI_COST_GROUPS if endpoint == COST else OPENAI_USAGE_GROUPS
     query: list[tuple[str, str]] = [
         ("start_time", str(int(start.timestamp()))),
         ("end_time", str(int(end.timestamp()))),
@@ -289,8 +290,7 @@ async def fetch(
     snapshot (module doc)."""
     run = _Run("fetch", api.provider, clock())
     headers = api.headers(admin_key)
-    for endpoint in (USAGE, COST):
-        path = api.paths[endpoint]
+    for endpoint, path in api.paths.items():
         cursor: str | None = None
         seen: set[str] = set()
         while True:

@@ -17,6 +17,9 @@ from typing import Any
 
 from proxy.cli.common import SINCE_HELP, USAGE, CliError, refused, run_with_engine, since
 from proxy.config import Settings
+from proxy.providers.admin import COST
+from proxy.providers.admin import USAGE as USAGE_REPORT
+from proxy.providers.openai_admin import EMBEDDINGS
 from proxy.store.aggregates import day_of
 
 
@@ -103,15 +106,18 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
 
 def _summary_line(verb: str, summary: Any) -> str:
     parts = [
-        f"{_many(summary.pages[name], f'{name} page')} "
+        f"{_many(summary.pages[name], f'{words} page')} "
         f"({_many(summary.buckets[name], 'bucket')}, {_many(summary.lines[name], 'line')})"
-        for name in ("usage", "cost")
+        for name, words in _REPORTS.items()
         if summary.pages[name]
     ]
     span = ""
     if summary.first is not None and summary.last is not None:
         span = f", {summary.first:%Y-%m-%d %H:%M} .. {summary.last:%Y-%m-%d %H:%M} UTC"
     return f"{verb} {', '.join(parts)}{span}; {summary.provider} snapshot {summary.snapshot_id}"
+
+
+_REPORTS = {USAGE_REPORT: "usage", EMBEDDINGS: "embeddings usage", COST: "cost"}  # in order
 
 
 def _many(count: int, thing: str) -> str:

@@ -13,6 +13,11 @@ envelope, ``{object: "page", data: [bucket…], has_more, next_page}``, each buc
   (``providers.openai``): ``cache_read`` = cached, ``cache_write_5m`` = 30-minute writes,
   ``cache_write_1h`` = 12-hour writes, ``input`` = input_tokens − those; ``output`` = output.
   Audio and image tokens are not told apart (the proxy doesn't either).
+- ``GET /v1/organization/usage/embeddings`` (``EMBEDDINGS``, stored as its own report): a line
+  is an ``organization.usage.embeddings.result`` with ``input_tokens`` (all ``input``),
+  ``num_model_requests`` and the same ``group_by`` fields. The other usage endpoints (images,
+  audio, moderations, vector stores, code interpreter) are not read: the proxy meters none of
+  them by tokens.
 - ``GET /v1/organization/costs`` (``COST``): a line is an ``organization.costs.result`` with
   ``amount {value, currency}``: a JSON number in DOLLARS (not cents as Anthropic's), read as a
   Decimal from its text, never through a float; with ``group_by=line_item`` a ``line_item``
@@ -49,11 +54,14 @@ from proxy.providers.admin import (
 from proxy.usage import TOKEN_KINDS
 
 OPENAI = "openai"
+EMBEDDINGS = "usage_embeddings"  # a usage report of its own: a newer one replaces only itself
 ENDPOINTS: dict[str, str] = {
     USAGE: "/v1/organization/usage/completions",
+    EMBEDDINGS: "/v1/organization/usage/embeddings",
     COST: "/v1/organization/costs",
 }
 USAGE_OBJECT = "organization.usage.completions.result"
+EMBEDDINGS_OBJECT = "organization.usage.embeddings.result"
 COST_OBJECT = "organization.costs.result"
 # A line item of token costs: "<model>, <kind>" (no "|": "evals | gpt-4o, input" is a surface
 # priced apart, kept as a cost without a model).
@@ -97,12 +105,14 @@ def _endpoint_of(data: list[Any]) -> str:
             kind = line.get("object") if isinstance(line, Mapping) else None
             if kind == USAGE_OBJECT:
                 return USAGE
+            if kind == EMBEDDINGS_OBJECT:
+                return EMBEDDINGS
             if kind == COST_OBJECT:
                 return COST
             if isinstance(kind, str) and kind.startswith("organization.usage."):
                 raise PageError(
-                    f"an OpenAI {kind.split('.')[2]} usage page: only completions usage "
-                    "and costs are reconciled"
+                    f"an OpenAI {kind.split('.')[2]} usage page: only completions and "
+                    "embeddings usage and costs are reconciled"
                 )
     raise PageError("no result line tells whether this is a usage or a costs page")
 
@@ -116,7 +126,7 @@ def _bucket(index: int, bucket: object, endpoint: str) -> Bucket:
     end = _time(bucket.get("end_time"), f"{where}.end_time")
     if end <= start:
         raise PageError(f"{where} ends before it starts")
-    read = _usage_line if endpoint == USAGE else _cost_line
+    read = {USAGE: _usage_line, EMBEDDINGS: _embeddings_line}.get(endpoint, _cost_line)
     return Bucket(
         start,
         end,
@@ -149,6 +159,17 @@ def _usage_line(line: object, start: datetime, where: str) -> UsageLine:
         _text(line, "api_key_id", where),
         _text(line, "service_tier", where),
         {kind: tokens[kind] for kind in TOKEN_KINDS},
+    )
+
+
+def _embeddings_line(line: object, start: datetime, where: str) -> UsageLine:
+    if not isinstance(line, Mapping) or line.get("object") != EMBEDDINGS_OBJECT:
+        raise PageError(f"{where} is not an {EMBEDDINGS_OBJECT}")
+    tokens = dict.fromkeys(TOKEN_KINDS, 0)
+    tokens["input"] = _count(line.get("input_tokens"), f"{where}.input_tokens")
+    _count(line.get("num_model_requests", 0), f"{where}.num_model_requests")
+    return UsageLine(
+        start, _text(line, "model", where), _text(line, "api_key_id", where), None, tokens
     )
 
 

@@ -351,7 +351,7 @@ def _newest(
     newest fetch time used per report. ``pages`` come oldest first: a later snapshot replaces
     an earlier one's lines of the same report and day."""
     kept: dict[tuple[str, date], tuple[str, list[UsageLine | CostLine]]] = {}
-    used: dict[str, datetime | None] = {USAGE: None, COST: None}
+    used: dict[str, datetime | None] = {USAGE: None, COST: None}  # and any other report found
     for page in pages:
         try:
             read = read_page(
@@ -368,7 +368,7 @@ def _newest(
                 lines = []
                 kept[key] = (page.snapshot_id, lines)
             lines.extend(found.lines)
-            newest = used[page.endpoint]
+            newest = used.get(page.endpoint)
             used[page.endpoint] = (
                 page.fetched_at if newest is None else max(newest, page.fetched_at)
             )

@@ -1,15 +1,18 @@
 """A fake OpenAI organization usage and costs API, paginated, in the real shapes.
 
-Serves ``GET /v1/organization/usage/completions`` and ``GET /v1/organization/costs``
+Serves ``GET /v1/organization/usage/completions``, ``…/usage/embeddings`` and
+``GET /v1/organization/costs``
 (platform.openai.com/docs/api-reference/usage): ``{object: "page", data, has_more, next_page}``,
 one daily bucket ``{object: "bucket", start_time, end_time, results}`` (Unix seconds) per UTC day
 from ``start_time`` up to ``end_time`` (default: now), ``limit`` buckets a page (default 7) and at
 most ``page_size``, ``next_page`` an opaque cursor. Usage results are
-``organization.usage.completions.result`` (``input_tokens`` counting cached ones), cost results
+``organization.usage.completions.result`` (``input_tokens`` counting cached ones) and
+``organization.usage.embeddings.result``, cost results
 ``organization.costs.result`` with ``amount {value, currency: "usd"}``, the value a JSON number of
 dollars, one per ``line_item`` ("<model>, input" / "cached input" / "output"). The results of a
-day are what a test put in ``usage[day]`` / ``cost[day]``, built with ``usage_result`` and
-``cost_results``; a test that doesn't group by a field sees it null, as the real API answers.
+day are what a test put in ``usage[day]`` / ``embeddings[day]`` / ``cost[day]``, built with
+``usage_result``, ``embeddings_result`` and ``cost_results``; a field not grouped by is null,
+as the real API answers it.
 Requests without ``Authorization: Bearer ADMIN_KEY`` get OpenAI's 401 error body. Every
 request is kept in ``requests``.
 """
@@ -26,6 +29,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 USAGE_PATH = "/v1/organization/usage/completions"
+EMBEDDINGS_PATH = "/v1/organization/usage/embeddings"
 COST_PATH = "/v1/organization/costs"
 ADMIN_KEY = "sk-admin-fake"
 MTOK = Decimal(1_000_000)
@@ -60,6 +64,21 @@ def usage_result(
         "model": model,
         "batch": None,
         "service_tier": None,
+    }
+
+
+def embeddings_result(
+    model: str, input_tokens: int, *, api_key_id: str = "key_fake01", requests: int = 1
+) -> dict[str, Any]:
+    """One embeddings usage result."""
+    return {
+        "object": "organization.usage.embeddings.result",
+        "input_tokens": input_tokens,
+        "num_model_requests": requests,
+        "project_id": "proj_fake01",
+        "user_id": None,
+        "api_key_id": api_key_id,
+        "model": model,
     }
 
 
@@ -106,6 +125,7 @@ class FakeOpenAIAdmin:
 
     usage: dict[date, list[dict[str, Any]]] = field(default_factory=dict)
     cost: dict[date, list[dict[str, Any]]] = field(default_factory=dict)
+    embeddings: dict[date, list[dict[str, Any]]] = field(default_factory=dict)
     page_size: int = 2
     requests: list[tuple[str, dict[str, list[str]], dict[str, str]]] = field(default_factory=list)
 
@@ -133,7 +153,11 @@ class FakeOpenAIAdmin:
     ) -> tuple[int, dict[str, Any]]:
         if headers.get("authorization") != f"Bearer {ADMIN_KEY}":
             return 401, _error("Incorrect API key provided.", "invalid_api_key")
-        reports = {USAGE_PATH: (self.usage, USAGE_GROUPS), COST_PATH: (self.cost, COST_GROUPS)}
+        reports = {
+            USAGE_PATH: (self.usage, USAGE_GROUPS),
+            EMBEDDINGS_PATH: (self.embeddings, USAGE_GROUPS[:4]),
+            COST_PATH: (self.cost, COST_GROUPS),
+        }
         if path not in reports:
             return 404, _error(f"Invalid URL (GET {path})", None)
         results, allowed = reports[path]

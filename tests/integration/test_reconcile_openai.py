@@ -46,10 +46,12 @@ from tests.fakes.anthropic_admin import FakeAdmin, cost_lines, usage_line
 from tests.fakes.openai_admin import (
     ADMIN_KEY,
     COST_PATH,
+    EMBEDDINGS_PATH,
     USAGE_PATH,
     FakeOpenAIAdmin,
     cost_result,
     cost_results,
+    embeddings_result,
     page_json,
     usage_result,
 )
@@ -190,16 +192,17 @@ def test_fetch_follows_next_page_for_usage_and_costs_and_stores_each_page(
     assert (code, err) == (0, "")
     # 6 daily buckets (5 days back, today included), 2 a page: 3 pages of each report.
     assert out.startswith(
-        "fetched 3 usage pages (6 buckets, 6 lines), 3 cost pages (6 buckets, 19 lines), "
+        "fetched 3 usage pages (6 buckets, 6 lines), 3 embeddings usage pages (6 buckets, 0 lines),"
+        " 3 cost pages (6 buckets, 19 lines), "
     )
     assert "; openai snapshot " in out
     assert out.count("\n") == 1
     rows = stored(database)
-    assert [r["endpoint"] for r in rows] == ["usage"] * 3 + ["cost"] * 3
+    assert [r["endpoint"] for r in rows] == ["usage"] * 3 + ["usage_embeddings"] * 3 + ["cost"] * 3
     assert {r["provider"] for r in rows} == {"openai"}
     assert len({r["snapshot_id"] for r in rows}) == 1
     paths = [path for path, _, _ in admin.requests]
-    assert paths == [USAGE_PATH] * 3 + [COST_PATH] * 3
+    assert paths == [USAGE_PATH] * 3 + [EMBEDDINGS_PATH] * 3 + [COST_PATH] * 3
     _, query, headers = admin.requests[0]
     start = datetime.fromtimestamp(int(query["start_time"][0]), UTC)
     end = datetime.fromtimestamp(int(query["end_time"][0]), UTC)
@@ -211,10 +214,11 @@ def test_fetch_follows_next_page_for_usage_and_costs_and_stores_each_page(
     cursors = [q.get("page") for _, q, _ in admin.requests[:3]]
     assert cursors[0] is None
     assert cursors[1] != cursors[2]
-    assert admin.requests[3][1]["group_by"] == ["line_item"]
+    assert admin.requests[3][1]["group_by"] == ["model", "api_key_id", "project_id"]
+    assert admin.requests[6][1]["group_by"] == ["line_item"]
     assert ADMIN_KEY not in out
     # Stored as received: the dollars keep their digits (JSON numbers, never a float here).
-    assert '"value": 0.0192' in rows[3]["body"] or '"value": 0.0192' in rows[4]["body"]
+    assert any('"value": 0.0192,' in r["body"] for r in rows if r["endpoint"] == "cost")
 
 
 def test_fetch_with_a_wrong_key_says_what_openai_answered(
@@ -281,21 +285,21 @@ def test_import_saved_openai_pages_then_the_report_reads_them(
     assert data["other_costs"]["provider_usd"] == {"web search tool calls": "0.025000"}
 
 
-def _embeddings_page() -> dict[str, Any]:
-    result = {"object": "organization.usage.embeddings.result", "input_tokens": 5}
+def _moderations_page() -> dict[str, Any]:
+    result = {"object": "organization.usage.moderations.result", "input_tokens": 5}
     bucket = {"object": "bucket", "start_time": 0, "end_time": 86400, "results": [result]}
     return {"object": "page", "data": [bucket], "has_more": False, "next_page": None}
 
 
 def _cached_over_input() -> dict[str, Any]:
-    page = _embeddings_page()
+    page = _moderations_page()
     page["data"][0]["results"] = [usage_result(GPT, tokens())]
     page["data"][0]["results"][0]["input_cached_tokens"] = 10**9
     return page
 
 
 def _string_amount() -> dict[str, Any]:
-    page = _embeddings_page()
+    page = _moderations_page()
     page["data"][0]["results"] = [cost_result("gpt-4.1, input", Decimal(1))]
     page["data"][0]["results"][0]["amount"]["value"] = "1.0"
     return page
@@ -304,7 +308,7 @@ def _string_amount() -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("page", "message"),
     [
-        (_embeddings_page(), "an OpenAI embeddings usage page: only completions usage and costs"),
+        (_moderations_page(), "an OpenAI moderations usage page: only completions and embed"),
         (_cached_over_input(), "data[0].results[0]: cached and cache-write tokens exceed"),
         (_string_amount(), "data[0].results[0].amount.value is not a number (got '1.0')"),
     ],
@@ -525,3 +529,31 @@ def test_when_one_provider_fails_the_other_providers_snapshot_is_kept(
         ("anthropic", "usage"),
         ("anthropic", "cost"),
     }
+
+
+def test_embeddings_traffic_reconciles_against_the_embeddings_usage_report(
+    database: str, admin: FakeOpenAIAdmin, capsys: pytest.CaptureFixture[str]
+) -> None:
+    embedding = "text-embedding-3-small"
+    day = days()[0]
+    at = datetime(day.year, day.month, day.day, 9, tzinfo=UTC)
+    sent = [
+        make_event(started_at=at, provider="openai", model=embedding, usage=Usage(input=25_000))
+        for _ in range(2)
+    ]
+
+    async def write() -> None:
+        engine = make_engine(database)
+        try:
+            await write_batch(engine, [event_to_row(e) for e in sent])
+        finally:
+            await engine.dispose()
+
+    asyncio.run(write())
+    admin.usage, admin.cost = {}, {}
+    admin.embeddings[day] = [embeddings_result(embedding, 50_000, requests=2)]
+    data = report(capsys)
+    (row,) = data["rows"]
+    assert (row["vendor"], row["model"], row["verdict"]) == ("openai", embedding, "match")
+    assert row["provider"]["tokens"]["input"] == row["proxy"]["tokens"]["input"] == 50_000
+    assert set(data["snapshots"]["openai"]) == {"usage", "cost", "usage_embeddings"}

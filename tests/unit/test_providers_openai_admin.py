@@ -115,7 +115,7 @@ def test_an_amount_decoded_as_a_float_keeps_the_digits_openai_wrote() -> None:
         ({"object": "page", "data": 3}, "an OpenAI page without a data list"),
         (
             page([{"object": "organization.usage.images.result", "images": 2}]),
-            "an OpenAI images usage page: only completions usage and costs are reconciled",
+            "an OpenAI images usage page: only completions and embeddings usage and costs are",
         ),
         (
             {**page([cost("x, input", 1)]), "has_more": "yes"},
