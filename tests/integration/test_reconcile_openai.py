@@ -557,3 +557,29 @@ def test_embeddings_traffic_reconciles_against_the_embeddings_usage_report(
     assert (row["vendor"], row["model"], row["verdict"]) == ("openai", embedding, "match")
     assert row["provider"]["tokens"]["input"] == row["proxy"]["tokens"]["input"] == 50_000
     assert set(data["snapshots"]["openai"]) == {"usage", "cost", "usage_embeddings"}
+
+
+def test_one_file_with_both_providers_pages_is_a_snapshot_of_each(
+    database: str, admin: FakeOpenAIAdmin, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bucket = {"starting_at": "2026-11-20T00:00:00Z", "ending_at": "2026-11-21T00:00:00Z"}
+    claude = {
+        "data": [{**bucket, "results": [usage_line(SONNET, tokens())]}],
+        "has_more": False,
+        "next_page": None,
+    }
+    openai_pages = json.loads(_saved_pages(admin), parse_float=Decimal)
+    path = tmp_path / "both.json"
+    path.write_text(page_json([openai_pages[0], claude, openai_pages[1]]))
+    out = tokenmeter(capsys, "reconcile", "import", str(path))
+    lines = out.splitlines()
+    assert [line.split("; ")[-1].split()[0] for line in lines] == ["openai", "anthropic"]
+    assert lines[0].startswith(f"imported {path}: 1 usage page (1 bucket, 2 lines), 1 cost page")
+    rows = stored(database)
+    by_provider = {r["provider"]: r["snapshot_id"] for r in rows}
+    assert len(set(by_provider.values())) == 2
+    assert sorted((r["provider"], r["endpoint"]) for r in rows) == [
+        ("anthropic", "usage"),
+        ("openai", "cost"),
+        ("openai", "usage"),
+    ]
