@@ -129,6 +129,9 @@ class Settings(BaseSettings):
     # `tokenmeter reconcile fetch`: Anthropic's Admin API and an admin key (sk-ant-admin01-…).
     anthropic_admin_url: str = "https://api.anthropic.com"
     anthropic_admin_key: str | None = Field(default=None, repr=False)
+    # ... and OpenAI's organization usage and costs API with an OpenAI Admin key.
+    openai_admin_url: str = "https://api.openai.com"
+    openai_admin_key: str | None = Field(default=None, repr=False)
     # The proxy's address as clients reach it (behind a load balancer), for the ``results_url``
     # of Message Batches; unset: the scheme and Host of each request.
     public_url: str | None = None
@@ -237,7 +240,9 @@ class Settings(BaseSettings):
         standard = _StandardProxyVariables(settings_cls)
         return init_settings, env_settings, standard, ConfigFileSource(settings_cls, config_file())
 
-    @field_validator("anthropic_upstream", "openai_upstream", "anthropic_admin_url")
+    @field_validator(
+        "anthropic_upstream", "openai_upstream", "anthropic_admin_url", "openai_admin_url"
+    )
     @classmethod
     def _upstream_is_http(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):

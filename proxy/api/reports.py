@@ -6,7 +6,7 @@ compensation that cannot be converted to USD are 400 with the reason (``errors``
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 
@@ -68,7 +68,8 @@ async def get_roi(request: Request, engine: EngineDep, filters: FiltersDep) -> R
 
 
 @router.get(
-    "/reconcile", summary="Proxy vs Anthropic's usage and cost reports, per UTC day and model"
+    "/reconcile",
+    summary="Proxy vs Anthropic's and OpenAI's usage and cost reports, per UTC day and model",
 )
 async def get_reconcile(
     request: Request,
@@ -76,8 +77,12 @@ async def get_reconcile(
     settings: SettingsDep,
     days: Annotated[int, Query(ge=1, le=3660, description="whole UTC days back from end")] = 30,
     end: Moment | None = None,
+    provider: Annotated[
+        Literal["anthropic", "openai"] | None, Query(description="one provider (default: both)")
+    ] = None,
 ) -> Response:
     window = reports.trailing(days, end)
     overridden = await reports.company_prices(settings.prices_file)
-    found = await reports.reconcile(engine, window.start, window.end, overridden)
+    providers = reports.RECONCILED_PROVIDERS if provider is None else (provider,)
+    found = await reports.reconcile(engine, window.start, window.end, overridden, providers)
     return respond(request, found.as_json(), found.flat_rows(), "reconcile")

@@ -80,6 +80,8 @@ def add_commands(sub: Any) -> None:
             parser.add_argument("--limit", type=_count, default=20, help="rows at most")
         if name == "distribution":
             parser.add_argument("--metric", default="tokens", choices=METRICS)
+        if name == "reconcile":
+            parser.add_argument("--provider", default="all", choices=("anthropic", "openai", "all"))
     _add_task_commands(sub)
 
 
@@ -425,20 +427,24 @@ def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
 
     async def work(engine: Any) -> Any:
         overridden = await reports.company_prices(settings.prices_file)
-        return await reports.reconcile(engine, since(args.since), end, overridden)
+        providers = reports.RECONCILED_PROVIDERS if args.provider == "all" else (args.provider,)
+        return await reports.reconcile(engine, since(args.since), end, overridden, providers)
 
     found = _run(settings, work)
     if args.json:
         return _print(found.as_json(), args, "")
     data = found.as_json()
-    fetched = ", ".join(f"{k} {_minute(v)}" for k, v in found.snapshots.items())
+    fetched = "; ".join(
+        f"{vendor} " + ", ".join(f"{k} {_minute(v)}" for k, v in used.items())
+        for vendor, used in found.snapshots.items()
+    )
     print(
         f"window {_minute(found.start)} .. {_minute(found.end)} (whole UTC days); "
         f"provider reports fetched: {fetched}"
     )
-    if not any(found.snapshots.values()):
+    if not any(v for used in found.snapshots.values() for v in used.values()):
         print("no provider reports stored: tokenmeter reconcile fetch, or reconcile import FILE")
-    print(render(_RECONCILE, [*data["rows"], data["total"]], left=2))
+    print(render(_RECONCILE, [*data["rows"], data["total"]], left=3))
     print(f"coverage: {share(found.coverage)} of provider-reported tokens seen by the proxy")
     print("verdicts: " + ", ".join(f"{n} {name}" for name, n in data["verdicts"].items()))
     other = data["other_costs"]
@@ -447,7 +453,8 @@ def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
     print(f"provider costs without a model: {costs}; proxy web search ${searched}")
     for row in [*data["rows"], data["total"]]:
         for note in row["notes"]:
-            print(f"  {row['day']} {row['model']}: {note}".rstrip())
+            label = " ".join(filter(None, (row["day"], row["vendor"], row["model"])))
+            print(f"  {label}: {note}")
     return 0
 
 
@@ -468,6 +475,7 @@ def _pct_cell(value: str | None) -> str:
 
 _RECONCILE: list[Column[dict[str, Any]]] = [
     Column("day", lambda r: r["day"]),
+    Column("vendor", lambda r: r["vendor"]),
     Column("model", lambda r: r["model"]),
     Column("proxy tokens", lambda r: count(r["proxy"]["total_tokens"])),
     Column("provider tokens", lambda r: count(r["provider"]["total_tokens"])),

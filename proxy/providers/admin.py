@@ -1,4 +1,8 @@
-"""Anthropic's billing reports, page by page: which report a page is, and what its lines say.
+"""The providers' billing reports, page by page: which report a page is, what its lines say.
+
+The types here (``Page``, ``Bucket``, ``UsageLine``, ``CostLine``) are both providers'; this
+module reads Anthropic's pages, ``providers.openai_admin`` OpenAI's, and
+``providers.billing.read_page`` picks by the page's shape (or the provider the caller names).
 
 Anthropic's Admin API answers two reports in the same envelope, ``{data: [bucket…], has_more,
 next_page}``, each bucket ``{starting_at, ending_at, results: [line…]}`` (RFC 3339 times):
@@ -16,9 +20,9 @@ next_page}``, each bucket ``{starting_at, ending_at, results: [line…]}`` (RFC 
 
 (platform.claude.com/docs/en/api/admin/usage_report and …/cost_report.)
 
-``read_page`` checks a decoded page and turns it into typed lines; the shape tells the report
-(a line with ``amount`` is a cost line, one with ``uncached_input_tokens`` a usage line), or the
-caller says which it asked for. Anything else is a ``PageError`` whose message is one line.
+``read_anthropic_page`` checks a decoded page and turns it into typed lines; the shape tells the
+report (a line with ``amount`` is a cost line, one with ``uncached_input_tokens`` a usage line),
+or the caller says which it asked for. Anything else is a ``PageError`` whose message is one line.
 Pure: no I/O; token kinds in the vocabulary of ``proxy.usage``.
 """
 
@@ -32,6 +36,7 @@ from typing import Any
 
 from proxy.usage import TOKEN_KINDS, as_utc
 
+ANTHROPIC = "anthropic"
 USAGE, COST = "usage", "cost"
 ENDPOINTS: dict[str, str] = {
     USAGE: "/v1/organizations/usage_report/messages",
@@ -97,6 +102,7 @@ class Page:
     has_more: bool = False
     next_page: str | None = None
     lines: int = 0  # result lines over all buckets
+    provider: str = ANTHROPIC
 
     @property
     def starts_at(self) -> datetime | None:
@@ -107,13 +113,12 @@ class Page:
         return max((b.ending_at for b in self.buckets), default=None)
 
 
-def read_page(page: object, endpoint: str | None = None) -> Page:
-    """``page`` (decoded JSON) as a ``Page`` of ``endpoint``, or of the report its shape tells
-    when ``endpoint`` is None. ``PageError`` when it is neither, or when no line tells."""
+def read_anthropic_page(page: object, endpoint: str | None = None) -> Page:
+    """An Anthropic report page (module doc); ``PageError`` on anything else."""
     if not isinstance(page, Mapping) or not isinstance(page.get("data"), list):
         raise PageError(_not_a_page(page))
     if page.get("object") == "page":
-        raise PageError(_not_a_page(page))
+        raise PageError("an OpenAI organization usage/costs page, not an Anthropic report")
     if not isinstance(page.get("has_more", False), bool):
         raise PageError("has_more is not true or false")
     next_page = page.get("next_page")
@@ -126,8 +131,6 @@ def read_page(page: object, endpoint: str | None = None) -> Page:
 
 
 def _not_a_page(page: object) -> str:
-    if isinstance(page, Mapping) and page.get("object") == "page":
-        return "an OpenAI organization usage/costs page: only Anthropic's reports are read"
     if isinstance(page, Mapping) and isinstance(page.get("error"), Mapping):
         return f"an error answer, not a report: {str(page['error'].get('message'))[:200]}"
     return "not a usage or cost report page (expected an object with a data list)"

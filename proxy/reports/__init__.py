@@ -26,6 +26,7 @@ from proxy.reports.blended import BLENDED_GROUPS, Blended, blended
 from proxy.reports.budgets import BudgetStatus, budget_status, remove_budget, set_budget
 from proxy.reports.compensation import CompensationReport, Window, compensation_report, trailing
 from proxy.reports.distribution import METRICS, Distribution, distribution
+from proxy.reports.reconcile import PROVIDERS as RECONCILED_PROVIDERS
 from proxy.reports.reconcile import Reconciliation, company_prices, reconcile
 from proxy.reports.seats import SeatReport, seat_report
 from proxy.reports.series import SERIES_GROUPS, Point, by_key, over_time, per_day, task_hours
@@ -83,6 +84,7 @@ __all__ = [
     "remove_budget",
     "resolve",
     "reconcile",
+    "RECONCILED_PROVIDERS",
     "roi_report",
     "seat_report",
     "session_spend",

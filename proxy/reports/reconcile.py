@@ -1,10 +1,14 @@
-"""Does it match the bill? The proxy's tokens and dollars beside Anthropic's own reports.
+"""Does it match the bill? The proxy's tokens and dollars beside the providers' own reports.
 
-One row per UTC day × model over whole UTC days from the start's day: on the proxy's side the
-Anthropic events of the rollups (``usage.window_source``, the same sums every report reads), on
-the provider's side the newest stored snapshot of each report for that day (``store.snapshots``:
-pages are never edited, a later fetch wins). Not per API key: the proxy knows keys by salted
-fingerprint, the Admin API by key id, so no row has both (the provider's rows add up across keys).
+One row per UTC day × provider (``vendor``: anthropic, openai) × model over whole UTC days from
+the start's day: on the proxy's side that provider's events of the rollups
+(``usage.window_source``, the same sums every report reads), on the provider's side the newest
+stored snapshot of each of its reports for that day (``store.snapshots``: pages are never
+edited, a later fetch wins). Not per API key: the proxy knows keys by salted fingerprint, the
+Admin APIs by key id, so no row has both (the provider's rows add up across keys and projects).
+Both sides count tokens in the same five kinds: OpenAI's ``input_tokens`` include cached and
+cache-write tokens on both sides, and both take them out of ``input`` the same way
+(``providers.openai``, ``providers.openai_admin``).
 
 Each row: tokens by kind on each side; dollars on each side (token costs only: the cost report
 has web search, code execution and session costs without a model, so they are totalled apart);
@@ -18,9 +22,11 @@ the differences (proxy − provider) and their percentage of the provider's figu
   the proxy doesn't know). Tokens decide first; dollars only when the tokens match.
 
 Dollars: the proxy's are what it recorded, at the company's prices (``TOKENMETER_PRICES_FILE``
-overrides and discounts; a row priced by one says so), never re-priced here. They are not
-compared, and the row says why, when the provider's figure leaves something out (Priority Tier
-usage is not in the cost report) or the proxy has requests without a price. Coverage: the
+overrides and discounts; a row priced by one says so), never re-priced here; the provider's are
+its cost report's token lines for the model (Anthropic's by description, OpenAI's by line item
+``"<model>, input|cached input|output"``). They are not compared, and the row says why, when the
+provider's figure leaves something out (Priority Tier usage is not in Anthropic's cost report)
+or the proxy has requests without a price. Coverage: the
 share of provider-reported tokens the proxy saw, Σ min(proxy, provider) / Σ provider.
 """
 
@@ -33,7 +39,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -49,21 +54,21 @@ from proxy.providers.admin import (
     CostLine,
     PageError,
     UsageLine,
-    read_page,
 )
+from proxy.providers.billing import read_page
 from proxy.reports.totals import money, ratio, sum_columns, totals_of
 from proxy.reports.usage import Filters, window_source
 from proxy.store.aggregates import DAY_LABEL_SQL, bucket, day_of
 from proxy.store.snapshots import StoredPage, pages_over
 from proxy.usage import TOKEN_KINDS
 
-PROVIDER = "anthropic"
+PROVIDERS = ("anthropic", "openai")
 TOKEN_TOLERANCE = Decimal("0.001")
 DOLLAR_TOLERANCE = Decimal("0.005")
 DOLLAR_FLOOR = Decimal("0.01")
 MATCH, PROXY_LOW, PROXY_HIGH = "match", "proxy_low", "proxy_high"
 VERDICTS = (MATCH, PROXY_LOW, PROXY_HIGH)
-Overridden = Callable[[str, date], bool]
+Overridden = Callable[[str, str, date], bool]  # (provider, model, day)
 
 
 def _no_tokens() -> dict[str, int]:
@@ -89,10 +94,11 @@ class Side:
 
 @dataclass(slots=True)
 class Row:
-    """One day × model (or the totals): both sides, their differences and the verdict."""
+    """One day × provider × model (or the totals): both sides, differences, the verdict."""
 
     day: str
     model: str
+    vendor: str = ""  # whose traffic and reports: "anthropic" or "openai"
     proxy: Side = field(default_factory=Side)
     provider: Side = field(default_factory=Side)
     unpriced_requests: int = 0  # proxy requests without a price
@@ -159,6 +165,7 @@ class Row:
         diff = self.usd_diff
         return {
             "day": self.day,
+            "vendor": self.vendor,
             "model": self.model,
             "proxy": self.proxy.as_json(),
             "provider": self.provider.as_json(),
@@ -183,7 +190,7 @@ class Reconciliation:
     start: datetime
     end: datetime
     rows: list[Row]
-    snapshots: dict[str, datetime | None]  # newest fetch time used, per report
+    snapshots: dict[str, dict[str, datetime | None]]  # newest fetch used, per provider, report
     other_costs: dict[str, Decimal]  # provider dollars without a model, by cost_type
     proxy_web_search_usd: Decimal
 
@@ -217,12 +224,15 @@ class Reconciliation:
         return {name: counts[name] for name in VERDICTS}
 
     def as_json(self) -> dict[str, Any]:
-        fetched = {k: None if v is None else v.isoformat() for k, v in self.snapshots.items()}
+        fetched = {
+            vendor: {k: None if v is None else v.isoformat() for k, v in used.items()}
+            for vendor, used in self.snapshots.items()
+        }
         coverage = self.coverage
         return {
             "start": self.start.isoformat(),
             "end": self.end.isoformat(),
-            "provider": PROVIDER,
+            "providers": list(self.snapshots),
             "snapshots": fetched,
             "tolerance": {
                 "tokens": str(TOKEN_TOLERANCE),
@@ -236,8 +246,9 @@ class Reconciliation:
             "other_costs": {
                 "provider_usd": {k: money(v) for k, v in sorted(self.other_costs.items())},
                 "proxy_web_search_usd": money(self.proxy_web_search_usd),
-                "note": "provider costs without a model (web search, code execution, sessions)"
-                " are not in the rows; the proxy meters web search, not code execution",
+                "note": "provider costs without a model (web search, code execution, sessions;"
+                " OpenAI line items other than a model's input, cached input or output) are not"
+                " in the rows; the proxy meters web search, not code execution",
             },
         }
 
@@ -252,58 +263,72 @@ async def company_prices(path: Path | None) -> Overridden | None:
     if path is None:
         return None
     overrides = await asyncio.to_thread(load_overrides, path)
-    return partial(overrides.applies_to, PROVIDER)
+    return overrides.applies_to
 
 
 async def reconcile(
-    engine: AsyncEngine, start: datetime, end: datetime, overridden: Overridden | None = None
+    engine: AsyncEngine,
+    start: datetime,
+    end: datetime,
+    overridden: Overridden | None = None,
+    providers: tuple[str, ...] = PROVIDERS,
 ) -> Reconciliation:
     """Proxy vs provider from the UTC day of ``start`` to ``end`` (module doc)."""
     start = day_of(start)
-    rows: dict[tuple[str, str], Row] = {}
+    rows: dict[tuple[str, str, str], Row] = {}
 
-    def row(day: str, model: str) -> Row:
-        return rows.setdefault((day, model), Row(day, model))
+    def row(day: str, vendor: str, model: str) -> Row:
+        return rows.setdefault((day, vendor, model), Row(day, model, vendor))
 
-    web_search = await _proxy_side(engine, Filters(start, end), row)
-    chosen, snapshots = _newest(await pages_over(engine, PROVIDER, start, end), start, end)
+    web_search = await _proxy_side(engine, Filters(start, end), row, providers)
     other: dict[str, Decimal] = defaultdict(Decimal)
-    for line in chosen:
-        if isinstance(line, UsageLine):
-            _add_usage(row(line.starting_at.date().isoformat(), line.model or ""), line)
-        elif line.cost_type == TOKENS and line.model is not None:
-            target = row(line.starting_at.date().isoformat(), line.model)
-            target.provider.usd = (target.provider.usd or Decimal(0)) + line.amount_usd
-        else:
-            other[line.cost_type or "other"] += line.amount_usd
+    snapshots = {}
+    for vendor in providers:
+        chosen, snapshots[vendor] = _newest(
+            await pages_over(engine, vendor, start, end), start, end
+        )
+        for line in chosen:
+            day = line.starting_at.date().isoformat()
+            if isinstance(line, UsageLine):
+                _add_usage(row(day, vendor, line.model or ""), line)
+            elif line.cost_type == TOKENS and line.model is not None:
+                target = row(day, vendor, line.model)
+                target.provider.usd = (target.provider.usd or Decimal(0)) + line.amount_usd
+            else:
+                other[line.cost_type or "other"] += line.amount_usd
     for found in rows.values():
         found.override = overridden is not None and overridden(
-            found.model, date.fromisoformat(found.day)
+            found.vendor, found.model, date.fromisoformat(found.day)
         )
     ordered = [rows[key] for key in sorted(rows)]
     return Reconciliation(start, end, ordered, snapshots, dict(other), web_search)
 
 
-async def _proxy_side(engine: AsyncEngine, f: Filters, row: Callable[[str, str], Row]) -> Decimal:
-    """Put the proxy's Anthropic sums per day × model in their rows; its web search dollars."""
+async def _proxy_side(
+    engine: AsyncEngine,
+    f: Filters,
+    row: Callable[[str, str, str], Row],
+    providers: tuple[str, ...],
+) -> Decimal:
+    """Put the proxy's sums per day × provider × model in their rows; its web search dollars."""
     source = window_source(f, engine.dialect.name)
     day: sa.ColumnElement[str] = sa.literal_column(
         bucket(DAY_LABEL_SQL, engine.dialect.name, "hour")
     )
     searches = sa.func.sum(source.c.cost_web_search_usd)
     query = (
-        sa.select(day, source.c.model, searches, *sum_columns(source))
-        .where(source.c.provider == PROVIDER)
-        .group_by(day, source.c.model)
+        sa.select(day, source.c.provider, source.c.model, searches, *sum_columns(source))
+        .where(source.c.provider.in_(providers))
+        .group_by(day, source.c.provider, source.c.model)
     )
     async with engine.connect() as conn:
         result = (await conn.execute(query)).all()
     web_search = Decimal(0)
     for found in result:
-        totals = totals_of(found, 3)
-        searched = Decimal(found[2] or 0)
+        totals = totals_of(found, 4)
+        searched = Decimal(found[3] or 0)
         web_search += searched
-        target = row(str(found[0]), found[1] or "")
+        target = row(str(found[0]), found[1], found[2] or "")
         target.proxy.tokens = dict(totals.tokens)
         target.proxy.seen = True
         target.proxy.usd = None if not totals.cost_known else totals.cost_usd - searched
@@ -326,10 +351,12 @@ def _newest(
     newest fetch time used per report. ``pages`` come oldest first: a later snapshot replaces
     an earlier one's lines of the same report and day."""
     kept: dict[tuple[str, date], tuple[str, list[UsageLine | CostLine]]] = {}
-    used: dict[str, datetime | None] = {USAGE: None, COST: None}
+    used: dict[str, datetime | None] = {USAGE: None, COST: None}  # and any other report found
     for page in pages:
         try:
-            read = read_page(json.loads(page.body), page.endpoint)
+            read = read_page(
+                json.loads(page.body, parse_float=Decimal), page.endpoint, page.provider
+            )
         except (PageError, ValueError):  # stored only after the same check: never expected
             continue
         for found in read.buckets:
@@ -341,7 +368,7 @@ def _newest(
                 lines = []
                 kept[key] = (page.snapshot_id, lines)
             lines.extend(found.lines)
-            newest = used[page.endpoint]
+            newest = used.get(page.endpoint)
             used[page.endpoint] = (
                 page.fetched_at if newest is None else max(newest, page.fetched_at)
             )

@@ -20,11 +20,12 @@ Change a table here and add a migration in the same change.
 - ``usage_daily``: the same sums per UTC day (key ``day``, midnight UTC), written in the same
   statement/transaction as ``usage_hourly``; reports read whole days here and only the edge hours
   of a range from ``usage_hourly``. Kept when raw events are purged.
-- ``provider_reports``: the provider's own billing report pages (Anthropic's usage and cost
-  reports), one row per page as fetched or imported, with its fetch time; never updated or
-  deleted: the provider revises recent days, so a later fetch adds newer pages and readers take
-  the newest per report and day (``store.snapshots``). ``snapshot_id`` groups one fetch run or
-  one imported file; ``starts_at``/``ends_at`` span the page's buckets (NULL when it has none).
+- ``provider_reports``: the providers' own billing report pages (Anthropic's usage and cost
+  reports, OpenAI's completions usage and costs; ``provider`` says whose), one row per page as
+  fetched or imported, with its fetch time; never updated or deleted: a provider revises recent
+  days, so a later fetch adds newer pages and readers take the newest per provider, report and
+  day (``store.snapshots``). ``snapshot_id`` groups one provider's pages of a fetch run or of an
+  imported file; ``starts_at``/``ends_at`` span the page's buckets (NULL when it has none).
 - ``people`` and ``tasks``: records the API maintains (compensation history, task value).
 - ``session_context``: the work a session is part of (repository, branch, working tree, pull
   request, ticket), one row per session id, as Claude Code's hooks and status line report it

@@ -145,7 +145,7 @@ def _number_amount() -> dict[str, Any]:
         ('{"foo": 1}', "not a usage or cost report page (expected an object with a data list)"),
         (
             '{"object": "page", "data": [], "has_more": false}',
-            "an OpenAI organization usage/costs page: only Anthropic's reports are read",
+            "no result line tells whether this is a usage or a costs page",
         ),
         (
             json.dumps({"type": "error", "error": {"type": "x", "message": "bad key"}}),
