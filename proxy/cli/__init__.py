@@ -125,12 +125,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _dispatch(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `tokenmeter usage | head -1`: the reader has all it wanted
+        _quiet_stdout()
+        return 141  # as a shell reports a command ended by SIGPIPE
     except Exception as exc:
         if debug:
             traceback.print_exc()
         message, status = _explain(exc)
         print(f"tokenmeter: {message}", file=sys.stderr)
         return status
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush of what is still buffered
+    for the closed pipe does not print a second error at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _explain(exc: Exception) -> tuple[str, int]:

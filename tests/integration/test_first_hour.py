@@ -189,3 +189,18 @@ def test_db_upgrade_says_what_it_did(tmp_path: Path) -> None:
     assert "upgraded from (empty) to " in first  # said 'already at the latest revision'
     again = cli("db", "upgrade", cwd=tmp_path, env=env).stdout
     assert "was already at the latest revision" in again
+
+
+def test_a_closed_pipe_ends_the_cli_quietly(tmp_path: Path) -> None:
+    """``tokenmeter config | head -1``: the reader goes away; no error, no traceback."""
+    child = subprocess.Popen(  # noqa: S603 (our own console script)
+        [str(TOKENMETER), "config"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert child.stdout is not None
+    child.stdout.close()  # before the CLI has printed anything: its first write meets EPIPE
+    _, stderr = child.communicate(timeout=60)
+    assert stderr.decode() == ""
+    assert child.returncode == 141
