@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -212,3 +213,25 @@ async def budgets_page(engine: AsyncEngine, tz: tzinfo, now: datetime) -> dict[s
 
 
 _PAGE_ONLY = ("bar_percent", "over", "alerts")
+
+
+async def reconcile_page(engine: AsyncEngine, view: View, prices: Path | None) -> dict[str, Any]:
+    """Proxy vs the providers' own reports over the view's whole UTC days
+    (``reports.reconcile``, as ``/api/v1/reports/reconcile`` and ``tokenmeter report
+    reconcile``); the team, user and model filters do not apply (the providers' reports have
+    no people)."""
+    window = view.filters(with_model=False)
+    end = window.end or datetime.now(UTC).replace(
+        hour=0, minute=0, second=0, microsecond=0
+    ) + timedelta(days=1)
+    start = window.start or end - timedelta(days=30)
+    found = await reports.reconcile(engine, start, end, await reports.company_prices(prices))
+    report = found.as_json()
+    fetched = any(any(v for v in used.values()) for used in found.snapshots.values())
+    return {
+        "report": report,
+        "rows": report["rows"],
+        "total": found.total.as_json(),
+        "fetched": fetched,
+        "csv_rows": found.flat_rows(),
+    }

@@ -337,6 +337,21 @@ async def budgets(request: Request) -> Response:
     return render(request, "budgets.html", caller, view=_view(request), page=page, active="budgets")
 
 
+@router.get("/web/reconcile")
+async def reconcile(request: Request) -> Response:
+    caller = _allowed(request)
+    if isinstance(caller, Response):
+        return caller
+    parts = request.app.state.parts
+    view = _view(request)
+    page = await figures.reconcile_page(parts.engine, view, parts.settings.prices_file)
+    if _wants_csv(request):
+        return csv_download(page["csv_rows"], "reconcile")
+    return _page_of(
+        request, caller, view, "reconcile.html", page=page, menus={}, active="reconcile"
+    )
+
+
 @router.get("/web/login")
 async def login_form(request: Request) -> Response:
     if not sessions_of(request).login_required:  # loopback-only: nothing to log in with

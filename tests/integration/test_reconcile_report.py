@@ -343,3 +343,33 @@ def test_the_newest_snapshot_of_a_report_wins_for_its_days(
     assert haiku["provider"]["total_tokens"] == 0
     assert haiku["provider"]["usd"] == "0.044850"
     assert data["verdicts"] == {"match": 5, "proxy_low": 0, "proxy_high": 1}
+
+
+def test_the_web_page_shows_the_api_report_and_its_csv(
+    make_proxy: Callable[..., Proxy],
+    admin: FakeAdmin,
+    database: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    proxy = make_proxy(database_url=database)
+    empty = proxy.http.get("/web/reconcile")
+    assert "No provider reports for this period yet" in empty.text
+    record(database)
+    admin.usage[days()[1]][0]["uncached_input_tokens"] += EXTRA
+    tokenmeter(capsys, "reconcile", "fetch", "--since", "5d")
+    page = proxy.http.get("/web/reconcile", params={"period": "7d"})
+    assert page.status_code == 200, page.text
+    tomorrow = datetime.now(UTC).date() + timedelta(days=1)
+    api = proxy.http.get(
+        "/api/v1/reports/reconcile", params={"days": 7, "end": f"{tomorrow}T00:00:00+00:00"}
+    ).json()
+    assert api["verdicts"] == {"match": 5, "proxy_low": 1, "proxy_high": 0}
+    assert f'data-figure="coverage" data-exact="{api["coverage"]}"' in page.text
+    assert 'data-figure="mismatches" data-exact="1"' in page.text
+    low = f'data-row="{days()[1]}:anthropic:{SONNET}" data-verdict="proxy_low"'
+    assert low in page.text
+    sheet = proxy.http.get("/web/reconcile", params={"period": "7d", "format": "csv"})
+    rows = list(csv.DictReader(io.StringIO(sheet.text)))
+    assert [row["verdict"] for row in rows] == [row["verdict"] for row in api["rows"]] + [
+        api["total"]["verdict"]
+    ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,17 @@ import anthropic
 import pytest
 from playwright import sync_api as playwright_sync
 
+from proxy.cli import main
 from proxy.web.format import usd
 from tests.conftest import Proxy
+from tests.fakes.anthropic_admin import FakeAdmin
+from tests.integration.test_reconcile_report import (  # noqa: F401 (admin, database: fixtures)
+    EXTRA,
+    admin,
+    database,
+    days,
+    record,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(
@@ -251,3 +261,28 @@ def test_login_page_and_an_empty_overview_in_chromium(make_proxy: Any, browser: 
     assert "No traffic in this period yet" in page.inner_text("main")
     shoot(page, "overview-empty")
     assert watch.problems == []
+
+
+def test_the_reconcile_page_in_chromium(
+    make_proxy: Any,
+    admin: FakeAdmin,  # noqa: F811 (the fixture imported above)
+    database: str,  # noqa: F811
+    browser: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Three days billed by the fake Admin API, one revised upwards: one row is proxy low."""
+    proxy = make_proxy(database_url=database)
+    admin.usage[days()[1]][0]["uncached_input_tokens"] += EXTRA
+    with ThreadPoolExecutor(1) as aside:  # Playwright's loop runs in this thread
+        aside.submit(record, database).result()
+        assert aside.submit(main, ["reconcile", "fetch", "--since", "5d"]).result() == 0
+    capsys.readouterr()
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    watch = Watch(page)
+    page.goto(f"{proxy.url}/web/reconcile?period=7d")
+    assert page.locator('#reconcile tr[data-verdict="proxy_low"]').count() == 1
+    assert page.locator('#reconcile tr[data-verdict="match"]').count() == 5
+    assert exact(page, "mismatches") == "1"
+    shoot(page, "reconcile")
+    assert watch.problems == []
+    page.close()
