@@ -33,9 +33,9 @@ from proxy.sessions import ContextError, WorkContext, save_context
 from proxy.store.recorded import recorded_ids
 from proxy.store.rows import event_to_row
 from proxy.store.writes import write_batch
-from proxy.usage import Attribution, Status, UsageEvent
+from proxy.usage import BACKFILL_SOURCE, Attribution, Status, UsageEvent
 
-SOURCE = "backfill"
+SOURCE = BACKFILL_SOURCE
 AGENT = "claude-code"
 WRITE_CHUNK = 1000
 

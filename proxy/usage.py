@@ -188,6 +188,9 @@ class ResponseFacts:
         return not DISTRUSTED.isdisjoint(self.problems)
 
 
+BACKFILL_SOURCE = "backfill"  # the source of events read from Claude Code's transcripts
+
+
 @dataclass(frozen=True, slots=True)
 class Attribution:
     """Who an exchange is billed to, and which source decided it (strongest source first)."""
@@ -198,7 +201,7 @@ class Attribution:
     session: str | None = None
     agent: str | None = None
     key_fingerprint: str | None = None  # of a subscription's OAuth token: the seat's id
-    source: str = "none"  # proxy_key | header | path | key_map | client | none
+    source: str = "none"  # proxy_key | header | path | key_map | client | none | backfill
     billing: str = "unknown"  # ``proxy.billing.Billing``: api_key | subscription | unknown
 
 

@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from proxy.cli.common import SINCE_HELP, refused, run_with_engine, since
+from proxy.cli.common import USAGE as USAGE_STATUS
 from proxy.cli.tables import USAGE, Column, footnote, keyed, render, seat_note, window_line
 from proxy.config import Settings
 from proxy.reports.totals import Totals
@@ -24,6 +25,12 @@ def add_commands(sub: Any) -> None:
     report.add_argument("--by", default="user", choices=GROUPS, help="what one row is")
     report.add_argument("--since", default="30d", type=since, help=SINCE_HELP)
     report.add_argument("--until", type=since, help="end of the window (default: now)")
+    report.add_argument(
+        "--source",
+        choices=("proxy", "backfill"),
+        help="only events the proxy metered, or only those `tokenmeter backfill` read from"
+        " Claude Code's transcripts (default: both; reads raw events)",
+    )
     report.add_argument("--json", action="store_true", help="print JSON")
     report.set_defaults(handler=_usage)
 
@@ -31,17 +38,24 @@ def add_commands(sub: Any) -> None:
 def _usage(args: argparse.Namespace, settings: Settings) -> int:
     from proxy import reports
 
-    asked = reports.Filters(since(args.since), since(args.until) if args.until else None)
+    until = since(args.until) if args.until else None
+    asked = reports.Filters(since(args.since), until, source=args.source)
 
     async def work(engine: Any) -> tuple[reports.Filters, list[tuple[str, reports.Totals]]]:
         filters = await reports.resolve(engine, asked)
         return filters, await reports.usage(engine, args.by, filters)
 
-    filters, result = run_with_engine(settings, work)
+    with refused(reports.ReportError, status=USAGE_STATUS):  # a purged window by source
+        filters, result = run_with_engine(settings, work)
     total = reports.total_of(result)
     if args.json:
         data = [{args.by: k, **t.as_json()} for k, t in result]
-        out = {**filters.window_json(), "rows": data, "total": total.as_json()}
+        out = {
+            **filters.window_json(),
+            "source": args.source or "all",
+            "rows": data,
+            "total": total.as_json(),
+        }
         print(json.dumps(out, indent=2))
         return 0
     print(window_line(filters))

@@ -14,6 +14,12 @@ hours at either edge from raw events, summed the way a rollup row is (``rollup.h
 ``resolve`` decides the window a report answers for: the one asked, except a start whose hour's
 raw events retention already purged, which moves to the top of that hour (read whole from the
 rollup); reports echo the resolved window.
+
+``source`` narrows a report to events the proxy metered (``proxy``) or those read from Claude
+Code's transcripts by ``tokenmeter backfill`` (``backfill``; ``None``: both). The rollups do not
+keep the source apart, so such a report reads raw events for its whole window; over hours whose
+raw events retention purged it has nothing to read and says so (``ReportError``) rather than
+answering short.
 """
 
 from __future__ import annotations
@@ -34,9 +40,9 @@ from proxy.store.aggregates import (
     day_of,
     hour_of,
 )
-from proxy.store.rollup import hourly_sums, oldest_raw
+from proxy.store.rollup import hourly_sums, purged_before
 from proxy.store.tables import session_context, usage_daily, usage_events, usage_hourly
-from proxy.usage import as_utc
+from proxy.usage import BACKFILL_SOURCE, as_utc
 
 WORK_GROUPS = ("repo", "branch", "pr", "ticket")
 GROUPS = (
@@ -67,14 +73,20 @@ class Filters:
     user: str | None = None
     team: str | None = None
     model: str | None = None
+    source: str | None = None  # "proxy", "backfill" or None: both (module doc)
 
     def __post_init__(self) -> None:
         if self.start is not None and self.end is not None and self.start > self.end:
             raise ReportError(f"start {self.start.isoformat()} is after end {self.end.isoformat()}")
+        if self.source not in SOURCES:
+            raise ReportError(f"source must be proxy or backfill; got {self.source!r}")
 
     def window_json(self) -> dict[str, str | None]:
         """The window as reports echo it: ISO 8601 UTC, null for an open side."""
         return {"start": _iso(self.start), "end": _iso(self.end)}
+
+
+SOURCES = (None, "proxy", "backfill")
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -83,11 +95,20 @@ def _iso(moment: datetime | None) -> str | None:
 
 async def resolve(engine: AsyncEngine, f: Filters) -> Filters:
     """The window to answer for (see the module doc): ``f``, or ``f`` with its start at the
-    top of its hour when retention purged that hour's raw events."""
-    if f.start is None or hour_of(f.start) == as_utc(f.start):
+    top of its hour when retention purged that hour's raw events. A report by ``source``
+    over purged hours is a ``ReportError``."""
+    whole_hour = f.start is not None and hour_of(f.start) == as_utc(f.start)
+    if f.source is None and (f.start is None or whole_hour):
         return f
-    oldest = await oldest_raw(engine)
-    if oldest is None or hour_of(f.start) >= hour_of(oldest):
+    purged = await purged_before(engine)
+    if purged is None:
+        return f
+    if f.source is not None and (f.start is None or as_utc(f.start) < purged):
+        raise ReportError(
+            f"raw events before {purged.isoformat()} were purged (TOKENMETER_RETENTION_DAYS) and"
+            f" the rollups do not keep the {f.source} events apart: start at that time or later"
+        )
+    if f.start is None or whole_hour or as_utc(f.start) >= purged:
         return f
     return replace(f, start=hour_of(f.start))
 
@@ -166,7 +187,8 @@ def window_source(f: Filters, dialect: str) -> sa.Subquery:
     """Rollup-shaped rows (``usage_hourly``'s columns) for exactly ``f``'s events: the whole
     hours from the rollups, the partial edge hours summed from raw events."""
     first, stop = _hour_ceil_of(f.start), _hour_floor_of(f.end)
-    if first is not None and stop is not None and first >= stop:  # no whole hour inside
+    no_whole_hour = first is not None and stop is not None and first >= stop
+    if no_whole_hour or f.source is not None:  # raw events alone (the rollups have no source)
         return hourly_sums(dialect, *conditions(usage_events, f)).subquery("window")
     parts = [*rollup_parts(first, stop, f)]
     edges: list[Range] = []
@@ -242,7 +264,13 @@ def _between(column: sa.ColumnElement[Any], lo: Bound, hi: Bound) -> list[sa.Col
 
 def _who(table: sa.Table, f: Filters) -> list[sa.ColumnElement[bool]]:
     values = {name: getattr(f, name) for name in ("user", "team", "model")}
-    return [table.c[name] == value for name, value in values.items() if value is not None]
+    found = [table.c[name] == value for name, value in values.items() if value is not None]
+    if f.source is not None:
+        if table is not usage_events:  # a rollup cannot answer by source: never silently
+            raise ReportError("a report by source reads raw events; this one reads the rollups")
+        backfilled = table.c.attribution_source == BACKFILL_SOURCE
+        found.append(backfilled if f.source == "backfill" else sa.not_(backfilled))
+    return found
 
 
 def _hour_floor_of(moment: Bound) -> Bound:

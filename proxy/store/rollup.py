@@ -55,6 +55,7 @@ from proxy.store.aggregates import (
 )
 from proxy.store.rows import Row
 from proxy.store.tables import usage_daily, usage_events, usage_hourly
+from proxy.usage import as_utc
 
 RollupKey = tuple[datetime, str, str, str, str]
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)
@@ -231,6 +232,24 @@ async def purge_raw_before(engine: AsyncEngine, cutoff: datetime) -> int:
         statement = delete(usage_events).where(usage_events.c.ts < hour_of(cutoff))
         result = await conn.execute(statement)
     return result.rowcount
+
+
+async def purged_before(engine: AsyncEngine) -> datetime | None:
+    """The hour before which retention purged raw events (``store.retention`` purges whole
+    hours): the oldest raw event's hour when the hourly rollup holds an older hour, the hour
+    after the newest rollup hour when no raw event is left; None when nothing was purged (a
+    young database has no rollup hour before its oldest raw event)."""
+    async with engine.connect() as conn:
+        oldest = (await conn.execute(select(func.min(usage_events.c.ts)))).scalar()
+        first, last = (
+            await conn.execute(select(func.min(usage_hourly.c.hour), func.max(usage_hourly.c.hour)))
+        ).one()
+    if first is None:
+        return None
+    if oldest is None:
+        return as_utc(last) + timedelta(hours=1)
+    raw_hour = hour_of(oldest)
+    return raw_hour if as_utc(first) < raw_hour else None
 
 
 async def oldest_raw(engine: AsyncEngine) -> datetime | None:
