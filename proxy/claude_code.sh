@@ -32,17 +32,19 @@ case $remote in
     remote=$scheme://${authority##*@}${rest#"$authority"}
     ;;
 esac
-set -- -s -f -m 2 --data-urlencode claude@- \
+set -- -s -m 2 -w "$nl%{http_code}" --data-urlencode claude@- \
     --data-urlencode "worktree=$worktree" --data-urlencode "branch=$branch" \
     --data-urlencode "merge=$merge" --data-urlencode "remote=$remote"
 if [ -n "${TOKENMETER_CONTEXT_TOKEN:-}" ]; then
     set -- "$@" -H "authorization: Bearer $TOKENMETER_CONTEXT_TOKEN"
 fi
-if line=$(curl "$@" "$url/api/v1/claude-code/context" 2>/dev/null); then
-    [ "$mode" = statusline ] && printf '%s\n' "$line"
-elif [ $? -eq 22 ]; then
-    [ "$mode" = statusline ] && echo "tokenmeter: refused (HTTP error; TOKENMETER_CONTEXT_TOKEN?)"
-else
-    [ "$mode" = statusline ] && echo "tokenmeter: not reachable"
-fi
+answer=$(curl "$@" "$url/api/v1/claude-code/context" 2>/dev/null)
+[ "$mode" = statusline ] || exit 0
+code=${answer##*"$nl"}
+line=${answer%"$nl"*}
+case $code in
+200) printf '%s\n' "${line%"$nl"}" ;;
+000 | '') echo "tokenmeter: not reachable" ;;
+*) echo "tokenmeter: refused (HTTP $code)" ;;
+esac
 exit 0

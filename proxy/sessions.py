@@ -184,12 +184,11 @@ def parse_remote(url: str) -> tuple[str, str, str] | None:
     if scp:
         host, path = scp.group(1), scp.group(2)
     else:
-        parts = urlsplit(url)
         try:
-            host = parts.hostname or ""
-        except ValueError:
+            parts = urlsplit(url)
+            host, path = parts.hostname or "", parts.path
+        except ValueError:  # https://[::1/x: not a URL
             return None
-        path = parts.path
     path = path.strip("/").removesuffix(".git")
     owner, _, name = path.rpartition("/")
     if not host or not owner or not name:

@@ -32,7 +32,7 @@ async def session_spend(
     )
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
-    cost = sum_totals([totals_of(row, 2) for row in rows]).known_cost_usd
+    cost = sum_totals([totals_of(row, 2) for row in rows]).known_cost_usd if rows else None
     user, team = _one({row[0] for row in rows}), _one({row[1] for row in rows})
     month = None
     if user is not None:
