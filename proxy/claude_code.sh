@@ -20,10 +20,17 @@ case $top in
 *"$nl"*)
     worktree=${top%"$nl"*}
     branch=${top##*"$nl"}
-    merge=$(git config --get "branch.$branch.merge" 2>/dev/null </dev/null)
-    remote=$(git config --get remote.origin.url 2>/dev/null </dev/null)
     ;;
 esac
+if [ "$branch" = HEAD ]; then # detached (no branch), or a branch with no commit yet
+    branch=$(git symbolic-ref --short -q HEAD 2>/dev/null </dev/null)
+fi
+if [ -n "$branch" ]; then
+    merge=$(git config --get "branch.$branch.merge" 2>/dev/null </dev/null)
+fi
+if [ -n "$worktree" ]; then
+    remote=$(git config --get remote.origin.url 2>/dev/null </dev/null)
+fi
 case $remote in
 *://*) # https://user:token@host/owner/name: never send the credentials
     scheme=${remote%%://*}

@@ -350,3 +350,24 @@ def test_pr_show_gives_a_pull_requests_cost_sessions_people_and_models(
     status, out = cli("pr", "show", "acme/w#12", "--database", database)
     assert out.startswith("pr acme/w#12: 2 requests in 2 session(s), users ann, bob")
     assert cli("pr", "show", "acme/w#13", "--database", database)[0] == 1
+
+
+def test_the_client_reads_a_branch_with_no_commit_and_none_when_detached(tmp_path: Path) -> None:
+    fresh = tmp_path / "fresh"
+    _git(tmp_path, "init", "-q", "-b", "feat/X-2", str(fresh))
+    detached = make_repo(tmp_path / "d", "main", "git@github.com:acme/d.git")
+    _git(detached, "checkout", "-q", "--detach")
+    capture = Capture()
+    with ServerThread(capture) as server:
+        for repo in (fresh, detached, tmp_path):  # the last: no repository at all
+            statusline(server.url, {"session_id": "s-1"}, repo)
+    posted = [{name: value[0] for name, value in body.items()} for body in capture.bodies]
+    assert posted == [
+        {"claude": '{"session_id": "s-1"}', "worktree": str(fresh.resolve()), "branch": "feat/X-2"},
+        {
+            "claude": '{"session_id": "s-1"}',
+            "worktree": str(detached.resolve()),
+            "remote": "git@github.com:acme/d.git",
+        },
+        {"claude": '{"session_id": "s-1"}'},
+    ]  # empty fields are left out by parse_qs
