@@ -109,8 +109,13 @@ def test_a_claude_code_session_on_a_ticket_branch_is_reported_by_ticket(
     assert "budget" not in line  # none covers alice
 
 
+@pytest.mark.parametrize("scope", ["--user", "--project"])
 def test_claude_code_draws_the_status_line_with_cost_month_and_budget_left(
-    make_proxy: Callable[..., Proxy], db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    make_proxy: Callable[..., Proxy],
+    db_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    scope: str,
 ) -> None:
     proxy = make_proxy(database_url=db_url)
     budget = {"scope": "team", "name": "platform", "period": "month", "usd": "50"}
@@ -118,7 +123,8 @@ def test_claude_code_draws_the_status_line_with_cost_month_and_budget_left(
     home = tmp_path / "home"
     repo = make_repo(tmp_path / "widgets", "feat/ABC-42-thing", "git@github.com:acme/widgets.git")
     monkeypatch.setenv("HOME", str(home))
-    assert cli("claude-code", "install", "--user", "--url", proxy.url)[0] == 0
+    monkeypatch.chdir(repo)  # --project: ./.claude/, the script named by $CLAUDE_PROJECT_DIR
+    assert cli("claude-code", "install", scope, "--url", proxy.url)[0] == 0
     headers = "x-tokenmeter-user: alice\nx-tokenmeter-team: platform"
     claude = ClaudeTty(
         "say hi",
