@@ -2,9 +2,11 @@
 
 - ``/api/``: a bearer admin token when ``TOKENMETER_ADMIN_TOKEN`` is set, else loopback callers
   only. Compensation and per-person spend are sensitive.
-- ``POST /api/v1/sessions/{id}/context`` (a session's work context, from developers' machines):
-  loopback callers, or a bearer ``TOKENMETER_CONTEXT_TOKEN`` or admin token. It writes labels
-  only, never reads, so it can be opened wider than the rest of ``/api/``.
+- ``POST /api/v1/sessions/{id}/context`` and ``POST /api/v1/claude-code/context`` (a session's
+  work context, from developers' machines): loopback callers, or a bearer
+  ``TOKENMETER_CONTEXT_TOKEN`` or admin token. They write labels and read back only the spend of
+  the session named (its cost, its person's month and tightest budget: the status line), so they
+  can be opened wider than the rest of ``/api/``.
 - ``/metrics``: a bearer token when ``TOKENMETER_METRICS_TOKEN`` is set, else open.
 
 "Loopback" is judged as ``proxy.callers`` says (the TCP peer alone; a relayed request is never a

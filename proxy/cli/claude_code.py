@@ -1,14 +1,16 @@
 """``tokenmeter claude-code``: tie Claude Code sessions to the work they are part of.
 
-- ``install [--user|--project]`` merges into Claude Code's ``settings.json`` (a copy of the old
-  file kept beside it as ``settings.json.bak``) a SessionStart and a Stop hook and a status
-  line, each running ``python -m proxy.claude_hook`` (standard library only, so it starts in
-  ~50 ms) pointed at this proxy (``--url``). It never clobbers: other hooks stay, our own
-  entries are replaced (installing twice is the same as once), and a status line something
-  else set is kept unless ``--statusline`` is given. A settings file that is not JSON is left
-  alone with an error.
-- ``hook`` and ``statusline`` are the same as that command (``proxy.claude_hook``), with the
-  context token from tokenmeter's settings: for trying it by hand.
+- ``install [--user|--project]`` writes the client, ``proxy/claude_code.sh`` (POSIX sh, git and
+  curl; ~10 ms of its own), beside Claude Code's ``settings.json`` as
+  ``tokenmeter-claude-code.sh``, and merges into ``settings.json`` (a copy of the old file kept
+  beside it as ``settings.json.bak``) a SessionStart and a Stop hook and a status line, each
+  running it pointed at this proxy (``--url``). A ``--project`` install names the script by
+  ``$CLAUDE_PROJECT_DIR``, so the settings and the script can be committed and work in every
+  clone; a ``--user`` install by its absolute path. It never clobbers: other hooks stay, our own
+  entries are replaced (installing twice is the same as once; the Python client of earlier
+  releases, ``proxy.claude_hook``, is replaced too), and a status line something else set is
+  kept unless ``--statusline`` is given. A settings file that is not JSON is left alone with an
+  error.
 - ``env --key tmk_…`` prints the settings that point Claude Code at this proxy: shell ``export``
   lines (default) or the ``env`` block of a ``settings.json`` (``--format settings``; the same
   block goes in a company's managed settings, README: Keys). The key travels as
@@ -22,15 +24,16 @@ import argparse
 import json
 import shlex
 import shutil
-import sys
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from proxy import claude_hook
 from proxy.cli.common import USAGE, CliError
 from proxy.config import Settings
 
 HOOK_EVENTS = ("SessionStart", "Stop")
+SCRIPT = "tokenmeter-claude-code.sh"
+_OURS = (SCRIPT, "proxy.claude_hook")  # the latter: the Python client of earlier releases
 
 
 def add_commands(sub: Any) -> None:
@@ -45,13 +48,6 @@ def add_commands(sub: Any) -> None:
         "--statusline", action="store_true", help="replace a status line set by something else"
     )
     install.set_defaults(handler=_install)
-    for name, handler, text in (
-        ("hook", _hook, "a Claude Code hook: post the session's work context"),
-        ("statusline", _statusline, "a Claude Code status line: post context, print cost"),
-    ):
-        command = commands.add_parser(name, help=text)
-        command.add_argument("--url", required=True, help="tokenmeter's URL")
-        command.set_defaults(handler=handler)
     env = commands.add_parser("env", help="the environment that points Claude Code here")
     env.add_argument("--key", required=True, help="a tokenmeter key (tmk_…), from keys create")
     env.add_argument("--url", help="the proxy's URL (default http://HOST:PORT of the settings)")
@@ -59,20 +55,6 @@ def add_commands(sub: Any) -> None:
         "--format", choices=("env", "settings"), default="env", help="export lines or JSON"
     )
     env.set_defaults(handler=_env)
-
-
-# --- hook and status line --------------------------------------------------------------------
-
-
-def _hook(args: argparse.Namespace, settings: Settings) -> int:
-    claude_hook.post_context(args.url, settings.context_token, sys.stdin.buffer)
-    return 0
-
-
-def _statusline(args: argparse.Namespace, settings: Settings) -> int:
-    answer = claude_hook.post_context(args.url, settings.context_token, sys.stdin.buffer)
-    print(claude_hook.status_text(answer))
-    return 0
 
 
 # --- env ----------------------------------------------------------------------------------------
@@ -114,24 +96,27 @@ def _install(args: argparse.Namespace, settings: Settings) -> int:
     base = Path.cwd() if args.project else Path.home()
     path = base / ".claude" / "settings.json"
     url = args.url or _default_url(settings)
-    command = own_command()
     current = _read_settings(path)
+    where = f'"$CLAUDE_PROJECT_DIR"/.claude/{SCRIPT}' if args.project else None
+    script = path.with_name(SCRIPT)
+    command = f"sh {where or shlex.quote(str(script))}"
     merged, kept = merge_settings(current, command, url, replace_statusline=args.statusline)
     path.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text(client_script())
     if path.exists():
         shutil.copy2(path, path.with_name(path.name + ".bak"))
         print(f"kept the previous settings as {path.name}.bak")
     path.write_text(json.dumps(merged, indent=2) + "\n")
     print(f"installed tokenmeter's hooks ({', '.join(HOOK_EVENTS)}) in {path}, posting to {url}")
+    print(f"wrote the hook and status line client to {script}")
     if kept:
         print("kept the existing status line (use --statusline to replace it)")
     return 0
 
 
-def own_command() -> str:
-    """How Claude Code should run the hook client: this Python (the one tokenmeter is
-    installed in), ``-m proxy.claude_hook``."""
-    return f"{shlex.quote(sys.executable)} -m proxy.claude_hook"
+def client_script() -> str:
+    """The hook and status line client (``proxy/claude_code.sh``)."""
+    return files("proxy").joinpath("claude_code.sh").read_text()
 
 
 def _read_settings(path: Path) -> dict[str, Any]:
@@ -158,15 +143,16 @@ def merge_settings(
     quoted_url = shlex.quote(url)
     for event in HOOK_EVENTS:
         entries = [e for e in hooks.get(event, []) if not _is_ours(e)]
-        ours = {"type": "command", "command": f"{command} hook --url {quoted_url}"}
+        ours = {"type": "command", "command": f"{command} hook {quoted_url}"}
         hooks[event] = [*entries, {"hooks": [{**ours, "timeout": 5}]}]
     line = merged.get("statusLine")
     kept = isinstance(line, dict) and not _is_ours(line) and not replace_statusline
     if not kept:
-        statusline = f"{command} statusline --url {quoted_url}"
+        statusline = f"{command} statusline {quoted_url}"
         merged["statusLine"] = {"type": "command", "command": statusline}
     return merged, kept
 
 
 def _is_ours(entry: Any) -> bool:
-    return "proxy.claude_hook" in json.dumps(entry)
+    found = json.dumps(entry)
+    return any(name in found for name in _OURS)

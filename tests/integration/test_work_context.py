@@ -1,24 +1,32 @@
 """Work context from the real Claude Code CLI: ``tokenmeter claude-code install`` puts the hooks
 and status line in its settings; a session in a git repository on a ticket branch, through the
-proxy, lands on that repository, branch and ticket in ``tokenmeter usage --by …``."""
+proxy, lands on that repository, branch and ticket in ``tokenmeter usage --by …``, and the
+status line Claude Code draws shows its cost, its person's month and the budget left."""
 
 from __future__ import annotations
 
 import io
 import json
+import os
+import re
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import anthropic
 import pytest
 
+import proxy as package
 from proxy.cli import main
-from tests.claude_code import run_claude
+from tests.claude_code import ClaudeTty, run_claude
 from tests.conftest import Proxy
+from tests.servers import ServerThread
+
+CLIENT = Path(package.__file__).parent / "claude_code.sh"
 
 
 def _git(repo: Path, *args: str) -> None:
@@ -94,27 +102,76 @@ def test_a_claude_code_session_on_a_ticket_branch_is_reported_by_ticket(
 
     _, out = cli("usage", "--by", "session", "--json", "--database", database)
     (session,) = [r["session"] for r in json.loads(out)["rows"]]
-    line = statusline(proxy.url, {"session_id": session, "workspace": {"current_dir": str(repo)}})
+    line = statusline(proxy.url, {"session_id": session, "cwd": str(repo)}, repo)
     print(f"status line: {line}")
     assert line.startswith("tokenmeter ABC-42 · session $")
     assert "alice this month $" in line
+    assert "budget" not in line  # none covers alice
 
 
-def hook_command(name: str, url: str, given: dict[str, Any]) -> subprocess.CompletedProcess[str]:
-    """The hook client as the installed settings run it, JSON on stdin."""
-    return subprocess.run(  # noqa: S603 - this Python, our own module
-        [sys.executable, "-m", "proxy.claude_hook", name, "--url", url],
+@pytest.mark.parametrize("scope", ["--user", "--project"])
+def test_claude_code_draws_the_status_line_with_cost_month_and_budget_left(
+    make_proxy: Callable[..., Proxy],
+    db_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    scope: str,
+) -> None:
+    proxy = make_proxy(database_url=db_url)
+    budget = {"scope": "team", "name": "platform", "period": "month", "usd": "50"}
+    assert proxy.http.put("/api/v1/budgets", json=budget).status_code == 200
+    home = tmp_path / "home"
+    repo = make_repo(tmp_path / "widgets", "feat/ABC-42-thing", "git@github.com:acme/widgets.git")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(repo)  # --project: ./.claude/, the script named by $CLAUDE_PROJECT_DIR
+    assert cli("claude-code", "install", scope, "--url", proxy.url)[0] == 0
+    headers = "x-tokenmeter-user: alice\nx-tokenmeter-team: platform"
+    claude = ClaudeTty(
+        "say hi",
+        home=home,
+        base_url=proxy.url,
+        cwd=repo,
+        ANTHROPIC_AUTH_TOKEN="sk-x",
+        ANTHROPIC_CUSTOM_HEADERS=headers,
+    )
+    try:
+        claude.wait_for("tokenmeter ABC-42")  # drawn at start, before any request
+        wait_for(
+            lambda: proxy.http.get("/api/v1/usage", params={"group_by": "user"}).json()["rows"]
+        )
+        claude.type("say hi again\r")  # the next answer redraws it, the first one recorded
+        shown = claude.wait_for(r"tokenmeter ABC-42 · session \$[^\n]*? UTC").group()
+    finally:
+        claude.close()
+    print(f"status line drawn by Claude Code: {shown}")
+    resets = proxy.http.get("/api/v1/budgets").json()["budgets"][0]["resets"]
+    assert re.fullmatch(
+        r"tokenmeter ABC-42 · session \$0\.\d{4} · alice this month \$0\.\d{4} · team platform "
+        rf"monthly budget \$(49\.9\d|50\.00) left \((99\.\d|100\.0)%\), resets {resets}",
+        shown,
+    ), shown
+
+
+def statusline(url: str, given: dict[str, Any], cwd: Path, **env: str) -> str:
+    """The status line the installed client prints for ``given`` (Claude Code's stdin JSON),
+    run in ``cwd`` as Claude Code runs it (in the session's directory)."""
+    return client("statusline", url, given, cwd, **env).stdout.strip()
+
+
+def client(
+    name: str, url: str, given: dict[str, Any], cwd: Path, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """The hook and status line client as the installed settings run it, JSON on stdin."""
+    return subprocess.run(  # noqa: S603 - our own script
+        ["sh", str(CLIENT), name, url],  # noqa: S607 - sh from PATH, as Claude Code runs it
         input=json.dumps(given),
         capture_output=True,
         text=True,
+        cwd=cwd,
+        env={"PATH": os.environ["PATH"], **env},
         timeout=30,
         check=True,
     )
-
-
-def statusline(url: str, given: dict[str, Any]) -> str:
-    """The status line Claude Code would show for ``given`` (its documented stdin JSON)."""
-    return hook_command("statusline", url, given).stdout.strip()
 
 
 def test_the_hook_and_status_line_never_fail_claude_code_when_tokenmeter_is_down(
@@ -122,12 +179,59 @@ def test_the_hook_and_status_line_never_fail_claude_code_when_tokenmeter_is_down
 ) -> None:
     repo = make_repo(tmp_path / "r", "main", "https://github.com/acme/widgets.git")
     given = {"session_id": "s-1", "cwd": str(repo), "hook_event_name": "SessionStart"}
-    started = time.monotonic()
-    done = hook_command("hook", dead_url, given)
+    done = client("hook", dead_url, given, repo)
     assert (done.returncode, done.stdout) == (0, "")  # SessionStart output would be context
-    assert statusline(dead_url, given) == "tokenmeter: not reachable"
-    assert hook_command("hook", dead_url, {"not": "claude code"}).returncode == 0
-    assert time.monotonic() - started < 10  # three Python start-ups, each under 2 s of work
+    assert statusline(dead_url, given, repo) == "tokenmeter: not reachable"
+    assert client("hook", dead_url, {"not": "claude code"}, tmp_path).returncode == 0
+
+
+def test_a_refused_status_line_says_so_and_a_hook_stays_silent(
+    make_proxy: Callable[..., Proxy], tmp_path: Path
+) -> None:
+    proxy = make_proxy(context_token="ctx-" + "k" * 40)
+    wrong = {"cwd": str(tmp_path)}  # no session id: 422
+    assert client("hook", proxy.url, wrong, tmp_path).stdout == ""
+    assert statusline(proxy.url, wrong, tmp_path) == "tokenmeter: refused (HTTP 422)"
+    given = {"session_id": "s-1", "cwd": str(tmp_path)}
+    assert statusline(proxy.url, given, tmp_path) == "tokenmeter no work context"
+
+
+class Capture:
+    """An ASGI app that keeps each request's body and answers a fixed status line."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, list[str]]] = []
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        self.bodies.append(parse_qs(body.decode()))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"tokenmeter ok\n"})
+
+
+def test_the_client_posts_claude_codes_json_and_git_without_credentials(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", "feat/X-1", "https://bob:s3cret@github.com/acme/w.git")
+    _git(repo, "config", "branch.feat/X-1.merge", "refs/pull/7/head")
+    given = {"session_id": "s-1", "cwd": str(repo)}
+    capture = Capture()
+    with ServerThread(capture) as server:
+        line = statusline(server.url, given, repo / ".", TOKENMETER_CONTEXT_TOKEN="t")
+    assert line == "tokenmeter ok"
+    (posted,) = capture.bodies
+    assert {name: value[0] for name, value in posted.items()} == {
+        "claude": json.dumps(given),
+        "worktree": str(repo.resolve()),
+        "branch": "feat/X-1",
+        "merge": "refs/pull/7/head",
+        "remote": "https://github.com/acme/w.git",
+    }
 
 
 def _ask(claude: anthropic.Anthropic, session: str) -> None:
@@ -252,3 +356,24 @@ def test_pr_show_gives_a_pull_requests_cost_sessions_people_and_models(
     status, out = cli("pr", "show", "acme/w#12", "--database", database)
     assert out.startswith("pr acme/w#12: 2 requests in 2 session(s), users ann, bob")
     assert cli("pr", "show", "acme/w#13", "--database", database)[0] == 1
+
+
+def test_the_client_reads_a_branch_with_no_commit_and_none_when_detached(tmp_path: Path) -> None:
+    fresh = tmp_path / "fresh"
+    _git(tmp_path, "init", "-q", "-b", "feat/X-2", str(fresh))
+    detached = make_repo(tmp_path / "d", "main", "git@github.com:acme/d.git")
+    _git(detached, "checkout", "-q", "--detach")
+    capture = Capture()
+    with ServerThread(capture) as server:
+        for repo in (fresh, detached, tmp_path):  # the last: no repository at all
+            statusline(server.url, {"session_id": "s-1"}, repo)
+    posted = [{name: value[0] for name, value in body.items()} for body in capture.bodies]
+    assert posted == [
+        {"claude": '{"session_id": "s-1"}', "worktree": str(fresh.resolve()), "branch": "feat/X-2"},
+        {
+            "claude": '{"session_id": "s-1"}',
+            "worktree": str(detached.resolve()),
+            "remote": "git@github.com:acme/d.git",
+        },
+        {"claude": '{"session_id": "s-1"}'},
+    ]  # empty fields are left out by parse_qs
