@@ -1,8 +1,11 @@
-"""Per-task answers from raw events: one task's view, the task list, and the ROI report.
+"""Per-task answers: one task's view (its raw events), the task list and the ROI report (the
+task rollups, ``task_source``).
 
 An event's task is the one its ``x-tokenmeter-task`` header named, else its session's ticket
 (the branch name's, from ``session_context``), else its session (``usage.work_task``): so a
-ticket is one task across sessions, people and days with no header set.
+ticket is one task across sessions, people and days with no header set. The task rollups keep
+the event's own task and, when it named none, its session; the ticket is joined at read time
+(``task_source.resolved_task``), so the list and one task's view always agree.
 
 A task's cost in a list is the sum of its events' costs in the window (filters pick which events
 count, exactly as every other report counts them); its value comes from its record in
@@ -25,6 +28,13 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from proxy.reports.task_source import (
+    one_task,
+    resolved_task,
+    task_source,
+    whole_source,
+    with_context,
+)
 from proxy.reports.totals import (
     ReportError,
     Totals,
@@ -33,9 +43,8 @@ from proxy.reports.totals import (
     sum_columns,
     totals_of,
 )
-from proxy.reports.usage import WITH_CONTEXT, Filters, conditions, work_task
+from proxy.reports.usage import Filters
 from proxy.reports.work import slice_of
-from proxy.store.tables import usage_events
 from proxy.tasks import TaskRecord, roi, task_records
 from proxy.usage import as_utc
 
@@ -79,7 +88,7 @@ def _value_json(task_id: str, record: TaskRecord | None) -> dict[str, Any]:
 
 async def task_view(engine: AsyncEngine, task_id: str) -> TaskView | None:
     """One task's tokens, dollars and ROI, from its raw events. None if no event names it."""
-    found = await slice_of(engine, work_task() == task_id)
+    found = await slice_of(engine, await one_task(engine, task_id))
     if found is None:
         return None
     record = (await task_records(engine, [task_id])).get(task_id)
@@ -152,11 +161,12 @@ async def _task_rows(engine: AsyncEngine, filters: Filters) -> list[TaskRow]:
     """Every task with events matching ``filters``; ``whole`` is exact for tasks with a value
     (what ROI needs) and, until ``_with_whole``, the windowed totals for the others: reading
     every task's whole cost would be a second pass over all their events."""
-    c, task_id = usage_events.c, work_task()
+    source = task_source(filters, engine.dialect.name)
+    task_id, c = resolved_task(source), source.c
     query = (
-        sa.select(task_id, sa.func.min(c.ts), sa.func.max(c.ts), *sum_columns(usage_events))
-        .select_from(WITH_CONTEXT)
-        .where(task_id.is_not(None), *conditions(usage_events, filters))
+        sa.select(task_id, sa.func.min(c.first_ts), sa.func.max(c.last_ts), *sum_columns(source))
+        .select_from(with_context(source))
+        .where(task_id.is_not(None))
         .group_by(task_id)
     )
     async with engine.connect() as conn:
@@ -198,10 +208,11 @@ async def _whole_totals(engine: AsyncEngine, task_ids: list[str]) -> dict[str, T
     """Every event of each task, whatever the window."""
     if not task_ids:
         return {}
-    task = work_task()
+    source = whole_source()
+    task = resolved_task(source)
     query = (
-        sa.select(task, *sum_columns(usage_events))
-        .select_from(WITH_CONTEXT)
+        sa.select(task, *sum_columns(source))
+        .select_from(with_context(source))
         .where(task.in_(task_ids))
         .group_by(task)
     )
@@ -281,10 +292,11 @@ async def value_by_team(engine: AsyncEngine) -> list[tuple[str, Decimal, Decimal
     Summed over teams, the value and cost are ``roi_report``'s totals for all time."""
     valued = [row.task_id for row in await list_tasks(engine, Filters()) if row.value_usd]
     records = await task_records(engine, valued)
-    task, c = work_task(), usage_events.c
+    source = whole_source()
+    task, c = resolved_task(source), source.c
     query = (
-        sa.select(task, c.team, *sum_columns(usage_events))
-        .select_from(WITH_CONTEXT)
+        sa.select(task, c.team, *sum_columns(source))
+        .select_from(with_context(source))
         .where(task.in_(valued))
         .group_by(task, c.team)
     )
