@@ -353,6 +353,8 @@ async def _rollup_and_analyze(
         await conn.execute("VACUUM ANALYZE usage_events")
         await conn.execute("VACUUM ANALYZE usage_hourly")
         await conn.execute("VACUUM ANALYZE usage_daily")
+        await conn.execute("VACUUM ANALYZE task_daily")
+        await conn.execute("VACUUM ANALYZE task_monthly")
         daily_rows = await conn.fetchval("SELECT count(*) FROM usage_daily")
     finally:
         await conn.close()
