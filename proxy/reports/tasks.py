@@ -45,7 +45,7 @@ from proxy.reports.totals import (
 )
 from proxy.reports.usage import Filters
 from proxy.reports.work import slice_of
-from proxy.tasks import TaskRecord, roi, task_records
+from proxy.tasks import TaskRecord, roi, task_records, valued_records
 from proxy.usage import as_utc
 
 SORTS = ("cost", "roi", "recent")
@@ -141,39 +141,75 @@ class TaskRow:
 async def list_tasks(
     engine: AsyncEngine, filters: Filters, sort: str = "cost", limit: int | None = None
 ) -> list[TaskRow]:
-    """Tasks with events matching ``filters``, sorted by cost, ROI (unknown last) or recency."""
+    """Tasks with events matching ``filters``, sorted by cost, ROI (unknown last) or recency;
+    the first ``limit`` of them (every one when None)."""
     if sort not in SORTS:
         raise ReportError(f"sort must be one of {', '.join(SORTS)}; got {sort!r}")
-    found = sort_tasks(await _task_rows(engine, filters), sort)
+    if sort == "roi" and limit:
+        found = await _best_roi(engine, filters, limit)
+    else:
+        found = sort_tasks(await _task_rows(engine, filters, order=sort, limit=limit), sort)
     return await _with_whole(engine, filters, found[:limit] if limit else found)
+
+
+async def _best_roi(engine: AsyncEngine, filters: Filters, limit: int) -> list[TaskRow]:
+    """The ``limit`` first tasks by ROI: the valued ones with a known ROI, then the rest (valued
+    with an unknown ROI, and every task without a value) by task id, read only that far."""
+    valued = await _task_rows(engine, filters, only=await valued_records(engine))
+    known = sort_tasks([row for row in valued if row.roi is not None], "roi")
+    if len(known) >= limit:
+        return known
+    taken = {row.task_id for row in known}
+    rest = await _task_rows(engine, filters, order="task", limit=limit + len(taken))
+    return known + sort_tasks([row for row in rest if row.task_id not in taken], "roi")
 
 
 async def tasks_and_roi(
     engine: AsyncEngine, filters: Filters, limit: int
 ) -> tuple[list[TaskRow], RoiReport]:
-    """The ``limit`` costliest tasks and the ROI report, from one read of the events."""
-    found = await _task_rows(engine, filters)
-    costliest = await _with_whole(engine, filters, sort_tasks(found, "cost")[:limit])
-    return costliest, roi_of(found, filters)
+    """The ``limit`` costliest tasks and the ROI report."""
+    found = await _task_rows(engine, filters, order="cost", limit=limit)
+    costliest = await _with_whole(engine, filters, sort_tasks(found, "cost"))
+    return costliest, await roi_report(engine, filters)
 
 
-async def _task_rows(engine: AsyncEngine, filters: Filters) -> list[TaskRow]:
-    """Every task with events matching ``filters``; ``whole`` is exact for tasks with a value
-    (what ROI needs) and, until ``_with_whole``, the windowed totals for the others: reading
-    every task's whole cost would be a second pass over all their events."""
+# How a task list is ordered in SQL before its limit; ties by task id, byte order as Python's.
+_ORDERS: dict[str, Any] = {
+    "cost": lambda c, task: (sa.func.sum(c.cost_usd).desc(), task),
+    "recent": lambda c, task: (sa.func.max(c.last_ts).desc(), task),
+    "task": lambda c, task: (task,),
+}
+
+
+async def _task_rows(
+    engine: AsyncEngine,
+    filters: Filters,
+    *,
+    order: str | None = None,
+    limit: int | None = None,
+    only: dict[str, TaskRecord] | None = None,
+) -> list[TaskRow]:
+    """The tasks with events matching ``filters`` (only those of ``only``'s records when given;
+    the first ``limit`` by ``order`` when given). ``whole`` is exact for tasks with a value
+    (what ROI needs) and, until ``_with_whole``, the windowed totals for the others."""
+    if only is not None and not only:
+        return []
     source = task_source(filters, engine.dialect.name)
     task_id, c = resolved_task(source), source.c
     query = (
         sa.select(task_id, sa.func.min(c.first_ts), sa.func.max(c.last_ts), *sum_columns(source))
         .select_from(with_context(source))
-        .where(task_id.is_not(None))
+        .where(task_id.is_not(None) if only is None else task_id.in_(list(only)))
         .group_by(task_id)
     )
+    if limit and order is not None:
+        ordered = task_id.collate("C") if engine.dialect.name == "postgresql" else task_id
+        query = query.order_by(*_ORDERS[order](c, ordered)).limit(limit)
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
-    records = await task_records(engine, [row[0] for row in rows])
+    records = only if only is not None else await task_records(engine, [row[0] for row in rows])
     windowed = {row[0]: totals_of(row, 3) for row in rows}
-    valued = [task for task, record in records.items() if record.value()[0] is not None]
+    valued = [t for t in windowed if t in records and records[t].value()[0] is not None]
     whole = {} if filters == Filters() else await _whole_totals(engine, valued)
     return [
         TaskRow(
@@ -276,7 +312,8 @@ class RoiReport:
 
 async def roi_report(engine: AsyncEngine, filters: Filters) -> RoiReport:
     """Every task with a value and events matching ``filters``, best ROI first."""
-    return roi_of(await _task_rows(engine, filters), filters)
+    found = await _task_rows(engine, filters, only=await valued_records(engine))
+    return roi_of(found, filters)
 
 
 def roi_of(rows: list[TaskRow], filters: Filters) -> RoiReport:
@@ -290,7 +327,7 @@ async def value_by_team(engine: AsyncEngine) -> list[tuple[str, Decimal, Decimal
     split over the teams of its events in proportion to their dollars (to their requests
     when it has no priced dollars), its cost counted in each event's team ('' for none).
     Summed over teams, the value and cost are ``roi_report``'s totals for all time."""
-    valued = [row.task_id for row in await list_tasks(engine, Filters()) if row.value_usd]
+    valued = [row.task_id for row in (await roi_report(engine, Filters())).tasks if row.value_usd]
     records = await task_records(engine, valued)
     source = whole_source()
     task, c = resolved_task(source), source.c

@@ -175,3 +175,24 @@ async def test_one_tasks_view_and_hours_are_the_list_row_of_its_events(
     by_team = await value_by_team(engine)
     assert sum(cost for _, _, cost in by_team) == listed["ABC-7"].totals.cost_usd
     assert await task_view(engine, "s-2") is None  # its events are the ticket's now
+
+
+async def test_a_limited_list_is_the_head_of_the_whole_list_in_every_order(
+    engine: AsyncEngine,
+) -> None:
+    """The limit is applied in SQL (cost, recency, task id for ROI's unknowns): the first
+    ``limit`` rows are exactly the head of the full list, tied costs broken by task id."""
+    events = _events()
+    for n in range(4):  # four tasks of one request each, tied on cost
+        events += [make_event(started_at=T0 + timedelta(days=n), task=f"tie-{n}", session="s-9")]
+    await write_batch(engine, _rows(events))
+    await save_context(engine, "s-4", WorkContext(ticket="ABC-7"))
+    await update_task(engine, "T-2", {"value_usd": Decimal(50)})
+    await update_task(engine, "tie-2", {"human_hours": Decimal(2), "hourly_rate_usd": Decimal(90)})
+    for f in (Filters(), Filters(T0 + timedelta(days=1), T0 + timedelta(days=6))):
+        for sort in ("cost", "recent", "roi"):
+            whole = [row.as_json() for row in await list_tasks(engine, f, sort)]
+            assert len(whole) > 6
+            for limit in (1, 2, 3, 6, 50):
+                head = [row.as_json() for row in await list_tasks(engine, f, sort, limit)]
+                assert head == whole[:limit], (f, sort, limit)
