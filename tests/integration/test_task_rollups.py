@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from proxy.reports.series import task_hours
 from proxy.reports.tasks import list_tasks, task_view, value_by_team
 from proxy.reports.totals import sum_columns, totals_of
-from proxy.reports.usage import WITH_CONTEXT, Filters, conditions, work_task
+from proxy.reports.usage import WITH_CONTEXT, Filters, conditions, usage, work_task
 from proxy.sessions import WorkContext, save_context
 from proxy.store.rollup import purge_raw_before, rebuild_rollups
 from proxy.store.rows import Row, event_to_row
@@ -146,6 +146,13 @@ async def test_the_task_list_is_the_raw_events_per_task_with_tickets_joined_at_r
             for row in await list_tasks(engine, f)
         }
         assert got == expected, f
+        # ``usage --by task`` (raw events) gives the same numbers.
+        by_task = {key: t.as_json() for key, t in await usage(engine, "task", f) if key != "(none)"}
+        listed = {
+            key: {k: v for k, v in row.items() if k not in ("first", "last")}
+            for key, row in got.items()
+        }
+        assert by_task == listed, f
     tasks = {row.task_id for row in await list_tasks(engine, Filters())}
     assert tasks == {"T-1", "T-2", "ABC-7", "s-3"}  # s-1's header tasks keep their own task
 
