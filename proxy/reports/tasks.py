@@ -155,7 +155,7 @@ async def list_tasks(
 async def _best_roi(engine: AsyncEngine, filters: Filters, limit: int) -> list[TaskRow]:
     """The ``limit`` first tasks by ROI: the valued ones with a known ROI, then the rest (valued
     with an unknown ROI, and every task without a value) by task id, read only that far."""
-    valued = await _task_rows(engine, filters, only=await valued_records(engine))
+    valued = await _task_rows(engine, filters, only=list(await valued_records(engine)))
     known = sort_tasks([row for row in valued if row.roi is not None], "roi")
     if len(known) >= limit:
         return known
@@ -181,17 +181,37 @@ _ORDERS: dict[str, Any] = {
 }
 
 
+async def _first(engine: AsyncEngine, filters: Filters, order: str, limit: int) -> list[str]:
+    """The first ``limit`` tasks by ``order``: one narrow pass (the key and one sum) before
+    the full sums are read for those tasks only."""
+    source = task_source(filters, engine.dialect.name)
+    task_id, c = resolved_task(source), source.c
+    ordered = task_id.collate("C") if engine.dialect.name == "postgresql" else task_id
+    query = (
+        sa.select(task_id)
+        .select_from(with_context(source))
+        .where(task_id.is_not(None))
+        .group_by(task_id)
+        .order_by(*_ORDERS[order](c, ordered))
+        .limit(limit)
+    )
+    async with engine.connect() as conn:
+        return list((await conn.execute(query)).scalars())
+
+
 async def _task_rows(
     engine: AsyncEngine,
     filters: Filters,
     *,
     order: str | None = None,
     limit: int | None = None,
-    only: dict[str, TaskRecord] | None = None,
+    only: list[str] | None = None,
 ) -> list[TaskRow]:
     """The tasks with events matching ``filters`` (only those of ``only``'s records when given;
     the first ``limit`` by ``order`` when given). ``whole`` is exact for tasks with a value
     (what ROI needs) and, until ``_with_whole``, the windowed totals for the others."""
+    if limit and order is not None:
+        only = await _first(engine, filters, order, limit)
     if only is not None and not only:
         return []
     source = task_source(filters, engine.dialect.name)
@@ -199,15 +219,12 @@ async def _task_rows(
     query = (
         sa.select(task_id, sa.func.min(c.first_ts), sa.func.max(c.last_ts), *sum_columns(source))
         .select_from(with_context(source))
-        .where(task_id.is_not(None) if only is None else task_id.in_(list(only)))
+        .where(task_id.is_not(None) if only is None else task_id.in_(only))
         .group_by(task_id)
     )
-    if limit and order is not None:
-        ordered = task_id.collate("C") if engine.dialect.name == "postgresql" else task_id
-        query = query.order_by(*_ORDERS[order](c, ordered)).limit(limit)
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
-    records = only if only is not None else await task_records(engine, [row[0] for row in rows])
+    records = await task_records(engine, [row[0] for row in rows])
     windowed = {row[0]: totals_of(row, 3) for row in rows}
     valued = [t for t in windowed if t in records and records[t].value()[0] is not None]
     whole = {} if filters == Filters() else await _whole_totals(engine, valued)
@@ -312,7 +329,7 @@ class RoiReport:
 
 async def roi_report(engine: AsyncEngine, filters: Filters) -> RoiReport:
     """Every task with a value and events matching ``filters``, best ROI first."""
-    found = await _task_rows(engine, filters, only=await valued_records(engine))
+    found = await _task_rows(engine, filters, only=list(await valued_records(engine)))
     return roi_of(found, filters)
 
 
