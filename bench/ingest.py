@@ -45,7 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy import reports
 from proxy.reports.totals import sum_columns
-from proxy.reports.usage import conditions
+from proxy.reports.window import conditions
 from proxy.store.engine import make_engine, upgrade
 from proxy.store.recorder import Recorder
 from proxy.store.rollup import rebuild_rollups

@@ -44,7 +44,8 @@ from proxy.reports.tasks import (
 )
 from proxy.reports.totals import ReportError, Totals
 from proxy.reports.unpriced import Unpriced, unpriced_models
-from proxy.reports.usage import GROUPS, UNATTRIBUTED, WORK_GROUPS, Filters, resolve, total_of, usage
+from proxy.reports.usage import GROUPS, UNATTRIBUTED, WORK_GROUPS, resolve, total_of, usage
+from proxy.reports.window import Filters
 from proxy.reports.work import Slice, work_view
 
 __all__ = [

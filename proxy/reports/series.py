@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy.reports.task_source import one_task
 from proxy.reports.totals import ReportError, Totals, add, sum_columns, totals_of
-from proxy.reports.usage import WITH_CONTEXT, Filters, key_text, resolve, window_source
+from proxy.reports.usage import key_text, resolve, window_source
+from proxy.reports.window import WITH_CONTEXT, Filters
 from proxy.store.aggregates import DAY_LABEL_SQL, HOUR_SQL, bucket
 from proxy.store.tables import usage_events
 

@@ -22,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from proxy.reports.usage import Filters, conditions, work_task
+from proxy.reports.window import Filters, conditions, work_task
 from proxy.store.aggregates import ROLLUP_SUMS, SPAN_COLUMNS, TASK_KEY, day_of, month_of
 from proxy.store.rollup import task_sums
 from proxy.store.tables import session_context, task_daily, task_monthly, usage_events

@@ -43,7 +43,7 @@ from proxy.reports.totals import (
     sum_columns,
     totals_of,
 )
-from proxy.reports.usage import Filters
+from proxy.reports.window import Filters
 from proxy.reports.work import slice_of
 from proxy.tasks import TaskRecord, roi, task_records, valued_records
 from proxy.usage import as_utc

@@ -16,7 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy.reports.totals import ReportError, Totals, sum_columns, sum_totals, totals_of
-from proxy.reports.usage import WITH_CONTEXT, WORK_GROUPS, work_key
+from proxy.reports.usage import WORK_GROUPS, work_key
+from proxy.reports.window import WITH_CONTEXT
 from proxy.store.tables import usage_events
 from proxy.usage import as_utc
 

@@ -16,7 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy.reports.totals import sum_columns, totals_of
-from proxy.reports.usage import Filters, conditions, usage
+from proxy.reports.usage import usage
+from proxy.reports.window import Filters, conditions
 from proxy.store import batches
 from proxy.store.aggregates import ROLLUP_SUMS
 from proxy.store.engine import make_engine, upgrade

@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from proxy.reports.series import task_hours
 from proxy.reports.tasks import list_tasks, task_view, value_by_team
 from proxy.reports.totals import sum_columns, totals_of
-from proxy.reports.usage import WITH_CONTEXT, Filters, conditions, usage, work_task
+from proxy.reports.usage import usage
+from proxy.reports.window import WITH_CONTEXT, Filters, conditions, work_task
 from proxy.sessions import WorkContext, save_context
 from proxy.store.rollup import purge_raw_before, rebuild_rollups
 from proxy.store.rows import Row, event_to_row
@@ -203,3 +204,16 @@ async def test_a_limited_list_is_the_head_of_the_whole_list_in_every_order(
             for limit in (1, 2, 3, 6, 50):
                 head = [row.as_json() for row in await list_tasks(engine, f, sort, limit)]
                 assert head == whole[:limit], (f, sort, limit)
+
+
+async def test_task_reports_keep_the_days_retention_purged(engine: AsyncEngine) -> None:
+    """Whole days come from the task rollups, so purging raw events changes no task total of a
+    day-aligned window, and ``usage --by task`` still agrees with the list."""
+    await write_batch(engine, _rows(_events()))
+    window = Filters(T0, T0 + timedelta(days=10))
+    before = {row.task_id: row.totals.as_json() for row in await list_tasks(engine, window)}
+    await purge_raw_before(engine, T0 + timedelta(days=4))
+    after = {row.task_id: row.totals.as_json() for row in await list_tasks(engine, window)}
+    assert after == before
+    by_task = {key: t.as_json() for key, t in await usage(engine, "task", window)}
+    assert {key: value for key, value in by_task.items() if key != "(none)"} == before
