@@ -30,7 +30,7 @@ PAGES = {
     "people": f"/web/people?{_MONTH}",
     "models": f"/web/models?{_MONTH}",
     "overview CSV": f"/?{_MONTH}&format=csv",
-    "tasks": f"/web/tasks?{_MONTH}",  # last: it reads the month's raw events
+    "tasks": f"/web/tasks?{_MONTH}",  # the task rollups
 }
 
 
