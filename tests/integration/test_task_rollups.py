@@ -5,6 +5,7 @@ time. Repricing and re-attribution keep them right too (``test_reprice``, ``test
 
 from __future__ import annotations
 
+import asyncio
 import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -19,6 +20,7 @@ from proxy.reports.totals import sum_columns, totals_of
 from proxy.reports.usage import usage
 from proxy.reports.window import WITH_CONTEXT, Filters, conditions, work_task
 from proxy.sessions import WorkContext, save_context
+from proxy.store.engine import make_engine, upgrade
 from proxy.store.rollup import purge_raw_before, rebuild_rollups
 from proxy.store.rows import Row, event_to_row
 from proxy.store.tables import task_daily, task_monthly, usage_events
@@ -217,3 +219,17 @@ async def test_task_reports_keep_the_days_retention_purged(engine: AsyncEngine) 
     assert after == before
     by_task = {key: t.as_json() for key, t in await usage(engine, "task", window)}
     assert {key: value for key, value in by_task.items() if key != "(none)"} == before
+
+
+async def test_upgrade_backfills_the_task_rollups_from_raw_events(db_url: str) -> None:
+    await asyncio.to_thread(upgrade, db_url, "0009")
+    engine = make_engine(db_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(sa.insert(usage_events), _rows(_events()))
+        await asyncio.to_thread(upgrade, db_url)
+        daily, monthly = await task_rollups(engine)
+        assert sum(row["requests"] for row in monthly) == 300
+        assert (daily, monthly) == await task_rollups_from_events(engine)
+    finally:
+        await engine.dispose()
