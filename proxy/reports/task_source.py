@@ -4,12 +4,12 @@
 the sums, ``first_ts``/``last_ts``) for exactly the events of ``filters``: whole UTC months from
 ``task_monthly``, the other whole days from ``task_daily``, the partial days at either edge
 summed from raw events as a task rollup row sums them (``rollup.task_sums``). ``resolved_task``
-is each row's task, as ``usage.work_task`` gives it for an event: the row's own task, unless its
+is each row's task, as ``window.work_task`` gives it for an event: the row's own task, unless its
 events named none of their own (``session`` set) and their session has a ticket in
 ``session_context`` (joined by ``with_context``). A ticket given to a session later moves its
 events' rows to the ticket's task at once: no rollup row changes.
 
-``one_task(engine, task_id)`` is the condition on ``usage.WITH_CONTEXT`` for one task's events,
+``one_task(engine, task_id)`` is the condition on ``window.WITH_CONTEXT`` for one task's events,
 found through indexes (``task``; the partial ``session`` index of events without a task) for the
 task itself and for the sessions its ticket names.
 """
@@ -22,13 +22,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from proxy.reports.window import Filters, conditions, work_task
+from proxy.reports.window import Bound, Filters, conditions, work_task
 from proxy.store.aggregates import ROLLUP_SUMS, SPAN_COLUMNS, TASK_KEY, day_of, month_of
 from proxy.store.rollup import task_sums
 from proxy.store.tables import session_context, task_daily, task_monthly, usage_events
 
 DAY = timedelta(days=1)
-Bound = datetime | None
 _COLUMNS = (*TASK_KEY, *ROLLUP_SUMS, *(name for name, _, _ in SPAN_COLUMNS))
 
 
@@ -90,7 +89,7 @@ def whole_source() -> sa.Subquery:
 
 
 async def one_task(engine: AsyncEngine, task_id: str) -> sa.ColumnElement[bool]:
-    """The condition on ``usage.WITH_CONTEXT`` for exactly ``task_id``'s events (module doc)."""
+    """The condition on ``window.WITH_CONTEXT`` for exactly ``task_id``'s events (module doc)."""
     c, ctx = usage_events.c, session_context.c
     async with engine.connect() as conn:
         found = await conn.execute(sa.select(ctx.session).where(ctx.ticket == task_id))

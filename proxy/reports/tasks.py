@@ -2,7 +2,7 @@
 task rollups, ``task_source``).
 
 An event's task is the one its ``x-tokenmeter-task`` header named, else its session's ticket
-(the branch name's, from ``session_context``), else its session (``usage.work_task``): so a
+(the branch name's, from ``session_context``), else its session (``window.work_task``): so a
 ticket is one task across sessions, people and days with no header set. The task rollups keep
 the event's own task and, when it named none, its session; the ticket is joined at read time
 (``task_source.resolved_task``), so the list and one task's view always agree.

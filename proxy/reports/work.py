@@ -1,6 +1,6 @@
 """One slice of raw events seen whole: its span, people, sessions and totals per model.
 
-``slice_of(engine, where)`` answers for any condition on ``usage.WITH_CONTEXT`` (events joined
+``slice_of(engine, where)`` answers for any condition on ``window.WITH_CONTEXT`` (events joined
 to their session's work context): one task (``tasks.task_view``) or one work unit
 (``work_view``: a pull request ``owner/name#123``, a repository, a branch or a ticket, keyed as
 ``usage --by`` keys them). Every event of the slice counts, whatever its time.

@@ -198,16 +198,6 @@ def task_rows_sql(dialect: str, source: str, time: Mapping[str, str] = DAY_SQL) 
     return f"SELECT {columns} FROM {source} GROUP BY {by} ORDER BY {by}"  # noqa: S608
 
 
-def monthly_rows_sql(dialect: str, source: str) -> str:
-    """``SELECT`` of ``task_monthly`` rows summed from ``task_daily``-shaped rows of ``source``."""
-    month = bucket(MONTH_SQL, dialect, "day")
-    sums = (f"sum({quoted(n)})" for n in ROLLUP_SUMS)
-    spans = (f"{aggregate}({quoted(n)})" for n, aggregate, _ in SPAN_COLUMNS)
-    by = ", ".join(str(i) for i in range(1, len(TASK_KEY) + 2))
-    columns = ", ".join([month, *map(quoted, TASK_KEY), *sums, *spans])
-    return f"SELECT {columns} FROM {source} GROUP BY {by} ORDER BY {by}"  # noqa: S608
-
-
 def task_key_of(row: Mapping[str, Any]) -> tuple[str, ...]:
     """``TASK_KEY`` of one event, as ``task_key_sql`` computes it."""
     task, session = row["task"], row["session"]

@@ -15,8 +15,8 @@ the same for chosen hours inside a caller's transaction (re-attribution moves ev
 rollup keys, and rebuilding their hours is how the sums follow).
 The task rollups follow: a rebuild recomputes ``task_daily`` from raw events for the whole
 UTC days it covers and ``task_monthly`` from ``task_daily`` for their months. A day is only
-rebuilt when it lies wholly after the oldest raw event's hour (it cannot have purged hours):
-the oldest raw day, when retention cut into it, keeps the task rows written live.
+rebuilt when none of its hours was purged (``_raw_backed``): the oldest raw day, when retention
+cut into it, keeps the task rows written live (it has no hourly task rows to rebuild it from).
 ``purge_raw`` cuts at an hour boundary so an hour is either wholly raw-backed or rollup-only.
 Run both while no recorder is writing (the CLI does); they are maintenance, not the hot path.
 """

@@ -13,7 +13,8 @@ Change a table here and add a migration in the same change.
   where a query needs one (each costs the insert path a few µs per event): ``ts`` (raw ranges,
   retention, repricing), ``task`` (one task's view), ``(user, ts)`` (raw reports for one user),
   and ``session`` only where ``task`` is NULL (partial: one task's view finds the events its
-  sessions' ticket gives it; live traffic always has a task, so the insert path pays nothing).
+  sessions' ticket gives it; the proxy records a session's events with a task, so its traffic
+  rarely enters this index).
 - ``usage_hourly``: the rollup; key (hour, provider, model, user, team) with '' standing for
   NULL so the key is always comparable. Kept when raw events are purged. Its sums, and how each
   comes from raw events, are declared once in ``aggregates`` (``SUMS``), for every writer and
