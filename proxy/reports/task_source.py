@@ -83,6 +83,15 @@ def resolved_task(source: sa.Subquery) -> sa.ColumnElement[Any]:
     return sa.case((ticket.is_not(None), ticket), else_=sa.func.nullif(source.c.task, ""))
 
 
+def of_tasks(source: sa.Subquery, task_ids: list[str]) -> sa.ColumnElement[bool]:
+    """The rows of ``with_context(source)`` whose task is one of ``task_ids``: first those that
+    could be (their own task, or a session whose ticket is one), then the exact test."""
+    ctx = session_context.c
+    ticketed = sa.select(ctx.session).where(ctx.ticket.in_(task_ids))
+    could = sa.or_(source.c.task.in_(task_ids), source.c.session.in_(ticketed))
+    return sa.and_(could, resolved_task(source).in_(task_ids))
+
+
 def whole_source() -> sa.Subquery:
     """Every task rollup row, whatever its time: each task's whole history."""
     return _part(task_monthly, None, None, Filters()).subquery("tasks")

@@ -29,6 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy.reports.task_source import (
+    of_tasks,
     one_task,
     resolved_task,
     task_source,
@@ -173,26 +174,31 @@ async def tasks_and_roi(
     return costliest, await roi_report(engine, filters)
 
 
-# How a task list is ordered in SQL before its limit; ties by task id, byte order as Python's.
-_ORDERS: dict[str, Any] = {
-    "cost": lambda c, task: (sa.func.sum(c.cost_usd).desc(), task),
-    "recent": lambda c, task: (sa.func.max(c.last_ts).desc(), task),
-    "task": lambda c, task: (task,),
+# How a task list is ordered in SQL before its limit: what each (task, session) adds up to
+# first, then how those combine per task; ties by task id, in byte order as Python sorts them.
+_ORDERS: dict[str, tuple[Any, Any]] = {
+    "cost": (lambda c: sa.func.sum(c.cost_usd), lambda v: sa.func.sum(v).desc()),
+    "recent": (lambda c: sa.func.max(c.last_ts), lambda v: sa.func.max(v).desc()),
+    "task": (lambda c: sa.literal(0), None),
 }
 
 
 async def _first(engine: AsyncEngine, filters: Filters, order: str, limit: int) -> list[str]:
-    """The first ``limit`` tasks by ``order``: one narrow pass (the key and one sum) before
-    the full sums are read for those tasks only."""
-    source = task_source(filters, engine.dialect.name)
-    task_id, c = resolved_task(source), source.c
+    """The first ``limit`` tasks by ``order``: one narrow pass (the key and one figure, summed
+    per task and session before the join to their context) before the full sums are read for
+    those tasks only."""
+    source, (value, combined) = task_source(filters, engine.dialect.name), _ORDERS[order]
+    c = source.c
+    pre = sa.select(c.task, c.session, value(c).label("v")).group_by(c.task, c.session)
+    each = pre.subquery("each")
+    task_id = resolved_task(each)
     ordered = task_id.collate("C") if engine.dialect.name == "postgresql" else task_id
     query = (
         sa.select(task_id)
-        .select_from(with_context(source))
+        .select_from(with_context(each))
         .where(task_id.is_not(None))
         .group_by(task_id)
-        .order_by(*_ORDERS[order](c, ordered))
+        .order_by(*([] if combined is None else [combined(each.c.v)]), ordered)
         .limit(limit)
     )
     async with engine.connect() as conn:
@@ -219,7 +225,7 @@ async def _task_rows(
     query = (
         sa.select(task_id, sa.func.min(c.first_ts), sa.func.max(c.last_ts), *sum_columns(source))
         .select_from(with_context(source))
-        .where(task_id.is_not(None) if only is None else task_id.in_(only))
+        .where(task_id.is_not(None) if only is None else of_tasks(source, only))
         .group_by(task_id)
     )
     async with engine.connect() as conn:
@@ -266,7 +272,7 @@ async def _whole_totals(engine: AsyncEngine, task_ids: list[str]) -> dict[str, T
     query = (
         sa.select(task, *sum_columns(source))
         .select_from(with_context(source))
-        .where(task.in_(task_ids))
+        .where(of_tasks(source, task_ids))
         .group_by(task)
     )
     async with engine.connect() as conn:
@@ -351,7 +357,7 @@ async def value_by_team(engine: AsyncEngine) -> list[tuple[str, Decimal, Decimal
     query = (
         sa.select(task, c.team, *sum_columns(source))
         .select_from(with_context(source))
-        .where(task.in_(valued))
+        .where(of_tasks(source, valued))
         .group_by(task, c.team)
     )
     async with engine.connect() as conn:
