@@ -10,7 +10,8 @@ Both hold the usage rollups' sums per UTC day (month) and task key: the event's 
 session, attribution's default; else ''), provider, model, user and team; plus the first and
 last event time of the row. Task reports join ``session`` to ``session_context`` for the ticket,
 so the task page reads a month of tasks in a few thousand rows instead of every raw event.
-Upgrade fills them from ``usage_events`` (hours retention purged were never in any task report,
+Each has an index on ``task`` (the rows of the few tasks a list shows). Upgrade fills them from
+``usage_events`` (hours retention purged were never in any task report,
 which read raw events). ``ix_usage_events_untasked_session``: partial (``task IS NULL``), for
 one task's events that its sessions' ticket gives it. Self-contained, like 0001.
 """
@@ -129,6 +130,8 @@ def upgrade() -> None:
     _create("task_daily", "day")
     _create("task_monthly", "month")
     _backfill()
+    for table in ("task_daily", "task_monthly"):
+        op.create_index(f"ix_{table}_task", table, ["task"])
     op.create_index(
         "ix_usage_events_untasked_session",
         "usage_events",
@@ -140,5 +143,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_usage_events_untasked_session", table_name="usage_events")
+    for table in ("task_daily", "task_monthly"):
+        op.drop_index(f"ix_{table}_task", table_name=table)
     op.drop_table("task_monthly")
     op.drop_table("task_daily")

@@ -58,6 +58,20 @@ def _rollup_parts(first: Bound, stop: Bound, f: Filters) -> list[sa.Select[Any]]
     return parts
 
 
+def daily_days(f: Filters) -> int:
+    """How many whole days of ``f`` ``task_source`` reads from ``task_daily`` (those outside
+    whole months): what a list over ``f`` costs, roughly."""
+    first, stop = _day_ceil(f.start), None if f.end is None else day_of(f.end)
+    if first is not None and stop is not None and first >= stop:
+        return 0
+    lo = None if first is None else _month_ceil(first)
+    hi = None if stop is None else month_of(stop)
+    if lo is not None and hi is not None and lo >= hi:
+        return ((stop or lo) - (first or lo)).days
+    before = 0 if first is None or lo is None else (lo - first).days
+    return before + (0 if stop is None or hi is None else (stop - hi).days)
+
+
 def _part(table: sa.Table, lo: Bound, hi: Bound, f: Filters) -> sa.Select[Any]:
     """``table``'s rows of ``[lo, hi)`` (None: unbounded) and ``f``'s user, team and model."""
     time = table.c[table.c.keys()[0]]
@@ -83,13 +97,32 @@ def resolved_task(source: sa.Subquery) -> sa.ColumnElement[Any]:
     return sa.case((ticket.is_not(None), ticket), else_=sa.func.nullif(source.c.task, ""))
 
 
-def of_tasks(source: sa.Subquery, task_ids: list[str]) -> sa.ColumnElement[bool]:
-    """The rows of ``with_context(source)`` whose task is one of ``task_ids``: first those that
-    could be (their own task, or a session whose ticket is one), then the exact test."""
-    ctx = session_context.c
-    ticketed = sa.select(ctx.session).where(ctx.ticket.in_(task_ids))
-    could = sa.or_(source.c.task.in_(task_ids), source.c.session.in_(ticketed))
+def of_tasks(
+    source: sa.Subquery, task_ids: list[str], sessions: list[str]
+) -> sa.ColumnElement[bool]:
+    """The rows of ``with_context(source)`` whose task is one of ``task_ids`` (``sessions``:
+    ``ticketed(engine, task_ids)``): first those that could be, by their own task or a session
+    whose ticket is one (so the ``task`` index serves), then the exact test."""
+    could: sa.ColumnElement[bool] = source.c.task.in_(task_ids)
+    if sessions:
+        could = sa.or_(could, source.c.session.in_(sessions))
     return sa.and_(could, resolved_task(source).in_(task_ids))
+
+
+async def ticketed(engine: AsyncEngine, task_ids: list[str]) -> list[str]:
+    """The sessions whose ticket is one of ``task_ids``."""
+    ctx = session_context.c
+    async with engine.connect() as conn:
+        found = await conn.execute(sa.select(ctx.session).where(ctx.ticket.in_(task_ids)))
+        return sorted(found.scalars())
+
+
+def covering(f: Filters) -> Filters:
+    """``f`` widened to whole UTC months: every event of ``f`` is one of its events."""
+    end = None if f.end is None else month_of(f.end - timedelta(microseconds=1))
+    after = None if end is None else (end + timedelta(days=32)).replace(day=1)
+    start = None if f.start is None else month_of(f.start)
+    return Filters(start, after, f.user, f.team, f.model)
 
 
 def whole_source() -> sa.Subquery:
@@ -99,10 +132,7 @@ def whole_source() -> sa.Subquery:
 
 async def one_task(engine: AsyncEngine, task_id: str) -> sa.ColumnElement[bool]:
     """The condition on ``window.WITH_CONTEXT`` for exactly ``task_id``'s events (module doc)."""
-    c, ctx = usage_events.c, session_context.c
-    async with engine.connect() as conn:
-        found = await conn.execute(sa.select(ctx.session).where(ctx.ticket == task_id))
-        sessions = sorted(found.scalars())
+    c, sessions = usage_events.c, await ticketed(engine, [task_id])
     some: list[sa.ColumnElement[bool]] = [c.task == task_id]
     if sessions:
         some += [c.task.in_(sessions), sa.and_(c.task.is_(None), c.session.in_(sessions))]

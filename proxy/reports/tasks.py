@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -29,10 +29,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy.reports.task_source import (
+    covering,
+    daily_days,
     of_tasks,
     one_task,
     resolved_task,
     task_source,
+    ticketed,
     whole_source,
     with_context,
 )
@@ -174,35 +177,86 @@ async def tasks_and_roi(
     return costliest, await roi_report(engine, filters)
 
 
+# Up to this many days read from ``task_daily``, one direct pass is cheaper than bounding.
+DIRECT_DAYS = 7
 # How a task list is ordered in SQL before its limit: what each (task, session) adds up to
-# first, then how those combine per task; ties by task id, in byte order as Python sorts them.
+# first, then how those combine per task. Both figures can only grow with the window (dollars are
+# never negative), which lets ``_first`` bound a window by the whole months around it.
 _ORDERS: dict[str, tuple[Any, Any]] = {
-    "cost": (lambda c: sa.func.sum(c.cost_usd), lambda v: sa.func.sum(v).desc()),
-    "recent": (lambda c: sa.func.max(c.last_ts), lambda v: sa.func.max(v).desc()),
-    "task": (lambda c: sa.literal(0), None),
+    "cost": (lambda c: sa.func.sum(c.cost_usd), sa.func.sum),
+    "recent": (lambda c: sa.func.max(c.last_ts), sa.func.max),
+    "task": (lambda c: sa.literal(0), sa.func.max),
 }
 
 
 async def _first(engine: AsyncEngine, filters: Filters, order: str, limit: int) -> list[str]:
-    """The first ``limit`` tasks by ``order``: one narrow pass (the key and one figure, summed
-    per task and session before the join to their context) before the full sums are read for
-    those tasks only."""
-    source, (value, combined) = task_source(filters, engine.dialect.name), _ORDERS[order]
+    """The first ``limit`` tasks by ``order`` (ties by task id). A window of whole months is
+    ranked in one narrow pass. Any other is bounded by the whole months around it (a task's
+    figure there is at least its figure in the window): tasks are read exactly in the order of
+    their bounds, a growing batch at a time through the ``task`` index, until no bound left can
+    beat the ``limit``-th exact figure."""
+    cover = covering(filters)
+    if order == "task" or daily_days(filters) <= DIRECT_DAYS or not _tight(filters, cover):
+        return [task for task, _ in await _ranked(engine, filters, order, limit)]
+    bounds = await _ranked(engine, cover, order)
+    exact: list[tuple[str, Any]] = []
+    done, size = 0, 4 * limit
+    while done < len(bounds):
+        batch = [task for task, _ in bounds[done : done + size]]
+        done, size = done + size, 2 * size
+        exact = _best(exact + await _ranked(engine, filters, order, among=batch))
+        if len(exact) >= limit and done < len(bounds) and bounds[done][1] < exact[limit - 1][1]:
+            break
+    return [task for task, _ in exact[:limit]]
+
+
+def _tight(window: Filters, cover: Filters) -> bool:
+    """Whether ``cover`` is at most twice ``window``: its bounds then stay close to the exact
+    figures, and few tasks are read before they can no longer win."""
+    now = datetime.now(UTC)
+    if window.start is None or cover.start is None:
+        return True
+    extra = (window.start - cover.start) + ((cover.end or now) - (window.end or now))
+    return extra < (window.end or now) - window.start
+
+
+def _best(found: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """(task, figure) pairs, highest figure first, ties by task id."""
+    return sorted(sorted(found), key=lambda pair: pair[1], reverse=True)
+
+
+async def _ranked(
+    engine: AsyncEngine,
+    filters: Filters,
+    order: str,
+    limit: int | None = None,
+    among: list[str] | None = None,
+) -> list[tuple[str, Any]]:
+    """(task, its ``order`` figure) over ``filters``, best first (``_best``), the first
+    ``limit``; only the tasks ``among`` when given. The figure is summed per task and session
+    before the join to their context, one narrow pass."""
+    source, (value, combine) = task_source(filters, engine.dialect.name), _ORDERS[order]
     c = source.c
     pre = sa.select(c.task, c.session, value(c).label("v")).group_by(c.task, c.session)
+    if among is not None:
+        sessions = await ticketed(engine, among)
+        could = c.task.in_(among)
+        pre = pre.where(sa.or_(could, c.session.in_(sessions)) if sessions else could)
     each = pre.subquery("each")
-    task_id = resolved_task(each)
+    task_id, figure = resolved_task(each), combine(each.c.v)
     ordered = task_id.collate("C") if engine.dialect.name == "postgresql" else task_id
+    by = ([] if order == "task" else [figure.desc()]) + [ordered]
     query = (
-        sa.select(task_id)
+        sa.select(task_id, figure)
         .select_from(with_context(each))
-        .where(task_id.is_not(None))
+        .where(task_id.is_not(None) if among is None else task_id.in_(among))
         .group_by(task_id)
-        .order_by(*([] if combined is None else [combined(each.c.v)]), ordered)
+        .order_by(*by)
         .limit(limit)
     )
     async with engine.connect() as conn:
-        return list((await conn.execute(query)).scalars())
+        rows = (await conn.execute(query)).all()
+    return [(row[0], row[1]) for row in rows]
 
 
 async def _task_rows(
@@ -220,12 +274,13 @@ async def _task_rows(
         only = await _first(engine, filters, order, limit)
     if only is not None and not only:
         return []
+    sessions = [] if only is None else await ticketed(engine, only)
     source = task_source(filters, engine.dialect.name)
     task_id, c = resolved_task(source), source.c
     query = (
         sa.select(task_id, sa.func.min(c.first_ts), sa.func.max(c.last_ts), *sum_columns(source))
         .select_from(with_context(source))
-        .where(task_id.is_not(None) if only is None else of_tasks(source, only))
+        .where(task_id.is_not(None) if only is None else of_tasks(source, only, sessions))
         .group_by(task_id)
     )
     async with engine.connect() as conn:
@@ -272,7 +327,7 @@ async def _whole_totals(engine: AsyncEngine, task_ids: list[str]) -> dict[str, T
     query = (
         sa.select(task, *sum_columns(source))
         .select_from(with_context(source))
-        .where(of_tasks(source, task_ids))
+        .where(of_tasks(source, task_ids, await ticketed(engine, task_ids)))
         .group_by(task)
     )
     async with engine.connect() as conn:
@@ -357,7 +412,7 @@ async def value_by_team(engine: AsyncEngine) -> list[tuple[str, Decimal, Decimal
     query = (
         sa.select(task, c.team, *sum_columns(source))
         .select_from(with_context(source))
-        .where(of_tasks(source, valued))
+        .where(of_tasks(source, valued, await ticketed(engine, valued)))
         .group_by(task, c.team)
     )
     async with engine.connect() as conn:

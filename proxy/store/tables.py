@@ -159,6 +159,7 @@ def _task_rollup_table(name: str, time_key: str) -> Table:
         *(Column(n, String, primary_key=True) for n in TASK_KEY),
         *(_money(s.name, nullable=False) if s.money else _tokens(s.name) for s in SUMS),
         *(Column(n, UTCDateTime(), nullable=False) for n, _, _ in SPAN_COLUMNS),
+        Index(None, "task"),  # a few tasks' rows (the task list's chosen rows, ROI)
         postgresql_with={"fillfactor": ROLLUP_FILLFACTOR},
     )
 

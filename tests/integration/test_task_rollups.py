@@ -11,9 +11,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from proxy.reports import tasks
 from proxy.reports.series import task_hours
 from proxy.reports.tasks import list_tasks, task_view, value_by_team
 from proxy.reports.totals import sum_columns, totals_of
@@ -187,19 +189,38 @@ async def test_one_tasks_view_and_hours_are_the_list_row_of_its_events(
     assert await task_view(engine, "s-2") is None  # its events are the ticket's now
 
 
+@pytest.mark.parametrize("direct_days", [tasks.DIRECT_DAYS, 0])  # 0: bound every window
 async def test_a_limited_list_is_the_head_of_the_whole_list_in_every_order(
-    engine: AsyncEngine,
+    engine: AsyncEngine, direct_days: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The limit is applied in SQL (cost, recency, task id for ROI's unknowns): the first
-    ``limit`` rows are exactly the head of the full list, tied costs broken by task id."""
+    """The limit is applied in SQL (cost, recency, task id for ROI's unknowns; a window that
+    is not whole months bounded by the months around it): the first ``limit`` rows are exactly
+    the head of the full list, tied costs broken by task id."""
+    monkeypatch.setattr(tasks, "DIRECT_DAYS", direct_days)
     events = _events()
     for n in range(4):  # four tasks of one request each, tied on cost
         events += [make_event(started_at=T0 + timedelta(days=n), task=f"tie-{n}", session="s-9")]
+    # Decoys: the costliest tasks of October by far, but on its first day (outside the bounded
+    # windows below, inside the months around them), with one request inside.
+    first_day = datetime(2026, 10, 1, 12, tzinfo=UTC)
+    for n in range(6):
+        at = [first_day + timedelta(minutes=i) for i in range(120)] + [T0 + timedelta(hours=n)]
+        events += [make_event(started_at=t, task=f"decoy-{n}", session="s-8") for t in at]
     await write_batch(engine, _rows(events))
     await save_context(engine, "s-4", WorkContext(ticket="ABC-7"))
     await update_task(engine, "T-2", {"value_usd": Decimal(50)})
     await update_task(engine, "tie-2", {"human_hours": Decimal(2), "hourly_rate_usd": Decimal(90)})
-    for f in (Filters(), Filters(T0 + timedelta(days=1), T0 + timedelta(days=6))):
+    windows = (
+        Filters(),
+        Filters(T0 + timedelta(days=1), T0 + timedelta(days=6)),  # inside one month
+        Filters(T0 + timedelta(days=1, hours=5), T0 + timedelta(days=8)),  # over a month's end
+        Filters(start=T0 + timedelta(days=2)),
+        Filters(end=T0 + timedelta(days=7, minutes=3)),
+        Filters(datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC)),  # months
+        Filters(datetime(2026, 10, 2, tzinfo=UTC), datetime(2026, 11, 29, tzinfo=UTC)),
+        Filters(datetime(2026, 10, 1, 3, tzinfo=UTC), None, team="core"),
+    )
+    for f in windows:
         for sort in ("cost", "recent", "roi"):
             whole = [row.as_json() for row in await list_tasks(engine, f, sort)]
             assert len(whole) > 6
