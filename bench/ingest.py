@@ -45,7 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy import reports
 from proxy.reports.totals import sum_columns
-from proxy.reports.usage import conditions
+from proxy.reports.window import conditions
 from proxy.store.engine import make_engine, upgrade
 from proxy.store.recorder import Recorder
 from proxy.store.rollup import rebuild_rollups
@@ -353,6 +353,8 @@ async def _rollup_and_analyze(
         await conn.execute("VACUUM ANALYZE usage_events")
         await conn.execute("VACUUM ANALYZE usage_hourly")
         await conn.execute("VACUUM ANALYZE usage_daily")
+        await conn.execute("VACUUM ANALYZE task_daily")
+        await conn.execute("VACUUM ANALYZE task_monthly")
         daily_rows = await conn.fetchval("SELECT count(*) FROM usage_daily")
     finally:
         await conn.close()

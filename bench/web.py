@@ -30,7 +30,9 @@ PAGES = {
     "people": f"/web/people?{_MONTH}",
     "models": f"/web/models?{_MONTH}",
     "overview CSV": f"/?{_MONTH}&format=csv",
-    "tasks": f"/web/tasks?{_MONTH}",  # last: it reads the month's raw events
+    "tasks": f"/web/tasks?{_MONTH}",  # the task rollups
+    "tasks, 30 days": "/web/tasks?period=custom&start=2026-10-02&end=2026-10-31",  # not a month
+    "tasks, 7 days": "/web/tasks?period=custom&start=2026-10-20&end=2026-10-26",
 }
 
 

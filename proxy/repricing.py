@@ -6,10 +6,11 @@ tokens, what was served, the request time, the stop reason, the per-model ``iter
 the usage problems) and prices it with ``pricer``, exactly as the live path does (events
 without usage keep what they were recorded with: the "no-usage" $0, or unknown). Events whose
 cost columns or ``price_version`` differ are updated, and in the same transaction the rollup
-rows of their hours and days (``usage_hourly`` and ``usage_daily``) get the difference
-(new − old) added with the same upsert the recorder uses, so both rollups always equal the sum
-of raw events and a running proxy may keep writing meanwhile. Running it twice changes nothing
-the second time. ``dry_run`` computes the same before/after totals, writes nothing.
+rows of their hours and days (``usage_hourly`` and ``usage_daily``) and of their task keys'
+days and months (``task_daily``, ``task_monthly``) get the difference (new − old) added with
+the same upserts the recorder uses, so every rollup always equals the sum of raw events and a
+running proxy may keep writing meanwhile. Running it twice changes nothing the second time.
+``dry_run`` computes the same before/after totals, writes nothing.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ from proxy.store.aggregates import (
     COST_COLUMNS,
     ROLLUP_KEY,
     ROLLUP_SUMS,
+    TASK_DAILY_KEY,
     TOKEN_KIND_COLUMNS,
     sums_reading,
 )
-from proxy.store.rollup import rollup_deltas, upsert_rollups
+from proxy.store.rollup import rollup_deltas, task_deltas, upsert_rollups, upsert_task_rollups
 from proxy.store.rows import Row, event_to_row, iterations_from_json, problems_from_text
 from proxy.store.tables import usage_events
 from proxy.usage import Attribution, ResponseFacts, Status, Usage, UsageEvent
@@ -178,20 +180,27 @@ async def _write(conn: AsyncConnection, changed: Sequence[tuple[Row, Row]]) -> N
 
 
 async def _shift_rollup(conn: AsyncConnection, old: Sequence[Row], new: Sequence[Row]) -> None:
-    """Add (new − old) sums to each affected hourly and daily rollup row."""
-    deltas = _differences(rollup_deltas(old), rollup_deltas(new))
+    """Add (new − old) sums to each affected hourly, daily and task rollup row."""
+    deltas = _differences(rollup_deltas(old), rollup_deltas(new), ROLLUP_KEY)
     await upsert_rollups(conn, deltas, _CHANGED_SUMS)
+    by_task = _differences(task_deltas(old), task_deltas(new), TASK_DAILY_KEY)
+    await upsert_task_rollups(conn, by_task, _CHANGED_SUMS)
 
 
-def _differences(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _differences(
+    old: list[dict[str, Any]], new: list[dict[str, Any]], key_names: Sequence[str]
+) -> list[dict[str, Any]]:
+    """``new`` with each changed sum less ``old``'s (same keys: repricing moves no event);
+    every other column (unchanged sums, first and last times) as ``new`` has it."""
+
     def key(sums: dict[str, Any]) -> tuple[Any, ...]:
-        return tuple(sums[name] for name in ROLLUP_KEY)
+        return tuple(sums[name] for name in key_names)
 
     before = {key(sums): sums for sums in old}
     out = []
     for sums in new:
         was = before[key(sums)]
-        delta = dict.fromkeys(ROLLUP_SUMS, 0) | {n: sums[n] for n in ROLLUP_KEY}
+        delta = sums | dict.fromkeys(ROLLUP_SUMS, 0)
         delta |= {name: sums[name] - was[name] for name in _CHANGED_SUMS}
         out.append(delta)
     return out

@@ -104,6 +104,16 @@ async def task_records(engine: AsyncEngine, task_ids: Iterable[str]) -> dict[str
     return {row["task_id"]: TaskRecord(**row) for row in rows}
 
 
+async def valued_records(engine: AsyncEngine) -> dict[str, TaskRecord]:
+    """Every record that gives its task a value (``TaskRecord.value``)."""
+    c = tasks.c
+    hours_at_rate = sa.and_(c.human_hours.is_not(None), c.hourly_rate_usd.is_not(None))
+    query = sa.select(tasks).where(sa.or_(c.value_usd.is_not(None), hours_at_rate))
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).mappings().all()
+    return {row["task_id"]: TaskRecord(**row) for row in rows}
+
+
 async def update_task(
     engine: AsyncEngine, task_id: str, changes: Mapping[str, Any], now: datetime | None = None
 ) -> TaskRecord:

@@ -32,7 +32,8 @@ from proxy.store.aggregates import (
     TOKEN_KIND_COLUMNS,
 )
 from proxy.store.engine import make_engine, upgrade
-from proxy.store.tables import usage_daily, usage_events, usage_hourly
+from proxy.store.rollup import task_deltas
+from proxy.store.tables import task_daily, task_monthly, usage_daily, usage_events, usage_hourly
 
 PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -167,3 +168,39 @@ async def hourly_summed_by_day(engine: AsyncEngine) -> list[dict[str, Any]]:
         {"day": key[0], **dict(zip(ROLLUP_KEY[1:], key[1:], strict=True)), **sums}
         for key, sums in sorted(days.items())
     ]
+
+
+async def task_rollups(engine: AsyncEngine) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every ``task_daily`` and ``task_monthly`` row, each in key order."""
+    found = []
+    async with engine.connect() as conn:
+        for table in (task_daily, task_monthly):
+            key = list(table.primary_key.columns)
+            rows = (await conn.execute(select(table).order_by(*key))).mappings()
+            found.append([dict(row) for row in rows])
+    return found[0], found[1]
+
+
+async def task_rollups_from_events(
+    engine: AsyncEngine,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """What ``task_rollups`` must hold: every raw event summed in Python per day and task key
+    (``rollup.task_deltas``), and those days summed per month here."""
+    async with engine.connect() as conn:
+        events = [dict(row) for row in (await conn.execute(select(usage_events))).mappings()]
+    daily = task_deltas(events)
+    months: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in daily:
+        month = row["day"].replace(day=1)
+        key = (month, *(row[name] for name in list(row)[1:7]))
+        was = months.get(key)
+        if was is None:
+            months[key] = {n: row[n] for n in (*SUMMED, "first_ts", "last_ts")}
+            continue
+        for name in SUMMED:
+            was[name] += row[name]
+        was["first_ts"] = min(was["first_ts"], row["first_ts"])
+        was["last_ts"] = max(was["last_ts"], row["last_ts"])
+    names = ("month", *list(daily[0])[1:7]) if daily else ()
+    monthly = [dict(zip(names, key, strict=True)) | sums for key, sums in sorted(months.items())]
+    return daily, monthly

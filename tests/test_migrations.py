@@ -17,6 +17,8 @@ TABLES = {
     "usage_events",
     "usage_hourly",
     "usage_daily",
+    "task_daily",
+    "task_monthly",
     "people",
     "tasks",
     "provider_reports",

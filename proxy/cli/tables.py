@@ -24,7 +24,7 @@ from typing import Generic, TypeVar
 
 from proxy.cli.common import table
 from proxy.reports.totals import Totals, exact, money
-from proxy.reports.usage import Filters
+from proxy.reports.window import Filters
 
 R = TypeVar("R")
 S = TypeVar("S")

@@ -2,7 +2,8 @@
 
 Every report counts the same events for the same window ``[start, end)``: grouped by user, team,
 model, provider or day from the rollups for whole hours (whole days daily) and raw events for the
-partial hours at the edges; about one task, or grouped by task or session, from raw events.
+partial hours at the edges; grouped by task (lists, ROI) from the task rollups for whole months
+and days (``task_source``); about one task, or grouped by session, from raw events.
 Money stays ``Decimal`` from the database to the JSON string; every ratio is computed in Python.
 Unknown dollars are null, never $0 (``totals``). One module per question:
 
@@ -10,7 +11,8 @@ Unknown dollars are null, never $0 (``totals``). One module per question:
 - ``usage``: totals grouped by user, team, model, provider, task, session, day or work unit
   (repository, branch, pull request, ticket: joined from ``session_context``);
 - ``blended``: real vs sticker $/MTok and cache savings per slice;
-- ``tasks``: one task's view, the task list, and ROI;
+- ``window``: the window and filters of a question, and an event's task (``work_task``);
+- ``tasks``: one task's view, the task list, and ROI (``task_source``: where they read);
 - ``compensation``: annualized spend vs compensation per person, team and org;
 - ``distribution``: percentiles, top-N share and Gini across people;
 - ``series``: totals per day and model or team, and one task's hours (the dashboard's charts);
@@ -45,7 +47,8 @@ from proxy.reports.tasks import (
 )
 from proxy.reports.totals import ReportError, Totals
 from proxy.reports.unpriced import Unpriced, unpriced_models
-from proxy.reports.usage import GROUPS, UNATTRIBUTED, WORK_GROUPS, Filters, resolve, total_of, usage
+from proxy.reports.usage import GROUPS, UNATTRIBUTED, WORK_GROUPS, resolve, total_of, usage
+from proxy.reports.window import Filters
 from proxy.reports.work import Slice, work_view
 
 __all__ = [

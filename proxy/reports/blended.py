@@ -16,7 +16,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy.reports.totals import ReportError, Totals, sum_totals
-from proxy.reports.usage import Filters, usage
+from proxy.reports.usage import usage
+from proxy.reports.window import Filters
 
 BLENDED_GROUPS = ("model", "user", "team", "provider", "day")
 

@@ -30,7 +30,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from proxy.people import Person, in_effect, load_people, missing_rate_message
 from proxy.reports.totals import RATIO, ReportError, Totals, exact, money
 from proxy.reports.totals import add as add_totals
-from proxy.reports.usage import NONE_KEY, Filters, usage
+from proxy.reports.usage import NONE_KEY, usage
+from proxy.reports.window import Filters
 from proxy.seats import load_seats
 from proxy.usage import as_utc
 

@@ -25,7 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from proxy.people import in_effect, load_people
 from proxy.reports.compensation import Window
 from proxy.reports.totals import RATIO, ReportError, Totals
-from proxy.reports.usage import NONE_KEY, Filters, usage
+from proxy.reports.usage import NONE_KEY, usage
+from proxy.reports.window import Filters
 
 METRICS = ("tokens", "cost_usd")
 PERCENTILES = (50, 75, 90, 95, 99)

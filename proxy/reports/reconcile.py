@@ -57,7 +57,8 @@ from proxy.providers.admin import (
 )
 from proxy.providers.billing import read_page
 from proxy.reports.totals import money, ratio, sum_columns, totals_of
-from proxy.reports.usage import Filters, window_source
+from proxy.reports.usage import window_source
+from proxy.reports.window import Filters
 from proxy.store.aggregates import DAY_LABEL_SQL, bucket, day_of
 from proxy.store.snapshots import StoredPage, pages_over
 from proxy.usage import TOKEN_KINDS

@@ -21,7 +21,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy.reports.totals import ReportError, Totals, exact, money, ratio
-from proxy.reports.usage import NONE_KEY, Filters, usage
+from proxy.reports.usage import NONE_KEY, usage
+from proxy.reports.window import Filters
 from proxy.seats import Seat, load_seats
 
 SEAT_PAYS_OFF = "seat pays off"

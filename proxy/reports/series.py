@@ -3,7 +3,8 @@
 ``over_time`` reads what ``usage`` reads (whole hours from the rollups, edge hours from raw
 events, ``window_source``), grouped by the day and ``by``: the dashboard's stacked spend and its
 ratio and cache-hit lines add up to ``usage``'s totals for the same filters. ``task_hours`` is one
-task's requests per UTC hour from raw events, as every per-task answer is read.
+task's requests per UTC hour from its raw events (``task_source.one_task``: the events
+``tasks.task_view`` counts, its ticket's sessions included).
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from proxy.reports.task_source import one_task
 from proxy.reports.totals import ReportError, Totals, add, sum_columns, totals_of
-from proxy.reports.usage import Filters, key_text, resolve, window_source
+from proxy.reports.usage import key_text, resolve, window_source
+from proxy.reports.window import WITH_CONTEXT, Filters
 from proxy.store.aggregates import DAY_LABEL_SQL, HOUR_SQL, bucket
 from proxy.store.tables import usage_events
 
@@ -68,7 +71,8 @@ async def task_hours(engine: AsyncEngine, task_id: str) -> list[tuple[str, Total
     hour: Any = sa.literal_column(bucket(HOUR_SQL, engine.dialect.name, "ts"))
     query = (
         sa.select(hour.label("hour"), *sum_columns(usage_events))
-        .where(usage_events.c.task == task_id)
+        .select_from(WITH_CONTEXT)
+        .where(await one_task(engine, task_id))
         .group_by(hour)
         .order_by(hour)
     )

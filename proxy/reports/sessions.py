@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy.reports.budgets import budget_status
 from proxy.reports.totals import money, sum_columns, sum_totals, totals_of
-from proxy.reports.usage import Filters, usage
+from proxy.reports.usage import usage
+from proxy.reports.window import Filters
 from proxy.store.tables import usage_events
 
 

@@ -1,8 +1,11 @@
-"""Per-task answers from raw events: one task's view, the task list, and the ROI report.
+"""Per-task answers: one task's view (its raw events), the task list and the ROI report (the
+task rollups, ``task_source``).
 
 An event's task is the one its ``x-tokenmeter-task`` header named, else its session's ticket
-(the branch name's, from ``session_context``), else its session (``usage.work_task``): so a
-ticket is one task across sessions, people and days with no header set.
+(the branch name's, from ``session_context``), else its session (``window.work_task``): so a
+ticket is one task across sessions, people and days with no header set. The task rollups keep
+the event's own task and, when it named none, its session; the ticket is joined at read time
+(``task_source.resolved_task``), so the list and one task's view always agree.
 
 A task's cost in a list is the sum of its events' costs in the window (filters pick which events
 count, exactly as every other report counts them); its value comes from its record in
@@ -17,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -25,6 +28,17 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from proxy.reports.task_source import (
+    covering,
+    daily_days,
+    of_tasks,
+    one_task,
+    resolved_task,
+    task_source,
+    ticketed,
+    whole_source,
+    with_context,
+)
 from proxy.reports.totals import (
     ReportError,
     Totals,
@@ -33,10 +47,9 @@ from proxy.reports.totals import (
     sum_columns,
     totals_of,
 )
-from proxy.reports.usage import WITH_CONTEXT, Filters, conditions, work_task
+from proxy.reports.window import Filters
 from proxy.reports.work import slice_of
-from proxy.store.tables import usage_events
-from proxy.tasks import TaskRecord, roi, task_records
+from proxy.tasks import TaskRecord, roi, task_records, valued_records
 from proxy.usage import as_utc
 
 SORTS = ("cost", "roi", "recent")
@@ -79,7 +92,7 @@ def _value_json(task_id: str, record: TaskRecord | None) -> dict[str, Any]:
 
 async def task_view(engine: AsyncEngine, task_id: str) -> TaskView | None:
     """One task's tokens, dollars and ROI, from its raw events. None if no event names it."""
-    found = await slice_of(engine, work_task() == task_id)
+    found = await slice_of(engine, await one_task(engine, task_id))
     if found is None:
         return None
     record = (await task_records(engine, [task_id])).get(task_id)
@@ -132,38 +145,149 @@ class TaskRow:
 async def list_tasks(
     engine: AsyncEngine, filters: Filters, sort: str = "cost", limit: int | None = None
 ) -> list[TaskRow]:
-    """Tasks with events matching ``filters``, sorted by cost, ROI (unknown last) or recency."""
+    """Tasks with events matching ``filters``, sorted by cost, ROI (unknown last) or recency;
+    the first ``limit`` of them (every one when None)."""
     if sort not in SORTS:
         raise ReportError(f"sort must be one of {', '.join(SORTS)}; got {sort!r}")
-    found = sort_tasks(await _task_rows(engine, filters), sort)
+    if sort == "roi" and limit:
+        found = await _best_roi(engine, filters, limit)
+    else:
+        found = sort_tasks(await _task_rows(engine, filters, order=sort, limit=limit), sort)
     return await _with_whole(engine, filters, found[:limit] if limit else found)
+
+
+async def _best_roi(engine: AsyncEngine, filters: Filters, limit: int) -> list[TaskRow]:
+    """The ``limit`` first tasks by ROI: the valued ones with a known ROI, then the rest (valued
+    with an unknown ROI, and every task without a value) by task id, read only that far."""
+    valued = await _task_rows(engine, filters, only=list(await valued_records(engine)))
+    known = sort_tasks([row for row in valued if row.roi is not None], "roi")
+    if len(known) >= limit:
+        return known
+    taken = {row.task_id for row in known}
+    rest = await _task_rows(engine, filters, order="task", limit=limit + len(taken))
+    return known + sort_tasks([row for row in rest if row.task_id not in taken], "roi")
 
 
 async def tasks_and_roi(
     engine: AsyncEngine, filters: Filters, limit: int
 ) -> tuple[list[TaskRow], RoiReport]:
-    """The ``limit`` costliest tasks and the ROI report, from one read of the events."""
-    found = await _task_rows(engine, filters)
-    costliest = await _with_whole(engine, filters, sort_tasks(found, "cost")[:limit])
-    return costliest, roi_of(found, filters)
+    """The ``limit`` costliest tasks and the ROI report."""
+    found = await _task_rows(engine, filters, order="cost", limit=limit)
+    costliest = await _with_whole(engine, filters, sort_tasks(found, "cost"))
+    return costliest, await roi_report(engine, filters)
 
 
-async def _task_rows(engine: AsyncEngine, filters: Filters) -> list[TaskRow]:
-    """Every task with events matching ``filters``; ``whole`` is exact for tasks with a value
-    (what ROI needs) and, until ``_with_whole``, the windowed totals for the others: reading
-    every task's whole cost would be a second pass over all their events."""
-    c, task_id = usage_events.c, work_task()
+# Up to this many days read from ``task_daily``, one direct pass is cheaper than bounding.
+DIRECT_DAYS = 7
+# How a task list is ordered in SQL before its limit: what each (task, session) adds up to
+# first, then how those combine per task. Both figures can only grow with the window (dollars are
+# never negative), which lets ``_first`` bound a window by the whole months around it.
+_ORDERS: dict[str, tuple[Any, Any]] = {
+    "cost": (lambda c: sa.func.sum(c.cost_usd), sa.func.sum),
+    "recent": (lambda c: sa.func.max(c.last_ts), sa.func.max),
+    "task": (lambda c: sa.literal(0), sa.func.max),
+}
+
+
+async def _first(engine: AsyncEngine, filters: Filters, order: str, limit: int) -> list[str]:
+    """The first ``limit`` tasks by ``order`` (ties by task id). A window of whole months is
+    ranked in one narrow pass. Any other is bounded by the whole months around it (a task's
+    figure there is at least its figure in the window): tasks are read exactly in the order of
+    their bounds, a growing batch at a time through the ``task`` index, until no bound left can
+    beat the ``limit``-th exact figure."""
+    cover = covering(filters)
+    if order == "task" or daily_days(filters) <= DIRECT_DAYS or not _tight(filters, cover):
+        return [task for task, _ in await _ranked(engine, filters, order, limit)]
+    bounds = await _ranked(engine, cover, order)
+    exact: list[tuple[str, Any]] = []
+    done, size = 0, 4 * limit
+    while done < len(bounds):
+        batch = [task for task, _ in bounds[done : done + size]]
+        done, size = done + size, 2 * size
+        exact = _best(exact + await _ranked(engine, filters, order, among=batch))
+        if len(exact) >= limit and done < len(bounds) and bounds[done][1] < exact[limit - 1][1]:
+            break
+    return [task for task, _ in exact[:limit]]
+
+
+def _tight(window: Filters, cover: Filters) -> bool:
+    """Whether ``cover`` is at most twice ``window``: its bounds then stay close to the exact
+    figures, and few tasks are read before they can no longer win."""
+    now = datetime.now(UTC)
+    if window.start is None or cover.start is None:
+        return True
+    extra = (window.start - cover.start) + ((cover.end or now) - (window.end or now))
+    return extra < (window.end or now) - window.start
+
+
+def _best(found: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """(task, figure) pairs, highest figure first, ties by task id."""
+    return sorted(sorted(found), key=lambda pair: pair[1], reverse=True)
+
+
+async def _ranked(
+    engine: AsyncEngine,
+    filters: Filters,
+    order: str,
+    limit: int | None = None,
+    among: list[str] | None = None,
+) -> list[tuple[str, Any]]:
+    """(task, its ``order`` figure) over ``filters``, best first (``_best``), the first
+    ``limit``; only the tasks ``among`` when given. The figure is summed per task and session
+    before the join to their context, one narrow pass."""
+    source, (value, combine) = task_source(filters, engine.dialect.name), _ORDERS[order]
+    c = source.c
+    pre = sa.select(c.task, c.session, value(c).label("v")).group_by(c.task, c.session)
+    if among is not None:
+        sessions = await ticketed(engine, among)
+        could = c.task.in_(among)
+        pre = pre.where(sa.or_(could, c.session.in_(sessions)) if sessions else could)
+    each = pre.subquery("each")
+    task_id, figure = resolved_task(each), combine(each.c.v)
+    ordered = task_id.collate("C") if engine.dialect.name == "postgresql" else task_id
+    by = ([] if order == "task" else [figure.desc()]) + [ordered]
     query = (
-        sa.select(task_id, sa.func.min(c.ts), sa.func.max(c.ts), *sum_columns(usage_events))
-        .select_from(WITH_CONTEXT)
-        .where(task_id.is_not(None), *conditions(usage_events, filters))
+        sa.select(task_id, figure)
+        .select_from(with_context(each))
+        .where(task_id.is_not(None) if among is None else task_id.in_(among))
+        .group_by(task_id)
+        .order_by(*by)
+        .limit(limit)
+    )
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    return [(row[0], row[1]) for row in rows]
+
+
+async def _task_rows(
+    engine: AsyncEngine,
+    filters: Filters,
+    *,
+    order: str | None = None,
+    limit: int | None = None,
+    only: list[str] | None = None,
+) -> list[TaskRow]:
+    """The tasks with events matching ``filters`` (only those of ``only``'s records when given;
+    the first ``limit`` by ``order`` when given). ``whole`` is exact for tasks with a value
+    (what ROI needs) and, until ``_with_whole``, the windowed totals for the others."""
+    if limit and order is not None:
+        only = await _first(engine, filters, order, limit)
+    if only is not None and not only:
+        return []
+    sessions = [] if only is None else await ticketed(engine, only)
+    source = task_source(filters, engine.dialect.name)
+    task_id, c = resolved_task(source), source.c
+    query = (
+        sa.select(task_id, sa.func.min(c.first_ts), sa.func.max(c.last_ts), *sum_columns(source))
+        .select_from(with_context(source))
+        .where(task_id.is_not(None) if only is None else of_tasks(source, only, sessions))
         .group_by(task_id)
     )
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
     records = await task_records(engine, [row[0] for row in rows])
     windowed = {row[0]: totals_of(row, 3) for row in rows}
-    valued = [task for task, record in records.items() if record.value()[0] is not None]
+    valued = [t for t in windowed if t in records and records[t].value()[0] is not None]
     whole = {} if filters == Filters() else await _whole_totals(engine, valued)
     return [
         TaskRow(
@@ -198,11 +322,12 @@ async def _whole_totals(engine: AsyncEngine, task_ids: list[str]) -> dict[str, T
     """Every event of each task, whatever the window."""
     if not task_ids:
         return {}
-    task = work_task()
+    source = whole_source()
+    task = resolved_task(source)
     query = (
-        sa.select(task, *sum_columns(usage_events))
-        .select_from(WITH_CONTEXT)
-        .where(task.in_(task_ids))
+        sa.select(task, *sum_columns(source))
+        .select_from(with_context(source))
+        .where(of_tasks(source, task_ids, await ticketed(engine, task_ids)))
         .group_by(task)
     )
     async with engine.connect() as conn:
@@ -265,7 +390,8 @@ class RoiReport:
 
 async def roi_report(engine: AsyncEngine, filters: Filters) -> RoiReport:
     """Every task with a value and events matching ``filters``, best ROI first."""
-    return roi_of(await _task_rows(engine, filters), filters)
+    found = await _task_rows(engine, filters, only=list(await valued_records(engine)))
+    return roi_of(found, filters)
 
 
 def roi_of(rows: list[TaskRow], filters: Filters) -> RoiReport:
@@ -279,13 +405,14 @@ async def value_by_team(engine: AsyncEngine) -> list[tuple[str, Decimal, Decimal
     split over the teams of its events in proportion to their dollars (to their requests
     when it has no priced dollars), its cost counted in each event's team ('' for none).
     Summed over teams, the value and cost are ``roi_report``'s totals for all time."""
-    valued = [row.task_id for row in await list_tasks(engine, Filters()) if row.value_usd]
+    valued = [row.task_id for row in (await roi_report(engine, Filters())).tasks if row.value_usd]
     records = await task_records(engine, valued)
-    task, c = work_task(), usage_events.c
+    source = whole_source()
+    task, c = resolved_task(source), source.c
     query = (
-        sa.select(task, c.team, *sum_columns(usage_events))
-        .select_from(WITH_CONTEXT)
-        .where(task.in_(valued))
+        sa.select(task, c.team, *sum_columns(source))
+        .select_from(with_context(source))
+        .where(of_tasks(source, valued, await ticketed(engine, valued)))
         .group_by(task, c.team)
     )
     async with engine.connect() as conn:

@@ -2,12 +2,13 @@
 (repository, branch, pull request, ticket) over a time window.
 
 One window, one answer: every grouping and view counts exactly the events with
-``start <= ts < end``. Grouped by task, session, key (the salted fingerprint of the caller's
-API key or seat token) or billing (``proxy.billing``) the answer comes from raw events (those
-keys are not in the rollup). Grouped by work unit it comes from raw events joined by session to
+``start <= ts < end``. Grouped by session, key (the salted fingerprint of the caller's API key
+or seat token) or billing (``proxy.billing``) the answer comes from raw events (those keys are
+not in the rollup). Grouped by work unit it comes from raw events joined by session to
 ``session_context`` (``work_key``); events whose session has no such context are one row,
-``unattributed``, never spread over the rest. So does grouping by task: an event with no task
-header belongs to its session's ticket (``work_task``), the task every task report uses.
+``unattributed``, never spread over the rest. Grouped by task it comes from the task rollups
+(``task_source``: whole months and days, raw events for partial days), an event with no task
+header belonging to its session's ticket (``window.work_task``), as in every task report.
 Every other grouping reads the whole UTC hours inside the window from the rollups (whole days from
 ``usage_daily``, the other whole hours from ``usage_hourly``, ``rollup_source``) and the partial
 hours at either edge from raw events, summed the way a rollup row is (``rollup.hourly_sums``).
@@ -24,14 +25,23 @@ answering short.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from proxy.reports.task_source import resolved_task, task_source, with_context
 from proxy.reports.totals import ReportError, Totals, sum_columns, sum_totals, totals_of
+from proxy.reports.window import (
+    WITH_CONTEXT,
+    Bound,
+    Filters,
+    between,
+    conditions,
+    who,
+)
 from proxy.store.aggregates import (
     DAY_LABEL_SQL,
     ROLLUP_KEY,
@@ -42,7 +52,7 @@ from proxy.store.aggregates import (
 )
 from proxy.store.rollup import hourly_sums, purged_before
 from proxy.store.tables import session_context, usage_daily, usage_events, usage_hourly
-from proxy.usage import BACKFILL_SOURCE, as_utc
+from proxy.usage import as_utc
 
 WORK_GROUPS = ("repo", "branch", "pr", "ticket")
 GROUPS = (
@@ -62,35 +72,7 @@ UNATTRIBUTED = "unattributed"
 _RAW_GROUPS = {"session", "key", "billing"}
 _COLUMNS = {"key": "key_fingerprint"}
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)
-Bound = datetime | None
 Range = tuple[Bound, Bound]
-
-
-@dataclass(slots=True)
-class Filters:
-    start: datetime | None = None
-    end: datetime | None = None
-    user: str | None = None
-    team: str | None = None
-    model: str | None = None
-    source: str | None = None  # "proxy", "backfill" or None: both (module doc)
-
-    def __post_init__(self) -> None:
-        if self.start is not None and self.end is not None and self.start > self.end:
-            raise ReportError(f"start {self.start.isoformat()} is after end {self.end.isoformat()}")
-        if self.source not in SOURCES:
-            raise ReportError(f"source must be proxy or backfill; got {self.source!r}")
-
-    def window_json(self) -> dict[str, str | None]:
-        """The window as reports echo it: ISO 8601 UTC, null for an open side."""
-        return {"start": _iso(self.start), "end": _iso(self.end)}
-
-
-SOURCES = (None, "proxy", "backfill")
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else as_utc(moment).isoformat()
 
 
 async def resolve(engine: AsyncEngine, f: Filters) -> Filters:
@@ -133,19 +115,6 @@ async def usage(engine: AsyncEngine, group_by: str, filters: Filters) -> list[tu
     return [(key_text(row[0]), totals_of(row, 1)) for row in rows]
 
 
-WITH_CONTEXT = usage_events.outerjoin(
-    session_context, usage_events.c.session == session_context.c.session
-)
-
-
-def work_task() -> sa.ColumnElement[Any]:
-    """The task of an event of ``WITH_CONTEXT``: the one a header named; else its session's
-    ticket (from the branch name); else the session (attribution's default)."""
-    c, ctx = usage_events.c, session_context.c
-    inherited = sa.or_(c.task.is_(None), c.task == c.session)  # no task header
-    return sa.case((sa.and_(inherited, ctx.ticket.is_not(None)), ctx.ticket), else_=c.task)
-
-
 def work_key(group_by: str) -> sa.ColumnElement[Any]:
     """The work unit of an event of ``WITH_CONTEXT``: ``host/owner/name`` (repo),
     ``owner/name:branch``, ``owner/name#123`` (pr) or the ticket; NULL when not known."""
@@ -163,13 +132,15 @@ def work_key(group_by: str) -> sa.ColumnElement[Any]:
 async def _work_usage(
     engine: AsyncEngine, group_by: str, filters: Filters
 ) -> list[tuple[str, Totals]]:
-    key = work_task() if group_by == "task" else work_key(group_by)
-    query = (
-        sa.select(key.label("key"), *sum_columns(usage_events))
-        .select_from(WITH_CONTEXT)
-        .where(*conditions(usage_events, filters))
-        .group_by(key)
-    )
+    if group_by == "task":  # the task rollups, as every task report reads them
+        source = task_source(filters, engine.dialect.name)
+        key = resolved_task(source)
+        query = sa.select(key.label("key"), *sum_columns(source)).select_from(with_context(source))
+    else:
+        key = work_key(group_by)
+        query = sa.select(key.label("key"), *sum_columns(usage_events)).select_from(WITH_CONTEXT)
+        query = query.where(*conditions(usage_events, filters))
+    query = query.group_by(key)
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
     none = NONE_KEY if group_by == "task" else UNATTRIBUTED
@@ -222,8 +193,8 @@ def rollup_parts(first: Bound, stop: Bound, f: Filters) -> list[sa.Select[Any]]:
 
 def _raw_part(edges: list[Range], f: Filters, dialect: str) -> sa.Select[Any]:
     ts = usage_events.c.ts
-    ranges = [sa.and_(sa.true(), *_between(ts, lo, hi)) for lo, hi in edges]
-    return hourly_sums(dialect, sa.or_(*ranges), *_who(usage_events, f))
+    ranges = [sa.and_(sa.true(), *between(ts, lo, hi)) for lo, hi in edges]
+    return hourly_sums(dialect, sa.or_(*ranges), *who(usage_events, f))
 
 
 def split_range(first: Bound, stop: Bound) -> tuple[Range | None, list[Range]]:
@@ -243,7 +214,7 @@ def split_range(first: Bound, stop: Bound) -> tuple[Range | None, list[Range]]:
 
 def _daily_part(days: Range, f: Filters) -> sa.Select[Any]:
     c = usage_daily.c
-    where = _between(c.day, *days) + _who(usage_daily, f)
+    where = between(c.day, *days) + who(usage_daily, f)
     return sa.select(c.day.label("hour"), *(c[n] for n in (*ROLLUP_KEY[1:], *ROLLUP_SUMS))).where(
         *where
     )
@@ -251,26 +222,10 @@ def _daily_part(days: Range, f: Filters) -> sa.Select[Any]:
 
 def _hourly_part(hours: list[Range], f: Filters) -> sa.Select[Any]:
     c = usage_hourly.c
-    ranges = [sa.and_(sa.true(), *_between(c.hour, lo, hi)) for lo, hi in hours]
+    ranges = [sa.and_(sa.true(), *between(c.hour, lo, hi)) for lo, hi in hours]
     return sa.select(*(c[n] for n in (*ROLLUP_KEY, *ROLLUP_SUMS))).where(
-        sa.or_(*ranges), *_who(usage_hourly, f)
+        sa.or_(*ranges), *who(usage_hourly, f)
     )
-
-
-def _between(column: sa.ColumnElement[Any], lo: Bound, hi: Bound) -> list[sa.ColumnElement[bool]]:
-    where = [] if lo is None else [column >= lo]
-    return where if hi is None else [*where, column < hi]
-
-
-def _who(table: sa.Table, f: Filters) -> list[sa.ColumnElement[bool]]:
-    values = {name: getattr(f, name) for name in ("user", "team", "model")}
-    found = [table.c[name] == value for name, value in values.items() if value is not None]
-    if f.source is not None:
-        if table is not usage_events:  # a rollup cannot answer by source: never silently
-            raise ReportError("a report by source reads raw events; this one reads the rollups")
-        backfilled = table.c.attribution_source == BACKFILL_SOURCE
-        found.append(backfilled if f.source == "backfill" else sa.not_(backfilled))
-    return found
 
 
 def _hour_floor_of(moment: Bound) -> Bound:
@@ -297,13 +252,6 @@ def _group_key(table: sa.FromClause, group_by: str, engine: AsyncEngine) -> sa.C
         column = "ts" if table is usage_events else "hour"
         return sa.literal_column(bucket(DAY_LABEL_SQL, engine.dialect.name, column))
     return table.c[_COLUMNS.get(group_by, group_by)]
-
-
-def conditions(table: sa.Table, f: Filters) -> list[sa.ColumnElement[bool]]:
-    """WHERE clauses for exactly ``f`` on raw events (``start <= ts < end``), or on a rollup's
-    hours (``start <= hour < end``: exact for a window of whole hours)."""
-    time = table.c.ts if table is usage_events else table.c[table.c.keys()[0]]
-    return _between(time, f.start, f.end) + _who(table, f)
 
 
 def key_text(value: Any) -> str:

@@ -1,6 +1,6 @@
 """One slice of raw events seen whole: its span, people, sessions and totals per model.
 
-``slice_of(engine, where)`` answers for any condition on ``usage.WITH_CONTEXT`` (events joined
+``slice_of(engine, where)`` answers for any condition on ``window.WITH_CONTEXT`` (events joined
 to their session's work context): one task (``tasks.task_view``) or one work unit
 (``work_view``: a pull request ``owner/name#123``, a repository, a branch or a ticket, keyed as
 ``usage --by`` keys them). Every event of the slice counts, whatever its time.
@@ -16,7 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy.reports.totals import ReportError, Totals, sum_columns, sum_totals, totals_of
-from proxy.reports.usage import WITH_CONTEXT, WORK_GROUPS, work_key
+from proxy.reports.usage import WORK_GROUPS, work_key
+from proxy.reports.window import WITH_CONTEXT
 from proxy.store.tables import usage_events
 from proxy.usage import as_utc
 

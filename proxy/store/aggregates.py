@@ -17,8 +17,16 @@ there are none). ``Sum.sql`` renders it in SQL that SQLite and PostgreSQL both r
 names only; ``Sum.of_row`` is the same for one row in Python (a NULL counts 0, as SQL's ``sum``
 skips it). Every sum is additive, so a daily row is the sum of its hourly rows.
 
-The time buckets (``HOUR_SQL``, ``DAY_SQL``, ``DAY_LABEL_SQL``) are SQL templates per dialect
-over one timestamp column; ``hour_of``/``day_of`` are the same buckets in Python.
+The time buckets (``HOUR_SQL``, ``DAY_SQL``, ``MONTH_SQL``, ``DAY_LABEL_SQL``) are SQL templates
+per dialect over one timestamp column; ``hour_of``/``day_of``/``month_of`` are the same buckets in
+Python.
+
+The task rollups (``task_daily``, ``task_monthly``) hold the same ``SUMS`` per UTC day (month) and
+``TASK_KEY``: the event's own task and, when the event named no task of its own (its task is
+NULL or its session, attribution's default), its session; '' standing for NULL. A task report
+joins that session to ``session_context`` at read time, so an event whose session later gets a
+ticket moves to the ticket's task without any rollup row changing (``reports.tasks``). Each row
+also keeps the first and last ``ts`` of its events (``SPAN_COLUMNS``): merged with min/max.
 """
 
 from __future__ import annotations
@@ -51,6 +59,15 @@ COST_COLUMNS: tuple[str, ...] = (
 
 ROLLUP_KEY: tuple[str, ...] = ("hour", "provider", "model", "user", "team")
 DAILY_KEY: tuple[str, ...] = ("day", *ROLLUP_KEY[1:])
+# The task rollups' key after their time column (``day``, ``month``): task, session (see above).
+TASK_KEY: tuple[str, ...] = ("task", "session", *ROLLUP_KEY[1:])
+TASK_DAILY_KEY: tuple[str, ...] = ("day", *TASK_KEY)
+TASK_MONTHLY_KEY: tuple[str, ...] = ("month", *TASK_KEY)
+# The first and last event time of a task rollup row: (column, SQL aggregate, SQL merge).
+SPAN_COLUMNS: tuple[tuple[str, str, dict[str, str]], ...] = (
+    ("first_ts", "min", {"postgresql": "least", "sqlite": "min"}),
+    ("last_ts", "max", {"postgresql": "greatest", "sqlite": "max"}),
+)
 
 
 def quoted(name: str) -> str:
@@ -140,6 +157,10 @@ DAY_SQL: dict[str, str] = {
     "postgresql": "date_trunc('day', {column} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'",
     "sqlite": "substr({column}, 1, 10) || ' 00:00:00.000000'",
 }
+MONTH_SQL: dict[str, str] = {
+    "postgresql": "date_trunc('month', {column} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'",
+    "sqlite": "substr({column}, 1, 7) || '-01 00:00:00.000000'",
+}
 DAY_LABEL_SQL: dict[str, str] = {  # the UTC day as text, YYYY-MM-DD
     "postgresql": "to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
     "sqlite": "substr({column}, 1, 10)",
@@ -158,6 +179,33 @@ def key_sql(dialect: str, time: Mapping[str, str] = HOUR_SQL) -> list[str]:
     return [bucket(time, dialect, "ts"), quoted("provider"), *who]
 
 
+def task_key_sql(dialect: str, time: Mapping[str, str] = DAY_SQL) -> list[str]:
+    """The task rollup key of a ``usage_events`` row, in ``(time, *TASK_KEY)`` order."""
+    inherited = f"{quoted('task')} IS NULL OR {quoted('task')} = {quoted('session')}"
+    session = f"CASE WHEN {inherited} THEN coalesce({quoted('session')}, '') ELSE '' END"
+    time_sql, provider, *who = key_sql(dialect, time)
+    return [time_sql, f"coalesce({quoted('task')}, '')", session, provider, *who]
+
+
+def task_rows_sql(dialect: str, source: str, time: Mapping[str, str] = DAY_SQL) -> str:
+    """``SELECT`` of task rollup rows (``(time, *TASK_KEY)``, ``SUMS``, ``SPAN_COLUMNS``) summed
+    from the events of ``source`` (a table or CTE of ``usage_events`` rows; the caller may append
+    a WHERE by ending ``source`` with it), in key order: what every task rollup writer inserts."""
+    keys = task_key_sql(dialect, time)
+    spans = [f"{aggregate}({quoted('ts')})" for _, aggregate, _ in SPAN_COLUMNS]
+    by = ", ".join(str(i) for i in range(1, len(keys) + 1))
+    columns = ", ".join([*keys, *(s.sql() for s in SUMS), *spans])
+    return f"SELECT {columns} FROM {source} GROUP BY {by} ORDER BY {by}"  # noqa: S608
+
+
+def task_key_of(row: Mapping[str, Any]) -> tuple[str, ...]:
+    """``TASK_KEY`` of one event, as ``task_key_sql`` computes it."""
+    task, session = row["task"], row["session"]
+    inherited = task is None or task == session
+    who = (row[name] or "" for name in ROLLUP_KEY[2:])
+    return (task or "", (session or "") if inherited else "", row["provider"], *who)
+
+
 def added_sql(table: str) -> str:
     """The ``ON CONFLICT … DO UPDATE SET`` list that adds incoming sums to ``table``'s row."""
     return ", ".join(
@@ -165,9 +213,26 @@ def added_sql(table: str) -> str:
     )
 
 
+TASK_ROLLED: tuple[str, ...] = (*TASK_KEY, *ROLLUP_SUMS, *(n for n, _, _ in SPAN_COLUMNS))
+
+
+def task_added_sql(table: str, dialect: str) -> str:
+    """``added_sql`` for a task rollup: the sums added, the first and last times merged."""
+    spans = (
+        f"{quoted(n)} = {merge[dialect]}({table}.{quoted(n)}, excluded.{quoted(n)})"
+        for n, _, merge in SPAN_COLUMNS
+    )
+    return ", ".join((added_sql(table), *spans))
+
+
 def hour_of(ts: datetime) -> datetime:
     """The UTC hour an instant falls in: the hourly rollup's time key."""
     return as_utc(ts).replace(minute=0, second=0, microsecond=0)
+
+
+def month_of(ts: datetime) -> datetime:
+    """The UTC month (its first midnight) an instant falls in: the monthly task rollup's key."""
+    return day_of(ts).replace(day=1)
 
 
 def day_of(ts: datetime) -> datetime:

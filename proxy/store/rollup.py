@@ -1,6 +1,7 @@
-"""The rollups: how raw events are summed into ``usage_hourly`` and ``usage_daily``, live and
-from scratch. What a rollup row sums, and its time buckets, are declared in ``aggregates``;
-everything here is generated from that (``hourly_sums``, the rebuild, ``rollup_deltas``).
+"""The rollups: how raw events are summed into ``usage_hourly`` and ``usage_daily`` (and per task
+key into ``task_daily`` and ``task_monthly``), live and from scratch. What a rollup row sums,
+and its time buckets, are declared in ``aggregates``; everything here is generated from that
+(``hourly_sums``, ``task_sums``, the rebuild, ``rollup_deltas``, ``task_deltas``).
 
 Live: the writer (``writes.py``, ``sqlite_write.py``) sums in SQL exactly the rows its
 ``INSERT … ON CONFLICT DO NOTHING RETURNING`` inserted, in the same transaction, so a row is
@@ -12,6 +13,10 @@ still has raw events (older hours, whose raw events ``purge_raw`` removed, keep 
 rows), then the daily rollup from the hourly one for the days it touched. ``rebuild_hours`` does
 the same for chosen hours inside a caller's transaction (re-attribution moves events between
 rollup keys, and rebuilding their hours is how the sums follow).
+The task rollups follow: a rebuild recomputes ``task_daily`` from raw events for the whole
+UTC days it covers and ``task_monthly`` from ``task_daily`` for their months. A day is only
+rebuilt when none of its hours was purged (``_raw_backed``): the oldest raw day, when retention
+cut into it, keeps the task rows written live (it has no hourly task rows to rebuild it from).
 ``purge_raw`` cuts at an hour boundary so an hour is either wholly raw-backed or rollup-only.
 Run both while no recorder is writing (the CLI does); they are maintenance, not the hot path.
 """
@@ -44,17 +49,26 @@ from sqlalchemy.sql.dml import Insert
 from proxy.store.aggregates import (
     DAILY_KEY,
     DAY_SQL,
+    MONTH_SQL,
     ROLLUP_KEY,
     ROLLUP_SUMS,
+    SPAN_COLUMNS,
     SUMS,
+    TASK_DAILY_KEY,
+    TASK_KEY,
+    TASK_MONTHLY_KEY,
+    TASK_ROLLED,
     Sum,
     bucket,
     day_of,
     hour_of,
     key_sql,
+    month_of,
+    task_key_of,
+    task_key_sql,
 )
 from proxy.store.rows import Row
-from proxy.store.tables import usage_daily, usage_events, usage_hourly
+from proxy.store.tables import task_daily, task_monthly, usage_daily, usage_events, usage_hourly
 from proxy.usage import as_utc
 
 RollupKey = tuple[datetime, str, str, str, str]
@@ -105,6 +119,57 @@ def daily_deltas(hourly: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         for name in ROLLUP_SUMS:
             sums[name] += delta[name]
     return [dict(zip(DAILY_KEY, key, strict=True)) | sums for key, sums in sorted(by_day.items())]
+
+
+TaskKey = tuple[Any, ...]
+_SPANS = tuple(name for name, _, _ in SPAN_COLUMNS)
+
+
+def task_deltas(rows: Iterable[Row]) -> list[dict[str, Any]]:
+    """One ``task_daily`` row (sums, first and last ``ts``) per task key and day in ``rows``."""
+    by_key: dict[TaskKey, dict[str, Any]] = {}
+    for row in rows:
+        sums = by_key.setdefault((day_of(row["ts"]), *task_key_of(row)), _zero())
+        _add(sums, row)
+        ts = row["ts"]
+        sums["first_ts"] = min(sums.get("first_ts", ts), ts)
+        sums["last_ts"] = max(sums.get("last_ts", ts), ts)
+    return [dict(zip(TASK_DAILY_KEY, k, strict=True)) | v for k, v in sorted(by_key.items())]
+
+
+def _monthly_deltas(daily: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    by_month: dict[TaskKey, dict[str, Any]] = {}
+    for delta in daily:
+        key = (month_of(delta["day"]), *(delta[name] for name in TASK_KEY))
+        was = by_month.get(key)
+        if was is None:
+            by_month[key] = {n: delta[n] for n in (*ROLLUP_SUMS, *_SPANS)}
+            continue
+        for name in ROLLUP_SUMS:
+            was[name] += delta[name]
+        was["first_ts"] = min(was["first_ts"], delta["first_ts"])
+        was["last_ts"] = max(was["last_ts"], delta["last_ts"])
+    return [dict(zip(TASK_MONTHLY_KEY, k, strict=True)) | v for k, v in sorted(by_month.items())]
+
+
+async def upsert_task_rollups(
+    conn: AsyncConnection, daily: list[dict[str, Any]], added: Sequence[str] = ROLLUP_SUMS
+) -> None:
+    """Add the ``added`` sums of ``daily`` task deltas (``task_deltas``, in key order) to
+    ``task_daily`` and per month to ``task_monthly``, in the caller's transaction; a new row
+    takes the deltas' first and last times."""
+    if not daily:
+        return
+    for table, key, deltas in (
+        (task_daily, TASK_DAILY_KEY, daily),
+        (task_monthly, TASK_MONTHLY_KEY, _monthly_deltas(daily)),
+    ):
+        insert = dialect_insert(conn, table)
+        upsert = insert.on_conflict_do_update(
+            index_elements=list(key),
+            set_={name: table.c[name] + insert.excluded[name] for name in added},
+        )
+        await conn.execute(upsert, deltas)
 
 
 async def upsert_rollups(
@@ -174,14 +239,78 @@ def _rebuild_daily_insert(dialect: str, days: Ranges) -> Insert:
     return usage_daily.insert().from_select([*DAILY_KEY, *ROLLUP_SUMS], query)
 
 
+def task_sums(dialect: str, *where: ColumnElement[bool]) -> Select[Any]:
+    """``task_daily`` rows (its column names) summed from the raw events matching ``where``: what
+    a task rollup row is, for the rebuild and for task reports' partial days."""
+    keys: list[ColumnElement[Any]] = [literal_column(sql) for sql in task_key_sql(dialect)]
+    ts = usage_events.c.ts
+    columns = [*keys, *map(summed, SUMS), func.min(ts), func.max(ts)]
+    named = zip(columns, ("day", *TASK_ROLLED), strict=True)
+    query = select(*(column.label(name) for column, name in named)).select_from(usage_events)
+    return query.where(*where).group_by(*keys)
+
+
+def _rebuild_task_inserts(dialect: str, days: Ranges, months: Ranges) -> list[Insert]:
+    daily = task_sums(dialect, _within(usage_events.c.ts, days))
+    d = task_daily.c
+    month: ColumnElement[Any] = literal_column(bucket(MONTH_SQL, dialect, "day"))
+    keys = [month, *(d[n] for n in TASK_KEY)]
+    sums = [func.sum(d[n]) for n in ROLLUP_SUMS]
+    monthly = select(*keys, *sums, func.min(d.first_ts), func.max(d.last_ts))
+    monthly = monthly.where(_within(d.day, months)).group_by(*keys)
+    return [
+        task_daily.insert().from_select(list(TASK_DAILY_KEY) + _SPAN_FREE, daily),
+        task_monthly.insert().from_select(list(TASK_MONTHLY_KEY) + _SPAN_FREE, monthly),
+    ]
+
+
+_SPAN_FREE = [*ROLLUP_SUMS, *_SPANS]
+
+
+async def _rebuild_tasks(conn: AsyncConnection, days: Ranges) -> None:
+    """Recompute ``task_daily`` over whole ``days`` from raw events, then ``task_monthly`` for
+    their months from ``task_daily``."""
+    if not days:
+        return
+    months: Ranges = [(month_of(lo), None if hi is None else _month_after(hi)) for lo, hi in days]
+    daily_insert, monthly_insert = _rebuild_task_inserts(conn.dialect.name, days, months)
+    await conn.execute(delete(task_daily).where(_within(task_daily.c.day, days)))
+    await conn.execute(daily_insert)
+    await conn.execute(delete(task_monthly).where(_within(task_monthly.c.month, months)))
+    await conn.execute(monthly_insert)
+
+
+def _month_after(end: datetime) -> datetime:
+    """The start of the month after the one holding the instant just before ``end``."""
+    last = month_of(end - timedelta(microseconds=1))
+    return (last + timedelta(days=32)).replace(day=1)
+
+
+async def _raw_backed(conn: AsyncConnection, days: Ranges) -> Ranges:
+    """``days`` less the days retention cut into: those before the oldest raw event's day, and
+    that day too when the hourly rollup holds hours of it older than its oldest raw event."""
+    oldest = (await conn.execute(select(func.min(usage_events.c.ts)))).scalar()
+    if oldest is None:
+        return []
+    first = day_of(oldest)
+    purged = select(usage_hourly.c.hour).where(
+        usage_hourly.c.hour >= first, usage_hourly.c.hour < hour_of(oldest)
+    )
+    if (await conn.execute(purged.limit(1))).first() is not None:
+        first += DAY
+    return [(max(lo, first), hi) for lo, hi in days if hi is None or max(lo, first) < hi]
+
+
 async def _rebuild(conn: AsyncConnection, hours: Ranges, days: Ranges) -> int:
     """Recompute ``usage_hourly`` over ``hours`` from raw events, then ``usage_daily`` over
-    ``days`` from ``usage_hourly``; returns the hourly rows written."""
+    ``days`` from ``usage_hourly``, then the task rollups of the whole days of ``days`` that
+    cannot have purged hours; returns the hourly rows written."""
     dialect = conn.dialect.name
     await conn.execute(delete(usage_hourly).where(_within(usage_hourly.c.hour, hours)))
     result = await conn.execute(_rebuild_insert(dialect, hours))
     await conn.execute(delete(usage_daily).where(_within(usage_daily.c.day, days)))
     await conn.execute(_rebuild_daily_insert(dialect, days))
+    await _rebuild_tasks(conn, await _raw_backed(conn, days))
     return result.rowcount
 
 
@@ -213,7 +342,8 @@ async def lock_rollups(conn: AsyncConnection) -> None:
     a rebuild never races a live rollup update: PostgreSQL locks both rollups against writes
     (readers go on); SQLite takes its one write lock now, before the caller reads."""
     if conn.dialect.name == "postgresql":
-        await conn.execute(text("LOCK TABLE usage_hourly, usage_daily IN SHARE ROW EXCLUSIVE MODE"))
+        tables = "usage_hourly, usage_daily, task_daily, task_monthly"
+        await conn.execute(text(f"LOCK TABLE {tables} IN SHARE ROW EXCLUSIVE MODE"))
     else:
         await conn.execute(delete(usage_hourly).where(false()))
 

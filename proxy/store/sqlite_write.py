@@ -8,7 +8,8 @@ timestamps, money as integer 10⁻¹⁰ units, booleans as 0/1) and, in one tran
 1. the batch goes into a per-connection temporary table with the driver's executemany (C);
 2. rows already in ``usage_events`` are deleted from it (a replayed row: exactly once);
 3. what is left is inserted into ``usage_events`` and summed by hour and by day into
-   ``usage_hourly`` and ``usage_daily`` (``aggregates.SUMS``, as ``rollup.rebuild_rollups``).
+   ``usage_hourly`` and ``usage_daily``, by day and month and task key into ``task_daily`` and
+   ``task_monthly`` (``aggregates.SUMS``, as ``rollup.rebuild_rollups``).
 
 SQLite has one writer at a time, so nothing can slip in between steps 2 and 3.
 """
@@ -27,12 +28,18 @@ from proxy.store.aggregates import (
     DAILY_KEY,
     DAY_SQL,
     HOUR_SQL,
+    MONTH_SQL,
     ROLLUP_KEY,
     ROLLUP_SUMS,
     SUMS,
+    TASK_DAILY_KEY,
+    TASK_MONTHLY_KEY,
+    TASK_ROLLED,
     added_sql,
     key_sql,
     quoted,
+    task_added_sql,
+    task_rows_sql,
 )
 from proxy.store.rows import Row
 from proxy.store.tables import usage_events
@@ -106,8 +113,18 @@ def _upsert(table: str, key_names: Sequence[str], time: dict[str, str]) -> str:
     )
 
 
+def _task_upsert(table: str, key_names: Sequence[str], time: dict[str, str]) -> str:
+    return (
+        f"INSERT INTO {table} ({_names([key_names[0], *TASK_ROLLED])})"
+        f" {task_rows_sql('sqlite', f'{_BATCH} WHERE true', time)}"
+        f" ON CONFLICT ({_names(key_names)}) DO UPDATE SET {task_added_sql(table, 'sqlite')}"
+    )
+
+
 _HOURLY = _upsert("usage_hourly", ROLLUP_KEY, HOUR_SQL)
 _DAILY = _upsert("usage_daily", DAILY_KEY, DAY_SQL)
+_TASK_DAILY = _task_upsert("task_daily", TASK_DAILY_KEY, DAY_SQL)
+_TASK_MONTHLY = _task_upsert("task_monthly", TASK_MONTHLY_KEY, MONTH_SQL)
 
 
 async def write_sqlite(conn: AsyncConnection, rows: Sequence[Row]) -> set[str]:
@@ -119,6 +136,6 @@ async def write_sqlite(conn: AsyncConnection, rows: Sequence[Row]) -> set[str]:
     await conn.exec_driver_sql(_DROP_KNOWN)
     new = set((await conn.exec_driver_sql(_NEW_IDS)).scalars())
     await conn.exec_driver_sql(_INSERT)
-    for statement in (_HOURLY, _DAILY, _CLEAR_BATCH):
+    for statement in (_HOURLY, _DAILY, _TASK_DAILY, _TASK_MONTHLY, _CLEAR_BATCH):
         await conn.exec_driver_sql(statement)
     return new

@@ -11,8 +11,10 @@ Change a table here and add a migration in the same change.
   ``model`` the one that produced the answer, its tokens and cost the sum over the steps, and
   this column the detail ``reprice`` needs to price it again exactly. Secondary indexes only
   where a query needs one (each costs the insert path a few µs per event): ``ts`` (raw ranges,
-  retention, repricing), ``task`` (one task's view), ``(user, ts)`` (raw reports for one user).
-  None on ``session``: no query filters by it (grouping by session scans a ``ts`` range).
+  retention, repricing), ``task`` (one task's view), ``(user, ts)`` (raw reports for one user),
+  and ``session`` only where ``task`` is NULL (partial: one task's view finds the events its
+  sessions' ticket gives it; the proxy records a session's events with a task, so its traffic
+  rarely enters this index).
 - ``usage_hourly``: the rollup; key (hour, provider, model, user, team) with '' standing for
   NULL so the key is always comparable. Kept when raw events are purged. Its sums, and how each
   comes from raw events, are declared once in ``aggregates`` (``SUMS``), for every writer and
@@ -26,6 +28,11 @@ Change a table here and add a migration in the same change.
   days, so a later fetch adds newer pages and readers take the newest per provider, report and
   day (``store.snapshots``). ``snapshot_id`` groups one provider's pages of a fetch run or of an
   imported file; ``starts_at``/``ends_at`` span the page's buckets (NULL when it has none).
+- ``task_daily``, ``task_monthly``: the same sums per UTC day (month) and task key (``TASK_KEY``:
+  the event's own task, its session when it named no task of its own, provider, model, user,
+  team; '' for NULL), with the first and last event time of each row; written in the same
+  statement/transaction as ``usage_hourly``. Task reports read them, joining ``session`` to
+  ``session_context`` for the ticket (``aggregates``). Kept when raw events are purged.
 - ``people`` and ``tasks``: records the API maintains (compensation history, task value).
 - ``session_context``: the work a session is part of (repository, branch, working tree, pull
   request, ticket), one row per session id, as Claude Code's hooks and status line report it
@@ -52,9 +59,17 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
-from proxy.store.aggregates import COST_COLUMNS, COUNT_COLUMNS, ROLLUP_KEY, SUMS
+from proxy.store.aggregates import (
+    COST_COLUMNS,
+    COUNT_COLUMNS,
+    ROLLUP_KEY,
+    SPAN_COLUMNS,
+    SUMS,
+    TASK_KEY,
+)
 from proxy.store.types import Fixed, UTCDateTime
 
 NAMING = {
@@ -107,6 +122,13 @@ usage_events = Table(
     Index(None, "ts"),
     Index(None, "task"),
     Index(None, "user", "ts"),
+    # One task's events named by no task of their own (backfilled logs): ``reports.tasks``.
+    Index(
+        "ix_usage_events_untasked_session",
+        "session",
+        postgresql_where=text("task IS NULL"),
+        sqlite_where=text("task IS NULL"),
+    ),
 )
 
 
@@ -128,6 +150,23 @@ def _rollup_table(name: str, time_key: str) -> Table:
 
 usage_hourly = _rollup_table("usage_hourly", "hour")
 usage_daily = _rollup_table("usage_daily", "day")
+
+
+def _task_rollup_table(name: str, time_key: str) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column(time_key, UTCDateTime(), primary_key=True),
+        *(Column(n, String, primary_key=True) for n in TASK_KEY),
+        *(_money(s.name, nullable=False) if s.money else _tokens(s.name) for s in SUMS),
+        *(Column(n, UTCDateTime(), nullable=False) for n, _, _ in SPAN_COLUMNS),
+        Index(None, "task"),  # a few tasks' rows (the task list's chosen rows, ROI)
+        postgresql_with={"fillfactor": ROLLUP_FILLFACTOR},
+    )
+
+
+task_daily = _task_rollup_table("task_daily", "day")
+task_monthly = _task_rollup_table("task_monthly", "month")
 
 people = Table(
     "people",

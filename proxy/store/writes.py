@@ -10,7 +10,8 @@ crash between commit and spool removal.
   cheaper in Python than asyncpg's per-element binary array encoding. The INSERT
   is a data-modifying CTE, what it RETURNED is grouped by hour × provider × model × user × team
   in SQL (``aggregates.SUMS``, as ``rollup.rebuild_rollups`` sums), and those hourly sums are
-  upserted into ``usage_hourly`` and, summed again per day, into ``usage_daily``. Every upsert
+  upserted into ``usage_hourly`` and, summed again per day, into ``usage_daily``; the same rows
+  summed per day and per month by task key go into ``task_daily`` and ``task_monthly``. Every upsert
   feeds its rows in key order and every writer runs the same statement, so concurrent writers
   (pipelined batches, replicas) take rollup row locks in one global order and cannot deadlock
   on them.
@@ -45,14 +46,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from proxy.store.aggregates import (
     DAILY_KEY,
     DAY_SQL,
+    MONTH_SQL,
     ROLLUP_KEY,
     ROLLUP_SUMS,
     SUMMED_COLUMNS,
     SUMS,
+    TASK_DAILY_KEY,
+    TASK_MONTHLY_KEY,
+    TASK_ROLLED,
     added_sql,
     bucket,
     key_sql,
     quoted,
+    task_added_sql,
+    task_rows_sql,
 )
 from proxy.store.budgets import Tally, count_new
 from proxy.store.rows import Row
@@ -224,7 +231,8 @@ def _insert_new_events() -> str:
         f"${i}::text::{_array_type(column)}"
         for i, column in enumerate(usage_events.columns, start=1)
     )
-    returned = ("event_id", "ts", *ROLLUP_KEY[1:], *SUMMED_COLUMNS)  # what the rollup sums read
+    # What the rollup sums read, and the task rollups' key.
+    returned = ("event_id", "ts", *ROLLUP_KEY[1:], "task", "session", *SUMMED_COLUMNS)
     return (
         f"INSERT INTO usage_events ({_names(_EVENT_COLUMNS)})"  # noqa: S608
         f" SELECT * FROM unnest({arrays}) AS batch({_names(_EVENT_COLUMNS)})"
@@ -257,6 +265,14 @@ def _upsert(table: str, key: Sequence[str], select: str) -> str:
     )
 
 
+def _task_upsert(table: str, key: Sequence[str], time: dict[str, str]) -> str:
+    return (
+        f"INSERT INTO {table} ({_names((key[0], *TASK_ROLLED))})"
+        f" {task_rows_sql('postgresql', 'new', time)}"
+        f" ON CONFLICT ({_names(key)}) DO UPDATE SET {task_added_sql(table, 'postgresql')}"
+    )
+
+
 _ROLLED = (*ROLLUP_KEY, *ROLLUP_SUMS)
 _BY_KEY = _names(ROLLUP_KEY)
 
@@ -270,6 +286,8 @@ def _postgresql_write_sql() -> str:
         f"WITH new AS ({_insert_new_events()}),"  # noqa: S608
         f" hourly AS ({_sum_new_by_hour()}),"
         f" rolled AS ({_upsert('usage_hourly', ROLLUP_KEY, hourly)}),"
-        f" rolled_daily AS ({_upsert('usage_daily', DAILY_KEY, _sum_hourly_by_day())})"
+        f" rolled_daily AS ({_upsert('usage_daily', DAILY_KEY, _sum_hourly_by_day())}),"
+        f" task_day AS ({_task_upsert('task_daily', TASK_DAILY_KEY, DAY_SQL)}),"
+        f" task_month AS ({_task_upsert('task_monthly', TASK_MONTHLY_KEY, MONTH_SQL)})"
         " SELECT event_id FROM new"
     )

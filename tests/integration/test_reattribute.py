@@ -20,7 +20,13 @@ from proxy.store.rollup import rebuild_rollups
 from proxy.store.rows import event_to_row
 from proxy.store.writes import write_batch
 from proxy.usage import UsageEvent
-from tests.dbfixtures import daily_rows, hourly_summed_by_day, rollup_rows
+from tests.dbfixtures import (
+    daily_rows,
+    hourly_summed_by_day,
+    rollup_rows,
+    task_rollups,
+    task_rollups_from_events,
+)
 from tests.factories import make_event
 
 SALT = "tokenmeter-default-salt"
@@ -81,6 +87,9 @@ async def test_reattribute_moves_events_and_rollups_once(engine: AsyncEngine) ->
     ]
     hourly, daily = await rollup_rows(engine), await daily_rows(engine)
     assert daily == await hourly_summed_by_day(engine)
+    by_task = await task_rollups(engine)
+    assert by_task == await task_rollups_from_events(engine)  # moved to alice's task key
+    assert {row["user"] for row in by_task[0]} == {"", "alice"}
     await rebuild_rollups(engine)  # the rollups from scratch: what they must hold
     assert await rollup_rows(engine) == hourly
     assert await daily_rows(engine) == daily

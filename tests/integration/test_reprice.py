@@ -21,7 +21,14 @@ from proxy.store.rows import event_to_row
 from proxy.store.tables import usage_events
 from proxy.store.writes import write_batch
 from proxy.usage import Cost, Iteration, ResponseFacts, Usage, UsageEvent
-from tests.dbfixtures import daily_rows, hourly_summed_by_day, raw_totals, rollup_totals
+from tests.dbfixtures import (
+    daily_rows,
+    hourly_summed_by_day,
+    raw_totals,
+    rollup_totals,
+    task_rollups,
+    task_rollups_from_events,
+)
 from tests.factories import make_event
 
 T0 = datetime(2026, 11, 20, 10, tzinfo=UTC)
@@ -104,12 +111,14 @@ async def test_reprice_fixes_costs_and_rollup_and_is_idempotent(engine: AsyncEng
     assert raw["unpriced_requests"] == 1
 
     assert await daily_rows(engine) == await hourly_summed_by_day(engine)
+    assert await task_rollups(engine) == await task_rollups_from_events(engine)
 
     second = await reprice(engine, pricer, T0)
     assert (second.events, second.changed, second.cost_changed) == (7, 0, 0)
     assert second.before.cost_usd == second.after.cost_usd == 6 * RIGHT
     assert await rollup_totals(engine) == raw
     assert await daily_rows(engine) == await hourly_summed_by_day(engine)
+    assert await task_rollups(engine) == await task_rollups_from_events(engine)
 
 
 def _live(facts: ResponseFacts, minute: int) -> UsageEvent:

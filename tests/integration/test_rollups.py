@@ -16,7 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy.reports.totals import sum_columns, totals_of
-from proxy.reports.usage import Filters, conditions, usage
+from proxy.reports.usage import usage
+from proxy.reports.window import Filters, conditions
 from proxy.store import batches
 from proxy.store.aggregates import ROLLUP_SUMS
 from proxy.store.engine import make_engine, upgrade
@@ -33,6 +34,8 @@ from tests.dbfixtures import (
     raw_totals,
     rollup_rows,
     rollup_totals,
+    task_rollups,
+    task_rollups_from_events,
 )
 from tests.factories import make_event
 
@@ -233,6 +236,7 @@ async def test_concurrent_writers_do_not_deadlock_on_the_rollups(pg_url: str) ->
         assert await rollup_totals(engine) == await raw_totals(engine)
         assert (await rollup_totals(engine))["requests"] == len(events)
         assert await daily_rows(engine) == await hourly_summed_by_day(engine)
+        assert await task_rollups(engine) == await task_rollups_from_events(engine)
     finally:
         await engine.dispose()
 
