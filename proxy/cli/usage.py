@@ -58,7 +58,8 @@ def _usage(args: argparse.Namespace, settings: Settings) -> int:
         }
         print(json.dumps(out, indent=2))
         return 0
-    print(window_line(filters))
+    shown = f"; {args.source} events only" if args.source else ""
+    print(window_line(filters) + shown)
     owners = _owners(settings) if args.by == "key" else None
     print(_table(args.by, result, total, owners))
     if note := footnote(not t.cost_complete for _, t in [*result, ("total", total)]):

@@ -218,3 +218,5 @@ def test_usage_by_source_counts_proxied_and_backfilled_events_apart(
     code, data, _ = _usage(capsys, "--source", "backfill", "--since", "2026-11-21T09:00")
     assert code == 0
     assert 0 < data["total"]["requests"] < 6
+    assert main(["usage", "--since", "2026-11-21T09:00", "--source", "proxy"]) == 0
+    assert "; proxy events only" in capsys.readouterr().out.splitlines()[0]
