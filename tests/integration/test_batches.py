@@ -13,8 +13,10 @@ from decimal import Decimal
 from typing import Any
 
 import anthropic
+import pytest
 from sqlalchemy import create_engine, select
 
+from proxy.cli import main
 from proxy.store.tables import usage_events
 from tests.conftest import Proxy
 from tests.fakes.anthropic_upstream import FakeAnthropic
@@ -65,7 +67,11 @@ def _result_events(proxy: Proxy, batch_id: str, expected: int) -> list[Any]:
 
 
 def test_sdk_create_poll_results_is_metered_once_at_the_batch_rate(
-    proxy: Proxy, claude: anthropic.Anthropic, upstream: tuple[FakeAnthropic, ServerThread]
+    proxy: Proxy,
+    claude: anthropic.Anthropic,
+    upstream: tuple[FakeAnthropic, ServerThread],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     with _creator(proxy) as creator:
         batch = creator.messages.batches.create(requests=_requests())
@@ -98,6 +104,14 @@ def test_sdk_create_poll_results_is_metered_once_at_the_batch_rate(
     task = proxy.task("B-1", requests=3)  # the create exchange ($0) and the two results
     assert task["requests"] == 3
     assert Decimal(task["cost_usd"]) == 2 * ONE_RESULT
+
+    monkeypatch.setenv("TOKENMETER_DATABASE_URL", proxy.app.parts.settings.database_url)
+    assert main(["usage", "--by", "task", "--since", "1h"]) == 0
+    shown = capsys.readouterr().out
+    (row,) = [line.split() for line in shown.splitlines() if line.startswith("B-1 ")]
+    assert (row[1], Decimal(row[4])) == ("3", 2 * ONE_RESULT)
+    with capsys.disabled():
+        print(f"\n$ tokenmeter usage --by task --since 1h\n{shown}")  # shown with pytest -s
 
 
 def test_results_of_a_batch_the_proxy_never_saw_go_to_the_downloader(
