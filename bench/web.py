@@ -13,14 +13,17 @@ import argparse
 import asyncio
 import statistics
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
 from bench.ingest import MONTH_END, MONTH_START, PG_SERVER, pg_database, seed
 from proxy.app import create_app
+from proxy.budgets import make_budget
 from proxy.config import Settings
+from proxy.reports import set_budget
+from proxy.store.engine import make_engine
 
 _MONTH = f"period=custom&start={MONTH_START.date()}&end={(MONTH_END - timedelta(days=1)).date()}"
 PAGES = {
@@ -33,7 +36,25 @@ PAGES = {
     "tasks": f"/web/tasks?{_MONTH}",  # the task rollups
     "tasks, 30 days": "/web/tasks?period=custom&start=2026-10-02&end=2026-10-31",  # not a month
     "tasks, 7 days": "/web/tasks?period=custom&start=2026-10-20&end=2026-10-26",
+    "budgets": "/web/budgets",  # 1,031 budgets: every user's, every team's, the org's
+    "reconcile": f"/web/reconcile?{_MONTH}",  # the proxy's side only: no provider report
 }
+
+
+async def set_budgets(url: str, users: int = 1000, teams: int = 30) -> int:
+    """A monthly hard budget per user and per team, and the org's (what the Budgets page lists);
+    how many."""
+    engine = make_engine(url)
+    now = datetime.now(UTC)
+    found = [make_budget("org", None, "month", "100000")]
+    found += [make_budget("team", f"team-{n:02d}", "month", "5000") for n in range(teams)]
+    found += [make_budget("user", f"user-{n:04d}", "month", "300") for n in range(users)]
+    try:
+        for budget in found:
+            await set_budget(engine, budget, UTC, now)
+    finally:
+        await engine.dispose()
+    return len(found)
 
 
 async def time_pages(url: str, repeats: int) -> dict[str, float]:
@@ -68,6 +89,7 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
     async with pg_database(args.pg) as url:
         seeded = await seed(url, args.events, lambda line: print(line, flush=True))
         print(f"seeded {args.events:,} events: {seeded}", flush=True)
+        print(f"set {await set_budgets(url)} budgets", flush=True)
         return {"events": args.events, "seed": seeded, "ms": await time_pages(url, args.repeats)}
 
 
