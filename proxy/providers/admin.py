@@ -171,14 +171,15 @@ def _usage_line(line: object, start: datetime, where: str) -> UsageLine:
         raise PageError(f"{where}: cache_creation and server_tool_use must be objects")
     flat = {**line, **{f"cache_creation.{k}": v for k, v in cache.items()}}
     tokens = {
-        kind: _count(flat.get(name, 0), f"{where}.{name}") for name, kind in TOKEN_FIELDS.items()
+        kind: count_field(flat.get(name, 0), f"{where}.{name}")
+        for name, kind in TOKEN_FIELDS.items()
     }
-    searches = _count(tools.get("web_search_requests", 0), f"{where}.web_search_requests")
+    searches = count_field(tools.get("web_search_requests", 0), f"{where}.web_search_requests")
     return UsageLine(
         start,
-        _text(line, "model", where),
-        _text(line, "api_key_id", where),
-        _text(line, "service_tier", where),
+        text_field(line, "model", where),
+        text_field(line, "api_key_id", where),
+        text_field(line, "service_tier", where),
         {kind: tokens[kind] for kind in TOKEN_KINDS},
         searches,
     )
@@ -194,18 +195,18 @@ def _cost_line(line: object, start: datetime, where: str) -> CostLine:
         cents = Decimal("NaN")
     if not cents.is_finite() or abs(cents) > MAX_COUNT:
         raise PageError(f"{where}.amount is not a decimal string of cents (got {amount!r:.40})")
-    token_type = _text(line, "token_type", where)
+    token_type = text_field(line, "token_type", where)
     if token_type is not None and token_type not in TOKEN_FIELDS:
         raise PageError(f"{where}.token_type {token_type!r:.60} is not a known token type")
     return CostLine(
         start,
         cents / CENTS,
-        _text(line, "currency", where) or "USD",
-        _text(line, "cost_type", where),
-        _text(line, "model", where),
+        text_field(line, "currency", where) or "USD",
+        text_field(line, "cost_type", where),
+        text_field(line, "model", where),
         None if token_type is None else TOKEN_FIELDS[token_type],
-        _text(line, "service_tier", where),
-        _text(line, "description", where),
+        text_field(line, "service_tier", where),
+        text_field(line, "description", where),
     )
 
 
@@ -218,13 +219,15 @@ def _time(value: object, where: str) -> datetime:
         raise PageError(f"{where} is not an RFC 3339 time (got {value!r:.40})") from None
 
 
-def _count(value: object, where: str) -> int:
+def count_field(value: object, where: str) -> int:
+    """A token or request count of a page (``PageError`` naming ``where`` otherwise)."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
         raise PageError(f"{where} is not a count of 0 or more (got {value!r:.40})")
     return value
 
 
-def _text(line: Mapping[str, Any], name: str, where: str) -> str | None:
+def text_field(line: Mapping[str, Any], name: str, where: str) -> str | None:
+    """``line[name]``: a string or None (``PageError`` otherwise)."""
     value = line.get(name)
     if value is not None and not isinstance(value, str):
         raise PageError(f"{where}.{name} is not a string or null")

@@ -50,6 +50,8 @@ from proxy.providers.admin import (
     Page,
     PageError,
     UsageLine,
+    count_field,
+    text_field,
 )
 from proxy.usage import TOKEN_KINDS
 
@@ -137,10 +139,12 @@ def _bucket(index: int, bucket: object, endpoint: str) -> Bucket:
 def _usage_line(line: object, start: datetime, where: str) -> UsageLine:
     if not isinstance(line, Mapping) or line.get("object") != USAGE_OBJECT:
         raise PageError(f"{where} is not an {USAGE_OBJECT}")
-    total = _count(line.get("input_tokens"), f"{where}.input_tokens")
-    cached = _count(line.get("input_cached_tokens") or 0, f"{where}.input_cached_tokens")
-    written = _count(line.get("input_cache_write_tokens") or 0, f"{where}.input_cache_write_tokens")
-    written_12h = _count(
+    total = count_field(line.get("input_tokens"), f"{where}.input_tokens")
+    cached = count_field(line.get("input_cached_tokens") or 0, f"{where}.input_cached_tokens")
+    written = count_field(
+        line.get("input_cache_write_tokens") or 0, f"{where}.input_cache_write_tokens"
+    )
+    written_12h = count_field(
         line.get("input_cache_write_12h_tokens") or 0, f"{where}.input_cache_write_12h_tokens"
     )
     if cached + written + written_12h > total:
@@ -150,14 +154,14 @@ def _usage_line(line: object, start: datetime, where: str) -> UsageLine:
         "cache_write_5m": written,
         "cache_write_1h": written_12h,
         "cache_read": cached,
-        "output": _count(line.get("output_tokens"), f"{where}.output_tokens"),
+        "output": count_field(line.get("output_tokens"), f"{where}.output_tokens"),
     }
-    _count(line.get("num_model_requests", 0), f"{where}.num_model_requests")
+    count_field(line.get("num_model_requests", 0), f"{where}.num_model_requests")
     return UsageLine(
         start,
-        _text(line, "model", where),
-        _text(line, "api_key_id", where),
-        _text(line, "service_tier", where),
+        text_field(line, "model", where),
+        text_field(line, "api_key_id", where),
+        text_field(line, "service_tier", where),
         {kind: tokens[kind] for kind in TOKEN_KINDS},
     )
 
@@ -166,10 +170,10 @@ def _embeddings_line(line: object, start: datetime, where: str) -> UsageLine:
     if not isinstance(line, Mapping) or line.get("object") != EMBEDDINGS_OBJECT:
         raise PageError(f"{where} is not an {EMBEDDINGS_OBJECT}")
     tokens = dict.fromkeys(TOKEN_KINDS, 0)
-    tokens["input"] = _count(line.get("input_tokens"), f"{where}.input_tokens")
-    _count(line.get("num_model_requests", 0), f"{where}.num_model_requests")
+    tokens["input"] = count_field(line.get("input_tokens"), f"{where}.input_tokens")
+    count_field(line.get("num_model_requests", 0), f"{where}.num_model_requests")
     return UsageLine(
-        start, _text(line, "model", where), _text(line, "api_key_id", where), None, tokens
+        start, text_field(line, "model", where), text_field(line, "api_key_id", where), None, tokens
     )
 
 
@@ -183,7 +187,7 @@ def _cost_line(line: object, start: datetime, where: str) -> CostLine:
     currency = amount.get("currency") or "usd"
     if not isinstance(currency, str):
         raise PageError(f"{where}.amount.currency is not a string")
-    label = _text(line, "line_item", where)
+    label = text_field(line, "line_item", where)
     found = _LINE_ITEM.match(label.strip()) if label is not None else None
     model = found.group("model") if found else None
     kind = LINE_ITEM_KINDS[found.group("kind")] if found else None
@@ -217,16 +221,3 @@ def _time(value: object, where: str) -> datetime:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_TIME:
         raise PageError(f"{where} is not a Unix time in seconds (got {value!r:.40})")
     return datetime.fromtimestamp(value, UTC)
-
-
-def _count(value: object, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
-        raise PageError(f"{where} is not a count of 0 or more (got {value!r:.40})")
-    return value
-
-
-def _text(line: Mapping[str, Any], name: str, where: str) -> str | None:
-    value = line.get(name)
-    if value is not None and not isinstance(value, str):
-        raise PageError(f"{where}.{name} is not a string or null")
-    return value
