@@ -8,9 +8,10 @@ without usage keep what they were recorded with: the "no-usage" $0, or unknown).
 cost columns or ``price_version`` differ are updated, and in the same transaction the rollup
 rows of their hours and days (``usage_hourly`` and ``usage_daily``) and of their task keys'
 days and months (``task_daily``, ``task_monthly``) and session keys' days (``session_daily``)
-get the difference (new − old) added with the same upserts the recorder uses, so every rollup always equals the sum of raw events and a
-running proxy may keep writing meanwhile. Running it twice changes nothing the second time.
-``dry_run`` computes the same before/after totals, writes nothing.
+get the difference (new − old) added with the same upserts the recorder uses, so every rollup
+always equals the sum of raw events and a running proxy may keep writing meanwhile. Running it
+twice changes nothing the second time. ``dry_run`` computes the same before/after totals,
+writes nothing.
 """
 
 from __future__ import annotations

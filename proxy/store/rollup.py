@@ -1,7 +1,8 @@
 """The rollups: how raw events are summed into ``usage_hourly`` and ``usage_daily`` (and per task
-key into ``task_daily`` and ``task_monthly``, per session key into ``session_daily``), live and from scratch. What a rollup row sums,
-and its time buckets, are declared in ``aggregates``; everything here is generated from that
-(``hourly_sums``, ``task_sums``, the rebuild, ``rollup_deltas``, ``task_deltas``).
+key into ``task_daily`` and ``task_monthly``, per session key into ``session_daily``), live and
+from scratch. What a rollup row sums, and its time buckets, are declared in ``aggregates``;
+everything here is generated from that (``hourly_sums``, ``task_sums``, ``session_sums``, the
+rebuild, ``rollup_deltas``, ``task_deltas``, ``session_deltas``).
 
 Live: the writer (``writes.py``, ``sqlite_write.py``) sums in SQL exactly the rows its
 ``INSERT … ON CONFLICT DO NOTHING RETURNING`` inserted, in the same transaction, so a row is
