@@ -355,6 +355,7 @@ async def _rollup_and_analyze(
         await conn.execute("VACUUM ANALYZE usage_daily")
         await conn.execute("VACUUM ANALYZE task_daily")
         await conn.execute("VACUUM ANALYZE task_monthly")
+        await conn.execute("VACUUM ANALYZE session_daily")
         daily_rows = await conn.fetchval("SELECT count(*) FROM usage_daily")
     finally:
         await conn.close()

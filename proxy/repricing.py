@@ -7,10 +7,11 @@ the usage problems) and prices it with ``pricer``, exactly as the live path does
 without usage keep what they were recorded with: the "no-usage" $0, or unknown). Events whose
 cost columns or ``price_version`` differ are updated, and in the same transaction the rollup
 rows of their hours and days (``usage_hourly`` and ``usage_daily``) and of their task keys'
-days and months (``task_daily``, ``task_monthly``) get the difference (new − old) added with
-the same upserts the recorder uses, so every rollup always equals the sum of raw events and a
-running proxy may keep writing meanwhile. Running it twice changes nothing the second time.
-``dry_run`` computes the same before/after totals, writes nothing.
+days and months (``task_daily``, ``task_monthly``) and session keys' days (``session_daily``)
+get the difference (new − old) added with the same upserts the recorder uses, so every rollup
+always equals the sum of raw events and a running proxy may keep writing meanwhile. Running it
+twice changes nothing the second time. ``dry_run`` computes the same before/after totals,
+writes nothing.
 """
 
 from __future__ import annotations
@@ -29,11 +30,19 @@ from proxy.store.aggregates import (
     COST_COLUMNS,
     ROLLUP_KEY,
     ROLLUP_SUMS,
+    SESSION_DAILY_KEY,
     TASK_DAILY_KEY,
     TOKEN_KIND_COLUMNS,
     sums_reading,
 )
-from proxy.store.rollup import rollup_deltas, task_deltas, upsert_rollups, upsert_task_rollups
+from proxy.store.rollup import (
+    rollup_deltas,
+    session_deltas,
+    task_deltas,
+    upsert_rollups,
+    upsert_session_rollup,
+    upsert_task_rollups,
+)
 from proxy.store.rows import Row, event_to_row, iterations_from_json, problems_from_text
 from proxy.store.tables import usage_events
 from proxy.usage import Attribution, ResponseFacts, Status, Usage, UsageEvent
@@ -180,11 +189,13 @@ async def _write(conn: AsyncConnection, changed: Sequence[tuple[Row, Row]]) -> N
 
 
 async def _shift_rollup(conn: AsyncConnection, old: Sequence[Row], new: Sequence[Row]) -> None:
-    """Add (new − old) sums to each affected hourly, daily and task rollup row."""
+    """Add (new − old) sums to each affected hourly, daily, task and session rollup row."""
     deltas = _differences(rollup_deltas(old), rollup_deltas(new), ROLLUP_KEY)
     await upsert_rollups(conn, deltas, _CHANGED_SUMS)
     by_task = _differences(task_deltas(old), task_deltas(new), TASK_DAILY_KEY)
     await upsert_task_rollups(conn, by_task, _CHANGED_SUMS)
+    by_session = _differences(session_deltas(old), session_deltas(new), SESSION_DAILY_KEY)
+    await upsert_session_rollup(conn, by_session, _CHANGED_SUMS)
 
 
 def _differences(

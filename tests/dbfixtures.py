@@ -32,8 +32,15 @@ from proxy.store.aggregates import (
     TOKEN_KIND_COLUMNS,
 )
 from proxy.store.engine import make_engine, upgrade
-from proxy.store.rollup import task_deltas
-from proxy.store.tables import task_daily, task_monthly, usage_daily, usage_events, usage_hourly
+from proxy.store.rollup import session_deltas, task_deltas
+from proxy.store.tables import (
+    session_daily,
+    task_daily,
+    task_monthly,
+    usage_daily,
+    usage_events,
+    usage_hourly,
+)
 
 PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -204,3 +211,19 @@ async def task_rollups_from_events(
     names = ("month", *list(daily[0])[1:7]) if daily else ()
     monthly = [dict(zip(names, key, strict=True)) | sums for key, sums in sorted(months.items())]
     return daily, monthly
+
+
+async def session_rollup(engine: AsyncEngine) -> list[dict[str, Any]]:
+    """Every ``session_daily`` row, in key order."""
+    async with engine.connect() as conn:
+        key = list(session_daily.primary_key.columns)
+        rows = (await conn.execute(select(session_daily).order_by(*key))).mappings()
+        return [dict(row) for row in rows]
+
+
+async def session_rollup_from_events(engine: AsyncEngine) -> list[dict[str, Any]]:
+    """What ``session_rollup`` must hold: every raw event summed in Python per day and session
+    key (``rollup.session_deltas``)."""
+    async with engine.connect() as conn:
+        events = [dict(row) for row in (await conn.execute(select(usage_events))).mappings()]
+    return session_deltas(events)

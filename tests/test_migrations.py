@@ -19,6 +19,7 @@ TABLES = {
     "usage_daily",
     "task_daily",
     "task_monthly",
+    "session_daily",
     "people",
     "tasks",
     "provider_reports",

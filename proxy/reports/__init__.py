@@ -3,7 +3,9 @@
 Every report counts the same events for the same window ``[start, end)``: grouped by user, team,
 model, provider or day from the rollups for whole hours (whole days daily) and raw events for the
 partial hours at the edges; grouped by task (lists, ROI) from the task rollups for whole months
-and days (``task_source``); about one task, or grouped by session, from raw events.
+and days (``task_source``); grouped by work unit (repository, branch, pull request, ticket) from
+the session rollup for whole days (``session_source``); about one task, or grouped by session,
+from raw events.
 Money stays ``Decimal`` from the database to the JSON string; every ratio is computed in Python.
 Unknown dollars are null, never $0 (``totals``). One module per question:
 

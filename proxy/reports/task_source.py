@@ -9,6 +9,10 @@ events named none of their own (``session`` set) and their session has a ticket 
 ``session_context`` (joined by ``with_context``). A ticket given to a session later moves its
 events' rows to the ticket's task at once: no rollup row changes.
 
+``session_source(filters, dialect)`` is the same for ``session_daily`` (whole days; the partial
+days at either edge from raw events, ``rollup.session_sums``): what work-unit reports (by repo,
+branch, pr, ticket) read, joined by ``with_context`` on the session of every event.
+
 ``one_task(engine, task_id)`` is the condition on ``window.WITH_CONTEXT`` for one task's events,
 found through indexes (``task``; the partial ``session`` index of events without a task) for the
 task itself and for the sessions its ticket names.
@@ -23,9 +27,22 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy.reports.window import Bound, Filters, conditions, work_task
-from proxy.store.aggregates import ROLLUP_SUMS, SPAN_COLUMNS, TASK_KEY, day_of, month_of
-from proxy.store.rollup import task_sums
-from proxy.store.tables import session_context, task_daily, task_monthly, usage_events
+from proxy.store.aggregates import (
+    ROLLUP_SUMS,
+    SESSION_KEY,
+    SPAN_COLUMNS,
+    TASK_KEY,
+    day_of,
+    month_of,
+)
+from proxy.store.rollup import session_sums, task_sums
+from proxy.store.tables import (
+    session_context,
+    session_daily,
+    task_daily,
+    task_monthly,
+    usage_events,
+)
 
 DAY = timedelta(days=1)
 _COLUMNS = (*TASK_KEY, *ROLLUP_SUMS, *(name for name, _, _ in SPAN_COLUMNS))
@@ -43,6 +60,25 @@ def task_source(f: Filters, dialect: str) -> sa.Subquery:
     if f.end is not None and stop is not None and f.end != stop:
         parts.append(_raw(f, stop, f.end, dialect))
     return sa.union_all(*parts).subquery("tasks")
+
+
+def session_source(f: Filters, dialect: str) -> sa.Subquery:
+    """``session_daily``-shaped rows for exactly ``f``'s events (module doc)."""
+    first, stop = _day_ceil(f.start), None if f.end is None else day_of(f.end)
+    no_whole_day = first is not None and stop is not None and first >= stop
+    if no_whole_day or f.source is not None:  # raw events alone (the rollup has no source)
+        return session_sums(dialect, *conditions(usage_events, f)).subquery("sessions")
+    c = session_daily.c
+    window = Filters(first, stop, f.user, f.team, f.model)
+    columns = (c[name] for name in (*SESSION_KEY, *ROLLUP_SUMS))
+    parts = [sa.select(c.day, *columns).where(*conditions(session_daily, window))]
+    edges = [(f.start, first), (stop, f.end)]
+    for lo, hi in edges:
+        if lo is not None and hi is not None and lo != hi:
+            edge = Filters(lo, hi, f.user, f.team, f.model)
+            rows = session_sums(dialect, *conditions(usage_events, edge)).subquery()
+            parts.append(sa.select(*(rows.c[n] for n in ("day", *SESSION_KEY, *ROLLUP_SUMS))))
+    return sa.union_all(*parts).subquery("sessions")
 
 
 def _rollup_parts(first: Bound, stop: Bound, f: Filters) -> list[sa.Select[Any]]:

@@ -4,9 +4,10 @@
 One window, one answer: every grouping and view counts exactly the events with
 ``start <= ts < end``. Grouped by session, key (the salted fingerprint of the caller's API key
 or seat token) or billing (``proxy.billing``) the answer comes from raw events (those keys are
-not in the rollup). Grouped by work unit it comes from raw events joined by session to
-``session_context`` (``work_key``); events whose session has no such context are one row,
-``unattributed``, never spread over the rest. Grouped by task it comes from the task rollups
+not in the rollup). Grouped by work unit it comes from the session rollup joined by session to
+``session_context`` (``session_source``: whole days, raw events for partial days; ``work_key``);
+events whose session has no such context are one row, ``unattributed``, never spread over the
+rest. Grouped by task it comes from the task rollups
 (``task_source``: whole months and days, raw events for partial days), an event with no task
 header belonging to its session's ticket (``window.work_task``), as in every task report.
 Every other grouping reads the whole UTC hours inside the window from the rollups (whole days from
@@ -32,10 +33,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from proxy.reports.task_source import resolved_task, task_source, with_context
+from proxy.reports.task_source import resolved_task, session_source, task_source, with_context
 from proxy.reports.totals import ReportError, Totals, sum_columns, sum_totals, totals_of
 from proxy.reports.window import (
-    WITH_CONTEXT,
     Bound,
     Filters,
     between,
@@ -116,8 +116,9 @@ async def usage(engine: AsyncEngine, group_by: str, filters: Filters) -> list[tu
 
 
 def work_key(group_by: str) -> sa.ColumnElement[Any]:
-    """The work unit of an event of ``WITH_CONTEXT``: ``host/owner/name`` (repo),
-    ``owner/name:branch``, ``owner/name#123`` (pr) or the ticket; NULL when not known."""
+    """The work unit of an event of ``WITH_CONTEXT`` (or a row of ``with_context``):
+    ``host/owner/name`` (repo), ``owner/name:branch``, ``owner/name#123`` (pr) or the ticket;
+    NULL when not known."""
     c = session_context.c
     project = c.repo_owner + "/" + c.repo_name
     keys: dict[str, sa.ColumnElement[Any]] = {
@@ -136,10 +137,10 @@ async def _work_usage(
         source = task_source(filters, engine.dialect.name)
         key = resolved_task(source)
         query = sa.select(key.label("key"), *sum_columns(source)).select_from(with_context(source))
-    else:
+    else:  # the session rollup, each session's work context joined at read time
+        source = session_source(filters, engine.dialect.name)
         key = work_key(group_by)
-        query = sa.select(key.label("key"), *sum_columns(usage_events)).select_from(WITH_CONTEXT)
-        query = query.where(*conditions(usage_events, filters))
+        query = sa.select(key.label("key"), *sum_columns(source)).select_from(with_context(source))
     query = query.group_by(key)
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()

@@ -27,6 +27,11 @@ NULL or its session, attribution's default), its session; '' standing for NULL. 
 joins that session to ``session_context`` at read time, so an event whose session later gets a
 ticket moves to the ticket's task without any rollup row changing (``reports.tasks``). Each row
 also keeps the first and last ``ts`` of its events (``SPAN_COLUMNS``): merged with min/max.
+
+The session rollup (``session_daily``) holds the same ``SUMS`` and spans per UTC day and
+``SESSION_KEY``: the event's session ('' for NULL) whatever its task, provider, model, user,
+team. Work-unit reports (by repository, branch, pull request, ticket) join its session to
+``session_context`` at read time, so context that arrives after the events counts at once.
 """
 
 from __future__ import annotations
@@ -63,6 +68,9 @@ DAILY_KEY: tuple[str, ...] = ("day", *ROLLUP_KEY[1:])
 TASK_KEY: tuple[str, ...] = ("task", "session", *ROLLUP_KEY[1:])
 TASK_DAILY_KEY: tuple[str, ...] = ("day", *TASK_KEY)
 TASK_MONTHLY_KEY: tuple[str, ...] = ("month", *TASK_KEY)
+# The session rollup's key after its time column (``day``): every event's session.
+SESSION_KEY: tuple[str, ...] = ("session", *ROLLUP_KEY[1:])
+SESSION_DAILY_KEY: tuple[str, ...] = ("day", *SESSION_KEY)
 # The first and last event time of a task rollup row: (column, SQL aggregate, SQL merge).
 SPAN_COLUMNS: tuple[tuple[str, str, dict[str, str]], ...] = (
     ("first_ts", "min", {"postgresql": "least", "sqlite": "min"}),
@@ -187,11 +195,26 @@ def task_key_sql(dialect: str, time: Mapping[str, str] = DAY_SQL) -> list[str]:
     return [time_sql, f"coalesce({quoted('task')}, '')", session, provider, *who]
 
 
+def session_key_sql(dialect: str, time: Mapping[str, str] = DAY_SQL) -> list[str]:
+    """The session rollup key of a ``usage_events`` row, in ``(time, *SESSION_KEY)`` order."""
+    time_sql, provider, *who = key_sql(dialect, time)
+    return [time_sql, f"coalesce({quoted('session')}, '')", provider, *who]
+
+
 def task_rows_sql(dialect: str, source: str, time: Mapping[str, str] = DAY_SQL) -> str:
     """``SELECT`` of task rollup rows (``(time, *TASK_KEY)``, ``SUMS``, ``SPAN_COLUMNS``) summed
     from the events of ``source`` (a table or CTE of ``usage_events`` rows; the caller may append
     a WHERE by ending ``source`` with it), in key order: what every task rollup writer inserts."""
-    keys = task_key_sql(dialect, time)
+    return spanned_rows_sql(task_key_sql(dialect, time), source)
+
+
+def session_rows_sql(dialect: str, source: str) -> str:
+    """``task_rows_sql`` for the session rollup: ``(day, *SESSION_KEY)``, sums, spans."""
+    return spanned_rows_sql(session_key_sql(dialect), source)
+
+
+def spanned_rows_sql(keys: list[str], source: str) -> str:
+    """``SELECT`` of ``keys``, ``SUMS`` and ``SPAN_COLUMNS`` over ``source``, in key order."""
     spans = [f"{aggregate}({quoted('ts')})" for _, aggregate, _ in SPAN_COLUMNS]
     by = ", ".join(str(i) for i in range(1, len(keys) + 1))
     columns = ", ".join([*keys, *(s.sql() for s in SUMS), *spans])
@@ -206,6 +229,12 @@ def task_key_of(row: Mapping[str, Any]) -> tuple[str, ...]:
     return (task or "", (session or "") if inherited else "", row["provider"], *who)
 
 
+def session_key_of(row: Mapping[str, Any]) -> tuple[str, ...]:
+    """``SESSION_KEY`` of one event, as ``session_key_sql`` computes it."""
+    who = (row[name] or "" for name in ROLLUP_KEY[2:])
+    return (row["session"] or "", row["provider"], *who)
+
+
 def added_sql(table: str) -> str:
     """The ``ON CONFLICT … DO UPDATE SET`` list that adds incoming sums to ``table``'s row."""
     return ", ".join(
@@ -214,10 +243,12 @@ def added_sql(table: str) -> str:
 
 
 TASK_ROLLED: tuple[str, ...] = (*TASK_KEY, *ROLLUP_SUMS, *(n for n, _, _ in SPAN_COLUMNS))
+SESSION_ROLLED: tuple[str, ...] = (*SESSION_KEY, *ROLLUP_SUMS, *(n for n, _, _ in SPAN_COLUMNS))
 
 
 def task_added_sql(table: str, dialect: str) -> str:
-    """``added_sql`` for a task rollup: the sums added, the first and last times merged."""
+    """``added_sql`` for a task (or session) rollup: the sums added, the first and last times
+    merged."""
     spans = (
         f"{quoted(n)} = {merge[dialect]}({table}.{quoted(n)}, excluded.{quoted(n)})"
         for n, _, merge in SPAN_COLUMNS

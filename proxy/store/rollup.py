@@ -1,7 +1,8 @@
 """The rollups: how raw events are summed into ``usage_hourly`` and ``usage_daily`` (and per task
-key into ``task_daily`` and ``task_monthly``), live and from scratch. What a rollup row sums,
-and its time buckets, are declared in ``aggregates``; everything here is generated from that
-(``hourly_sums``, ``task_sums``, the rebuild, ``rollup_deltas``, ``task_deltas``).
+key into ``task_daily`` and ``task_monthly``, per session key into ``session_daily``), live and
+from scratch. What a rollup row sums, and its time buckets, are declared in ``aggregates``;
+everything here is generated from that (``hourly_sums``, ``task_sums``, ``session_sums``, the
+rebuild, ``rollup_deltas``, ``task_deltas``, ``session_deltas``).
 
 Live: the writer (``writes.py``, ``sqlite_write.py``) sums in SQL exactly the rows its
 ``INSERT … ON CONFLICT DO NOTHING RETURNING`` inserted, in the same transaction, so a row is
@@ -14,16 +15,17 @@ rows), then the daily rollup from the hourly one for the days it touched. ``rebu
 the same for chosen hours inside a caller's transaction (re-attribution moves events between
 rollup keys, and rebuilding their hours is how the sums follow).
 The task rollups follow: a rebuild recomputes ``task_daily`` from raw events for the whole
-UTC days it covers and ``task_monthly`` from ``task_daily`` for their months. A day is only
-rebuilt when none of its hours was purged (``_raw_backed``): the oldest raw day, when retention
-cut into it, keeps the task rows written live (it has no hourly task rows to rebuild it from).
+UTC days it covers and ``task_monthly`` from ``task_daily`` for their months; ``session_daily``
+likewise from raw events for those days. A day is only rebuilt when none of its hours was
+purged (``_raw_backed``): the oldest raw day, when retention cut into it, keeps the task and
+session rows written live (it has no hourly task rows to rebuild them from).
 ``purge_raw`` cuts at an hour boundary so an hour is either wholly raw-backed or rollup-only.
 Run both while no recorder is writing (the CLI does); they are maintenance, not the hot path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -52,6 +54,8 @@ from proxy.store.aggregates import (
     MONTH_SQL,
     ROLLUP_KEY,
     ROLLUP_SUMS,
+    SESSION_DAILY_KEY,
+    SESSION_ROLLED,
     SPAN_COLUMNS,
     SUMS,
     TASK_DAILY_KEY,
@@ -64,11 +68,20 @@ from proxy.store.aggregates import (
     hour_of,
     key_sql,
     month_of,
+    session_key_of,
+    session_key_sql,
     task_key_of,
     task_key_sql,
 )
 from proxy.store.rows import Row
-from proxy.store.tables import task_daily, task_monthly, usage_daily, usage_events, usage_hourly
+from proxy.store.tables import (
+    session_daily,
+    task_daily,
+    task_monthly,
+    usage_daily,
+    usage_events,
+    usage_hourly,
+)
 from proxy.usage import as_utc
 
 RollupKey = tuple[datetime, str, str, str, str]
@@ -127,14 +140,25 @@ _SPANS = tuple(name for name, _, _ in SPAN_COLUMNS)
 
 def task_deltas(rows: Iterable[Row]) -> list[dict[str, Any]]:
     """One ``task_daily`` row (sums, first and last ``ts``) per task key and day in ``rows``."""
+    return _spanned_deltas(rows, task_key_of, TASK_DAILY_KEY)
+
+
+def session_deltas(rows: Iterable[Row]) -> list[dict[str, Any]]:
+    """One ``session_daily`` row (sums, first and last ``ts``) per session key and day."""
+    return _spanned_deltas(rows, session_key_of, SESSION_DAILY_KEY)
+
+
+def _spanned_deltas(
+    rows: Iterable[Row], key_of: Callable[[Row], tuple[str, ...]], names: Sequence[str]
+) -> list[dict[str, Any]]:
     by_key: dict[TaskKey, dict[str, Any]] = {}
     for row in rows:
-        sums = by_key.setdefault((day_of(row["ts"]), *task_key_of(row)), _zero())
+        sums = by_key.setdefault((day_of(row["ts"]), *key_of(row)), _zero())
         _add(sums, row)
         ts = row["ts"]
         sums["first_ts"] = min(sums.get("first_ts", ts), ts)
         sums["last_ts"] = max(sums.get("last_ts", ts), ts)
-    return [dict(zip(TASK_DAILY_KEY, k, strict=True)) | v for k, v in sorted(by_key.items())]
+    return [dict(zip(names, k, strict=True)) | v for k, v in sorted(by_key.items())]
 
 
 def _monthly_deltas(daily: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -160,10 +184,28 @@ async def upsert_task_rollups(
     takes the deltas' first and last times."""
     if not daily:
         return
-    for table, key, deltas in (
-        (task_daily, TASK_DAILY_KEY, daily),
-        (task_monthly, TASK_MONTHLY_KEY, _monthly_deltas(daily)),
-    ):
+    monthly = _monthly_deltas(daily)
+    await _upsert_spanned(
+        conn,
+        [(task_daily, TASK_DAILY_KEY, daily), (task_monthly, TASK_MONTHLY_KEY, monthly)],
+        added,
+    )
+
+
+async def upsert_session_rollup(
+    conn: AsyncConnection, daily: list[dict[str, Any]], added: Sequence[str] = ROLLUP_SUMS
+) -> None:
+    """``upsert_task_rollups`` for ``session_daily`` (deltas from ``session_deltas``)."""
+    if daily:
+        await _upsert_spanned(conn, [(session_daily, SESSION_DAILY_KEY, daily)], added)
+
+
+async def _upsert_spanned(
+    conn: AsyncConnection,
+    targets: Sequence[tuple[Table, Sequence[str], list[dict[str, Any]]]],
+    added: Sequence[str],
+) -> None:
+    for table, key, deltas in targets:
         insert = dialect_insert(conn, table)
         upsert = insert.on_conflict_do_update(
             index_elements=list(key),
@@ -250,6 +292,17 @@ def task_sums(dialect: str, *where: ColumnElement[bool]) -> Select[Any]:
     return query.where(*where).group_by(*keys)
 
 
+def session_sums(dialect: str, *where: ColumnElement[bool]) -> Select[Any]:
+    """``session_daily`` rows (its column names) summed from the raw events matching ``where``:
+    what a session rollup row is, for the rebuild and for work-unit reports' partial days."""
+    keys: list[ColumnElement[Any]] = [literal_column(sql) for sql in session_key_sql(dialect)]
+    ts = usage_events.c.ts
+    columns = [*keys, *map(summed, SUMS), func.min(ts), func.max(ts)]
+    named = zip(columns, ("day", *SESSION_ROLLED), strict=True)
+    query = select(*(column.label(name) for column, name in named)).select_from(usage_events)
+    return query.where(*where).group_by(*keys)
+
+
 def _rebuild_task_inserts(dialect: str, days: Ranges, months: Ranges) -> list[Insert]:
     daily = task_sums(dialect, _within(usage_events.c.ts, days))
     d = task_daily.c
@@ -269,7 +322,7 @@ _SPAN_FREE = [*ROLLUP_SUMS, *_SPANS]
 
 async def _rebuild_tasks(conn: AsyncConnection, days: Ranges) -> None:
     """Recompute ``task_daily`` over whole ``days`` from raw events, then ``task_monthly`` for
-    their months from ``task_daily``."""
+    their months from ``task_daily``; and ``session_daily`` over ``days`` from raw events."""
     if not days:
         return
     months: Ranges = [(month_of(lo), None if hi is None else _month_after(hi)) for lo, hi in days]
@@ -278,6 +331,11 @@ async def _rebuild_tasks(conn: AsyncConnection, days: Ranges) -> None:
     await conn.execute(daily_insert)
     await conn.execute(delete(task_monthly).where(_within(task_monthly.c.month, months)))
     await conn.execute(monthly_insert)
+    sessions = session_sums(conn.dialect.name, _within(usage_events.c.ts, days))
+    await conn.execute(delete(session_daily).where(_within(session_daily.c.day, days)))
+    await conn.execute(
+        session_daily.insert().from_select(list(SESSION_DAILY_KEY) + _SPAN_FREE, sessions)
+    )
 
 
 def _month_after(end: datetime) -> datetime:
@@ -342,7 +400,7 @@ async def lock_rollups(conn: AsyncConnection) -> None:
     a rebuild never races a live rollup update: PostgreSQL locks both rollups against writes
     (readers go on); SQLite takes its one write lock now, before the caller reads."""
     if conn.dialect.name == "postgresql":
-        tables = "usage_hourly, usage_daily, task_daily, task_monthly"
+        tables = "usage_hourly, usage_daily, task_daily, task_monthly, session_daily"
         await conn.execute(text(f"LOCK TABLE {tables} IN SHARE ROW EXCLUSIVE MODE"))
     else:
         await conn.execute(delete(usage_hourly).where(false()))

@@ -9,7 +9,8 @@ timestamps, money as integer 10⁻¹⁰ units, booleans as 0/1) and, in one tran
 2. rows already in ``usage_events`` are deleted from it (a replayed row: exactly once);
 3. what is left is inserted into ``usage_events`` and summed by hour and by day into
    ``usage_hourly`` and ``usage_daily``, by day and month and task key into ``task_daily`` and
-   ``task_monthly`` (``aggregates.SUMS``, as ``rollup.rebuild_rollups``).
+   ``task_monthly``, by day and session key into ``session_daily`` (``aggregates.SUMS``, as
+   ``rollup.rebuild_rollups``).
 
 SQLite has one writer at a time, so nothing can slip in between steps 2 and 3.
 """
@@ -31,6 +32,8 @@ from proxy.store.aggregates import (
     MONTH_SQL,
     ROLLUP_KEY,
     ROLLUP_SUMS,
+    SESSION_DAILY_KEY,
+    SESSION_ROLLED,
     SUMS,
     TASK_DAILY_KEY,
     TASK_MONTHLY_KEY,
@@ -38,6 +41,7 @@ from proxy.store.aggregates import (
     added_sql,
     key_sql,
     quoted,
+    session_rows_sql,
     task_added_sql,
     task_rows_sql,
 )
@@ -125,6 +129,12 @@ _HOURLY = _upsert("usage_hourly", ROLLUP_KEY, HOUR_SQL)
 _DAILY = _upsert("usage_daily", DAILY_KEY, DAY_SQL)
 _TASK_DAILY = _task_upsert("task_daily", TASK_DAILY_KEY, DAY_SQL)
 _TASK_MONTHLY = _task_upsert("task_monthly", TASK_MONTHLY_KEY, MONTH_SQL)
+_SESSION_DAILY = (
+    f"INSERT INTO session_daily ({_names(['day', *SESSION_ROLLED])})"
+    f" {session_rows_sql('sqlite', f'{_BATCH} WHERE true')}"
+    f" ON CONFLICT ({_names(SESSION_DAILY_KEY)})"
+    f" DO UPDATE SET {task_added_sql('session_daily', 'sqlite')}"
+)
 
 
 async def write_sqlite(conn: AsyncConnection, rows: Sequence[Row]) -> set[str]:
@@ -136,6 +146,6 @@ async def write_sqlite(conn: AsyncConnection, rows: Sequence[Row]) -> set[str]:
     await conn.exec_driver_sql(_DROP_KNOWN)
     new = set((await conn.exec_driver_sql(_NEW_IDS)).scalars())
     await conn.exec_driver_sql(_INSERT)
-    for statement in (_HOURLY, _DAILY, _TASK_DAILY, _TASK_MONTHLY, _CLEAR_BATCH):
+    for statement in (_HOURLY, _DAILY, _TASK_DAILY, _TASK_MONTHLY, _SESSION_DAILY, _CLEAR_BATCH):
         await conn.exec_driver_sql(statement)
     return new

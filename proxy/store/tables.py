@@ -33,6 +33,10 @@ Change a table here and add a migration in the same change.
   team; '' for NULL), with the first and last event time of each row; written in the same
   statement/transaction as ``usage_hourly``. Task reports read them, joining ``session`` to
   ``session_context`` for the ticket (``aggregates``). Kept when raw events are purged.
+- ``session_daily``: the same sums and first/last times per UTC day and session key
+  (``SESSION_KEY``: the event's session whatever its task, provider, model, user, team), written
+  with the others. Work-unit reports (repo, branch, pr, ticket) read it, joining ``session`` to
+  ``session_context``. Kept when raw events are purged.
 - ``people`` and ``tasks``: records the API maintains (compensation history, task value).
 - ``session_context``: the work a session is part of (repository, branch, working tree, pull
   request, ticket), one row per session id, as Claude Code's hooks and status line report it
@@ -66,6 +70,7 @@ from proxy.store.aggregates import (
     COST_COLUMNS,
     COUNT_COLUMNS,
     ROLLUP_KEY,
+    SESSION_KEY,
     SPAN_COLUMNS,
     SUMS,
     TASK_KEY,
@@ -167,6 +172,16 @@ def _task_rollup_table(name: str, time_key: str) -> Table:
 
 task_daily = _task_rollup_table("task_daily", "day")
 task_monthly = _task_rollup_table("task_monthly", "month")
+
+session_daily = Table(
+    "session_daily",
+    metadata,
+    Column("day", UTCDateTime(), primary_key=True),
+    *(Column(n, String, primary_key=True) for n in SESSION_KEY),
+    *(_money(s.name, nullable=False) if s.money else _tokens(s.name) for s in SUMS),
+    *(Column(n, UTCDateTime(), nullable=False) for n, _, _ in SPAN_COLUMNS),
+    postgresql_with={"fillfactor": ROLLUP_FILLFACTOR},
+)
 
 people = Table(
     "people",

@@ -11,7 +11,8 @@ crash between commit and spool removal.
   is a data-modifying CTE, what it RETURNED is grouped by hour × provider × model × user × team
   in SQL (``aggregates.SUMS``, as ``rollup.rebuild_rollups`` sums), and those hourly sums are
   upserted into ``usage_hourly`` and, summed again per day, into ``usage_daily``; the same rows
-  summed per day and per month by task key go into ``task_daily`` and ``task_monthly``. Every upsert
+  summed per day and per month by task key go into ``task_daily`` and ``task_monthly``, and per day
+  by session key into ``session_daily``. Every upsert
   feeds its rows in key order and every writer runs the same statement, so concurrent writers
   (pipelined batches, replicas) take rollup row locks in one global order and cannot deadlock
   on them.
@@ -49,6 +50,8 @@ from proxy.store.aggregates import (
     MONTH_SQL,
     ROLLUP_KEY,
     ROLLUP_SUMS,
+    SESSION_DAILY_KEY,
+    SESSION_ROLLED,
     SUMMED_COLUMNS,
     SUMS,
     TASK_DAILY_KEY,
@@ -58,6 +61,7 @@ from proxy.store.aggregates import (
     bucket,
     key_sql,
     quoted,
+    session_rows_sql,
     task_added_sql,
     task_rows_sql,
 )
@@ -273,6 +277,15 @@ def _task_upsert(table: str, key: Sequence[str], time: dict[str, str]) -> str:
     )
 
 
+def _session_upsert() -> str:
+    return (
+        f"INSERT INTO session_daily ({_names(('day', *SESSION_ROLLED))})"
+        f" {session_rows_sql('postgresql', 'new')}"
+        f" ON CONFLICT ({_names(SESSION_DAILY_KEY)})"
+        f" DO UPDATE SET {task_added_sql('session_daily', 'postgresql')}"
+    )
+
+
 _ROLLED = (*ROLLUP_KEY, *ROLLUP_SUMS)
 _BY_KEY = _names(ROLLUP_KEY)
 
@@ -288,6 +301,7 @@ def _postgresql_write_sql() -> str:
         f" rolled AS ({_upsert('usage_hourly', ROLLUP_KEY, hourly)}),"
         f" rolled_daily AS ({_upsert('usage_daily', DAILY_KEY, _sum_hourly_by_day())}),"
         f" task_day AS ({_task_upsert('task_daily', TASK_DAILY_KEY, DAY_SQL)}),"
-        f" task_month AS ({_task_upsert('task_monthly', TASK_MONTHLY_KEY, MONTH_SQL)})"
+        f" task_month AS ({_task_upsert('task_monthly', TASK_MONTHLY_KEY, MONTH_SQL)}),"
+        f" session_day AS ({_session_upsert()})"
         " SELECT event_id FROM new"
     )

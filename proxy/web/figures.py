@@ -113,15 +113,43 @@ def _number(value: Decimal | None, scale: int = 1) -> float | None:
 async def tasks_page(engine: AsyncEngine, view: View, limit: int = 25) -> dict[str, Any]:
     filters = await reports.resolve(engine, view.filters(with_model=False))
     costliest, roi = await reports.tasks_and_roi(engine, filters, limit)
+    repos = top_repos(await reports.usage(engine, "repo", filters))
     return {
         "filters": filters,
         "costliest": [row.as_json() for row in costliest],
         "roi": roi.as_json(),
+        "repos": repos,
         "csv_rows": {
             "costliest": [row.as_json() for row in costliest],
             "roi": roi.as_json()["rows"],
+            "repos": repos,
         },
     }
+
+
+TOP_REPOS = 10
+_SHARE = Decimal("0.000001")
+
+
+def top_repos(by_repo: list[tuple[str, Totals]], top: int = TOP_REPOS) -> list[dict[str, Any]]:
+    """The ``top`` repositories by spend (``usage`` by repo's order), the rest summed as one
+    "other" row, then ``unattributed`` (spend with no work context): each with its share of
+    the whole spend."""
+    named = [(key, t) for key, t in by_repo if key != reports.UNATTRIBUTED]
+    rows = named[:top]
+    if len(named) > top:
+        rest = named[top:]
+        rows.append((f"{OTHERS} ({len(rest)} repositories)", reports.total_of(rest)))
+    rows += [(key, t) for key, t in by_repo if key == reports.UNATTRIBUTED]
+    spend = reports.total_of(by_repo).cost_usd
+    return [
+        {
+            "repo": key,
+            "share_of_spend": str((t.cost_usd / spend).quantize(_SHARE)) if spend else None,
+            **t.as_json(),
+        }
+        for key, t in rows
+    ]
 
 
 async def task_page(engine: AsyncEngine, task_id: str) -> dict[str, Any] | None:

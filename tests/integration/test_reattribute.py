@@ -24,6 +24,8 @@ from tests.dbfixtures import (
     daily_rows,
     hourly_summed_by_day,
     rollup_rows,
+    session_rollup,
+    session_rollup_from_events,
     task_rollups,
     task_rollups_from_events,
 )
@@ -89,6 +91,7 @@ async def test_reattribute_moves_events_and_rollups_once(engine: AsyncEngine) ->
     assert daily == await hourly_summed_by_day(engine)
     by_task = await task_rollups(engine)
     assert by_task == await task_rollups_from_events(engine)  # moved to alice's task key
+    assert await session_rollup(engine) == await session_rollup_from_events(engine)
     assert {row["user"] for row in by_task[0]} == {"", "alice"}
     await rebuild_rollups(engine)  # the rollups from scratch: what they must hold
     assert await rollup_rows(engine) == hourly

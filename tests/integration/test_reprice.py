@@ -26,6 +26,8 @@ from tests.dbfixtures import (
     hourly_summed_by_day,
     raw_totals,
     rollup_totals,
+    session_rollup,
+    session_rollup_from_events,
     task_rollups,
     task_rollups_from_events,
 )
@@ -112,6 +114,7 @@ async def test_reprice_fixes_costs_and_rollup_and_is_idempotent(engine: AsyncEng
 
     assert await daily_rows(engine) == await hourly_summed_by_day(engine)
     assert await task_rollups(engine) == await task_rollups_from_events(engine)
+    assert await session_rollup(engine) == await session_rollup_from_events(engine)
 
     second = await reprice(engine, pricer, T0)
     assert (second.events, second.changed, second.cost_changed) == (7, 0, 0)
@@ -119,6 +122,7 @@ async def test_reprice_fixes_costs_and_rollup_and_is_idempotent(engine: AsyncEng
     assert await rollup_totals(engine) == raw
     assert await daily_rows(engine) == await hourly_summed_by_day(engine)
     assert await task_rollups(engine) == await task_rollups_from_events(engine)
+    assert await session_rollup(engine) == await session_rollup_from_events(engine)
 
 
 def _live(facts: ResponseFacts, minute: int) -> UsageEvent:

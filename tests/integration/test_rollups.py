@@ -34,6 +34,8 @@ from tests.dbfixtures import (
     raw_totals,
     rollup_rows,
     rollup_totals,
+    session_rollup,
+    session_rollup_from_events,
     task_rollups,
     task_rollups_from_events,
 )
@@ -237,6 +239,7 @@ async def test_concurrent_writers_do_not_deadlock_on_the_rollups(pg_url: str) ->
         assert (await rollup_totals(engine))["requests"] == len(events)
         assert await daily_rows(engine) == await hourly_summed_by_day(engine)
         assert await task_rollups(engine) == await task_rollups_from_events(engine)
+        assert await session_rollup(engine) == await session_rollup_from_events(engine)
     finally:
         await engine.dispose()
 

@@ -89,6 +89,54 @@ def test_every_page_answers_and_provider_paths_are_still_forwarded(proxy: Proxy)
     assert proxy.task("t-1", 2)["requests"] == 2  # /v1/messages reached the upstream
 
 
+def test_tasks_page_top_repositories_are_the_api_usage_by_repo(
+    make_proxy: Callable[..., Proxy], db_url: str
+) -> None:
+    proxy = make_proxy(database_url=db_url)  # on SQLite and PostgreSQL
+    for task, user, team, session in [
+        ("t-1", "ada", "core", "s-api"),
+        ("t-1", "ada", "core", "s-api"),
+        ("t-2", "bob", "web", "s-web"),
+        ("t-3", "bob", "web", None),  # no session: unattributed
+    ]:
+        headers = {"X-Claude-Code-Session-Id": session} if session else None
+        send(proxy, task, user, team, headers)
+    proxy.task("t-3", 1)
+    assert "No spend has a repository yet" in proxy.http.get("/web/tasks").text
+    for session, name in (("s-api", "api"), ("s-web", "web")):  # context after the events
+        context = {"repo_host": "github.com", "repo_owner": "acme", "repo_name": name}
+        posted = proxy.http.post(f"/api/v1/sessions/{session}/context", json=context)
+        assert posted.status_code == 200, posted.text
+    page = proxy.http.get("/web/tasks")
+    assert page.status_code == 200, page.text
+    shown = re.findall(
+        r'<tr data-repo="([^"]+)">.*?<td class="num">([\d,]+)</td><td class="num">([\d,]+)</td>'
+        r'\s*<td class="num" data-exact="([^"]*)">.*?data-exact="([^"]*)"',
+        page.text,
+        re.S,
+    )
+    api = proxy.http.get("/api/v1/usage", params={"group_by": "repo", "start": thirty_days()})
+    rows = api.json()["rows"]
+    spend = Decimal(api.json()["total"]["cost_usd"])
+    expected = [
+        (
+            r["repo"],
+            f"{r['requests']:,}",
+            f"{r['total_tokens']:,}",
+            r["cost_usd"],
+            str((Decimal(r["cost_usd"]) / spend).quantize(Decimal("0.000001"))),
+        )
+        for r in rows
+    ]
+    assert shown == expected
+    assert [r[0] for r in shown] == ["github.com/acme/api", "github.com/acme/web", "unattributed"]
+    download = proxy.http.get("/web/tasks", params={"format": "csv", "table": "repos"})
+    listed = list(csv.DictReader(io.StringIO(download.text)))
+    assert [(r["repo"], r["cost_usd"]) for r in listed] == [
+        (r["repo"], r["cost_usd"]) for r in rows
+    ]
+
+
 def test_an_empty_store_says_what_to_do(proxy: Proxy) -> None:
     page = proxy.http.get("/")
     assert "No traffic in this period yet" in page.text

@@ -46,6 +46,8 @@ TRAFFIC = [  # (task, user, team, model)
     ("spike", "zed", "web", "claude-haiku-4-5"),
 ]
 PAY = {"ada": ("core", "200000"), "bob": ("web", "150000")}  # zed has no pay record
+# Each user's Claude Code session and the repository it reports; zed's has none: unattributed.
+REPOS = {"ada": "api", "bob": "web"}
 
 
 class Watch:
@@ -87,6 +89,7 @@ def seed(proxy: Proxy) -> None:
                 "x-tokenmeter-task": task,
                 "x-tokenmeter-user": user,
                 "x-tokenmeter-team": team,
+                "X-Claude-Code-Session-Id": f"s-{user}",
             }
             c.messages.create(
                 model=model,
@@ -99,6 +102,10 @@ def seed(proxy: Proxy) -> None:
         assert proxy.http.put(f"/api/v1/people/{user}", json=body).status_code == 200
     for task in ("fix-login-bug", "new-report", "spike"):
         proxy.task(task, sum(1 for t in TRAFFIC if t[0] == task))
+    for user, name in REPOS.items():  # work context as Claude Code's hooks send it
+        context = {"repo_host": "github.com", "repo_owner": "acme", "repo_name": name}
+        posted = proxy.http.post(f"/api/v1/sessions/s-{user}/context", json=context)
+        assert posted.status_code == 200, posted.text
 
 
 def api(proxy: Proxy, path: str, **params: str) -> Any:
@@ -169,6 +176,15 @@ def test_every_page_in_chromium_matches_the_api(proxy: Proxy, browser: Any, tmp_
         "rows => rows.map(r => r.dataset.task)"
     )
     assert shown_ids == [row["task_id"] for row in listed]
+    # Top repositories: usage by repo, unattributed last, each row's spend the API's.
+    by_repo = api(proxy, "/api/v1/usage", group_by="repo", start=month_start())["rows"]
+    repos = page.locator("#repos tbody tr").evaluate_all("rows => rows.map(r => r.dataset.repo)")
+    assert repos == [row["repo"] for row in by_repo]
+    assert repos == ["github.com/acme/api", "github.com/acme/web", "unattributed"]
+    for row in by_repo:
+        spend = page.locator(f'#repos tr[data-repo="{row["repo"]}"] td[data-exact]').first
+        assert spend.get_attribute("data-exact") == row["cost_usd"]
+        assert spend.inner_text() == usd(row["cost_usd"])
     shoot(page, "tasks")
     page.click("#costliest >> text=fix-login-bug")
     page.wait_for_url("**/web/tasks/fix-login-bug")

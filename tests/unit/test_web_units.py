@@ -4,14 +4,15 @@ and session cookies that cannot be forged or outlive their expiry."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from fractions import Fraction
 
 import pytest
 
 from proxy.config import Settings
-from proxy.reports import ReportError
+from proxy.reports import ReportError, Totals
 from proxy.web.access import Sessions
-from proxy.web.figures import lorenz
+from proxy.web.figures import lorenz, top_repos
 from proxy.web.format import multiple, percent, usd
 from proxy.web.period import view_of
 
@@ -86,3 +87,22 @@ def test_a_session_cookie_is_signed_and_expires() -> None:
     assert sessions.caller(expired, "127.0.0.1", {}).role is None
     other = Sessions(Settings(admin_token=ADMIN + "x"))
     assert other.caller(cookie, "127.0.0.1", {}).role is None
+
+
+def test_top_repositories_keep_ten_sum_the_rest_and_put_unattributed_last() -> None:
+    by_repo = [
+        (f"github.com/acme/r{n:02d}", Totals(requests=1, cost_usd=Decimal(20 - n)))
+        for n in range(12)
+    ]
+    by_repo.append(("unattributed", Totals(requests=3, cost_usd=Decimal(9))))
+    rows = top_repos(by_repo)
+    assert [row["repo"] for row in rows] == [
+        *(f"github.com/acme/r{n:02d}" for n in range(10)),
+        "other (2 repositories)",
+        "unattributed",
+    ]
+    assert rows[10]["cost_usd"] == "19.000000"  # $10 + $9
+    assert rows[10]["requests"] == 2
+    assert rows[0]["share_of_spend"] == "0.109290"  # $20 of $183
+    assert sum(Decimal(row["cost_usd"]) for row in rows) == 183
+    assert top_repos([]) == []
