@@ -20,8 +20,9 @@ test extra installed.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -121,3 +122,32 @@ def make_event(
         cost=cost or (sample_cost() if priced else None),
         **exchange,
     )
+
+
+WORK_START = datetime(2026, 10, 25, tzinfo=UTC)  # ten days over a month's end
+WORK_MODELS = ("claude-sonnet-4-5", "claude-opus-4-5")
+Work = tuple[str | None, str | None]  # (task, session) of an event
+
+
+def work_events(work: Sequence[Work], n: int, seed: int) -> list[UsageEvent]:
+    """``n`` events spread over the ten days from ``WORK_START``: users ada, bob or none, team
+    core or none, one of ``WORK_MODELS``, a (task, session) pair from ``work``, 5 % upstream
+    errors and 5 % unpriced, the same for the same ``seed`` (the rollup tests' traffic)."""
+    rng = random.Random(seed)
+    events = []
+    for _ in range(n):
+        at = WORK_START + timedelta(minutes=rng.randrange(10 * 24 * 60), seconds=rng.random() * 59)
+        task, session = rng.choice(work)
+        events.append(
+            make_event(
+                started_at=at,
+                user=rng.choice(("ada", "bob", None)),
+                team=rng.choice(("core", None)),
+                model=rng.choice(WORK_MODELS),
+                task=task,
+                session=session,
+                status=Status.UPSTREAM_ERROR if rng.random() < 0.05 else Status.OK,
+                priced=rng.random() > 0.05,
+            )
+        )
+    return events

@@ -7,7 +7,6 @@ re-attribution keep it right too (``test_reprice``, ``test_reattribute``)."""
 from __future__ import annotations
 
 import asyncio
-import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,36 +22,18 @@ from proxy.store.rollup import purge_raw_before, rebuild_rollups
 from proxy.store.rows import Row, event_to_row
 from proxy.store.tables import session_daily, usage_events
 from proxy.store.writes import write_batch
-from proxy.usage import Status, UsageEvent
+from proxy.usage import UsageEvent
 from tests.dbfixtures import session_rollup, session_rollup_from_events
-from tests.factories import make_event
+from tests.factories import WORK_MODELS, WORK_START, work_events
 
-T0 = datetime(2026, 10, 25, tzinfo=UTC)  # ten days over a month's end
-USERS = ("ada", "bob", None)
-MODELS = ("claude-sonnet-4-5", "claude-opus-4-5")
+T0 = WORK_START
+MODELS = WORK_MODELS
 # (task, session): a header's task; the session as its task (no header); no task; no session.
 WORK = (("T-1", "s-1"), ("T-2", "s-2"), ("s-2", "s-2"), ("s-3", "s-3"), (None, "s-4"), (None, None))
 
 
 def _events(n: int = 300, seed: int = 5) -> list[UsageEvent]:
-    rng = random.Random(seed)
-    events = []
-    for _ in range(n):
-        at = T0 + timedelta(minutes=rng.randrange(10 * 24 * 60), seconds=rng.random() * 59)
-        task, session = rng.choice(WORK)
-        events.append(
-            make_event(
-                started_at=at,
-                user=rng.choice(USERS),
-                team=rng.choice(("core", None)),
-                model=rng.choice(MODELS),
-                task=task,
-                session=session,
-                status=Status.UPSTREAM_ERROR if rng.random() < 0.05 else Status.OK,
-                priced=rng.random() > 0.05,
-            )
-        )
-    return events
+    return work_events(WORK, n, seed)
 
 
 def _rows(events: list[UsageEvent]) -> list[Row]:
