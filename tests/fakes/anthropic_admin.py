@@ -11,12 +11,12 @@ key get Anthropic's 401 error body. Every request is kept in ``requests``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
-from urllib.parse import parse_qs
+
+from tests.fakes.asgi import lifespan, request_of, send_json
 
 USAGE_PATH = "/v1/organizations/usage_report/messages"
 COST_PATH = "/v1/organizations/cost_report"
@@ -121,23 +121,12 @@ class FakeAdmin:
     requests: list[tuple[str, dict[str, list[str]], dict[str, str]]] = field(default_factory=list)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+        if await lifespan(scope, receive, send):
             return
-        query = parse_qs(scope["query_string"].decode())
-        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-        self.requests.append((scope["path"], query, headers))
-        status, body = self.answer(scope["path"], query, headers)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"request-id", b"req_a")],
-            }
-        )
-        await send({"type": "http.response.body", "body": json.dumps(body).encode()})
+        path, query, headers = request_of(scope)
+        self.requests.append((path, query, headers))
+        status, body = self.answer(path, query, headers)
+        await send_json(send, status, body, [(b"request-id", b"req_a")])
 
     def answer(
         self, path: str, query: dict[str, list[str]], headers: dict[str, str]

@@ -17,6 +17,8 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
+from tests.fakes.asgi import lifespan, send_json
+
 
 def _rsa() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -52,24 +54,14 @@ class FakeIdP:
         return {"keys": published}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+        if await lifespan(scope, receive, send):
             return
         if self.down:
-            await _json(send, 503, {"error": "down"})
+            await send_json(send, 503, {"error": "down"})
         elif scope["path"] == "/.well-known/openid-configuration":
-            await _json(send, 200, {"issuer": self.url, "jwks_uri": f"{self.url}/jwks"})
+            await send_json(send, 200, {"issuer": self.url, "jwks_uri": f"{self.url}/jwks"})
         elif scope["path"] == "/jwks":
             self.jwks_requests += 1
-            await _json(send, 200, self._jwks())
+            await send_json(send, 200, self._jwks())
         else:
-            await _json(send, 404, {"error": "not found"})
-
-
-async def _json(send: Any, status: int, payload: dict[str, Any]) -> None:
-    body = json.dumps(payload).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+            await send_json(send, 404, {"error": "not found"})

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
-from urllib.parse import parse_qs
+
+from tests.fakes.asgi import lifespan, request_of, send_json
 
 USAGE_PATH = "/v1/organization/usage/completions"
 EMBEDDINGS_PATH = "/v1/organization/usage/embeddings"
@@ -130,23 +131,12 @@ class FakeOpenAIAdmin:
     requests: list[tuple[str, dict[str, list[str]], dict[str, str]]] = field(default_factory=list)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+        if await lifespan(scope, receive, send):
             return
-        query = parse_qs(scope["query_string"].decode())
-        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-        self.requests.append((scope["path"], query, headers))
-        status, body = self.answer(scope["path"], query, headers)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"x-request-id", b"req_o")],
-            }
-        )
-        await send({"type": "http.response.body", "body": page_json(body).encode()})
+        path, query, headers = request_of(scope)
+        self.requests.append((path, query, headers))
+        status, body = self.answer(path, query, headers)
+        await send_json(send, status, page_json(body), [(b"x-request-id", b"req_o")])
 
     def answer(
         self, path: str, query: dict[str, list[str]], headers: dict[str, str]
